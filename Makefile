@@ -1,0 +1,31 @@
+# Two entry points for a fresh Debian machine with only the Rust toolchain:
+#   make run   builds Skiff and runs `skiff server` on the embedded defaults
+#   make test  runs the whole test suite (unit + end-to-end with the real kubectl)
+# Both install what they need first (scripts/bootstrap.sh).
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
+export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
+export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
+
+.PHONY: run test bootstrap build guests bench
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+build: bootstrap
+	cargo build --release --bin skiff
+
+guests: bootstrap
+	bash scripts/build-guests.sh
+
+run: build guests
+	$(CARGO_TARGET_DIR)/release/skiff images import $(SKIFF_GUESTS_DIR)/hello-wasm.wasip2.wasm --name hello-wasm:latest
+	$(CARGO_TARGET_DIR)/release/skiff server
+
+test: bootstrap guests
+	bash scripts/fetch-tools.sh $(SKIFF_TOOLS_DIR)
+	cargo test --workspace --no-fail-fast
+
+bench: bootstrap guests
+	cargo build --release --bin skiff --bin skiff-bench-pods
+	$(CARGO_TARGET_DIR)/release/skiff-bench-pods --skiff $(CARGO_TARGET_DIR)/release/skiff --guest $(SKIFF_GUESTS_DIR)/test-guest.wasip1.wasm --pods 1000

@@ -1,0 +1,84 @@
+//! The object model every part shares: which resources Skiff serves (group, version, kind,
+//! scope, short names, verbs, subresources), how they are keyed in the store, and small
+//! helpers over generic (JSON) objects.
+
+pub mod logs;
+pub mod registry;
+
+pub use registry::{Registry, ResourceInfo};
+
+/// Store key of one object, shaped like etcd's keys in Kubernetes.
+pub fn object_key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if resource.namespaced => format!("/registry/{}/{}/{}", resource.plural, ns, name),
+        _ => format!("/registry/{}/{}", resource.plural, name),
+    }
+}
+
+/// Store key prefix for listing a resource, across namespaces or within one.
+pub fn list_prefix(resource: &ResourceInfo, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if resource.namespaced => format!("/registry/{}/{}/", resource.plural, ns),
+        _ => format!("/registry/{}/", resource.plural),
+    }
+}
+
+/// Validates a name as an RFC 1123 DNS subdomain (what most object names must be).
+pub fn validate_dns_subdomain(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be no more than 253 characters and not empty".into());
+    }
+    if !name.split('.').all(is_dns_label) {
+        return Err(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
+             '-' or '.', and must start and end with an alphanumeric character (e.g. \
+             'example.com', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Validates a name as an RFC 1123 DNS label (namespaces, container names).
+pub fn validate_dns_label(name: &str) -> Result<(), String> {
+    if name.len() <= 63 && is_dns_label(name) {
+        Ok(())
+    } else {
+        Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \
+             '-', and must start and end with an alphanumeric character (e.g. 'my-name', or \
+             '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            .into())
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_dns_subdomain_should_accept_dots_and_reject_uppercase() {
+        assert!(validate_dns_subdomain("web-1.example").is_ok());
+        assert!(validate_dns_subdomain("Web").is_err());
+        assert!(validate_dns_subdomain("-web").is_err());
+        assert!(validate_dns_subdomain("").is_err());
+    }
+
+    #[test]
+    fn object_key_should_follow_etcd_layout() {
+        let reg = Registry::builtin();
+        let pods = reg.by_plural("", "pods").unwrap();
+        assert_eq!(object_key(pods, Some("default"), "web"), "/registry/pods/default/web");
+        let nodes = reg.by_plural("", "nodes").unwrap();
+        assert_eq!(object_key(nodes, Some("default"), "n1"), "/registry/nodes/n1");
+    }
+}

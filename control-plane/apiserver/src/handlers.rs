@@ -1,0 +1,857 @@
+//! Resource requests: URL parsing, CRUD, list, patch, delete and subresources over the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use skiff_api::{ResourceInfo, list_prefix, object_key};
+use skiff_store::{KeyValue, StoreError};
+
+use crate::errors::ApiError;
+use crate::objects::{self, name_of, now_rfc3339, resource_version_of};
+use crate::patch::{PatchType, apply_patch};
+use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
+use crate::{State, table, typed, watch};
+
+/// A parsed resource URL.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub resource: ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    pub fn key(&self) -> Option<String> {
+        self.name.as_deref().map(|n| object_key(&self.resource, self.namespace.as_deref(), n))
+    }
+}
+
+/// Parse the segments after `/api/v1` or `/apis/{group}/{version}`.
+pub fn parse_target(
+    state: &State,
+    group: &str,
+    version: &str,
+    segs: &[&str],
+) -> Result<Target, ApiError> {
+    let lookup = |plural: &str| {
+        state
+            .registry
+            .by_plural(group, plural)
+            .filter(|r| r.version == version)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(404, "NotFound", "the server could not find the requested resource")
+            })
+    };
+    let t = |resource: ResourceInfo,
+             namespace: Option<&str>,
+             name: Option<&str>,
+             sub: Option<&str>| Target {
+        resource,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        subresource: sub.map(str::to_string),
+    };
+    let namespaced_plural = |p: &str| {
+        state.registry.by_plural(group, p).is_some_and(|r| r.namespaced && r.version == version)
+    };
+    let target = match segs {
+        [res] => t(lookup(res)?, None, None, None),
+        ["namespaces", ns, res] if namespaced_plural(res) => t(lookup(res)?, Some(ns), None, None),
+        ["namespaces", ns, res, name] => t(lookup(res)?, Some(ns), Some(name), None),
+        ["namespaces", ns, res, name, sub] => t(lookup(res)?, Some(ns), Some(name), Some(sub)),
+        [res, name] => t(lookup(res)?, None, Some(name), None),
+        [res, name, sub] => t(lookup(res)?, None, Some(name), Some(sub)),
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
+        }
+    };
+    if target.name.is_some() && target.resource.namespaced && target.namespace.is_none() {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
+    if let Some(sub) = &target.subresource {
+        if !target.resource.subresources.contains(&sub.as_str()) {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
+        }
+    }
+    if let Some(name) = &target.name {
+        if name.is_empty() || name.contains('/') {
+            return Err(ApiError::bad_request("resource name may not be empty or contain '/'"));
+        }
+    }
+    Ok(target)
+}
+
+/// Decode a stored value and stamp its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    }
+    Ok(obj)
+}
+
+/// Encode an object for the store: resourceVersion is the store's, never persisted.
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&o).unwrap_or_default()
+}
+
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Parse a request body as JSON or YAML by its content type.
+pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or("").trim();
+    match base {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+fn query_bool(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn is_dry_run(q: &HashMap<String, String>) -> bool {
+    q.get("dryRun").is_some_and(|v| v == "All")
+}
+
+/// Response headers carrying field-validation warnings.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        if let Ok(v) = text.parse() {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// Check the object against its typed schema per `fieldValidation` (Strict | Warn | Ignore).
+fn field_validation(
+    res: &ResourceInfo,
+    obj: &Value,
+    q: &HashMap<String, String>,
+) -> Result<Vec<String>, ApiError> {
+    let mode = q.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
+    let unknown = typed::check(res.kind, obj)?;
+    if unknown.is_empty() || mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    if mode == "Strict" {
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", "))));
+    }
+    Ok(msgs)
+}
+
+async fn ensure_namespace(state: &State, ns: &str) -> Result<(), ApiError> {
+    let key = format!("/registry/namespaces/{ns}");
+    match state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "namespaces", ns))? {
+        None => Err(ApiError::not_found("namespaces", ns)),
+        Some(kv) => {
+            let obj = decode(&kv)?;
+            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn create(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    if target.subresource.as_deref() == Some("binding") {
+        return bind(state, target, headers, body).await;
+    }
+    if target.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "POST is not supported on a single {}",
+            res.singular
+        )));
+    }
+    let mut obj = parse_body(headers, body)?;
+    objects::check_type(&mut obj, res)?;
+    let warnings = field_validation(res, &obj, q)?;
+    objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
+    let name = name_of(&obj).to_string();
+    if res.namespaced {
+        ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
+    }
+    let key = object_key(res, objects::namespace_of(&obj), &name);
+    if is_dry_run(q) {
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+    }
+    let kv = state
+        .store
+        .create(&key, encode(&obj))
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+    Ok(with_warnings(json_response(StatusCode::CREATED, &decode(&kv)?), &warnings))
+}
+
+pub async fn get(state: &Arc<State>, target: &Target) -> Result<Value, ApiError> {
+    let res = &target.resource;
+    let name = target.name.as_deref().unwrap_or("");
+    let key = target.key().unwrap_or_default();
+    let kv = state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, name))?;
+    match kv {
+        Some(kv) => decode(&kv),
+        None => Err(ApiError::not_found(res.plural, name)),
+    }
+}
+
+pub fn selectors(
+    res: &ResourceInfo,
+    q: &HashMap<String, String>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        supported_fields(res.kind),
+    )
+    .map_err(ApiError::bad_request)?;
+    Ok((labels, fields))
+}
+
+pub async fn list(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let (labels, fields) = selectors(res, q)?;
+    let prefix = list_prefix(res, target.namespace.as_deref());
+    let listed =
+        state.store.list(&prefix).await.map_err(|e| ApiError::from_store(e, res.plural, ""))?;
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let start_after = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => Some(decode_continue(token)?),
+        None => None,
+    };
+    let mut items = Vec::new();
+    let mut next = None;
+    for kv in &listed.items {
+        if start_after.as_deref().is_some_and(|s| kv.key.as_str() <= s) {
+            continue;
+        }
+        let obj = decode(kv)?;
+        if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
+            continue;
+        }
+        if limit.is_some_and(|l| items.len() >= l) {
+            next = Some(encode_continue(&last_key(&items, res)));
+            break;
+        }
+        items.push(obj);
+    }
+    let rv = listed.revision.to_string();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if table::wants_table(accept) {
+        let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::to_table(res.kind, &items, &rv, next.as_deref(), include),
+        ));
+    }
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(c) = next {
+        meta["continue"] = json!(c);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": meta, "items": items}),
+    ))
+}
+
+fn last_key(items: &[Value], res: &ResourceInfo) -> String {
+    items.last().map(|o| object_key(res, objects::namespace_of(o), name_of(o))).unwrap_or_default()
+}
+
+fn encode_continue(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"v": 1, "start": key}).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<String, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("start").and_then(Value::as_str).map(str::to_string))
+        .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+}
+
+/// Write `obj` as the new state of an object read at `prev`; deletes it instead when the
+/// update finishes a deletion (deletionTimestamp set, no finalizers left, no grace pending).
+async fn write(
+    state: &State,
+    res: &ResourceInfo,
+    key: &str,
+    prev: &KeyValue,
+    obj: &Value,
+) -> Result<Value, ApiError> {
+    let name = name_of(obj).to_string();
+    let finishing = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+        && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
+            == 0;
+    if finishing {
+        let kv = state
+            .store
+            .delete(key, Some(prev.mod_revision))
+            .await
+            .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let mut gone = obj.clone();
+        if let Some(m) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        }
+        return Ok(gone);
+    }
+    // Kubernetes does not write (or bump resourceVersion) when nothing changed.
+    let bytes = encode(obj);
+    let unchanged = serde_json::from_slice::<Value>(&bytes).ok()
+        == serde_json::from_slice::<Value>(&prev.value).ok();
+    if unchanged {
+        return decode(prev);
+    }
+    let kv = state
+        .store
+        .update(key, bytes, Some(prev.mod_revision))
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+    decode(&kv)
+}
+
+const MAX_RETRIES: usize = 16;
+
+pub async fn update(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let incoming = parse_body(headers, body)?;
+    let warnings = field_validation(res, &incoming, q)?;
+    let wanted_rv = resource_version_of(&incoming).map(str::to_string);
+    for _ in 0..MAX_RETRIES {
+        let prev =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let Some(prev) = prev else {
+            return Err(ApiError::not_found(res.plural, &name));
+        };
+        if let Some(rv) = &wanted_rv {
+            if *rv != prev.mod_revision.to_string() {
+                return Err(ApiError::from_store(
+                    StoreError::Conflict { key, expected: 0, current: prev.mod_revision },
+                    res.plural,
+                    &name,
+                ));
+            }
+        }
+        let old = decode(&prev)?;
+        let mut new = incoming.clone();
+        objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        if is_dry_run(q) {
+            return Ok(json_response(StatusCode::OK, &new));
+        }
+        match write(state, res, &key, &prev, &new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        }
+    }
+    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+pub async fn patch(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let patch_type =
+        PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    for _ in 0..MAX_RETRIES {
+        let prev =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let Some(prev) = prev else {
+            return Err(ApiError::not_found(res.plural, &name));
+        };
+        let old = decode(&prev)?;
+        let mut new = old.clone();
+        apply_patch(&mut new, patch_type, body)?;
+        // A patch that names a resourceVersion is a precondition.
+        if let Some(rv) = resource_version_of(&new) {
+            if rv != prev.mod_revision.to_string() {
+                return Err(ApiError::conflict(
+                    res.plural,
+                    &name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+        }
+        let warnings = field_validation(res, &new, q)?;
+        objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        if is_dry_run(q) {
+            return Ok(json_response(StatusCode::OK, &new));
+        }
+        match write(state, res, &key, &prev, &new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        }
+    }
+    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// `DeleteOptions` from the body and/or the query.
+struct DeleteOptions {
+    grace: Option<i64>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(
+    body: &[u8],
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<DeleteOptions, ApiError> {
+    let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_body(headers, body)?
+    };
+    let grace = b
+        .get("gracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+    let dry_run = is_dry_run(q)
+        || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace,
+        uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        resource_version: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run,
+    })
+}
+
+pub async fn delete(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let opts = delete_options(body, headers, q)?;
+    for _ in 0..MAX_RETRIES {
+        let prev =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let Some(prev) = prev else {
+            return Err(ApiError::not_found(res.plural, &name));
+        };
+        let mut obj = decode(&prev)?;
+        if let Some(uid) = &opts.uid {
+            if obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+                return Err(ApiError::conflict(
+                    res.plural,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &opts.resource_version {
+            if *rv != prev.mod_revision.to_string() {
+                return Err(ApiError::conflict(
+                    res.plural,
+                    &name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        prev.mod_revision
+                    ),
+                ));
+            }
+        }
+        let grace = graceful_period(res, &obj, opts.grace);
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+            || (res.kind == "Namespace"
+                && obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty()));
+        if grace > 0 || has_finalizers {
+            let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            let current_grace =
+                obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            if already && current_grace.is_none_or(|g| g <= grace) {
+                return Ok(json_response(StatusCode::ACCEPTED, &obj));
+            }
+            let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+            let m = obj
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| ApiError::internal("object without metadata"))?;
+            if !already || current_grace.is_some_and(|g| g > grace) {
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                );
+            }
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if res.kind == "Namespace" {
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            if opts.dry_run {
+                return Ok(json_response(StatusCode::ACCEPTED, &obj));
+            }
+            match state.store.update(&key, encode(&obj), Some(prev.mod_revision)).await {
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
+                Ok(kv) => {
+                    let obj = decode(&kv)?;
+                    if grace == 0 && !has_finalizers {
+                        continue;
+                    }
+                    return Ok(json_response(StatusCode::ACCEPTED, &obj));
+                }
+            }
+        }
+        if opts.dry_run {
+            return Ok(json_response(StatusCode::OK, &obj));
+        }
+        match state.store.delete(&key, Some(prev.mod_revision)).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
+            Ok(kv) => {
+                if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                }
+                return Ok(json_response(StatusCode::OK, &obj));
+            }
+        }
+    }
+    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// Grace period for deleting `obj`: only scheduled, non-terminal pods are deleted gracefully.
+fn graceful_period(res: &ResourceInfo, obj: &Value, requested: Option<i64>) -> i64 {
+    if res.kind != "Pod" {
+        return 0;
+    }
+    let scheduled =
+        obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let terminal = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || terminal {
+        return 0;
+    }
+    requested
+        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30)
+        .max(0)
+}
+
+/// `POST pods/{name}/binding`: assign a pending pod to a node, once.
+async fn bind(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let binding = parse_body(headers, body)?;
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "Binding",
+            &name,
+            vec![("target.name".into(), "Required value".into())],
+        ));
+    }
+    for _ in 0..MAX_RETRIES {
+        let prev =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "pods", &name))?;
+        let Some(prev) = prev else { return Err(ApiError::not_found("pods", &name)) };
+        let mut pod = decode(&prev)?;
+        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
+            if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+                return Err(ApiError::conflict(
+                    "pods",
+                    &name,
+                    "the pod's UID does not match the binding",
+                ));
+            }
+        }
+        if let Some(current) =
+            pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                "pods",
+                &name,
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
+        }
+        if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::conflict(
+                "pods",
+                &name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        set_condition(&mut pod, "PodScheduled", "True", None, None);
+        match state.store.update(&key, encode(&pod), Some(prev.mod_revision)).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, "pods", &name)),
+            Ok(_) => {
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ));
+            }
+        }
+    }
+    Err(ApiError::conflict("pods", &name, "too many concurrent writers; try again"))
+}
+
+/// Set (or replace) a pod condition, keeping lastTransitionTime when the status is unchanged.
+pub fn set_condition(
+    pod: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let conds =
+        pod["status"].as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+    let Some(Value::Array(conds)) = conds else { return };
+    let mut c = json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    if let Some(m) = message {
+        c["message"] = json!(m);
+    }
+    match conds.iter_mut().find(|x| x.get("type").and_then(Value::as_str) == Some(ty)) {
+        Some(existing) => {
+            if existing.get("status").and_then(Value::as_str) == Some(status) {
+                c["lastTransitionTime"] =
+                    existing.get("lastTransitionTime").cloned().unwrap_or(Value::Null);
+            }
+            *existing = c;
+        }
+        None => conds.push(c),
+    }
+}
+
+/// `GET pods/{name}/log`.
+pub async fn pod_log(
+    state: &Arc<State>,
+    target: &Target,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let pod = get(state, target).await?;
+    let name = name_of(&pod).to_string();
+    let containers: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let main: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let container = match q.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if containers.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")));
+        }
+        None => match pod
+            .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+            .and_then(Value::as_str)
+        {
+            Some(d) if containers.iter().any(|c| c == d) => d.to_string(),
+            _ if main.len() == 1 => main[0].to_string(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    main.join(" ")
+                )));
+            }
+        },
+    };
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
+    let statuses = ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .filter_map(|l| pod.pointer(&format!("/status/{l}")).and_then(Value::as_array))
+        .flatten()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(&container))
+        .cloned();
+    let previous = query_bool(q, "previous");
+    let waiting = statuses.as_ref().and_then(|s| s.pointer("/state/waiting"));
+    let ran_before =
+        statuses.as_ref().is_some_and(|s| s.pointer("/lastState/terminated").is_some());
+    if node.is_empty() || statuses.is_none() || (waiting.is_some() && !ran_before && !previous) {
+        let reason = waiting
+            .and_then(|w| w.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or("ContainerCreating");
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    let source = state
+        .log_sources
+        .read()
+        .map_err(|_| ApiError::internal("log source registry poisoned"))?
+        .get(&node)
+        .cloned();
+    let Some(source) = source else {
+        return Err(ApiError::internal(format!(
+            "node {node:?} has no log endpoint registered with this api server"
+        )));
+    };
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let request = skiff_api::logs::LogRequest {
+        namespace: target.namespace.clone().unwrap_or_default(),
+        pod: name.clone(),
+        pod_uid: pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string(),
+        container,
+        follow: query_bool(q, "follow"),
+        previous,
+        timestamps: query_bool(q, "timestamps"),
+        tail_lines: num("tailLines"),
+        since_seconds: num("sinceSeconds"),
+        since_time: q.get("sinceTime").cloned(),
+        limit_bytes: num("limitBytes"),
+    };
+    let stream = source.logs(request).await.map_err(|e| match e {
+        skiff_api::logs::LogError::NotFound(m) => ApiError::new(404, "NotFound", m),
+        skiff_api::logs::LogError::BadRequest(m) => ApiError::bad_request(m),
+        skiff_api::logs::LogError::Internal(m) => ApiError::internal(m),
+    })?;
+    let body = Body::from_stream(futures::StreamExt::map(stream, |r| r.map(Bytes::from)));
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
+}
+
+/// Route one resource request by method and target.
+pub async fn dispatch(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let sub = target.subresource.as_deref();
+    match (method.as_str(), target.name.is_some(), sub) {
+        ("GET", false, _) if query_bool(q, "watch") => {
+            watch::watch(state, target, headers, q).await
+        }
+        ("GET", false, _) => list(state, target, headers, q).await,
+        ("GET", true, Some("log")) => pod_log(state, target, q).await,
+        ("GET", true, _) => {
+            let obj = get(state, target).await?;
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if table::wants_table(accept) {
+                let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+                let rv = resource_version_of(&obj).unwrap_or("").to_string();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::to_table(target.resource.kind, &[obj], &rv, None, include),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        ("POST", _, _) => create(state, target, headers, body, q).await,
+        ("PUT", true, Some("status") | None) => update(state, target, headers, body, q).await,
+        ("PATCH", true, Some("status") | None) => patch(state, target, headers, body, q).await,
+        ("DELETE", true, None) => delete(state, target, headers, body, q).await,
+        (m, _, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
+    }
+}

@@ -1,0 +1,401 @@
+//! The Kubernetes API server: routing, authentication, codecs, discovery, OpenAPI, CRUD, patch,
+//! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
+//! sockets) to the components that run beside it.
+
+pub mod discovery;
+pub mod errors;
+pub mod handlers;
+pub mod metrics;
+pub mod objects;
+pub mod patch;
+pub mod pki;
+pub mod selectors;
+pub mod table;
+pub mod typed;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use skiff_api::Registry;
+use skiff_api::logs::PodLogSource;
+use skiff_store::Store;
+use tower::ServiceExt;
+
+use crate::errors::ApiError;
+use crate::handlers::json_response;
+use crate::metrics::{DurationLabels, Metrics, RequestLabels};
+
+/// Shared state of one api server.
+pub struct State {
+    pub store: Arc<dyn Store>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    admin_token: String,
+    /// `pods/log` endpoints of nodes, by node name.
+    pub log_sources: RwLock<HashMap<String, Arc<dyn PodLogSource>>>,
+    server_address: String,
+}
+
+/// Marks a request that came through the in-process transport (never set from the network).
+#[derive(Clone, Copy, Debug)]
+pub struct InProcess;
+
+#[derive(Clone)]
+pub struct ApiServer {
+    state: Arc<State>,
+    router: Router,
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>, admin_token: String, server_address: String) -> Self {
+        let state = Arc::new(State {
+            store,
+            registry: Registry::builtin(),
+            metrics: Metrics::new(),
+            admin_token,
+            log_sources: RwLock::new(HashMap::new()),
+            server_address,
+        });
+        let s = state.clone();
+        let router = Router::new().fallback(move |req: Request| {
+            let s = s.clone();
+            async move { serve_request(s, req).await }
+        });
+        ApiServer { state, router }
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Register the node `name`'s log endpoint (used by `pods/log`).
+    pub fn register_log_source(&self, node: &str, source: Arc<dyn PodLogSource>) {
+        if let Ok(mut m) = self.state.log_sources.write() {
+            m.insert(node.to_string(), source);
+        }
+    }
+
+    /// A kube client that reaches this api server in-process: same router, no sockets.
+    pub fn client(&self) -> kube::Client {
+        let router = self.router.clone();
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let router = router.clone();
+            async move {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(InProcess);
+                let req = http::Request::from_parts(parts, Body::new(body));
+                router.oneshot(req).await
+            }
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    /// Create what a fresh cluster must have: the `default`, `kube-system`, `kube-public` and
+    /// `kube-node-lease` namespaces and the `wasmtime` RuntimeClass. Idempotent.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        let reg = &self.state.registry;
+        let mut wanted: Vec<(&str, Value)> =
+            ["default", "kube-system", "kube-public", "kube-node-lease"]
+                .iter()
+                .map(|ns| {
+                    (
+                        "namespaces",
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    )
+                })
+                .collect();
+        wanted.push((
+            "runtimeclasses",
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "wasmtime"}, "handler": "wasmtime"}),
+        ));
+        for (plural, mut obj) in wanted {
+            let group = if plural == "runtimeclasses" { "node.k8s.io" } else { "" };
+            let Some(res) = reg.by_plural(group, plural) else { continue };
+            let key = skiff_api::object_key(res, None, objects::name_of(&obj));
+            if self
+                .state
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, plural, ""))?
+                .is_some()
+            {
+                continue;
+            }
+            objects::prepare_create(&mut obj, res, None)?;
+            match self.state.store.create(&key, serde_json::to_vec(&obj).unwrap_or_default()).await
+            {
+                Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(ApiError::from_store(e, plural, "")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Serve HTTPS on `listener` until the process ends.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let router = self.router.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let stream = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        return;
+                    }
+                };
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let router = router.clone();
+                        async move { router.oneshot(req.map(Body::new)).await }
+                    });
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                if let Err(e) =
+                    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await
+                {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+            });
+        }
+    }
+}
+
+fn authenticated(state: &State, req: &Request) -> bool {
+    if req.extensions().get::<InProcess>().is_some() {
+        return true;
+    }
+    let Some(auth) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(token) = auth.strip_prefix("Bearer ") else { return false };
+    // Constant-time comparison: the token is a secret.
+    let (a, b) = (token.trim().as_bytes(), state.admin_token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a request is, for metrics.
+#[derive(Default)]
+struct RequestInfo {
+    verb: String,
+    group: String,
+    version: String,
+    resource: String,
+    subresource: String,
+    scope: String,
+}
+
+async fn serve_request(state: Arc<State>, req: Request) -> Response {
+    let started = Instant::now();
+    let mut info = RequestInfo { verb: req.method().to_string(), ..Default::default() };
+    let resp = if !authenticated(&state, &req) {
+        ApiError::unauthorized().into_response()
+    } else {
+        match route(&state, req, &mut info).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    };
+    if !info.resource.is_empty() {
+        let d = DurationLabels {
+            verb: info.verb.clone(),
+            group: info.group.clone(),
+            version: info.version.clone(),
+            resource: info.resource.clone(),
+            subresource: info.subresource.clone(),
+            scope: info.scope.clone(),
+        };
+        if info.verb != "WATCH" {
+            state.metrics.durations.get_or_create(&d).observe(started.elapsed().as_secs_f64());
+        }
+        state
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                verb: d.verb,
+                group: d.group,
+                version: d.version,
+                resource: d.resource,
+                subresource: d.subresource,
+                scope: d.scope,
+                code: resp.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    resp
+}
+
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+async fn route(
+    state: &Arc<State>,
+    req: Request,
+    info: &mut RequestInfo,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let q: HashMap<String, String> = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let accept =
+        parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let reg = &state.registry;
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let get_only = |r: Response| -> Result<Response, ApiError> {
+        if parts.method == http::Method::GET {
+            Ok(r)
+        } else {
+            Err(ApiError::method_not_allowed("only GET is allowed here"))
+        }
+    };
+    let discovery_response = |v: Value, aggregated: bool| {
+        let mut r = json_response(StatusCode::OK, &v);
+        if aggregated {
+            if let Ok(ct) = discovery::AGGREGATED_CONTENT_TYPE.parse() {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+        }
+        r
+    };
+    let not_found =
+        || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    match segs.as_slice() {
+        [] => get_only(json_response(
+            StatusCode::OK,
+            &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/metrics", "/openapi/v3", "/readyz", "/version"]}),
+        )),
+        ["version"] => get_only(json_response(StatusCode::OK, &discovery::version())),
+        ["healthz"] | ["livez"] | ["readyz"] => get_only((StatusCode::OK, "ok").into_response()),
+        ["metrics"] => get_only(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                state.metrics.encode(),
+            )
+                .into_response(),
+        ),
+        ["api"] => {
+            if discovery::wants_aggregated(&accept) {
+                get_only(discovery_response(discovery::aggregated(reg, true), true))
+            } else {
+                get_only(json_response(
+                    StatusCode::OK,
+                    &discovery::api_versions(&state.server_address),
+                ))
+            }
+        }
+        ["apis"] => {
+            if discovery::wants_aggregated(&accept) {
+                get_only(discovery_response(discovery::aggregated(reg, false), true))
+            } else {
+                get_only(json_response(StatusCode::OK, &discovery::api_group_list(reg)))
+            }
+        }
+        ["api", "v1"] => get_only(json_response(
+            StatusCode::OK,
+            &discovery::api_resource_list(reg, "", "v1").ok_or_else(not_found)?,
+        )),
+        ["apis", group] => get_only(json_response(
+            StatusCode::OK,
+            &discovery::api_group(reg, group).ok_or_else(not_found)?,
+        )),
+        ["apis", group, version] => get_only(json_response(
+            StatusCode::OK,
+            &discovery::api_resource_list(reg, group, version).ok_or_else(not_found)?,
+        )),
+        ["openapi", "v3"] => {
+            get_only(json_response(StatusCode::OK, &discovery::openapi_v3_root(reg)))
+        }
+        ["openapi", "v3", "api", version] => get_only(json_response(
+            StatusCode::OK,
+            &discovery::openapi_v3_group_version(reg, "", version).ok_or_else(not_found)?,
+        )),
+        ["openapi", "v3", "apis", group, version] => get_only(json_response(
+            StatusCode::OK,
+            &discovery::openapi_v3_group_version(reg, group, version).ok_or_else(not_found)?,
+        )),
+        ["api", version, rest @ ..] => {
+            resource_request(state, parts, body, "", version, rest, &q, info).await
+        }
+        ["apis", group, version, rest @ ..] => {
+            resource_request(state, parts, body, group, version, rest, &q, info).await
+        }
+        _ => Err(not_found()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request(
+    state: &Arc<State>,
+    parts: http::request::Parts,
+    body: Body,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    q: &HashMap<String, String>,
+    info: &mut RequestInfo,
+) -> Result<Response, ApiError> {
+    let target = handlers::parse_target(state, group, version, rest)?;
+    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    info.verb = match (parts.method.as_str(), target.name.is_some()) {
+        ("GET", false) if watching => "WATCH",
+        ("GET", false) => "LIST",
+        (m, _) => m,
+    }
+    .to_string();
+    info.group = group.to_string();
+    info.version = version.to_string();
+    info.resource = target.resource.plural.to_string();
+    info.subresource = target.subresource.clone().unwrap_or_default();
+    info.scope = match (&target.name, &target.namespace) {
+        (Some(_), _) => "resource",
+        (None, Some(_)) => "namespace",
+        (None, None) => "cluster",
+    }
+    .to_string();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("request body too large or unreadable: {e}"),
+        )
+    })?;
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        return Err(ApiError::unsupported_media_type(ct));
+    }
+    handlers::dispatch(state, &parts.method, &target, &parts.headers, &bytes, q).await
+}
+
+/// The address the API is reachable at, for discovery's `serverAddressByClientCIDRs`.
+pub fn server_address(addr: SocketAddr) -> String {
+    addr.to_string()
+}

@@ -1,0 +1,500 @@
+//! Per-kind semantics of generic (JSON) objects: metadata on create and update, defaulting,
+//! validation, and what an update of the main resource vs the status subresource may change.
+
+use chrono::{SecondsFormat, Utc};
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use skiff_api::{ResourceInfo, validate_dns_label, validate_dns_subdomain};
+
+use crate::errors::ApiError;
+
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Kubernetes' `generateName` suffix alphabet (no vowels, no confusable digits).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+pub fn name_of(obj: &Value) -> &str {
+    meta(obj).and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn namespace_of(obj: &Value) -> Option<&str> {
+    meta(obj).and_then(|m| m.get("namespace")).and_then(Value::as_str)
+}
+
+pub fn resource_version_of(obj: &Value) -> Option<&str> {
+    meta(obj)
+        .and_then(|m| m.get("resourceVersion"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+/// Check `apiVersion`/`kind` of a request body against the resource of the URL.
+pub fn check_type(obj: &mut Value, res: &ResourceInfo) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+    }
+    let api_version = res.api_version();
+    match obj.get("kind").and_then(Value::as_str) {
+        None | Some("") => obj["kind"] = json!(res.kind),
+        Some(k) if k == res.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the provided object ({k}) does not match the resource of the request ({}, kind {})",
+                res.plural, res.kind
+            )));
+        }
+    }
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => obj["apiVersion"] = json!(api_version),
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Fill in server-owned metadata of a new object and run defaulting + validation.
+pub fn prepare_create(
+    obj: &mut Value,
+    res: &ResourceInfo,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    check_type(obj, res)?;
+    let m = meta_mut(obj);
+    if res.namespaced {
+        let ns = namespace.unwrap_or("default");
+        match m.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                m.insert("namespace".into(), json!(ns));
+            }
+            Some(body_ns) if body_ns == ns => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+    } else {
+        m.remove("namespace");
+    }
+    let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    if name.is_empty() {
+        match m.get("generateName").and_then(Value::as_str) {
+            Some(prefix) if !prefix.is_empty() => {
+                let generated = format!("{prefix}{}", random_suffix());
+                m.insert("name".into(), json!(generated));
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    res.kind,
+                    "",
+                    vec![(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                    )],
+                ));
+            }
+        }
+    }
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    m.remove("resourceVersion");
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    if res.has_spec || res.kind == "Pod" {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
+    default_object(obj, res);
+    validate(obj, res)
+}
+
+/// Merge an incoming update with the stored object: server-owned metadata is kept, and only
+/// the part the endpoint owns (spec+metadata, or status for `/status`) is taken from `new`.
+pub fn prepare_update(
+    new: &mut Value,
+    old: &Value,
+    res: &ResourceInfo,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
+    check_type(new, res)?;
+    if name_of(new) != name_of(old) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            name_of(new),
+            name_of(old)
+        )));
+    }
+    if subresource == Some("status") {
+        let status = new.get("status").cloned();
+        *new = old.clone();
+        match status {
+            Some(s) => new["status"] = s,
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        return validate(new, res);
+    }
+    if res.subresources.contains(&"status") {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    let old_meta = meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(new);
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(key) {
+            Some(v) => m.insert(key.into(), v.clone()),
+            None => m.remove(key),
+        };
+    }
+    if res.kind == "Pod" {
+        validate_pod_update(new, old)?;
+    }
+    default_object(new, res);
+    if (res.has_spec || res.kind == "Pod") && new.get("spec") != old.get("spec") {
+        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        meta_mut(new).insert("generation".into(), json!(generation));
+    }
+    validate(new, res)
+}
+
+/// Kubernetes lets a pod's spec change only in a few fields once created.
+fn validate_pod_update(new: &Value, old: &Value) -> Result<(), ApiError> {
+    let strip = |v: &Value| {
+        let mut spec = v.get("spec").cloned().unwrap_or(json!({}));
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = spec.get_mut(list) {
+                for c in cs {
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("image");
+                    }
+                }
+            }
+        }
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("activeDeadlineSeconds");
+            o.remove("tolerations");
+            o.remove("terminationGracePeriodSeconds");
+        }
+        spec
+    };
+    // A pod's nodeName may only be set once, through the binding subresource.
+    let old_node = old.pointer("/spec/nodeName");
+    let new_node = new.pointer("/spec/nodeName");
+    if old_node != new_node && !(old_node.is_none() && new_node.is_none()) {
+        return Err(ApiError::invalid(
+            "Pod",
+            name_of(new),
+            vec![("spec.nodeName".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`".into())],
+        ));
+    }
+    let mut new_spec = strip(new);
+    let mut old_spec = strip(old);
+    for s in [&mut new_spec, &mut old_spec] {
+        if let Some(o) = s.as_object_mut() {
+            o.remove("nodeName");
+        }
+    }
+    let mut defaulted = json!({"spec": new_spec});
+    default_pod(&mut defaulted);
+    let mut old_defaulted = json!({"spec": old_spec});
+    default_pod(&mut old_defaulted);
+    if defaulted["spec"] != old_defaulted["spec"] {
+        return Err(ApiError::invalid(
+            "Pod",
+            name_of(new),
+            vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`".into())],
+        ));
+    }
+    Ok(())
+}
+
+fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj.insert(key.into(), value);
+    }
+}
+
+fn default_object(obj: &mut Value, res: &ResourceInfo) {
+    match res.kind {
+        "Pod" => default_pod(obj),
+        "Namespace" => {
+            if let Some(o) = obj.as_object_mut() {
+                let spec = o.entry("spec").or_insert_with(|| json!({}));
+                if let Some(spec) = spec.as_object_mut() {
+                    set_default(spec, "finalizers", json!(["kubernetes"]));
+                }
+                let status = o.entry("status").or_insert_with(|| json!({}));
+                if let Some(status) = status.as_object_mut() {
+                    set_default(status, "phase", json!("Active"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether an image reference means "latest" (no tag and no digest, or `:latest`).
+fn is_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+pub fn default_pod(obj: &mut Value) {
+    let Some(o) = obj.as_object_mut() else { return };
+    let spec = o.entry("spec").or_insert_with(|| json!({}));
+    if let Some(spec) = spec.as_object_mut() {
+        set_default(spec, "restartPolicy", json!("Always"));
+        set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+        set_default(spec, "schedulerName", json!("default-scheduler"));
+        set_default(spec, "terminationGracePeriodSeconds", json!(30));
+        set_default(spec, "securityContext", json!({}));
+        set_default(spec, "enableServiceLinks", json!(true));
+        set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+        set_default(spec, "priority", json!(0));
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = spec.get_mut(list) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                    set_default(c, "terminationMessagePolicy", json!("File"));
+                    set_default(c, "resources", json!({}));
+                    let policy = match c.get("image").and_then(Value::as_str) {
+                        Some(i) if !is_latest(i) => "IfNotPresent",
+                        _ => "Always",
+                    };
+                    set_default(c, "imagePullPolicy", json!(policy));
+                }
+            }
+        }
+    }
+    let qos = qos_class(o.get("spec"));
+    let status = o.entry("status").or_insert_with(|| json!({}));
+    if let Some(status) = status.as_object_mut() {
+        set_default(status, "phase", json!("Pending"));
+        set_default(status, "qosClass", json!(qos));
+    }
+}
+
+/// The pod's QoS class as Kubernetes computes it from requests and limits.
+fn qos_class(spec: Option<&Value>) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| spec.and_then(|s| s.get(*l)).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let (mut any, mut guaranteed) = (false, true);
+    for c in &containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        for r in ["cpu", "memory"] {
+            let req = requests.and_then(|m| m.get(r));
+            let lim = limits.and_then(|m| m.get(r));
+            any |= req.is_some() || lim.is_some();
+            // Requests default to limits, so a limit alone is still Guaranteed.
+            if lim.is_none() || (req.is_some() && req != lim) {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
+    let name = name_of(obj).to_string();
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let name_check = if res.kind == "Namespace" {
+        validate_dns_label(&name)
+    } else {
+        validate_dns_subdomain(&name)
+    };
+    if let Err(e) = name_check {
+        causes.push(("metadata.name".into(), format!("Invalid value: {name:?}: {e}")));
+    }
+    if let Some(labels) = obj.pointer("/metadata/labels") {
+        match labels.as_object() {
+            Some(l) if l.values().all(Value::is_string) => {}
+            _ => causes.push((
+                "metadata.labels".into(),
+                "Invalid value: labels must be a map of strings".into(),
+            )),
+        }
+    }
+    match res.kind {
+        "Pod" => validate_pod(obj, &mut causes),
+        "RuntimeClass" => match obj.get("handler").and_then(Value::as_str) {
+            Some(h) if validate_dns_label(h).is_ok() => {}
+            Some(h) => causes
+                .push(("handler".into(), format!("Invalid value: {h:?}: must be a DNS label"))),
+            None => causes.push(("handler".into(), "Required value".into())),
+        },
+        _ => {}
+    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(res.kind, &name, causes)) }
+}
+
+fn validate_pod(obj: &Value, causes: &mut Vec<(String, String)>) {
+    let Some(spec) = obj.get("spec").and_then(Value::as_object) else {
+        causes.push(("spec".into(), "Required value".into()));
+        return;
+    };
+    match spec.get("restartPolicy").and_then(Value::as_str) {
+        Some("Always" | "OnFailure" | "Never") => {}
+        other => causes.push((
+            "spec.restartPolicy".into(),
+            format!(
+                "Unsupported value: {:?}: supported values: \"Always\", \"OnFailure\", \"Never\"",
+                other.unwrap_or("")
+            ),
+        )),
+    }
+    let mut names = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let items = match spec.get(list) {
+            None if list == "initContainers" => continue,
+            None => {
+                causes.push((format!("spec.{list}"), "Required value".into()));
+                continue;
+            }
+            Some(Value::Array(a)) => a,
+            Some(_) => {
+                causes.push((format!("spec.{list}"), "Invalid value: must be a list".into()));
+                continue;
+            }
+        };
+        if list == "containers" && items.is_empty() {
+            causes.push(("spec.containers".into(), "Required value".into()));
+        }
+        for (i, c) in items.iter().enumerate() {
+            let path = format!("spec.{list}[{i}]");
+            let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
+            if cname.is_empty() {
+                causes.push((format!("{path}.name"), "Required value".into()));
+            } else if let Err(e) = validate_dns_label(cname) {
+                causes.push((format!("{path}.name"), format!("Invalid value: {cname:?}: {e}")));
+            } else if names.contains(&cname) {
+                causes.push((format!("{path}.name"), format!("Duplicate value: {cname:?}")));
+            } else {
+                names.push(cname);
+            }
+            if c.get("image").and_then(Value::as_str).unwrap_or("").trim().is_empty() {
+                causes.push((format!("{path}.image"), "Required value".into()));
+            }
+            for field in ["command", "args"] {
+                if let Some(v) = c.get(field) {
+                    if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                        causes.push((
+                            format!("{path}.{field}"),
+                            "Invalid value: must be a list of strings".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Labels of an object, for selectors.
+pub fn labels_of(obj: &Value) -> Option<&Value> {
+    obj.pointer("/metadata/labels")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::Registry;
+
+    #[test]
+    fn prepare_create_should_default_pod_and_generate_name() {
+        let reg = Registry::builtin();
+        let pods = reg.by_plural("", "pods").unwrap();
+        let mut pod = json!({"metadata": {"generateName": "web-"},
+            "spec": {"containers": [{"name": "c", "image": "hello:1",
+                "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        prepare_create(&mut pod, pods, Some("default")).unwrap();
+        assert!(name_of(&pod).starts_with("web-") && name_of(&pod).len() == 9);
+        assert_eq!(pod["kind"], "Pod");
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn prepare_create_should_report_field_paths() {
+        let reg = Registry::builtin();
+        let pods = reg.by_plural("", "pods").unwrap();
+        let mut pod =
+            json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}});
+        let err = prepare_create(&mut pod, pods, Some("default")).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(err.message.contains("metadata.name"), "{}", err.message);
+        assert!(err.message.contains("spec.containers[0].image"), "{}", err.message);
+    }
+
+    #[test]
+    fn prepare_update_should_refuse_pod_spec_changes_but_allow_image() {
+        let reg = Registry::builtin();
+        let pods = reg.by_plural("", "pods").unwrap();
+        let mut old = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "a:1"}]}});
+        prepare_create(&mut old, pods, Some("default")).unwrap();
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = json!("a:2");
+        prepare_update(&mut new, &old, pods, None).unwrap();
+        assert_eq!(new["metadata"]["generation"], 2);
+        let mut bad = old.clone();
+        bad["spec"]["restartPolicy"] = json!("Never");
+        assert_eq!(prepare_update(&mut bad, &old, pods, None).unwrap_err().code, 422);
+    }
+}

@@ -1,0 +1,195 @@
+//! The cluster's certificates and the admin credential: a CA and a serving certificate made on
+//! first start and kept under `DATA_DIR/pki`, and the kubeconfig that real kubectl uses as is.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("pki i/o error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("tls configuration failed: {0}")]
+    Tls(String),
+}
+
+/// Certificates and credentials of one cluster.
+pub struct Pki {
+    pub ca_cert_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    /// Bearer token of the cluster admin (`system:masters`).
+    pub admin_token: String,
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.into(), source })
+}
+
+/// Write a file readable by its owner only, atomically.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PkiError::Io { path: path.into(), source };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(contents).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+impl Pki {
+    /// Load the PKI from `dir`, creating whatever is missing. The serving certificate is
+    /// (re)issued when it does not cover every address in `hosts`.
+    pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, PkiError> {
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.into(), source })?;
+        let ca_cert_path = dir.join("ca.crt");
+        let ca_key_path = dir.join("ca.key");
+        if !ca_cert_path.exists() || !ca_key_path.exists() {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "skiff-ca");
+            params.distinguished_name = dn;
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+            let cert = params.self_signed(&key)?;
+            write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
+            write_private(&ca_cert_path, cert.pem().as_bytes())?;
+        }
+        let ca_cert_pem = read(&ca_cert_path)?;
+        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
+
+        let server_cert_path = dir.join("apiserver.crt");
+        let server_key_path = dir.join("apiserver.key");
+        let hosts_path = dir.join("apiserver.hosts");
+        let mut want: Vec<String> = vec![
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "::1".into(),
+            "kubernetes".into(),
+            "kubernetes.default".into(),
+            "kubernetes.default.svc".into(),
+        ];
+        for h in hosts {
+            if !want.contains(h) {
+                want.push(h.clone());
+            }
+        }
+        let covered = read(&hosts_path).map(|s| s.lines().map(str::to_string).collect::<Vec<_>>());
+        let needs_issue = !server_cert_path.exists()
+            || !server_key_path.exists()
+            || !matches!(&covered, Ok(c) if want.iter().all(|h| c.contains(h)));
+        if needs_issue {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "skiff-apiserver");
+            params.distinguished_name = dn;
+            params.subject_alt_names = want
+                .iter()
+                .map(|h| match h.parse::<IpAddr>() {
+                    Ok(ip) => Ok(SanType::IpAddress(ip)),
+                    Err(_) => h.clone().try_into().map(SanType::DnsName),
+                })
+                .collect::<Result<_, _>>()?;
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.key_usages =
+                vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+            let cert = params.signed_by(&key, &issuer)?;
+            write_private(&server_key_path, key.serialize_pem().as_bytes())?;
+            write_private(&server_cert_path, cert.pem().as_bytes())?;
+            write_private(&hosts_path, want.join("\n").as_bytes())?;
+        }
+
+        let token_path = dir.join("admin.token");
+        if !token_path.exists() {
+            let mut raw = [0u8; 32];
+            rand::rng().fill_bytes(&mut raw);
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+            write_private(&token_path, token.as_bytes())?;
+        }
+        Ok(Pki {
+            ca_cert_pem,
+            server_cert_pem: read(&server_cert_path)?,
+            server_key_pem: read(&server_key_path)?,
+            admin_token: read(&token_path)?.trim().to_string(),
+        })
+    }
+
+    /// A rustls server config serving the apiserver certificate (HTTP/2 and HTTP/1.1).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+        let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
+        let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls(&e))?;
+        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())
+            .map_err(|e| tls(&e))?
+            .ok_or_else(|| PkiError::Tls("no private key in apiserver.key".into()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(&e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| tls(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// A kubeconfig for the admin user against `server_url` (e.g. `https://127.0.0.1:6443`).
+    pub fn kubeconfig(&self, server_url: &str) -> String {
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_cert_pem.as_bytes());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: skiff-admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: skiff-admin\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
+            token = self.admin_token
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_or_create_should_be_stable_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pki::load_or_create(dir.path(), &[]).unwrap();
+        let b = Pki::load_or_create(dir.path(), &[]).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.server_cert_pem, b.server_cert_pem);
+        assert_eq!(a.admin_token, b.admin_token);
+        assert!(a.server_config().is_ok());
+        // A new host re-issues the serving cert under the same CA.
+        let c = Pki::load_or_create(dir.path(), &["10.1.2.3".into()]).unwrap();
+        assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
+        assert_ne!(a.server_cert_pem, c.server_cert_pem);
+        assert!(a.kubeconfig("https://127.0.0.1:1").contains("certificate-authority-data"));
+    }
+}

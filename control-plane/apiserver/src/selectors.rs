@@ -1,0 +1,225 @@
+//! Label and field selectors as the list and watch query parameters carry them.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed `labelSelector`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelSelector(Vec<Requirement>);
+
+impl LabelSelector {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        for term in split_terms(s)? {
+            let term = term.trim();
+            if term.is_empty() {
+                continue;
+            }
+            let req = if let Some(key) = term.strip_prefix('!') {
+                Requirement::NotExists(check_key(key.trim())?)
+            } else if let Some((k, rest)) = split_word(term, " notin ") {
+                Requirement::NotIn(check_key(k)?, parse_set(rest)?)
+            } else if let Some((k, rest)) = split_word(term, " in ") {
+                Requirement::In(check_key(k)?, parse_set(rest)?)
+            } else if let Some((k, v)) = term.split_once("!=") {
+                Requirement::NotEq(check_key(k.trim())?, v.trim().to_string())
+            } else if let Some((k, v)) = term.split_once("==") {
+                Requirement::Eq(check_key(k.trim())?, v.trim().to_string())
+            } else if let Some((k, v)) = term.split_once('=') {
+                Requirement::Eq(check_key(k.trim())?, v.trim().to_string())
+            } else {
+                Requirement::Exists(check_key(term)?)
+            };
+            reqs.push(req);
+        }
+        Ok(LabelSelector(reqs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether an object with these `metadata.labels` matches.
+    pub fn matches(&self, labels: Option<&Value>) -> bool {
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// Split on commas that are not inside a `( … )` set.
+fn split_terms(s: &str) -> Result<Vec<&str>, String> {
+    let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(format!("unable to parse requirement: unbalanced ')' in {s:?}"));
+        }
+    }
+    if depth != 0 {
+        return Err(format!("unable to parse requirement: unbalanced '(' in {s:?}"));
+    }
+    out.push(&s[start..]);
+    Ok(out)
+}
+
+fn split_word<'a>(term: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
+    term.find(word).map(|i| (term[..i].trim(), term[i + word.len()..].trim()))
+}
+
+fn parse_set(s: &str) -> Result<Vec<String>, String> {
+    let inner = s
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| format!("unable to parse requirement: expected '(values)', found {s:?}"))?;
+    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+}
+
+fn check_key(k: &str) -> Result<String, String> {
+    let ok = !k.is_empty()
+        && k.len() <= 316
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ok { Ok(k.to_string()) } else { Err(format!("invalid label key {k:?}")) }
+}
+
+/// A parsed `fieldSelector` (`=`, `==`, `!=` terms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    /// Parse, accepting only the fields `supported` (plus `metadata.name`/`metadata.namespace`).
+    pub fn parse(s: &str, supported: &[&str]) -> Result<Self, String> {
+        let mut terms = Vec::new();
+        for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+            };
+            let field = field.trim();
+            if !(field == "metadata.name"
+                || field == "metadata.namespace"
+                || supported.contains(&field))
+            {
+                return Err(format!("field label not supported: {field}"));
+            }
+            terms.push((field.to_string(), eq, value.trim().to_string()));
+        }
+        Ok(FieldSelector(terms))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value a `metadata.name=X` term pins, if any (lets a watch skip other keys).
+    pub fn exact_name(&self) -> Option<&str> {
+        self.0.iter().find(|(f, eq, _)| f == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(field, eq, want)| {
+            let mut cur = Some(obj);
+            for part in field.split('.') {
+                cur = cur.and_then(|c| c.get(part));
+            }
+            let got = match cur {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            (got == *want) == *eq
+        })
+    }
+}
+
+/// Field selectors a kind supports beyond `metadata.name` / `metadata.namespace`.
+pub fn supported_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "Namespace" => &["status.phase"],
+        "Node" => &["spec.unschedulable"],
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_selector_should_support_all_operators() {
+        let labels = json!({"app": "web", "tier": "front"});
+        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(Some(&labels));
+        assert!(m("app=web"));
+        assert!(m("app==web,tier"));
+        assert!(!m("app!=web"));
+        assert!(m("app in (web, api)"));
+        assert!(!m("app notin (web)"));
+        assert!(m("!missing"));
+        assert!(!m("missing"));
+        assert!(LabelSelector::parse("app in (web").is_err());
+    }
+
+    #[test]
+    fn field_selector_should_treat_missing_as_empty_and_reject_unknown_fields() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {}});
+        let fs = FieldSelector::parse("spec.nodeName=", supported_fields("Pod")).unwrap();
+        assert!(fs.matches(&pod));
+        let fs = FieldSelector::parse("spec.nodeName!=", supported_fields("Pod")).unwrap();
+        assert!(!fs.matches(&pod));
+        assert_eq!(FieldSelector::parse("metadata.name=p", &[]).unwrap().exact_name(), Some("p"));
+        assert!(FieldSelector::parse("spec.foo=x", supported_fields("Pod")).is_err());
+    }
+}

@@ -1,0 +1,458 @@
+//! `RaftStore`: the [`Store`] on openraft (a single voter for now) with RocksDB holding both
+//! the raft log and the state machine, in one database with separate column families.
+//!
+//! A write is a raft entry ([`Command`]); its preconditions are checked by the state machine
+//! when the entry is applied, so the outcome is the same on every replica, and its revision
+//! is the entry's log index. Reads confirm leadership (`ensure_linearizable`) and then read
+//! RocksDB directly.
+
+mod codec;
+mod log_store;
+mod network;
+mod state_machine;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use serde::{Deserialize, Serialize};
+
+use self::codec::StoredValue;
+use self::log_store::LogStore;
+use self::network::NetworkFactory;
+use self::state_machine::StateMachineStore;
+use self::watch::WatchHub;
+use crate::{KeyValue, ListResult, Store, StoreError, WatchStream};
+
+pub(crate) type NodeId = u64;
+pub(crate) type Node = BasicNode;
+pub(crate) type Entry = openraft::Entry<TypeConfig>;
+
+openraft::declare_raft_types!(
+    /// Raft types of the Skiff store.
+    pub(crate) TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// The only member while Skiff runs a single voter.
+const NODE_ID: NodeId = 1;
+
+pub(crate) const CF_LOG: &str = "log";
+pub(crate) const CF_LOG_META: &str = "log_meta";
+pub(crate) const CF_KV: &str = "kv";
+pub(crate) const CF_SM_META: &str = "sm_meta";
+
+/// A raft entry's payload: one conditional write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Command {
+    Create { key: String, value: Vec<u8> },
+    Update { key: String, value: Vec<u8>, expected: Option<u64> },
+    Delete { key: String, expected: Option<u64> },
+}
+
+impl Command {
+    fn key(&self) -> &str {
+        match self {
+            Command::Create { key, .. }
+            | Command::Update { key, .. }
+            | Command::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// What applying an entry produced; travels back through `client_write`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CommandResponse {
+    /// A blank or membership entry.
+    Noop,
+    /// The written key (for a delete: the last value, `mod_revision` = the delete's index).
+    Kv(WireKv),
+    AlreadyExists(String),
+    NotFound(String),
+    Conflict {
+        key: String,
+        expected: u64,
+        current: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireKv {
+    key: String,
+    value: Vec<u8>,
+    create_revision: u64,
+    mod_revision: u64,
+}
+
+impl From<KeyValue> for WireKv {
+    fn from(kv: KeyValue) -> Self {
+        WireKv {
+            key: kv.key,
+            value: kv.value,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+        }
+    }
+}
+
+impl From<WireKv> for KeyValue {
+    fn from(kv: WireKv) -> Self {
+        KeyValue {
+            key: kv.key,
+            value: kv.value,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+        }
+    }
+}
+
+/// Tunables of [`RaftStore`]; `Default` is what `skiff server` uses.
+#[derive(Debug, Clone)]
+pub struct RaftStoreOptions {
+    /// Watch events kept in memory for watchers that resume from a past revision.
+    pub watch_history: usize,
+    /// Applied batches a watcher may fall behind before it gets `WatchLagged`.
+    pub watch_channel_capacity: usize,
+    /// Build a snapshot (and purge the log behind it) every this many log entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind the latest snapshot (for followers that are slightly behind).
+    pub logs_kept_after_snapshot: u64,
+    /// How long `open` waits for this node to become leader and catch up.
+    pub ready_timeout: Duration,
+}
+
+impl Default for RaftStoreOptions {
+    fn default() -> Self {
+        RaftStoreOptions {
+            watch_history: 10_000,
+            watch_channel_capacity: 8_192,
+            snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1_000,
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The raft + RocksDB [`Store`]. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct RaftStore {
+    pub(crate) raft: Raft<TypeConfig>,
+    db: Arc<DB>,
+    hub: Arc<WatchHub>,
+}
+
+fn storage(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(format!("{context}: {e}"))
+}
+
+fn fatal_to_store(e: Fatal<NodeId>) -> StoreError {
+    match e {
+        Fatal::StorageError(e) => storage("raft storage failed", e),
+        Fatal::Panicked => StoreError::Unavailable("raft core panicked".into()),
+        Fatal::Stopped => StoreError::Unavailable("raft is stopped".into()),
+    }
+}
+
+fn raft_to_store<E: std::fmt::Display>(e: RaftError<NodeId, E>) -> StoreError {
+    match e {
+        RaftError::APIError(e) => StoreError::Unavailable(e.to_string()),
+        RaftError::Fatal(f) => fatal_to_store(f),
+    }
+}
+
+fn open_db(path: &Path, deadline: Instant) -> Result<DB, StoreError> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = || {
+        [CF_LOG, CF_LOG_META, CF_KV, CF_SM_META]
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()))
+    };
+    loop {
+        match DB::open_cf_descriptors(&opts, path, cfs()) {
+            Ok(db) => return Ok(db),
+            // A previous RaftStore in this process may still be closing (its raft tasks hold
+            // the DB for a moment after shutdown); RocksDB's LOCK file says so.
+            Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(storage(&format!("opening rocksdb at {}", path.display()), e)),
+        }
+    }
+}
+
+impl RaftStore {
+    /// Open (or create) the store under `dir` with default options. See [`Self::open_with`].
+    pub async fn open(dir: &Path) -> Result<RaftStore, StoreError> {
+        Self::open_with(dir, RaftStoreOptions::default()).await
+    }
+
+    /// Open (or create) the store under `dir`, start raft as node 1, form a single-voter
+    /// cluster if the directory is fresh, and return once this node leads and has applied
+    /// everything committed, so reads right after see all earlier writes.
+    pub async fn open_with(dir: &Path, options: RaftStoreOptions) -> Result<RaftStore, StoreError> {
+        let deadline = Instant::now() + options.ready_timeout;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| storage(&format!("creating {}", dir.display()), e))?;
+        let db = Arc::new(open_db(dir, deadline)?);
+        let hub = WatchHub::new(options.watch_history, options.watch_channel_capacity);
+        let state_machine = StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub))
+            .map_err(|e| storage("reading state machine", e))?;
+        let log_store =
+            LogStore::new(Arc::clone(&db)).map_err(|e| storage("starting log flusher", e))?;
+
+        let config = Config {
+            cluster_name: "skiff".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| storage("raft config", e))?;
+
+        let raft = Raft::new(NODE_ID, Arc::new(config), NetworkFactory, log_store, state_machine)
+            .await
+            .map_err(fatal_to_store)?;
+        let store = RaftStore { raft, db, hub };
+        store.become_ready(deadline).await?;
+        Ok(store)
+    }
+
+    async fn become_ready(&self, deadline: Instant) -> Result<(), StoreError> {
+        if !self.raft.is_initialized().await.map_err(fatal_to_store)? {
+            let members = BTreeMap::from([(NODE_ID, BasicNode::default())]);
+            self.raft.initialize(members).await.map_err(raft_to_store)?;
+        } else if self.raft.metrics().borrow().state != ServerState::Leader {
+            // A sole voter that was not leader when it stopped (e.g. killed mid-election)
+            // would otherwise wait out an election timeout.
+            self.raft.trigger().elect().await.map_err(fatal_to_store)?;
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.state == ServerState::Leader
+                        && m.current_leader == Some(NODE_ID)
+                        && m.last_applied.map(|id| id.index) >= m.last_log_index
+                },
+                "leader and caught up",
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("raft did not become ready: {e}")))?;
+        self.raft.ensure_linearizable().await.map_err(raft_to_store)?;
+        Ok(())
+    }
+
+    /// Stop raft and close every watch; waits (briefly) until RocksDB is released so the same
+    /// directory can be reopened in this process once `self` is dropped. Idempotent.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft core ended with an error");
+        }
+        self.hub.close();
+        // Raft's background tasks (log flusher, snapshot builder) drop their DB handles as
+        // they wind down; ours is the one left.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.db) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn write(&self, cmd: Command) -> Result<KeyValue, StoreError> {
+        let resp = self.raft.client_write(cmd).await.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                StoreError::Unavailable(format!("not the leader: {f}"))
+            }
+            other => raft_to_store(other),
+        })?;
+        match resp.data {
+            CommandResponse::Kv(kv) => Ok(kv.into()),
+            CommandResponse::AlreadyExists(key) => Err(StoreError::AlreadyExists(key)),
+            CommandResponse::NotFound(key) => Err(StoreError::NotFound(key)),
+            CommandResponse::Conflict { key, expected, current } => {
+                Err(StoreError::Conflict { key, expected, current })
+            }
+            CommandResponse::Noop => Err(StoreError::Storage("write produced no result".into())),
+        }
+    }
+
+    async fn linearize(&self) -> Result<(), StoreError> {
+        self.raft.ensure_linearizable().await.map(|_| ()).map_err(raft_to_store)
+    }
+
+    fn kv_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(CF_KV)
+            .ok_or_else(|| StoreError::Storage("column family kv is missing".into()))
+    }
+}
+
+#[async_trait]
+impl Store for RaftStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.linearize().await?;
+        let raw = self
+            .db
+            .get_pinned_cf(self.kv_cf()?, key.as_bytes())
+            .map_err(|e| storage("reading key", e))?;
+        match raw {
+            Some(raw) => {
+                let stored = StoredValue::decode(&raw)
+                    .map_err(|e| storage(&format!("decoding {key}"), e))?;
+                Ok(Some(stored.into_kv(key.to_owned())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<ListResult, StoreError> {
+        self.linearize().await?;
+        let view = self.db.snapshot();
+        let (applied, _) = state_machine::read_applied_state_at(&view, &self.db)
+            .map_err(|e| storage("reading applied state", e))?;
+        let mut items = Vec::new();
+        let mut it = view.raw_iterator_cf(self.kv_cf()?);
+        it.seek(prefix.as_bytes());
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key =
+                String::from_utf8(k.to_vec()).map_err(|e| storage("stored key is not utf-8", e))?;
+            let stored =
+                StoredValue::decode(v).map_err(|e| storage(&format!("decoding {key}"), e))?;
+            items.push(stored.into_kv(key));
+            it.next();
+        }
+        it.status().map_err(|e| storage("listing", e))?;
+        Ok(ListResult { items, revision: applied.map_or(0, |id| id.index) })
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
+        self.write(Command::Create { key: key.to_owned(), value }).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_revision: Option<u64>,
+    ) -> Result<KeyValue, StoreError> {
+        self.write(Command::Update { key: key.to_owned(), value, expected: expected_revision })
+            .await
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected_revision: Option<u64>,
+    ) -> Result<KeyValue, StoreError> {
+        self.write(Command::Delete { key: key.to_owned(), expected: expected_revision }).await
+    }
+
+    async fn watch(&self, prefix: &str, after_revision: u64) -> Result<WatchStream, StoreError> {
+        self.hub.watch(prefix, after_revision)
+    }
+
+    fn current_revision(&self) -> u64 {
+        self.hub.current_revision()
+    }
+}
+
+#[cfg(test)]
+pub(crate) use self::state_machine::decode_snapshot_for_test;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership};
+
+    pub(crate) use super::codec::{decode_entry, encode_entry};
+    use super::{BasicNode, Command, Entry};
+
+    pub(crate) fn sample_entries() -> Vec<Entry> {
+        let id = |i| LogId::new(CommittedLeaderId::new(3, 1), i);
+        let membership = Membership::new(
+            vec![BTreeSet::from([1])],
+            BTreeMap::from([(1, BasicNode::new("127.0.0.1:6443"))]),
+        );
+        vec![
+            Entry { log_id: id(1), payload: EntryPayload::Blank },
+            Entry { log_id: id(2), payload: EntryPayload::Membership(membership) },
+            Entry {
+                log_id: id(3),
+                payload: EntryPayload::Normal(Command::Create {
+                    key: "/a".into(),
+                    value: vec![0, 255, 7],
+                }),
+            },
+            Entry {
+                log_id: id(4),
+                payload: EntryPayload::Normal(Command::Update {
+                    key: "/a".into(),
+                    value: vec![],
+                    expected: Some(3),
+                }),
+            },
+            Entry {
+                log_id: id(5),
+                payload: EntryPayload::Normal(Command::Delete { key: "/a".into(), expected: None }),
+            },
+        ]
+    }
+}
+
+/// openraft's own conformance suite for the log store and state machine.
+#[cfg(test)]
+mod openraft_suite {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use openraft::StorageError;
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachineStore;
+    use super::watch::WatchHub;
+    use super::{NodeId, TypeConfig, open_db};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>>
+        {
+            let io = |e: &dyn std::fmt::Display| {
+                StorageError::from(openraft::StorageIOError::write(openraft::AnyError::error(e)))
+            };
+            let dir = tempfile::tempdir().map_err(|e| io(&e))?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let db = Arc::new(open_db(dir.path(), deadline).map_err(|e| io(&e))?);
+            let hub = WatchHub::new(100, 100);
+            let sm = StateMachineStore::new(Arc::clone(&db), hub).map_err(|e| io(&e))?;
+            let log = LogStore::new(db).map_err(|e| io(&e))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn log_store_and_state_machine_should_pass_the_openraft_suite() {
+        Suite::test_all(Builder).expect("openraft storage suite");
+    }
+}

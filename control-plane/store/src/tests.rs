@@ -1,0 +1,495 @@
+//! A conformance suite for any [`Store`] (each `check_*` takes `&dyn Store`), run against
+//! [`RaftStore`] in a temporary directory, plus raft-specific tests (restart, snapshots).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::{KeyValue, RaftStore, RaftStoreOptions, Store, StoreError, WatchEvent, WatchStream};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn open(dir: &Path) -> RaftStore {
+    RaftStore::open(dir).await.expect("open store")
+}
+
+async fn open_with(dir: &Path, options: RaftStoreOptions) -> RaftStore {
+    RaftStore::open_with(dir, options).await.expect("open store")
+}
+
+/// Next item of a watch, failing the test if none arrives before the deadline.
+async fn next_event(stream: &mut WatchStream) -> Result<WatchEvent, StoreError> {
+    tokio::time::timeout(DEADLINE, stream.next())
+        .await
+        .expect("watch event before deadline")
+        .expect("watch stream ended")
+}
+
+// ---- the suite -------------------------------------------------------------------------
+
+async fn check_create_get(store: &dyn Store) {
+    assert_eq!(store.get("/t/a").await.expect("get"), None);
+    let kv = store.create("/t/a", b"one".to_vec()).await.expect("create");
+    assert_eq!(kv.key, "/t/a");
+    assert_eq!(kv.value, b"one");
+    assert_eq!(kv.create_revision, kv.mod_revision);
+    assert!(kv.mod_revision > 0);
+    assert_eq!(store.get("/t/a").await.expect("get"), Some(kv.clone()));
+    match store.create("/t/a", b"two".to_vec()).await {
+        Err(StoreError::AlreadyExists(key)) => assert_eq!(key, "/t/a"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(store.get("/t/a").await.expect("get"), Some(kv));
+}
+
+async fn check_update(store: &dyn Store) {
+    let created = store.create("/u/a", b"v1".to_vec()).await.expect("create");
+    let updated =
+        store.update("/u/a", b"v2".to_vec(), Some(created.mod_revision)).await.expect("cas update");
+    assert_eq!(updated.create_revision, created.create_revision);
+    assert!(updated.mod_revision > created.mod_revision);
+    assert_eq!(updated.value, b"v2");
+
+    match store.update("/u/a", b"v3".to_vec(), Some(created.mod_revision)).await {
+        Err(StoreError::Conflict { key, expected, current }) => {
+            assert_eq!(
+                (key.as_str(), expected, current),
+                ("/u/a", created.mod_revision, updated.mod_revision)
+            );
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    let unconditional = store.update("/u/a", b"v4".to_vec(), None).await.expect("update");
+    assert!(unconditional.mod_revision > updated.mod_revision);
+    assert_eq!(store.get("/u/a").await.expect("get"), Some(unconditional));
+
+    assert!(matches!(
+        store.update("/u/missing", b"x".to_vec(), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.update("/u/missing", b"x".to_vec(), Some(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn check_delete(store: &dyn Store) {
+    let created = store.create("/d/a", b"v".to_vec()).await.expect("create");
+    match store.delete("/d/a", Some(created.mod_revision + 1000)).await {
+        Err(StoreError::Conflict { current, .. }) => assert_eq!(current, created.mod_revision),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    let deleted = store.delete("/d/a", Some(created.mod_revision)).await.expect("delete");
+    assert_eq!(deleted.value, b"v");
+    assert_eq!(deleted.create_revision, created.create_revision);
+    assert!(deleted.mod_revision > created.mod_revision);
+    assert_eq!(store.get("/d/a").await.expect("get"), None);
+    assert!(matches!(store.delete("/d/a", None).await, Err(StoreError::NotFound(_))));
+    // The key can be created again, with a fresh create revision.
+    let again = store.create("/d/a", b"w".to_vec()).await.expect("recreate");
+    assert!(again.create_revision > deleted.mod_revision);
+}
+
+async fn check_list(store: &dyn Store) {
+    let mut written = Vec::new();
+    for name in ["b", "a", "c"] {
+        written.push(
+            store.create(&format!("/l/x/{name}"), name.as_bytes().to_vec()).await.expect("create"),
+        );
+    }
+    store.create("/l/y/a", b"other".to_vec()).await.expect("create");
+    store.create("/l/xz", b"sibling".to_vec()).await.expect("create");
+
+    let list = store.list("/l/x/").await.expect("list");
+    let keys: Vec<&str> = list.items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["/l/x/a", "/l/x/b", "/l/x/c"]);
+    assert!(list.items.iter().all(|kv| kv.mod_revision <= list.revision));
+    assert!(list.revision >= written.iter().map(|kv| kv.mod_revision).max().unwrap_or(0));
+    assert_eq!(list.revision, store.current_revision());
+    assert!(store.list("/l/none/").await.expect("list").items.is_empty());
+}
+
+async fn check_revisions_increase(store: &dyn Store) {
+    let mut last = store.current_revision();
+    for i in 0..20 {
+        let kv = store.create(&format!("/r/{i}"), vec![i]).await.expect("create");
+        assert!(kv.mod_revision > last, "revision {} after {last}", kv.mod_revision);
+        last = kv.mod_revision;
+        assert!(store.current_revision() >= last);
+    }
+}
+
+async fn check_concurrent_cas(store: Arc<dyn Store>) {
+    const TASKS: u64 = 32;
+    store.create("/cas/counter", b"0".to_vec()).await.expect("create");
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                loop {
+                    let kv = store.get("/cas/counter").await.expect("get").expect("counter exists");
+                    let n: u64 =
+                        String::from_utf8(kv.value).expect("utf8").parse().expect("number");
+                    match store
+                        .update(
+                            "/cas/counter",
+                            (n + 1).to_string().into_bytes(),
+                            Some(kv.mod_revision),
+                        )
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => panic!("update failed: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(DEADLINE, task).await.expect("task before deadline").expect("task");
+    }
+    let kv = store.get("/cas/counter").await.expect("get").expect("counter exists");
+    assert_eq!(kv.value, TASKS.to_string().into_bytes());
+}
+
+/// Writers run while a watch starts from a past revision; the watch must see every write
+/// after that revision exactly once, in order.
+async fn check_watch_replay_then_live(store: Arc<dyn Store>) {
+    let mut early = Vec::new();
+    for i in 0..10 {
+        early.push(store.create(&format!("/w/k{i}"), vec![i]).await.expect("create"));
+    }
+    store.create("/other/k", b"not watched".to_vec()).await.expect("create");
+    let after = early[4].mod_revision;
+
+    let writers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for i in 0..25u8 {
+                    let key = format!("/w/writer{w}/{i}");
+                    revisions.push(store.create(&key, vec![i]).await.expect("create").mod_revision);
+                    revisions.push(
+                        store.update(&key, vec![i, 1], None).await.expect("update").mod_revision,
+                    );
+                    if i % 5 == 0 {
+                        revisions
+                            .push(store.delete(&key, None).await.expect("delete").mod_revision);
+                    }
+                }
+                revisions
+            })
+        })
+        .collect();
+    // Start watching while the writers are busy.
+    let mut stream = store.watch("/w/", after).await.expect("watch");
+
+    let mut expected: BTreeSet<u64> = early[5..].iter().map(|kv| kv.mod_revision).collect();
+    for writer in writers {
+        expected.extend(
+            tokio::time::timeout(DEADLINE, writer)
+                .await
+                .expect("writer before deadline")
+                .expect("writer"),
+        );
+    }
+
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let ev = next_event(&mut stream).await.expect("event");
+        if let WatchEvent::Delete { prev, revision, .. } = &ev {
+            assert!(prev.mod_revision < *revision);
+        }
+        seen.push(ev.revision());
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "events out of order or duplicated: {seen:?}");
+    assert_eq!(seen.iter().copied().collect::<BTreeSet<_>>(), expected);
+
+    // Nothing more is pending; the next write arrives live.
+    let live = store.create("/w/live", b"x".to_vec()).await.expect("create");
+    assert_eq!(next_event(&mut stream).await.expect("event").revision(), live.mod_revision);
+}
+
+async fn check_watch_event_contents(store: &dyn Store) {
+    let start = store.current_revision();
+    let mut stream = store.watch("/e/", start).await.expect("watch");
+    let created = store.create("/e/a", b"1".to_vec()).await.expect("create");
+    let updated = store.update("/e/a", b"2".to_vec(), None).await.expect("update");
+    let deleted = store.delete("/e/a", None).await.expect("delete");
+
+    assert_eq!(
+        next_event(&mut stream).await.expect("event"),
+        WatchEvent::Put { kv: created.clone(), prev: None }
+    );
+    assert_eq!(
+        next_event(&mut stream).await.expect("event"),
+        WatchEvent::Put { kv: updated.clone(), prev: Some(created) }
+    );
+    assert_eq!(
+        next_event(&mut stream).await.expect("event"),
+        WatchEvent::Delete { key: "/e/a".into(), revision: deleted.mod_revision, prev: updated }
+    );
+}
+
+// ---- the suite against RaftStore --------------------------------------------------------
+
+macro_rules! raft_store_case {
+    ($name:ident, $check:ident, arc) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Arc::new(open(dir.path()).await);
+            $check(Arc::clone(&store) as Arc<dyn Store>).await;
+            store.shutdown().await;
+        }
+    };
+    ($name:ident, $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = open(dir.path()).await;
+            $check(&store).await;
+            store.shutdown().await;
+        }
+    };
+}
+
+raft_store_case!(raft_store_should_create_and_reject_duplicates, check_create_get);
+raft_store_case!(raft_store_should_update_with_expected_revision, check_update);
+raft_store_case!(raft_store_should_delete_with_expected_revision, check_delete);
+raft_store_case!(raft_store_should_list_prefix_at_a_revision, check_list);
+raft_store_case!(raft_store_should_assign_increasing_revisions, check_revisions_increase);
+raft_store_case!(raft_store_should_serialize_concurrent_cas, check_concurrent_cas, arc);
+raft_store_case!(
+    raft_store_should_replay_then_stream_watch_exactly_once,
+    check_watch_replay_then_live,
+    arc
+);
+raft_store_case!(raft_store_should_report_prev_values_in_watch_events, check_watch_event_contents);
+
+// ---- raft-specific --------------------------------------------------------------------
+
+fn small_history() -> RaftStoreOptions {
+    RaftStoreOptions { watch_history: 10, ..RaftStoreOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_report_compacted_watch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_with(dir.path(), small_history()).await;
+    let first = store.create("/c/0", vec![]).await.expect("create");
+    for i in 1..30 {
+        store.create(&format!("/c/{i}"), vec![]).await.expect("create");
+    }
+    match store.watch("/c/", first.mod_revision).await {
+        Err(StoreError::Compacted { requested, oldest }) => {
+            assert_eq!(requested, first.mod_revision);
+            assert!(oldest > requested);
+        }
+        Ok(_) => panic!("expected Compacted, got a stream"),
+        Err(e) => panic!("expected Compacted, got {e}"),
+    }
+    // The last few revisions are still in history.
+    let recent = store.current_revision() - 5;
+    let mut stream = store.watch("/c/", recent).await.expect("recent watch");
+    assert_eq!(next_event(&mut stream).await.expect("event").revision(), recent + 1);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_end_lagging_watch_with_watch_lagged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = RaftStoreOptions { watch_channel_capacity: 2, ..RaftStoreOptions::default() };
+    let store = open_with(dir.path(), options).await;
+    let mut stream = store.watch("/lag/", store.current_revision()).await.expect("watch");
+    // Sequential writes are separate applied batches; the channel holds two.
+    for i in 0..20 {
+        store.create(&format!("/lag/{i}"), vec![]).await.expect("create");
+    }
+    let mut outcome = Vec::new();
+    loop {
+        match tokio::time::timeout(DEADLINE, stream.next()).await.expect("item before deadline") {
+            Some(item) => outcome.push(item),
+            None => break,
+        }
+    }
+    assert!(matches!(outcome.last(), Some(Err(StoreError::WatchLagged))), "{outcome:?}");
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_keep_data_and_revisions_across_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    let mut written: Vec<KeyValue> = Vec::new();
+    for i in 0..50 {
+        written.push(store.create(&format!("/p/{i:02}"), vec![i]).await.expect("create"));
+    }
+    let updated = store.update("/p/00", b"new".to_vec(), None).await.expect("update");
+    written[0] = updated;
+    store.delete("/p/49", None).await.expect("delete");
+    written.pop();
+    let before = store.current_revision();
+    store.shutdown().await;
+    drop(store);
+
+    let store = open(dir.path()).await;
+    assert!(store.current_revision() >= before);
+    let list = store.list("/p/").await.expect("list");
+    assert_eq!(list.items, written);
+
+    // Watching from "now" works on the fresh (empty) history, and sees new writes.
+    let mut stream =
+        store.watch("/p/", store.current_revision()).await.expect("watch after restart");
+    let next = store.create("/p/new", b"x".to_vec()).await.expect("create after restart");
+    assert!(next.mod_revision > before);
+    assert_eq!(next_event(&mut stream).await.expect("event").revision(), next.mod_revision);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_snapshot_and_purge_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = RaftStoreOptions {
+        snapshot_every: 100,
+        logs_kept_after_snapshot: 10,
+        ..RaftStoreOptions::default()
+    };
+    let store = open_with(dir.path(), options.clone()).await;
+    for i in 0..300u32 {
+        store.create(&format!("/s/{i:03}"), i.to_be_bytes().to_vec()).await.expect("create");
+    }
+    let metrics = store
+        .raft
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.snapshot.is_some() && m.purged.is_some(), "snapshot and purge")
+        .await
+        .expect("snapshot built and log purged");
+    let snapshot_index = metrics.snapshot.map_or(0, |id| id.index);
+    assert!(snapshot_index >= 100);
+
+    let snapshot = store.raft.get_snapshot().await.expect("get snapshot").expect("a snapshot");
+    let items =
+        crate::raft::decode_snapshot_for_test(snapshot.snapshot.get_ref()).expect("decodes");
+    assert!(items > 0);
+    store.shutdown().await;
+    drop(store);
+
+    let store = open_with(dir.path(), options).await;
+    let list = store.list("/s/").await.expect("list");
+    assert_eq!(list.items.len(), 300);
+    store.create("/s/after", vec![]).await.expect("create after restart");
+    store.shutdown().await;
+}
+
+/// Not a timed test: prints how long 1,000 concurrent creates take (the api server's
+/// "1,000 pods at once" burst), and checks they all land with distinct revisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_absorb_a_burst_of_concurrent_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(open(dir.path()).await);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(
+                async move { store.create(&format!("/burst/{i:04}"), vec![0; 1024]).await },
+            )
+        })
+        .collect();
+    let mut revisions = BTreeSet::new();
+    for task in tasks {
+        let kv = tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("before deadline")
+            .expect("task")
+            .expect("create");
+        revisions.insert(kv.mod_revision);
+    }
+    eprintln!("1000 concurrent creates took {:?}", started.elapsed());
+    assert_eq!(revisions.len(), 1000);
+    assert_eq!(store.list("/burst/").await.expect("list").items.len(), 1000);
+    store.shutdown().await;
+}
+
+#[test]
+fn codec_should_round_trip_log_entries_and_reject_garbage() {
+    use crate::raft::test_support::{decode_entry, encode_entry, sample_entries};
+    for entry in sample_entries() {
+        let raw = encode_entry(&entry).expect("encode");
+        let back = decode_entry(&raw).expect("decode");
+        assert_eq!(format!("{back:?}"), format!("{entry:?}"));
+        assert!(decode_entry(&raw[..raw.len() - 1]).is_err());
+    }
+    assert!(decode_entry(b"short").is_err());
+}
+
+const CRASH_DIR_ENV: &str = "SKIFF_STORE_CRASH_CHILD_DIR";
+
+/// The child half of the SIGKILL test: with the env var set, writes keys forever, printing
+/// each acknowledged write. Without it (a normal test run) it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child_should_write_until_killed() {
+    let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else { return };
+    let store = open(Path::new(&dir)).await;
+    for i in 0u64.. {
+        let kv = store
+            .create(&format!("/crash/{i:06}"), i.to_be_bytes().to_vec())
+            .await
+            .expect("create");
+        println!("acked {} {}", kv.key, kv.mod_revision);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_keep_acknowledged_writes_after_sigkill() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "tests::crash_child_should_write_until_killed",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DIR_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn child");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut acked = Vec::new();
+    while acked.len() < 200 {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("child output before deadline")
+            .expect("read child output")
+            .expect("child exited early");
+        if let Some(rest) = line.strip_prefix("acked ") {
+            let (key, revision) = rest.split_once(' ').expect("acked line");
+            acked.push((key.to_owned(), revision.parse::<u64>().expect("revision")));
+        }
+    }
+    child.start_kill().expect("SIGKILL child");
+    child.wait().await.expect("reap child");
+
+    let store = open(dir.path()).await;
+    for (key, revision) in &acked {
+        let kv = store
+            .get(key)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{key} lost after SIGKILL"));
+        assert_eq!(kv.mod_revision, *revision);
+    }
+    let next = store.create("/crash/after", vec![]).await.expect("create after crash");
+    assert!(next.mod_revision > acked.last().map_or(0, |(_, r)| *r));
+    store.shutdown().await;
+}

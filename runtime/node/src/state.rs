@@ -1,0 +1,29 @@
+//! What the node's pod workers publish for other readers (logs): the current run of each
+//! container. Derived state only; workers rebuild it from the API and the runtime.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct NodeState {
+    /// pod uid → container name → (restart count of the current run, running now)
+    runs: Mutex<HashMap<String, HashMap<String, (u32, bool)>>>,
+}
+
+impl NodeState {
+    pub fn set_run(&self, uid: &str, container: &str, restart: u32, running: bool) {
+        if let Ok(mut m) = self.runs.lock() {
+            m.entry(uid.to_string()).or_default().insert(container.to_string(), (restart, running));
+        }
+    }
+
+    pub fn container_run(&self, uid: &str, container: &str) -> Option<(u32, bool)> {
+        self.runs.lock().ok()?.get(uid)?.get(container).copied()
+    }
+
+    pub fn forget_pod(&self, uid: &str) {
+        if let Ok(mut m) = self.runs.lock() {
+            m.remove(uid);
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! `WasmRuntime`: the `ContainerRuntime` that runs pods' containers as wasmtime guests in
+//! this process.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use skiff_runtime_core::cri_log::LogStream;
+use skiff_runtime_core::{
+    ContainerConfig, ContainerEvent, ContainerId, ContainerRuntime, ContainerState,
+    ContainerStatus, ExitInfo, ImageInfo, RuntimeError, SandboxConfig, SandboxId,
+};
+use tokio::sync::broadcast;
+use tokio::task::AbortHandle;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::engine::{
+    self, EngineOptions, EpochTicker, MemoryLimiter, P1Host, P2Host, Program, ProgramCache,
+};
+use crate::images::ImageStore;
+use crate::log::CriLog;
+
+/// `handler` of the RuntimeClass this runtime serves.
+pub const HANDLER: &str = "wasmtime";
+/// Exit code of a container killed by the kubelet or for exceeding its memory limit.
+pub const EXIT_KILLED: i32 = 137;
+/// Exit code of a guest that trapped (as if it had aborted: 128 + SIGABRT).
+pub const EXIT_TRAP: i32 = 134;
+/// Exit code of a guest that could not be instantiated (missing imports, no `_start`, …).
+pub const EXIT_CANNOT_RUN: i32 = 128;
+/// Longest termination message kept.
+const MAX_MESSAGE: usize = 4096;
+const GUEST_WORKER_THREADS: usize = 2;
+
+/// Tuning for [`WasmRuntime::with_options`].
+#[derive(Debug, Clone, Default)]
+pub struct WasmRuntimeOptions {
+    pub engine: EngineOptions,
+}
+
+/// Runs containers as wasmtime guests: one `Engine`, programs compiled once per image digest,
+/// a `Store` per container, guests on a dedicated tokio runtime so they never compete with
+/// the caller's (api server, kubelet) threads.
+pub struct WasmRuntime {
+    inner: Arc<Inner>,
+    /// `Some` until drop; shut down in the background so dropping from async code is fine.
+    guests: Option<tokio::runtime::Runtime>,
+    _ticker: EpochTicker,
+}
+
+struct Inner {
+    engine: Engine,
+    images: ImageStore,
+    programs: ProgramCache,
+    containers: Mutex<HashMap<ContainerId, Container>>,
+    sandboxes: Mutex<HashMap<SandboxId, SandboxConfig>>,
+    events: broadcast::Sender<ContainerEvent>,
+    next_id: AtomicU64,
+}
+
+struct Container {
+    config: ContainerConfig,
+    image_id: String,
+    program: Arc<Program>,
+    log: CriLog,
+    state: ContainerState,
+    task: Option<AbortHandle>,
+}
+
+impl WasmRuntime {
+    /// A runtime keeping images in `data_dir/images` and compiled artifacts in
+    /// `data_dir/wasm-cache`.
+    pub fn new(data_dir: &Path) -> Result<Self, RuntimeError> {
+        Self::with_options(data_dir, WasmRuntimeOptions::default())
+    }
+
+    pub fn with_options(
+        data_dir: &Path,
+        options: WasmRuntimeOptions,
+    ) -> Result<Self, RuntimeError> {
+        let images = ImageStore::open(&data_dir.join("images"))
+            .map_err(|e| RuntimeError::Other(format!("opening image store: {e}")))?;
+        let engine = engine::new_engine(&options.engine)
+            .map_err(|e| RuntimeError::Other(format!("creating wasmtime engine: {e:#}")))?;
+        let programs = ProgramCache::new(&engine, &data_dir.join("wasm-cache"))
+            .map_err(|e| RuntimeError::Other(format!("setting up WASI linkers: {e}")))?;
+        let ticker = EpochTicker::start(&engine).map_err(|source| RuntimeError::Io {
+            context: "starting epoch ticker".into(),
+            source,
+        })?;
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(GUEST_WORKER_THREADS)
+            .thread_name("skiff-wasm-guest")
+            .enable_all()
+            .build()
+            .map_err(|source| RuntimeError::Io {
+                context: "starting guest runtime".into(),
+                source,
+            })?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(WasmRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                images,
+                programs,
+                containers: Mutex::new(HashMap::new()),
+                sandboxes: Mutex::new(HashMap::new()),
+                events,
+                next_id: AtomicU64::new(1),
+            }),
+            guests: Some(guests),
+            _ticker: ticker,
+        })
+    }
+
+    /// The node's image store (for `skiff images` and the kubelet's image checks).
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    fn guest_handle(&self) -> Result<&tokio::runtime::Handle, RuntimeError> {
+        self.guests
+            .as_ref()
+            .map(|rt| rt.handle())
+            .ok_or_else(|| RuntimeError::Other("runtime is shutting down".into()))
+    }
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.guests.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Inner {
+    fn lock_containers(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Container>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, pod_uid: &str, container_id: &str) {
+        let _ = self.events.send(ContainerEvent {
+            pod_uid: pod_uid.to_string(),
+            container_id: container_id.to_string(),
+        });
+    }
+
+    /// Record that a running container ended, unless it already had (stopped concurrently).
+    fn record_exit(&self, id: &str, exit: impl FnOnce(DateTime<Utc>) -> ExitInfo) {
+        let pod_uid = {
+            let mut containers = self.lock_containers();
+            let Some(c) = containers.get_mut(id) else { return };
+            let ContainerState::Running { started_at } = c.state else { return };
+            c.state = ContainerState::Exited(exit(started_at));
+            c.task = None;
+            c.log.finish();
+            c.config.pod_uid.clone()
+        };
+        self.notify(&pod_uid, id);
+    }
+}
+
+/// How a guest run ended, before mapping to kubelet terms.
+enum Outcome {
+    Returned,
+    Exit(i32),
+    /// A p2 command's `run` returned `err`.
+    Failed,
+    Trap(wasmtime::Error),
+    CannotRun(String),
+}
+
+fn exit_info(
+    outcome: Outcome,
+    memory_denied: bool,
+    limit: u64,
+    started_at: DateTime<Utc>,
+) -> ExitInfo {
+    let finished_at = Utc::now();
+    let info = |exit_code: i32, reason: &str, message: Option<String>| ExitInfo {
+        exit_code,
+        reason: reason.to_string(),
+        message: message.map(truncate_message),
+        started_at,
+        finished_at,
+    };
+    match outcome {
+        Outcome::Returned | Outcome::Exit(0) => info(0, "Completed", None),
+        _ if memory_denied => {
+            info(EXIT_KILLED, "OOMKilled", Some(format!("memory limit of {limit} bytes exceeded")))
+        }
+        Outcome::Exit(code) => info(code, "Error", None),
+        Outcome::Failed => info(1, "Error", None),
+        Outcome::Trap(e) => info(EXIT_TRAP, "Trap", Some(error_chain(&e))),
+        Outcome::CannotRun(message) => info(EXIT_CANNOT_RUN, "Error", Some(message)),
+    }
+}
+
+/// The error and its causes (for a trap: the trap and the guest's wasm backtrace), without
+/// the host's Rust backtrace that `{:?}` would add under `RUST_BACKTRACE`.
+fn error_chain(e: &wasmtime::Error) -> String {
+    let mut out = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            out.push_str("\n\nCaused by:\n    ");
+        }
+        out.push_str(&cause.to_string());
+    }
+    out
+}
+
+fn truncate_message(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
+
+fn classify(result: wasmtime::Result<()>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Returned,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => Outcome::Exit(exit.0),
+            None => Outcome::Trap(e),
+        },
+    }
+}
+
+fn wasi_builder(config: &ContainerConfig, log: &CriLog) -> WasiCtxBuilder {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .args(&config.argv)
+        .envs(&config.env)
+        .stdout(log.stream(LogStream::Stdout))
+        .stderr(log.stream(LogStream::Stderr));
+    builder
+}
+
+/// Instantiate and run one guest to completion. Cancelling the future (abort) drops the
+/// store and with it the instance.
+async fn run_guest(
+    engine: Engine,
+    program: Arc<Program>,
+    config: ContainerConfig,
+    log: CriLog,
+) -> (Outcome, bool) {
+    let limiter = MemoryLimiter::new(config.memory_limit_bytes);
+    match &*program {
+        Program::Module(pre) => {
+            let wasi = wasi_builder(&config, &log).build_p1();
+            let mut store = Store::new(&engine, P1Host { wasi, limiter });
+            store.limiter(|h| &mut h.limiter);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+            let outcome = match pre.instantiate_async(&mut store).await {
+                Err(e) => instantiate_failure(e),
+                Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                    Err(e) => {
+                        Outcome::CannotRun(format!("module has no usable _start export: {e}"))
+                    }
+                    Ok(start) => classify(start.call_async(&mut store, ()).await),
+                },
+            };
+            (outcome, store.data().limiter.denied)
+        }
+        Program::Component(pre) => {
+            let ctx = wasi_builder(&config, &log).build();
+            let mut store =
+                Store::new(&engine, P2Host { ctx, table: ResourceTable::new(), limiter });
+            store.limiter(|h| &mut h.limiter);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+            let outcome = match pre.instantiate_async(&mut store).await {
+                Err(e) => instantiate_failure(e),
+                Ok(command) => match command.wasi_cli_run().call_run(&mut store).await {
+                    Ok(Ok(())) => Outcome::Returned,
+                    Ok(Err(())) => Outcome::Failed,
+                    Err(e) => classify(Err(e)),
+                },
+            };
+            (outcome, store.data().limiter.denied)
+        }
+        Program::Unlinkable(message) => (Outcome::CannotRun(message.clone()), false),
+    }
+}
+
+/// Instantiation runs start functions too, so an exit or trap there is the guest's own.
+fn instantiate_failure(e: wasmtime::Error) -> Outcome {
+    if e.downcast_ref::<I32Exit>().is_some() || e.downcast_ref::<wasmtime::Trap>().is_some() {
+        classify(Err(e))
+    } else {
+        Outcome::CannotRun(format!("cannot instantiate: {}", error_chain(&e)))
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for WasmRuntime {
+    fn handler(&self) -> &str {
+        HANDLER
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        Ok(self.inner.images.resolve(image).map(|r| ImageInfo { id: r.digest, size_bytes: r.size }))
+    }
+
+    /// Bookkeeping only (the sandbox id is the pod uid); creates the pod's log directory.
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxId, RuntimeError> {
+        std::fs::create_dir_all(&config.log_directory).map_err(|source| RuntimeError::Io {
+            context: format!("creating log directory {}", config.log_directory.display()),
+            source,
+        })?;
+        let id = config.pod_uid.clone();
+        self.inner
+            .sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), config.clone());
+        Ok(id)
+    }
+
+    async fn stop_pod_sandbox(&self, sandbox: &SandboxId) -> Result<(), RuntimeError> {
+        let ids: Vec<ContainerId> = self
+            .inner
+            .lock_containers()
+            .iter()
+            .filter(|(_, c)| &c.config.sandbox_id == sandbox)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.stop_container(&id, Duration::ZERO).await?;
+        }
+        self.inner.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(sandbox);
+        Ok(())
+    }
+
+    /// Resolves the image and compiles it (once per digest, cached on disk and in memory);
+    /// sub-millisecond when the digest was seen before.
+    async fn create_container(
+        &self,
+        config: &ContainerConfig,
+    ) -> Result<ContainerId, RuntimeError> {
+        let image = self.inner.images.resolve(&config.image).ok_or_else(|| {
+            RuntimeError::ImageNotPresent {
+                image: config.image.clone(),
+                hint: "import it with `skiff images import`".to_string(),
+            }
+        })?;
+        let program =
+            self.inner.programs.get(&image.wasm_digest, &image.wasm_path).await.map_err(|e| {
+                RuntimeError::InvalidImage { image: config.image.clone(), message: e.to_string() }
+            })?;
+        let log = CriLog::open(&config.log_path).map_err(|source| RuntimeError::Io {
+            context: format!("opening log file {}", config.log_path.display()),
+            source,
+        })?;
+        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("wasm-{}-{n}", config.name);
+        tracing::debug!(container = %id, image = %config.image, kind = program.kind(), "created");
+        self.inner.lock_containers().insert(
+            id.clone(),
+            Container {
+                config: config.clone(),
+                image_id: image.digest,
+                program,
+                log,
+                state: ContainerState::Created,
+                task: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Spawns the guest on the runtime's own threads and returns. Starting a running
+    /// container again is a no-op; an exited one cannot be restarted.
+    async fn start_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let handle = self.guest_handle()?.clone();
+        let pod_uid = {
+            let mut containers = self.inner.lock_containers();
+            let c = containers.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+            match c.state {
+                ContainerState::Created => {}
+                ContainerState::Running { .. } => return Ok(()),
+                ContainerState::Exited(_) => {
+                    return Err(RuntimeError::Other(format!(
+                        "container {id} has exited; create a new one"
+                    )));
+                }
+            }
+            let started_at = Utc::now();
+            c.state = ContainerState::Running { started_at };
+            let inner = self.inner.clone();
+            let (engine, program, config, log) =
+                (inner.engine.clone(), c.program.clone(), c.config.clone(), c.log.clone());
+            let container_id = id.clone();
+            let limit = config.memory_limit_bytes;
+            // Spawned while holding the lock so the task cannot record its exit before
+            // `task` is set.
+            let task = handle.spawn(async move {
+                let (outcome, denied) = run_guest(engine, program, config, log).await;
+                inner.record_exit(&container_id, |started_at| {
+                    exit_info(outcome, denied, limit, started_at)
+                });
+            });
+            c.task = Some(task.abort_handle());
+            c.config.pod_uid.clone()
+        };
+        self.inner.notify(&pod_uid, id);
+        Ok(())
+    }
+
+    /// WASI has no signals, so there is nothing to ask a guest politely: it is aborted at
+    /// once (at its next epoch yield or host call, within ~10 ms) and `timeout` is unused.
+    /// Idempotent.
+    async fn stop_container(
+        &self,
+        id: &ContainerId,
+        _timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        let pod_uid = {
+            let mut containers = self.inner.lock_containers();
+            let c = containers.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+            let now = Utc::now();
+            let started_at = match c.state {
+                ContainerState::Exited(_) => return Ok(()),
+                ContainerState::Running { started_at } => started_at,
+                ContainerState::Created => now,
+            };
+            if let Some(task) = c.task.take() {
+                task.abort();
+            }
+            c.log.finish();
+            c.state = ContainerState::Exited(ExitInfo {
+                exit_code: EXIT_KILLED,
+                reason: "Error".to_string(),
+                message: Some("stopped by the kubelet".to_string()),
+                started_at,
+                finished_at: now,
+            });
+            c.config.pod_uid.clone()
+        };
+        self.inner.notify(&pod_uid, id);
+        Ok(())
+    }
+
+    /// Stops the container first if it still runs. Idempotent.
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        match self.stop_container(id, Duration::ZERO).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.inner.lock_containers().remove(id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
+        let containers = self.inner.lock_containers();
+        let c = containers.get(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+        Ok(ContainerStatus {
+            id: id.clone(),
+            name: c.config.name.clone(),
+            image: c.config.image.clone(),
+            image_id: c.image_id.clone(),
+            state: c.state.clone(),
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
+        self.inner.events.subscribe()
+    }
+}

@@ -1,0 +1,452 @@
+//! Runtime tests with real wasmtime: inline WAT guests always, the Rust guests from
+//! `tests/guests` and `examples/hello-wasm` when `scripts/build-guests.sh` has built them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use skiff_runtime_core::cri_log::{self, LogStream};
+use skiff_runtime_core::{
+    ContainerConfig, ContainerRuntime, ContainerState, ExitInfo, RuntimeError, SandboxConfig,
+};
+
+use crate::{EngineOptions, WasmRuntime, WasmRuntimeOptions};
+
+const MIB: u64 = 1 << 20;
+
+const HELLO_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "hello from wat\nsecond line\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 27))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"#;
+
+const EXIT_3_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 3))))
+"#;
+
+const EXIT_0_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 0))))
+"#;
+
+const TRAP_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func $deep (unreachable))
+  (func (export "_start") (call $deep)))
+"#;
+
+/// Grows memory a page at a time until refused, then traps — like an allocator aborting.
+const MEMORY_BOMB_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $grow
+      (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+    (unreachable)))
+"#;
+
+const SPIN_WAT: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $forever (br $forever))))
+"#;
+
+/// Sleeps 60 s in `poll_oneoff` on the monotonic clock.
+const SLEEP_WAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i64.store (i32.const 128) (i64.const 0))
+    (i32.store8 (i32.const 136) (i32.const 0))
+    (i32.store (i32.const 144) (i32.const 1))
+    (i64.store (i32.const 152) (i64.const 60000000000))
+    (i64.store (i32.const 160) (i64.const 0))
+    (i32.store16 (i32.const 168) (i32.const 0))
+    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512)))))
+"#;
+
+const MISSING_IMPORT_WAT: &str = r#"
+(module
+  (import "env" "not_provided" (func $f))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $f)))
+"#;
+
+struct Harness {
+    dir: tempfile::TempDir,
+    rt: WasmRuntime,
+    next: u32,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A small pool: many test runtimes live in one process.
+        let options =
+            WasmRuntimeOptions { engine: EngineOptions { pooling: true, max_instances: 16 } };
+        let rt = WasmRuntime::with_options(dir.path(), options).expect("runtime");
+        Harness { dir, rt, next: 0 }
+    }
+
+    fn import_wat(&self, name: &str, wat: &str) {
+        let bytes = wat::parse_str(wat).expect("valid wat");
+        let file = self.dir.path().join(format!("{}.wasm", name.replace([':', '/'], "_")));
+        std::fs::write(&file, bytes).expect("write wasm");
+        self.rt.images().import(&file, Some(name)).expect("import");
+    }
+
+    fn import_file(&self, name: &str, file: &Path) {
+        self.rt.images().import(file, Some(name)).expect("import");
+    }
+
+    fn config(&mut self, image: &str, args: &[&str], memory_limit_bytes: u64) -> ContainerConfig {
+        self.next += 1;
+        let name = format!("c{}", self.next);
+        ContainerConfig {
+            sandbox_id: "pod-uid-1".into(),
+            pod_uid: "pod-uid-1".into(),
+            name: name.clone(),
+            image: image.into(),
+            argv: std::iter::once(name.as_str())
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
+            env: vec![("GREETING".into(), "hi there".into())],
+            memory_limit_bytes,
+            cpu_limit_millis: None,
+            log_path: self.dir.path().join("pods/default_p_uid").join(format!("{name}/0.log")),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        image: &str,
+        args: &[&str],
+        limit: u64,
+    ) -> (ExitInfo, Vec<(LogStream, String)>) {
+        let config = self.config(image, args, limit);
+        let id = self.rt.create_container(&config).await.expect("create");
+        self.rt.start_container(&id).await.expect("start");
+        let exit = wait_exit(&self.rt, &id, Duration::from_secs(30)).await;
+        (exit, read_log(&config.log_path))
+    }
+}
+
+async fn wait_exit(rt: &WasmRuntime, id: &String, within: Duration) -> ExitInfo {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = rt.container_status(id).await.expect("status");
+        if let ContainerState::Exited(info) = status.state {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "container {id} did not exit within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_for_log_line(path: &Path, line: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !read_log(path).iter().any(|(_, l)| l == line) {
+        assert!(Instant::now() < deadline, "log line {line:?} not seen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn read_log(path: &Path) -> Vec<(LogStream, String)> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let r = cri_log::parse_line(l).expect("valid CRI log line");
+            (r.stream, String::from_utf8_lossy(r.content).into_owned())
+        })
+        .collect()
+}
+
+fn stdout_lines(log: &[(LogStream, String)]) -> Vec<&str> {
+    log.iter().filter(|(s, _)| *s == LogStream::Stdout).map(|(_, l)| l.as_str()).collect()
+}
+
+/// Where `scripts/build-guests.sh` puts the Rust guests, if it ran.
+fn guests_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("SKIFF_GUESTS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(t) => PathBuf::from(t).join("guests/out"),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guests/out"),
+        },
+    };
+    dir.join("test-guest.wasip1.wasm").is_file().then_some(dir)
+}
+
+fn rust_guest(file: &str) -> Option<PathBuf> {
+    match guests_dir() {
+        Some(dir) => Some(dir.join(file)),
+        None => {
+            eprintln!("NOTICE: Rust guests not built (run scripts/build-guests.sh); skipping");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn hello_should_write_cri_log_lines() {
+    let mut h = Harness::new();
+    h.import_wat("hello", HELLO_WAT);
+    let (exit, log) = h.run("hello", &[], 64 * MIB).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (0, "Completed"));
+    assert_eq!(stdout_lines(&log), ["hello from wat", "second line"]);
+}
+
+#[tokio::test]
+async fn exit_codes_should_map_to_completed_and_error() {
+    let mut h = Harness::new();
+    h.import_wat("exit3", EXIT_3_WAT);
+    h.import_wat("exit0", EXIT_0_WAT);
+    let (exit, _) = h.run("exit3", &[], 64 * MIB).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (3, "Error"));
+    let (exit, _) = h.run("exit0", &[], 64 * MIB).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (0, "Completed"));
+}
+
+#[tokio::test]
+async fn trap_should_be_reported_with_backtrace() {
+    let mut h = Harness::new();
+    h.import_wat("trap", TRAP_WAT);
+    let (exit, _) = h.run("trap", &[], 64 * MIB).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (crate::EXIT_TRAP, "Trap"));
+    let message = exit.message.expect("trap message");
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(message.contains("deep"), "backtrace should name the function: {message}");
+    assert!(message.len() <= 4096);
+}
+
+#[tokio::test]
+async fn memory_bomb_should_be_oom_killed() {
+    let mut h = Harness::new();
+    h.import_wat("bomb", MEMORY_BOMB_WAT);
+    let (exit, _) = h.run("bomb", &[], 32 * MIB).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (137, "OOMKilled"));
+    assert_eq!(exit.message.as_deref(), Some("memory limit of 33554432 bytes exceeded"));
+}
+
+#[tokio::test]
+async fn missing_import_should_fail_with_error_128() {
+    let mut h = Harness::new();
+    h.import_wat("missing", MISSING_IMPORT_WAT);
+    let (exit, _) = h.run("missing", &[], 64 * MIB).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (128, "Error"));
+    let message = exit.message.expect("message");
+    assert!(message.contains("not_provided"), "{message}");
+}
+
+#[tokio::test]
+async fn spinning_guests_should_not_block_others() {
+    let mut h = Harness::new();
+    h.import_wat("spin", SPIN_WAT);
+    h.import_wat("hello", HELLO_WAT);
+    // More spinners than guest worker threads: only epoch yields let anything else run.
+    let mut spinners = Vec::new();
+    for _ in 0..4 {
+        let config = h.config("spin", &[], 64 * MIB);
+        let id = h.rt.create_container(&config).await.expect("create");
+        h.rt.start_container(&id).await.expect("start");
+        spinners.push(id);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (exit, log) = h.run("hello", &[], 64 * MIB).await;
+    assert_eq!(exit.reason, "Completed");
+    assert_eq!(stdout_lines(&log)[0], "hello from wat");
+    for id in &spinners {
+        let status = h.rt.container_status(id).await.expect("status");
+        assert!(matches!(status.state, ContainerState::Running { .. }), "spinner still runs");
+        h.rt.stop_container(id, Duration::from_secs(1)).await.expect("stop");
+    }
+}
+
+#[tokio::test]
+async fn stop_container_should_abort_sleeper_and_be_idempotent() {
+    let mut h = Harness::new();
+    h.import_wat("sleep", SLEEP_WAT);
+    let config = h.config("sleep", &[], 64 * MIB);
+    let id = h.rt.create_container(&config).await.expect("create");
+    let mut events = h.rt.subscribe();
+    h.rt.start_container(&id).await.expect("start");
+    let started = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("event")
+        .expect("recv");
+    assert_eq!(started.container_id, id);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(matches!(
+        h.rt.container_status(&id).await.expect("status").state,
+        ContainerState::Running { .. }
+    ));
+
+    h.rt.stop_container(&id, Duration::from_secs(10)).await.expect("stop");
+    let exit = wait_exit(&h.rt, &id, Duration::from_secs(1)).await;
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (137, "Error"));
+    assert_eq!(exit.message.as_deref(), Some("stopped by the kubelet"));
+    let stopped = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("event")
+        .expect("recv");
+    assert_eq!(stopped.container_id, id);
+
+    h.rt.stop_container(&id, Duration::from_secs(10)).await.expect("second stop is a no-op");
+    h.rt.remove_container(&id).await.expect("remove");
+    h.rt.remove_container(&id).await.expect("remove is idempotent");
+    assert!(matches!(h.rt.container_status(&id).await, Err(RuntimeError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn stop_pod_sandbox_should_stop_its_containers() {
+    let mut h = Harness::new();
+    h.import_wat("sleep", SLEEP_WAT);
+    let sandbox =
+        h.rt.run_pod_sandbox(&SandboxConfig {
+            pod_uid: "pod-uid-1".into(),
+            pod_namespace: "default".into(),
+            pod_name: "p".into(),
+            log_directory: h.dir.path().join("pods/default_p_uid"),
+        })
+        .await
+        .expect("sandbox");
+    assert_eq!(sandbox, "pod-uid-1");
+    let config = h.config("sleep", &[], 64 * MIB);
+    let id = h.rt.create_container(&config).await.expect("create");
+    h.rt.start_container(&id).await.expect("start");
+    h.rt.stop_pod_sandbox(&sandbox).await.expect("stop sandbox");
+    let exit = wait_exit(&h.rt, &id, Duration::from_secs(1)).await;
+    assert_eq!(exit.exit_code, 137);
+    h.rt.stop_pod_sandbox(&sandbox).await.expect("idempotent");
+}
+
+#[tokio::test]
+async fn create_should_report_missing_and_invalid_images() {
+    let mut h = Harness::new();
+    let config = h.config("nope:1", &[], 64 * MIB);
+    let err = h.rt.create_container(&config).await.unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::ImageNotPresent { hint, .. } if hint.contains("skiff images import")),
+        "{err}"
+    );
+
+    // Valid magic, garbage after it: imports fine, fails to compile.
+    let file = h.dir.path().join("bad.wasm");
+    std::fs::write(&file, b"\0asm\x01\x00\x00\x00\xff\xff\xff").expect("write");
+    h.import_file("bad", &file);
+    let config = h.config("bad", &[], 64 * MIB);
+    let err = h.rt.create_container(&config).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::InvalidImage { .. }), "{err}");
+    assert!(h.rt.image_status("bad").await.expect("status").is_some());
+    assert!(h.rt.image_status("nope").await.expect("status").is_none());
+}
+
+#[tokio::test]
+async fn compiled_program_should_be_cached_per_digest() {
+    let mut h = Harness::new();
+    h.import_wat("hello", HELLO_WAT);
+    h.import_wat("hello-again:v2", HELLO_WAT);
+    // Concurrent creates of one digest compile once.
+    let (a, b) = (h.config("hello", &[], MIB * 64), h.config("hello-again:v2", &[], MIB * 64));
+    let (ra, rb) = tokio::join!(h.rt.create_container(&a), h.rt.create_container(&b));
+    ra.expect("create a");
+    rb.expect("create b");
+    let cached: Vec<_> = std::fs::read_dir(h.dir.path().join("wasm-cache"))
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1);
+
+    // A new runtime on the same data dir loads the artifact instead of compiling.
+    let rt2 = WasmRuntime::with_options(
+        h.dir.path(),
+        WasmRuntimeOptions { engine: EngineOptions { pooling: true, max_instances: 4 } },
+    )
+    .expect("runtime");
+    let config = h.config("hello", &[], 64 * MIB);
+    let id = rt2.create_container(&config).await.expect("create from cache");
+    rt2.start_container(&id).await.expect("start");
+    assert_eq!(wait_exit(&rt2, &id, Duration::from_secs(10)).await.reason, "Completed");
+}
+
+#[tokio::test]
+async fn rust_guests_should_run_as_p1_module_and_p2_component() {
+    let Some(p1) = rust_guest("hello-wasm.wasip1.wasm") else { return };
+    let Some(p2) = rust_guest("hello-wasm.wasip2.wasm") else { return };
+    let mut h = Harness::new();
+    h.import_file("hello-p1", &p1);
+    h.import_file("hello-p2", &p2);
+    for image in ["hello-p1", "hello-p2"] {
+        let (exit, log) = h.run(image, &["a", "b"], 64 * MIB).await;
+        assert_eq!((exit.exit_code, exit.reason.as_str()), (0, "Completed"), "{image}: {exit:?}");
+        assert_eq!(
+            stdout_lines(&log),
+            ["Hello from Skiff on WebAssembly!", "args: a b", "GREETING=hi there"],
+            "{image}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rust_test_guest_behaviours_should_map_to_exit_info() {
+    for (target, file) in [("p1", "test-guest.wasip1.wasm"), ("p2", "test-guest.wasip2.wasm")] {
+        let Some(path) = rust_guest(file) else { return };
+        let mut h = Harness::new();
+        h.import_file("guest", &path);
+
+        let (exit, log) = h.run("guest", &["print", "3"], 64 * MIB).await;
+        assert_eq!(exit.reason, "Completed", "{target}");
+        assert_eq!(stdout_lines(&log), ["line 1", "line 2", "line 3"], "{target}");
+
+        let (exit, _) = h.run("guest", &["exit", "7"], 64 * MIB).await;
+        assert_eq!(exit.reason, "Error", "{target}");
+        // wasip2's `exit` carries only ok/err unless the guest uses `exit-with-code`.
+        assert!(
+            exit.exit_code == 7 || (target == "p2" && exit.exit_code == 1),
+            "{target}: {exit:?}"
+        );
+
+        let (exit, _) = h.run("guest", &["trap"], 64 * MIB).await;
+        assert_eq!(exit.reason, "Trap", "{target}: {exit:?}");
+
+        let (exit, log) = h.run("guest", &["oom"], 32 * MIB).await;
+        assert_eq!(
+            (exit.exit_code, exit.reason.as_str()),
+            (137, "OOMKilled"),
+            "{target}: {exit:?}"
+        );
+        assert!(stdout_lines(&log).contains(&"allocated 16 MiB"), "{target}: {log:?}");
+
+        // A sleeper prints before sleeping (seen in the log while it runs), then is stopped.
+        let config = h.config("guest", &["sleep", "60"], 64 * MIB);
+        let id = h.rt.create_container(&config).await.expect("create");
+        h.rt.start_container(&id).await.expect("start");
+        wait_for_log_line(&config.log_path, "sleeping 60", Duration::from_secs(10)).await;
+        h.rt.stop_container(&id, Duration::ZERO).await.expect("stop");
+        assert_eq!(wait_exit(&h.rt, &id, Duration::from_secs(1)).await.exit_code, 137);
+
+        // A spinner does not keep a short sleeper from finishing.
+        let spin = h.config("guest", &["spin"], 64 * MIB);
+        let spin_id = h.rt.create_container(&spin).await.expect("create");
+        h.rt.start_container(&spin_id).await.expect("start");
+        let (exit, log) = h.run("guest", &["sleep", "1"], 64 * MIB).await;
+        assert_eq!(exit.reason, "Completed", "{target}");
+        assert_eq!(stdout_lines(&log), ["sleeping 1", "done"], "{target}");
+        h.rt.stop_container(&spin_id, Duration::ZERO).await.expect("stop spinner");
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
+# RocksDB's bindings, protoc, and the Rust wasm targets for the example guests. Idempotent.
+set -euo pipefail
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so >/dev/null 2>&1 || need+=(libclang-dev)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+installed="$(rustup target list --installed)"
+for t in wasm32-wasip1 wasm32-wasip2; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done

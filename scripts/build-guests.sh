@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build the Wasm guests (examples/hello-wasm, tests/guests) for wasm32-wasip1 (core modules)
+# and wasm32-wasip2 (components), release mode, and copy them to one stable directory:
+#
+#   $SKIFF_GUESTS_DIR (default: ${CARGO_TARGET_DIR:-target}/guests/out)
+#     hello-wasm.wasip1.wasm  hello-wasm.wasip2.wasm
+#     test-guest.wasip1.wasm  test-guest.wasip2.wasm
+#
+# The runtime's tests look for the guests there (set SKIFF_GUESTS_DIR to the same value).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+host_target="${CARGO_TARGET_DIR:-$repo/target}"
+case "$host_target" in /*) ;; *) host_target="$repo/$host_target" ;; esac
+guest_target="$host_target/guests"
+out="${SKIFF_GUESTS_DIR:-$guest_target/out}"
+mkdir -p "$out"
+
+build() { # <project dir> <bin name> <output stem>
+    local dir="$1" bin="$2" stem="$3" target suffix
+    for target in wasm32-wasip1 wasm32-wasip2; do
+        suffix="${target#wasm32-}"
+        CARGO_TARGET_DIR="$guest_target" cargo build --quiet --release \
+            --manifest-path "$repo/$dir/Cargo.toml" --target "$target"
+        cp "$guest_target/$target/release/$bin.wasm" "$out/$stem.$suffix.wasm.tmp"
+        mv "$out/$stem.$suffix.wasm.tmp" "$out/$stem.$suffix.wasm"
+    done
+}
+
+build examples/hello-wasm hello-wasm hello-wasm
+build tests/guests skiff-test-guest test-guest
+
+echo "$out"

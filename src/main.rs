@@ -1,0 +1,88 @@
+//! `skiff`: the whole system in one binary. `skiff server` runs a control plane with an
+//! embedded node; `skiff images` manages the node-local image store.
+
+mod server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A Kubernetes-compatible orchestrator for WebAssembly and OCI pods"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a control plane (store, api server, scheduler) with an embedded node.
+    Server(server::ServerArgs),
+    /// Manage the node-local image store.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Import an OCI image-layout tarball holding a Wasm artifact, or a bare `.wasm` file.
+    Import {
+        file: PathBuf,
+        /// Name (`repo:tag`) for a bare module, or to override the tarball's own names.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "SKIFF_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List imported images.
+    List {
+        #[arg(long, env = "SKIFF_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,openraft=warn,kube=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Server(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("skiff-api")
+                .build()?;
+            rt.block_on(server::run(args))
+        }
+        Command::Images { command: ImagesCommand::Import { file, name, data_dir } } => {
+            let store = skiff_runtime_wasm::images::ImageStore::open(
+                &server::data_dir(data_dir).join("images"),
+            )?;
+            for image in store.import(&file, name.as_deref())? {
+                println!("imported {} ({})", image.name, image.digest);
+            }
+            Ok(())
+        }
+        Command::Images { command: ImagesCommand::List { data_dir } } => {
+            let store = skiff_runtime_wasm::images::ImageStore::open(
+                &server::data_dir(data_dir).join("images"),
+            )?;
+            println!("{:<40} {:<73} SIZE", "NAME", "DIGEST");
+            for image in store.list()? {
+                println!("{:<40} {:<73} {}", image.name, image.entry.digest, image.entry.size);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Shared harness of the end-to-end tests: a real `skiff server` process in a temp dir, the
+//! real kubectl, and the real guest modules.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_script(script: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts").join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
+    assert!(out.status.success(), "scripts/{script} failed");
+    let dir = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").trim().to_string();
+    PathBuf::from(dir)
+}
+
+/// Directory with the real kubectl (fetched by scripts/fetch-tools.sh unless SKIFF_TOOLS_DIR is set).
+pub fn tools_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("SKIFF_TOOLS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => run_script("fetch-tools.sh"),
+    })
+}
+
+/// Directory with the built guests (scripts/build-guests.sh unless SKIFF_GUESTS_DIR is set).
+pub fn guests_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("SKIFF_GUESTS_DIR") {
+        Some(d) if Path::new(&d).join("test-guest.wasip2.wasm").exists() => PathBuf::from(d),
+        _ => run_script("build-guests.sh"),
+    })
+}
+
+pub fn guest(name: &str) -> PathBuf {
+    let p = guests_dir().join(name);
+    assert!(p.exists(), "guest {} missing", p.display());
+    p
+}
+
+/// End-to-end tests share two cores; running them one at a time keeps their timings honest.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Skiff {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+}
+
+pub fn skiff_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_skiff")
+}
+
+impl Skiff {
+    /// Start `skiff server` on a free port with `dir` as its data dir; wait until it is ready.
+    pub fn start(dir: &Path) -> Skiff {
+        let mut child = Command::new(skiff_bin())
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--node-name",
+                "skiff-e2e",
+                "--node-ip",
+                "127.0.0.1",
+                "--data-dir",
+            ])
+            .arg(dir)
+            .env("SKIFF_LOG", "info,openraft=warn,kube=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning skiff server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("READY ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("skiff server did not become ready in 60 s");
+        let mut parts = ready.split_whitespace();
+        let url = parts.next().unwrap_or_default().to_string();
+        let kubeconfig = PathBuf::from(parts.next().unwrap_or_default());
+        let s = Skiff { child: Some(child), dir: dir.to_path_buf(), url, kubeconfig };
+        // The node registers asynchronously; wait for it to be Ready.
+        s.wait_for("node Ready", Duration::from_secs(30), || {
+            let out = s.kubectl(&[
+                "get",
+                "node",
+                "skiff-e2e",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True"
+        });
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(tools_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("running kubectl")
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(tools_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("writing stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).expect("kubectl json")
+    }
+
+    pub fn import(&self, file: &Path, name: &str) {
+        let out = Command::new(skiff_bin())
+            .args(["images", "import", "--data-dir"])
+            .arg(&self.dir)
+            .arg(file)
+            .args(["--name", name])
+            .output()
+            .expect("skiff images import");
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+
+    /// Poll a pod until `pred` holds on its JSON; returns that JSON.
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let out = self.kubectl(&["get", "pod", name, "-o", "json"]);
+            if out.status.success() {
+                last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+                if pred(&last) {
+                    return last;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out waiting for pod {name} to be {what}; last seen: {}",
+            serde_json::to_string_pretty(&last["status"]).unwrap_or_default()
+        );
+    }
+
+    pub fn signal(&mut self, sig: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill on our own child's pid.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(child.id() as i32, sig);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("skiff server did not exit within 30 s of signal {sig}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Skiff {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// CPU time (user+system, in clock ticks) the process has used so far.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
