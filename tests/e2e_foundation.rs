@@ -51,7 +51,7 @@ fn kubectl_apply_should_run_hello_wasm_to_completion_and_show_logs() {
     assert_eq!(yaml["spec"]["nodeName"], "skiff-e2e");
     assert_eq!(yaml["status"]["hostIP"], "127.0.0.1");
     assert_eq!(yaml["status"]["podIP"], "127.0.0.1");
-    assert_eq!(yaml["status"]["containerStatuses"][0]["name"], "main");
+    assert_eq!(yaml["status"]["containerStatuses"][0]["name"], "hello");
     assert!(
         yaml["status"]["containerStatuses"][0]["imageID"]
             .as_str()

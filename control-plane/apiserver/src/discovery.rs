@@ -304,6 +304,38 @@ pub fn openapi_v3_root(reg: &Registry) -> Value {
     json!({"paths": paths})
 }
 
+const V2_TITLE: &str = "Skiff";
+const V2_VERSION: &str = concat!("v1.35.0-skiff.", env!("CARGO_PKG_VERSION"));
+
+/// The OpenAPI v2 document. It carries no definitions: clients that validate on their side
+/// skip kinds they find no schema for, and kinds served here are validated by the server
+/// (`fieldValidation`, advertised in OpenAPI v3).
+pub fn openapi_v2_json() -> Value {
+    json!({"swagger": "2.0", "info": {"title": V2_TITLE, "version": V2_VERSION}, "paths": {}, "definitions": {}})
+}
+
+/// The same document in the gnostic `openapi.v2.Document` protobuf encoding:
+/// `swagger` is field 1, `info` field 2 (an `Info` with `title` 1 and `version` 2).
+pub fn openapi_v2_protobuf() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push((number << 3) | 2);
+        let mut len = bytes.len();
+        while len >= 0x80 {
+            out.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 1, V2_TITLE.as_bytes());
+    field(&mut info, 2, V2_VERSION.as_bytes());
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0");
+    field(&mut doc, 2, &info);
+    doc
+}
+
 fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
@@ -320,6 +352,14 @@ mod tests {
         let pods = res.iter().find(|r| r["name"] == "pods").unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert!(res.iter().any(|r| r["name"] == "pods/log"));
+    }
+
+    #[test]
+    fn openapi_v2_protobuf_should_encode_swagger_and_info() {
+        let doc = openapi_v2_protobuf();
+        assert_eq!(&doc[..5], b"\x0a\x032.0");
+        assert_eq!(doc[5], 0x12);
+        assert_eq!(doc[6] as usize, doc.len() - 7);
     }
 
     #[test]

@@ -331,6 +331,17 @@ async fn route(
             StatusCode::OK,
             &discovery::api_resource_list(reg, group, version).ok_or_else(not_found)?,
         )),
+        ["openapi", "v2"] => {
+            if accept.contains("protobuf") {
+                get_only(
+                    // Go's mime parser rejects the '@' of the requested type; Kubernetes answers octet-stream.
+                    (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], discovery::openapi_v2_protobuf())
+                        .into_response(),
+                )
+            } else {
+                get_only(json_response(StatusCode::OK, &discovery::openapi_v2_json()))
+            }
+        }
         ["openapi", "v3"] => {
             get_only(json_response(StatusCode::OK, &discovery::openapi_v3_root(reg)))
         }

@@ -45,8 +45,6 @@ fn diff(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) 
                 path.push_str(key);
                 match k.get(key) {
                     Some(kv) => diff(v, kv, path, out),
-                    // Empty values are dropped by the typed round trip; they are not unknown.
-                    None if is_empty(v) => {}
                     None => out.push(path.clone()),
                 }
                 path.truncate(len);
@@ -64,13 +62,6 @@ fn diff(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) 
     }
 }
 
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,8 @@
 //! scripts/build-guests.sh
 //! cargo run -p skiff-runtime-wasm --example wasm_bench -- [--on-demand] [N] [guest.wasm]
 //! ```
-//! The guest must understand `sleep SECONDS` (default: the wasip1 test guest).
+//! The guest must understand `sleep SECONDS` (default: the wasip1 test guest). With `N = 0`
+//! only the compile time of the guest is measured (any guest works).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,16 +14,31 @@ use std::time::{Duration, Instant};
 use skiff_runtime_core::{ContainerConfig, ContainerRuntime, ContainerState};
 use skiff_runtime_wasm::{EngineOptions, WasmRuntime, WasmRuntimeOptions};
 
-fn rss_kib() -> u64 {
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// RSS split: anonymous (heap, stacks, written wasm pages) vs file/shmem mappings (the
+/// copy-on-write module images, counted once per instance mapping them).
+fn rss_breakdown() -> String {
+    format!(
+        "anon {} KiB, file {} KiB, shmem {} KiB",
+        status_kib("RssAnon:"),
+        status_kib("RssFile:"),
+        status_kib("RssShmem:")
+    )
 }
 
 #[tokio::main]
@@ -65,6 +81,9 @@ async fn main() -> anyhow::Result<()> {
     let first = rt.create_container(&config(0)).await?;
     println!("first create (compile {}): {:?}", guest.display(), t.elapsed());
     rt.remove_container(&first).await?;
+    if n == 0 {
+        return Ok(());
+    }
 
     // Settle, then measure the baseline with the compiled program loaded.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -106,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         base,
         (busy - base) as f64 / n as f64
     );
+    println!("  ({})", rss_breakdown());
     let t = Instant::now();
     for id in &ids {
         rt.stop_container(id, Duration::ZERO).await?;
@@ -117,6 +137,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    println!("stopped all in {:?}; RSS after stop: {} KiB", t.elapsed(), rss_kib());
+    println!(
+        "stopped all in {:?}; RSS after stop: {} KiB ({})",
+        t.elapsed(),
+        rss_kib(),
+        rss_breakdown()
+    );
     Ok(())
 }

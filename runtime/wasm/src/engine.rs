@@ -60,6 +60,10 @@ pub(crate) fn new_engine(options: &EngineOptions) -> wasmtime::Result<Engine> {
             .async_stack_keep_resident(0)
             .decommit_batch_size(1)
             .max_unused_warm_slots(16);
+        // Pooled fiber stacks are only decommitted when zeroing is on (with nothing kept
+        // resident, "zeroing" is a single madvise); without it every stack a guest ever
+        // touched stays resident after the guest ends.
+        config.async_stack_zeroing(true);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)
