@@ -24,7 +24,7 @@ run: build guests
 
 test: bootstrap guests
 	bash scripts/fetch-tools.sh $(SKIFF_TOOLS_DIR)
-	cargo test --workspace --no-fail-fast
+	bash scripts/test.sh
 
 bench: bootstrap guests
 	cargo build --release --bin skiff --bin skiff-bench-pods

@@ -274,3 +274,141 @@ fn objects_should_survive_sigterm_and_sigkill_with_same_resource_versions() {
         assert!(s.ok(&["get", "ns", "keep-me"]).contains("keep-me"));
     }
 }
+
+#[test]
+fn crashing_guest_should_back_off_and_keep_previous_logs() {
+    let (_serial, _dir, s) = started();
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("crasher", "test-guest:p1", &["exit", "7"], "Always", None),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // First restart is immediate, the next ones back off (10 s, 20 s, …) as on Kubernetes.
+    let pod = s.wait_pod("crasher", Duration::from_secs(60), "restarted and backing off", |p| {
+        p.pointer("/status/containerStatuses/0/restartCount").and_then(Value::as_i64).unwrap_or(0)
+            >= 1
+            && p.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str)
+                == Some("CrashLoopBackOff")
+    });
+    let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 7, "{last}");
+    assert_eq!(phase(&pod), "Running");
+    assert!(s.ok(&["get", "pods"]).contains("CrashLoopBackOff"));
+    let previous = s.ok(&["logs", "crasher", "--previous"]);
+    assert!(previous.contains("exiting with 7"), "{previous}");
+
+    // `kubectl logs -f` streams a running guest's output.
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("talker", "test-guest:p1", &["print", "3", "sleep", "600"], "Always", None),
+    );
+    assert!(out.status.success());
+    s.wait_pod("talker", Duration::from_secs(60), "Running", |p| phase(p) == "Running");
+    let mut follow = std::process::Command::new(support::tools_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["logs", "-f", "talker", "--timestamps"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        lines.push(rx.recv_timeout(Duration::from_secs(20)).expect("followed log line"));
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(lines[2].ends_with(" line 3"), "{lines:?}");
+    assert!(lines[0].starts_with("20"), "timestamps expected: {lines:?}");
+}
+
+/// Write an OCI image layout holding one Wasm layer, as a tar file.
+fn oci_layout_tar(wasm: &[u8], reference: &str, path: &std::path::Path) {
+    use sha2::Digest;
+    let digest = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let config = br#"{"architecture":"wasm","os":"wasip2"}"#.to_vec();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": digest(wasm), "size": wasm.len()}]
+    })
+    .to_string()
+    .into_bytes();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(&manifest), "size": manifest.len(),
+                        "annotations": {"org.opencontainers.image.ref.name": reference}}]
+    })
+    .to_string()
+    .into_bytes();
+    let mut builder = tar::Builder::new(std::fs::File::create(path).expect("tar file"));
+    let mut add = |name: String, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data).expect("tar entry");
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json".into(), &index);
+    for blob in [&config, &manifest, &wasm.to_vec()] {
+        add(format!("blobs/sha256/{}", &digest(blob)[7..]), blob);
+    }
+    builder.finish().expect("tar finish");
+}
+
+#[test]
+fn oci_layout_images_run_and_oci_pods_are_refused_clearly() {
+    let (_serial, dir, s) = started();
+    let tarball = dir.path().join("hello-oci.tar");
+    let wasm = std::fs::read(guest("hello-wasm.wasip1.wasm")).expect("guest");
+    oci_layout_tar(&wasm, "registry.example/hello-oci:v1", &tarball);
+    let out = std::process::Command::new(support::skiff_bin())
+        .args(["images", "import", "--data-dir"])
+        .arg(&s.dir)
+        .arg(&tarball)
+        .output()
+        .expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("from-oci", "registry.example/hello-oci:v1", &[], "Never", None),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.wait_pod("from-oci", Duration::from_secs(60), "Succeeded", |p| phase(p) == "Succeeded");
+    assert!(s.ok(&["logs", "from-oci"]).contains("Hello from Skiff on WebAssembly!"));
+
+    // An OCI (runc) pod has no node to run on yet: it stays Pending with the scheduler's reason.
+    let rc =
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: runc\nhandler: runc\n";
+    assert!(s.kubectl_stdin(&["apply", "-f", "-"], rc).status.success());
+    let oci = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\nspec:\n  runtimeClassName: runc\n  containers:\n  - name: nginx\n    image: nginx:1.27\n";
+    assert!(s.kubectl_stdin(&["apply", "-f", "-"], oci).status.success());
+    let pod = s.wait_pod("nginx", Duration::from_secs(30), "Unschedulable", |p| {
+        p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+    });
+    let msg = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PodScheduled")
+        .map(|c| c["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("0/1 nodes are available") && msg.contains("runtime handler \\\"runc\\\""),
+        "{msg}"
+    );
+    assert_eq!(phase(&pod), "Pending");
+}

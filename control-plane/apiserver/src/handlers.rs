@@ -747,7 +747,9 @@ pub async fn pod_log(
     let container = match q.get("container").filter(|c| !c.is_empty()) {
         Some(c) if containers.contains(c) => c.clone(),
         Some(c) => {
-            return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")));
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
         }
         None => match pod
             .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")

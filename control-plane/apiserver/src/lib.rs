@@ -335,7 +335,11 @@ async fn route(
             if accept.contains("protobuf") {
                 get_only(
                     // Go's mime parser rejects the '@' of the requested type; Kubernetes answers octet-stream.
-                    (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], discovery::openapi_v2_protobuf())
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/octet-stream")],
+                        discovery::openapi_v2_protobuf(),
+                    )
                         .into_response(),
                 )
             } else {

@@ -62,7 +62,6 @@ fn diff(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) 
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
