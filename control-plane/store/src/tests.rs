@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A conformance suite for any [`Store`] (each `check_*` takes `&dyn Store`), run against
 //! [`RaftStore`] in a temporary directory, plus raft-specific tests (restart, snapshots).
 

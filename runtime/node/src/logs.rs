@@ -149,10 +149,10 @@ impl PodLogSource for NodeLogs {
                         let still_running =
                             state.container_run(&uid, &container) == Some((restart, true));
                         let mut chunk = Vec::new();
-                        if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                            if f.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
-                                let _ = f.read_to_end(&mut chunk).await;
-                            }
+                        if let Ok(mut f) = tokio::fs::File::open(&path).await
+                            && f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+                        {
+                            let _ = f.read_to_end(&mut chunk).await;
                         }
                         let complete = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
                         if complete > 0 {

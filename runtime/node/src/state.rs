@@ -4,10 +4,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// container name → (restart count of the current run, running now)
+type PodRuns = HashMap<String, (u32, bool)>;
+
 #[derive(Default)]
 pub struct NodeState {
-    /// pod uid → container name → (restart count of the current run, running now)
-    runs: Mutex<HashMap<String, HashMap<String, (u32, bool)>>>,
+    /// pod uid → its containers' runs
+    runs: Mutex<HashMap<String, PodRuns>>,
 }
 
 impl NodeState {

@@ -303,14 +303,14 @@ impl PodWorker {
         if !matches!(self.slots[i].phase, Phase::Running { .. }) {
             return;
         }
-        if let Ok(st) = self.ctx.runtime.container_status(&id).await {
-            if let ContainerState::Exited(info) = st.state {
-                let slot = &mut self.slots[i];
-                slot.phase = Phase::Terminated(info);
-                self.ctx.state.set_run(&self.uid, &slot.name, slot.restart_count(), false);
-                let _ = self.ctx.runtime.remove_container(&id).await;
-                slot.id = None;
-            }
+        if let Ok(st) = self.ctx.runtime.container_status(&id).await
+            && let ContainerState::Exited(info) = st.state
+        {
+            let slot = &mut self.slots[i];
+            slot.phase = Phase::Terminated(info);
+            self.ctx.state.set_run(&self.uid, &slot.name, slot.restart_count(), false);
+            let _ = self.ctx.runtime.remove_container(&id).await;
+            slot.id = None;
         }
     }
 

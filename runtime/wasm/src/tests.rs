@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Runtime tests with real wasmtime: inline WAT guests always, the Rust guests from
 //! `tests/guests` and `examples/hello-wasm` when `scripts/build-guests.sh` has built them.
 
