@@ -376,6 +376,21 @@ async fn write(
 
 const MAX_RETRIES: usize = 16;
 
+/// The stored object at `key`, or 404 in Kubernetes' words.
+async fn read_current(
+    state: &State,
+    resource: &str,
+    key: &str,
+    name: &str,
+) -> Result<KeyValue, ApiError> {
+    state
+        .store
+        .get(key)
+        .await
+        .map_err(|e| ApiError::from_store(e, resource, name))?
+        .ok_or_else(|| ApiError::not_found(resource, name))
+}
+
 pub async fn update(
     state: &Arc<State>,
     target: &Target,
@@ -390,11 +405,7 @@ pub async fn update(
     let warnings = field_validation(res, &incoming, q)?;
     let wanted_rv = resource_version_of(&incoming).map(str::to_string);
     for _ in 0..MAX_RETRIES {
-        let prev =
-            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-        let Some(prev) = prev else {
-            return Err(ApiError::not_found(res.plural, &name));
-        };
+        let prev = read_current(state, res.plural, &key, &name).await?;
         if let Some(rv) = &wanted_rv {
             if *rv != prev.mod_revision.to_string() {
                 return Err(ApiError::from_store(
@@ -433,11 +444,7 @@ pub async fn patch(
     let patch_type =
         PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     for _ in 0..MAX_RETRIES {
-        let prev =
-            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-        let Some(prev) = prev else {
-            return Err(ApiError::not_found(res.plural, &name));
-        };
+        let prev = read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
         let mut new = old.clone();
         apply_patch(&mut new, patch_type, body)?;
@@ -512,11 +519,7 @@ pub async fn delete(
     let key = target.key().unwrap_or_default();
     let opts = delete_options(body, headers, q)?;
     for _ in 0..MAX_RETRIES {
-        let prev =
-            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-        let Some(prev) = prev else {
-            return Err(ApiError::not_found(res.plural, &name));
-        };
+        let prev = read_current(state, res.plural, &key, &name).await?;
         let mut obj = decode(&prev)?;
         if let Some(uid) = &opts.uid {
             if obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
@@ -645,9 +648,7 @@ async fn bind(
         ));
     }
     for _ in 0..MAX_RETRIES {
-        let prev =
-            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "pods", &name))?;
-        let Some(prev) = prev else { return Err(ApiError::not_found("pods", &name)) };
+        let prev = read_current(state, "pods", &key, &name).await?;
         let mut pod = decode(&prev)?;
         if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
             if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
