@@ -15,7 +15,6 @@ pub mod typed;
 pub mod watch;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -408,9 +407,4 @@ async fn resource_request(
         return Err(ApiError::unsupported_media_type(ct));
     }
     handlers::dispatch(state, &parts.method, &target, &parts.headers, &bytes, q).await
-}
-
-/// The address the API is reachable at, for discovery's `serverAddressByClientCIDRs`.
-pub fn server_address(addr: SocketAddr) -> String {
-    addr.to_string()
 }

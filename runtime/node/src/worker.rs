@@ -117,7 +117,6 @@ impl PodWorker {
     pub fn new(ctx: Arc<WorkerContext>, pod: &Pod) -> Self {
         let status = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
         let mut slots = Vec::new();
         let lists = [
             (true, spec.init_containers.clone().unwrap_or_default(), "initContainerStatuses"),
@@ -177,7 +176,6 @@ impl PodWorker {
                 } else if restart_count > 0 {
                     slot.runs = restart_count;
                 }
-                let _ = &policy;
                 slots.push(slot);
             }
         }
