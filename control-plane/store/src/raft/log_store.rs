@@ -101,7 +101,21 @@ impl RaftLogReader<TypeConfig> for LogReader {
 /// The log store owned by the raft core.
 pub(crate) struct LogStore {
     reader: LogReader,
-    flush_tx: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// `None` only while dropping.
+    flush_tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LogStore {
+    /// Close the channel and wait for the flusher, so its handle on RocksDB is released here
+    /// and not on a detached thread racing process exit (RocksDB aborts if it is closed after
+    /// its static state is torn down).
+    fn drop(&mut self) {
+        self.flush_tx.take();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+    }
 }
 
 impl LogStore {
@@ -109,10 +123,10 @@ impl LogStore {
         let (flush_tx, flush_rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let flush_db = Arc::clone(&db);
         // Exits when the store (the only sender) is dropped, i.e. when the raft core stops.
-        std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("skiff-raft-log-flush".into())
             .spawn(move || flush_loop(&flush_db, &flush_rx))?;
-        Ok(LogStore { reader: LogReader { db }, flush_tx })
+        Ok(LogStore { reader: LogReader { db }, flush_tx: Some(flush_tx), flusher: Some(flusher) })
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
@@ -197,7 +211,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Unsynced: readable now, durable once the flusher has synced the WAL.
         self.reader.db.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        if let Err(mpsc::SendError(callback)) = self.flush_tx.send(callback) {
+        let sent = match &self.flush_tx {
+            Some(tx) => tx.send(callback),
+            None => Err(mpsc::SendError(callback)),
+        };
+        if let Err(mpsc::SendError(callback)) = sent {
             callback.log_io_completed(Err(std::io::Error::other("raft log flusher has stopped")));
         }
         Ok(())
