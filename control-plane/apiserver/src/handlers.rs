@@ -113,11 +113,15 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
 
 /// Encode an object for the store: resourceVersion is the store's, never persisted.
 fn encode(obj: &Value) -> Vec<u8> {
+    serde_json::to_vec(&without_resource_version(obj)).unwrap_or_default()
+}
+
+fn without_resource_version(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    serde_json::to_vec(&o).unwrap_or_default()
+    o
 }
 
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
@@ -360,15 +364,13 @@ async fn write(
         return Ok(gone);
     }
     // Kubernetes does not write (or bump resourceVersion) when nothing changed.
-    let bytes = encode(obj);
-    let unchanged = serde_json::from_slice::<Value>(&bytes).ok()
-        == serde_json::from_slice::<Value>(&prev.value).ok();
-    if unchanged {
+    let stored = without_resource_version(obj);
+    if serde_json::from_slice::<Value>(&prev.value).ok().as_ref() == Some(&stored) {
         return decode(prev);
     }
     let kv = state
         .store
-        .update(key, bytes, Some(prev.mod_revision))
+        .update(key, serde_json::to_vec(&stored).unwrap_or_default(), Some(prev.mod_revision))
         .await
         .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
     decode(&kv)

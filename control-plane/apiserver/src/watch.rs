@@ -197,7 +197,12 @@ fn translate(
     match ev {
         WatchEvent::Put { kv, prev } => {
             let obj = decode(kv).ok()?;
-            let was = prev.as_ref().and_then(|p| decode(p).ok()).is_some_and(|p| matches(&p));
+            // Without selectors every object matches: no need to decode the previous one.
+            let was = if labels.is_empty() && fields.is_empty() {
+                prev.is_some()
+            } else {
+                prev.as_ref().and_then(|p| decode(p).ok()).is_some_and(|p| matches(&p))
+            };
             let is = matches(&obj);
             match (was, is) {
                 (false, true) => Some(("ADDED", obj)),
