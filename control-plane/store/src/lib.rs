@@ -8,7 +8,9 @@ mod raft;
 #[cfg(test)]
 mod tests;
 
-pub use raft::{RaftStore, RaftStoreOptions};
+pub use raft::{
+    Member, MembershipError, PeerOptions, PeerTls, RaftStore, RaftStoreOptions, StoreMetrics,
+};
 
 use async_trait::async_trait;
 use futures::Stream;

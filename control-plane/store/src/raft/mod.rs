@@ -1,32 +1,38 @@
-//! `RaftStore`: the [`Store`] on openraft (a single voter for now) with RocksDB holding both
-//! the raft log and the state machine, in one database with separate column families.
+//! `RaftStore`: the [`Store`] on openraft with RocksDB holding both the raft log and the state
+//! machine, in one database with separate column families. One member, or several talking
+//! raft to each other over HTTPS with mutual TLS (`peer.rs`, `network.rs`, `cluster.rs`).
 //!
 //! A write is a raft entry ([`Command`]); its preconditions are checked by the state machine
 //! when the entry is applied, so the outcome is the same on every replica, and its revision
-//! is the entry's log index. Reads confirm leadership (`ensure_linearizable`) and then read
-//! RocksDB directly.
+//! is the entry's log index. Reads get a read index from the leader (which confirms its
+//! leadership first), wait until this member has applied that far, and read RocksDB directly.
 
+mod cluster;
 mod codec;
 mod log_store;
 mod network;
+mod peer;
 mod state_machine;
 mod watch;
 
-use std::collections::BTreeMap;
+pub use self::cluster::{Member, MembershipError, StoreMetrics};
+pub use self::peer::PeerTls;
+
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use openraft::error::{ClientWriteError, Fatal, RaftError};
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use openraft::error::{Fatal, RaftError};
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use serde::{Deserialize, Serialize};
 
+use self::cluster::Cluster;
 use self::codec::StoredValue;
 use self::log_store::LogStore;
-use self::network::NetworkFactory;
+use self::network::{NetworkFactory, PeerHttp};
 use self::state_machine::StateMachineStore;
 use self::watch::WatchHub;
 use crate::{KeyValue, ListResult, Store, StoreError, WatchStream};
@@ -44,9 +50,6 @@ openraft::declare_raft_types!(
         Node = BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
 );
-
-/// The only member while Skiff runs a single voter.
-const NODE_ID: NodeId = 1;
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_LOG_META: &str = "log_meta";
@@ -130,6 +133,33 @@ pub struct RaftStoreOptions {
     pub logs_kept_after_snapshot: u64,
     /// How long `open` waits for this node to become leader and catch up.
     pub ready_timeout: Duration,
+    /// This member's raft node id; 1 for the member that forms a cluster. A directory keeps
+    /// the id it was first opened with and refuses another.
+    pub node_id: u64,
+    /// How to reach and be reached by other members; `None` for a member that never has
+    /// peers (its writes and reads need no transport).
+    pub peer: Option<PeerOptions>,
+    /// A fresh directory forms a new single-voter cluster (`true`) or waits for a leader to
+    /// add this member (`false`, for `--join`). Ignored once the directory holds raft state.
+    pub initialize: bool,
+    /// The leader heartbeats this often; it is also the deadline of one append RPC.
+    pub heartbeat_interval: Duration,
+    /// A follower that hears no leader for `election_timeout_max` (its lease on the leader)
+    /// plus a random time in `election_timeout_min..election_timeout_max` stands for election.
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+/// The peer transport of one member.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// Where other members reach this one (`https://host:port`); recorded in the cluster
+    /// configuration, so it must name the port `listener` is bound to.
+    pub advertise_url: String,
+    /// The bound listener to serve raft on. The caller binds it, so port 0 works and
+    /// `advertise_url` can name the real port.
+    pub listener: Arc<std::net::TcpListener>,
+    pub tls: PeerTls,
 }
 
 impl Default for RaftStoreOptions {
@@ -140,6 +170,12 @@ impl Default for RaftStoreOptions {
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1_000,
             ready_timeout: Duration::from_secs(30),
+            node_id: 1,
+            peer: None,
+            initialize: true,
+            heartbeat_interval: Duration::from_millis(200),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(600),
         }
     }
 }
@@ -149,6 +185,18 @@ pub struct RaftStore {
     pub(crate) raft: Raft<TypeConfig>,
     db: Arc<DB>,
     hub: Arc<WatchHub>,
+    cluster: Arc<Cluster>,
+    /// Serves the peer listener; stops when the store is dropped.
+    _peer_server: Option<AbortOnDrop>,
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn storage(context: &str, e: impl std::fmt::Display) -> StoreError {
@@ -197,25 +245,31 @@ impl RaftStore {
         Self::open_with(dir, RaftStoreOptions::default()).await
     }
 
-    /// Open (or create) the store under `dir`, start raft as node 1, form a single-voter
-    /// cluster if the directory is fresh, and return once this node leads and has applied
-    /// everything committed, so reads right after see all earlier writes.
+    /// Open (or create) the store under `dir` and start raft as `options.node_id`, serving
+    /// peers if `options.peer` says how. A fresh directory forms a single-voter cluster
+    /// (`options.initialize`) or waits to be added by the leader. Returns once this member is
+    /// a voter, knows the leader and has applied everything committed, so reads right after
+    /// see all earlier writes.
     pub async fn open_with(dir: &Path, options: RaftStoreOptions) -> Result<RaftStore, StoreError> {
         let deadline = Instant::now() + options.ready_timeout;
         std::fs::create_dir_all(dir)
             .map_err(|e| storage(&format!("creating {}", dir.display()), e))?;
         let db = Arc::new(open_db(dir, deadline)?);
+        cluster::check_node_id(&db, options.node_id)?;
         let hub = WatchHub::new(options.watch_history, options.watch_channel_capacity);
         let state_machine = StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub))
             .map_err(|e| storage("reading state machine", e))?;
         let log_store =
             LogStore::new(Arc::clone(&db)).map_err(|e| storage("starting log flusher", e))?;
 
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let config = Config {
             cluster_name: "skiff".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            heartbeat_interval: millis(options.heartbeat_interval),
+            election_timeout_min: millis(options.election_timeout_min),
+            election_timeout_max: millis(options.election_timeout_max),
+            // Per snapshot chunk; the last one includes installing the whole snapshot.
+            install_snapshot_timeout: 30_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
             max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
             ..Default::default()
@@ -223,38 +277,50 @@ impl RaftStore {
         .validate()
         .map_err(|e| storage("raft config", e))?;
 
-        let raft = Raft::new(NODE_ID, Arc::new(config), NetworkFactory, log_store, state_machine)
+        let http = PeerHttp::new(options.peer.as_ref().map(|p| &p.tls))
+            .map_err(|e| storage("peer tls", e))?;
+        let network = NetworkFactory { http: http.clone(), id: options.node_id };
+        let raft = Raft::new(options.node_id, Arc::new(config), network, log_store, state_machine)
             .await
             .map_err(fatal_to_store)?;
-        let store = RaftStore { raft, db, hub };
-        store.become_ready(deadline).await?;
+        let cluster = Arc::new(Cluster::new(raft.clone(), options.node_id, http));
+        // Peers must reach this member before it can be elected, added or caught up.
+        let peer_server = match &options.peer {
+            Some(peer) => Some(Self::serve_peers(peer, &cluster)?),
+            None => None,
+        };
+        let store = RaftStore { raft, db, hub, cluster, _peer_server: peer_server };
+        store.become_ready(&options, deadline).await?;
         Ok(store)
     }
 
-    async fn become_ready(&self, deadline: Instant) -> Result<(), StoreError> {
-        if !self.raft.is_initialized().await.map_err(fatal_to_store)? {
-            let members = BTreeMap::from([(NODE_ID, BasicNode::default())]);
-            self.raft.initialize(members).await.map_err(raft_to_store)?;
-        } else if self.raft.metrics().borrow().state != ServerState::Leader {
-            // A sole voter that was not leader when it stopped (e.g. killed mid-election)
-            // would otherwise wait out an election timeout.
-            self.raft.trigger().elect().await.map_err(fatal_to_store)?;
-        }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        self.raft
-            .wait(Some(timeout))
-            .metrics(
-                |m| {
-                    m.state == ServerState::Leader
-                        && m.current_leader == Some(NODE_ID)
-                        && m.last_applied.map(|id| id.index) >= m.last_log_index
-                },
-                "leader and caught up",
-            )
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("raft did not become ready: {e}")))?;
-        self.raft.ensure_linearizable().await.map_err(raft_to_store)?;
-        Ok(())
+    fn serve_peers(peer: &PeerOptions, cluster: &Arc<Cluster>) -> Result<AbortOnDrop, StoreError> {
+        let tls = peer.tls.server_config().map_err(|e| storage("peer tls", e))?;
+        let listener = peer
+            .listener
+            .try_clone()
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|e| storage("peer listener", e))?;
+        let router = peer::router(Arc::clone(cluster));
+        Ok(AbortOnDrop(tokio::spawn(peer::serve(listener, tls, router))))
+    }
+
+    async fn become_ready(
+        &self,
+        options: &RaftStoreOptions,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let peer_url = options.peer.as_ref().map_or("", |p| p.advertise_url.as_str());
+        self.cluster.become_ready(options.initialize, peer_url, deadline).await.map_err(|e| match e
+        {
+            StoreError::Unavailable(why) => {
+                StoreError::Unavailable(format!("raft did not become ready: {why}"))
+            }
+            other => other,
+        })
     }
 
     /// Stop raft and close every watch; waits (briefly) until RocksDB is released so the same
@@ -272,14 +338,9 @@ impl RaftStore {
         }
     }
 
+    /// Run `cmd` on the leader (this member, or forwarded to it).
     async fn write(&self, cmd: Command) -> Result<KeyValue, StoreError> {
-        let resp = self.raft.client_write(cmd).await.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                StoreError::Unavailable(format!("not the leader: {f}"))
-            }
-            other => raft_to_store(other),
-        })?;
-        match resp.data {
+        match self.cluster.write(cmd).await? {
             CommandResponse::Kv(kv) => Ok(kv.into()),
             CommandResponse::AlreadyExists(key) => Err(StoreError::AlreadyExists(key)),
             CommandResponse::NotFound(key) => Err(StoreError::NotFound(key)),
@@ -291,7 +352,7 @@ impl RaftStore {
     }
 
     async fn linearize(&self) -> Result<(), StoreError> {
-        self.raft.ensure_linearizable().await.map(|_| ()).map_err(raft_to_store)
+        self.cluster.linearize().await
     }
 
     fn kv_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
