@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod errors;
 pub mod handlers;
+pub mod join;
 pub mod metrics;
 pub mod objects;
 pub mod patch;
@@ -78,6 +79,13 @@ impl ApiServer {
 
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// Serve `routes` beside the Kubernetes API, outside its bearer-token authentication
+    /// (they authenticate callers themselves, or are public, like the join routes).
+    pub fn with_unauthenticated_routes(mut self, routes: Router) -> Self {
+        self.router = routes.merge(self.router);
+        self
     }
 
     /// Register the node `name`'s log endpoint (used by `pods/log`).

@@ -29,7 +29,7 @@ pub struct DurationLabels {
 }
 
 pub struct Metrics {
-    pub registry: Registry,
+    registry: std::sync::RwLock<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub durations: Family<DurationLabels, Histogram>,
     pub inflight_watches: Gauge,
@@ -61,13 +61,27 @@ impl Metrics {
             "Gauge of all active long-running apiserver requests (watches)",
             inflight_watches.clone(),
         );
-        Metrics { registry, requests, durations, inflight_watches }
+        Metrics {
+            registry: std::sync::RwLock::new(registry),
+            requests,
+            durations,
+            inflight_watches,
+        }
+    }
+
+    /// Add metrics another part of the process computes at scrape time (e.g. the store's).
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        if let Ok(mut registry) = self.registry.write() {
+            registry.register_collector(collector);
+        }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        if let Ok(registry) = self.registry.read() {
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
         out
     }
 }

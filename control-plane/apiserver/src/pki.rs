@@ -29,6 +29,8 @@ pub enum PkiError {
 /// Certificates and credentials of one cluster.
 pub struct Pki {
     pub ca_cert_pem: String,
+    /// The CA's key: every control-plane member holds it, to issue its own certificates.
+    pub ca_key_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
     /// Bearer token of the cluster admin (`system:masters`).
@@ -82,8 +84,8 @@ impl Pki {
             write_private(&ca_cert_path, cert.pem().as_bytes())?;
         }
         let ca_cert_pem = read(&ca_cert_path)?;
-        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?)?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
+        let ca_key_pem = read(&ca_key_path)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, KeyPair::from_pem(&ca_key_pem)?)?;
 
         let server_cert_path = dir.join("apiserver.crt");
         let server_key_path = dir.join("apiserver.key");
@@ -137,10 +139,79 @@ impl Pki {
         }
         Ok(Pki {
             ca_cert_pem,
+            ca_key_pem,
             server_cert_pem: read(&server_cert_path)?,
             server_key_pem: read(&server_key_path)?,
             admin_token: read(&token_path)?.trim().to_string(),
         })
+    }
+
+    /// Put the CA and admin credential of an existing cluster into `dir` (a member joining
+    /// it), so [`Pki::load_or_create`] issues this member's certificates under that CA.
+    pub fn install_cluster_credentials(
+        dir: &Path,
+        ca_cert_pem: &str,
+        ca_key_pem: &str,
+        admin_token: &str,
+    ) -> Result<(), PkiError> {
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.into(), source })?;
+        // Reject material that would not load before writing any of it.
+        Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+        write_private(&dir.join("ca.key"), ca_key_pem.as_bytes())?;
+        write_private(&dir.join("ca.crt"), ca_cert_pem.as_bytes())?;
+        write_private(&dir.join("admin.token"), admin_token.as_bytes())
+    }
+
+    /// This member's certificate for the raft peer transport (`peer.crt`/`peer.key` in `dir`),
+    /// issued under the cluster CA for `hosts`, usable as both server and client (mutual
+    /// TLS); reissued when it does not cover every host. Returns `(cert_pem, key_pem)`.
+    pub fn peer_identity(
+        &self,
+        dir: &Path,
+        hosts: &[String],
+    ) -> Result<(String, String), PkiError> {
+        let cert_path = dir.join("peer.crt");
+        let key_path = dir.join("peer.key");
+        let hosts_path = dir.join("peer.hosts");
+        let mut want: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+        for h in hosts {
+            if !want.contains(h) {
+                want.push(h.clone());
+            }
+        }
+        let covered = read(&hosts_path).map(|s| s.lines().map(str::to_string).collect::<Vec<_>>());
+        let ca_changed = !matches!(read(&dir.join("peer.ca")), Ok(ca) if ca == self.ca_cert_pem);
+        if ca_changed
+            || !cert_path.exists()
+            || !key_path.exists()
+            || !matches!(&covered, Ok(c) if want.iter().all(|h| c.contains(h)))
+        {
+            let issuer =
+                Issuer::from_ca_cert_pem(&self.ca_cert_pem, KeyPair::from_pem(&self.ca_key_pem)?)?;
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "skiff-peer");
+            params.distinguished_name = dn;
+            params.subject_alt_names = want
+                .iter()
+                .map(|h| match h.parse::<IpAddr>() {
+                    Ok(ip) => Ok(SanType::IpAddress(ip)),
+                    Err(_) => h.clone().try_into().map(SanType::DnsName),
+                })
+                .collect::<Result<_, _>>()?;
+            params.extended_key_usages =
+                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            params.key_usages =
+                vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+            let cert = params.signed_by(&key, &issuer)?;
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
+            write_private(&cert_path, cert.pem().as_bytes())?;
+            write_private(&hosts_path, want.join("\n").as_bytes())?;
+            write_private(&dir.join("peer.ca"), self.ca_cert_pem.as_bytes())?;
+        }
+        Ok((read(&cert_path)?, read(&key_path)?))
     }
 
     /// A rustls server config serving the apiserver certificate (HTTP/2 and HTTP/1.1).

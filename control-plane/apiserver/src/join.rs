@@ -1,0 +1,523 @@
+//! Joining a control-plane member to a cluster, and listing or removing members.
+//!
+//! The first server writes a join token to `DATA_DIR/token`:
+//! `skiff1.<sha256 of the CA certificate (DER), hex>.<secret>`. A joiner fetches the CA from
+//! any member without trusting it (`GET /cacerts`), checks it against the hash in the token,
+//! and from then on talks TLS verified against that CA: it sends the secret and its peer URL
+//! to `POST /skiff/v1/join` and gets back its member id and what every member holds (the CA
+//! with its key, so it can issue its own certificates, and the admin token). The member
+//! that answers adds the joiner as a raft learner (through the leader); the joiner promotes
+//! itself to voter once it has caught up (see `skiff_store::RaftStore::open_with`).
+//!
+//! These routes sit beside the Kubernetes API on its listener but outside its bearer-token
+//! authentication: `/cacerts` is public, the join call authenticates with the token's secret,
+//! and the member routes check the admin token themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use skiff_store::{MembershipError, RaftStore, StoreError};
+
+use crate::pki::{PkiError, write_private};
+
+const TOKEN_PREFIX: &str = "skiff1.";
+pub const PATH_CACERTS: &str = "/cacerts";
+pub const PATH_JOIN: &str = "/skiff/v1/join";
+pub const PATH_MEMBERS: &str = "/skiff/v1/members";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("malformed join token: {0}")]
+    MalformedToken(&'static str),
+    #[error(
+        "the cluster CA at {url} does not match the join token (token wants sha256 {expected}, the server presents {actual}); wrong token or wrong server"
+    )]
+    CaMismatch { url: String, expected: String, actual: String },
+    #[error("no certificate in the CA PEM text")]
+    NoCertificate,
+    #[error("the join was refused: {0}")]
+    Refused(String),
+    #[error("talking to {url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("join token file: {0}")]
+    Pki(#[from] PkiError),
+}
+
+/// A parsed join token. `Display` gives the one-line form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// Hex SHA-256 of the cluster CA certificate (DER).
+    pub ca_hash: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinToken").field("ca_hash", &self.ca_hash).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{TOKEN_PREFIX}{}.{}", self.ca_hash, self.secret)
+    }
+}
+
+/// Hex SHA-256 of the first certificate in `ca_pem`, over its DER encoding (so reformatting
+/// the PEM does not change it).
+pub fn ca_hash(ca_pem: &str) -> Result<String, JoinError> {
+    let der = rustls_pemfile::certs(&mut ca_pem.as_bytes())
+        .next()
+        .ok_or(JoinError::NoCertificate)?
+        .map_err(|_| JoinError::NoCertificate)?;
+    Ok(hex::encode(Sha256::digest(der.as_ref())))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl JoinToken {
+    /// A new token for the cluster whose CA is `ca_pem`, with a fresh 256-bit secret.
+    pub fn generate(ca_pem: &str) -> Result<JoinToken, JoinError> {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        Ok(JoinToken { ca_hash: ca_hash(ca_pem)?, secret })
+    }
+
+    pub fn parse(text: &str) -> Result<JoinToken, JoinError> {
+        let rest = text
+            .trim()
+            .strip_prefix(TOKEN_PREFIX)
+            .ok_or(JoinError::MalformedToken("it does not start with skiff1."))?;
+        let (hash, secret) =
+            rest.split_once('.').ok_or(JoinError::MalformedToken("it has no secret"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(JoinError::MalformedToken("the CA hash is not 64 hex digits"));
+        }
+        if secret.len() < 16
+            || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(JoinError::MalformedToken("the secret is too short or has odd characters"));
+        }
+        Ok(JoinToken { ca_hash: hash.to_ascii_lowercase(), secret: secret.to_string() })
+    }
+
+    /// Whether `ca_pem` is the CA this token was made for.
+    pub fn verify_ca(&self, url: &str, ca_pem: &str) -> Result<(), JoinError> {
+        let actual = ca_hash(ca_pem)?;
+        if !constant_time_eq(actual.as_bytes(), self.ca_hash.as_bytes()) {
+            return Err(JoinError::CaMismatch {
+                url: url.to_string(),
+                expected: self.ca_hash.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// Constant-time comparison with a presented secret.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        constant_time_eq(presented.as_bytes(), self.secret.as_bytes())
+    }
+
+    /// Read the token at `path`, or make one for the CA `ca_pem` and write it there.
+    pub fn load_or_create(path: &std::path::Path, ca_pem: &str) -> Result<JoinToken, JoinError> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let token = JoinToken::parse(&text)?;
+            token.verify_ca(&path.display().to_string(), ca_pem)?;
+            return Ok(token);
+        }
+        let token = JoinToken::generate(ca_pem)?;
+        Self::write(&token, path)?;
+        Ok(token)
+    }
+
+    /// Write the token to `path` (owner-only), one line.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), JoinError> {
+        write_private(path, format!("{self}\n").as_bytes())?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    pub secret: String,
+    /// Where the joiner serves raft (`https://host:port`).
+    pub peer_url: String,
+}
+
+/// What a joiner gets: its member id and the cluster's shared credentials.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinBundle {
+    pub node_id: u64,
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for JoinBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinBundle").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+/// The join and member routes of one control-plane member.
+pub struct JoinService {
+    pub token: JoinToken,
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub admin_token: String,
+    pub store: Arc<RaftStore>,
+}
+
+fn status(code: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"message": message.to_string()}).to_string(),
+    )
+        .into_response()
+}
+
+fn membership_error(e: MembershipError) -> Response {
+    match e {
+        MembershipError::Rejected(why) => status(StatusCode::CONFLICT, why),
+        MembershipError::Store(e @ StoreError::Unavailable(_)) => {
+            status(StatusCode::SERVICE_UNAVAILABLE, e)
+        }
+        MembershipError::Store(e) => status(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+impl JoinService {
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(PATH_CACERTS, get(cacerts))
+            .route(PATH_JOIN, post(join))
+            .route(PATH_MEMBERS, get(members))
+            .route(&format!("{PATH_MEMBERS}/{{id}}"), delete(remove_member))
+            .with_state(self)
+    }
+
+    fn is_admin(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.admin_token.as_bytes()))
+    }
+}
+
+async fn cacerts(State(svc): State<Arc<JoinService>>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-pem-file")], svc.ca_cert_pem.clone())
+        .into_response()
+}
+
+async fn join(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<JoinRequest>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "expected {\"secret\": …, \"peerUrl\": …}");
+    };
+    if !svc.token.secret_matches(&request.secret) {
+        tracing::warn!(peer_url = %request.peer_url, "join refused: wrong secret");
+        return status(StatusCode::FORBIDDEN, "wrong join token secret");
+    }
+    if !request.peer_url.starts_with("https://") {
+        return status(StatusCode::BAD_REQUEST, "peerUrl must be an https:// URL");
+    }
+    match svc.store.add_learner(&request.peer_url).await {
+        Ok(node_id) => {
+            tracing::info!(node_id, peer_url = %request.peer_url, "a member is joining");
+            let bundle = JoinBundle {
+                node_id,
+                ca_cert: svc.ca_cert_pem.clone(),
+                ca_key: svc.ca_key_pem.clone(),
+                admin_token: svc.admin_token.clone(),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::to_vec(&bundle).unwrap_or_default(),
+            )
+                .into_response()
+        }
+        Err(e) => membership_error(e),
+    }
+}
+
+async fn members(State(svc): State<Arc<JoinService>>, headers: HeaderMap) -> Response {
+    if !svc.is_admin(&headers) {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let leader = svc.store.leader().map(|m| m.id);
+    let members: Vec<_> = svc
+        .store
+        .members()
+        .into_iter()
+        .map(|m| json!({"id": m.id, "peerUrl": m.peer_url, "voter": m.voter}))
+        .collect();
+    let body = json!({"self": svc.store.node_id(), "leader": leader, "members": members});
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn remove_member(
+    State(svc): State<Arc<JoinService>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    if !svc.is_admin(&headers) {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    match svc.store.remove_member(id).await {
+        Ok(()) => status(StatusCode::OK, format!("member {id} removed")),
+        Err(e) => membership_error(e),
+    }
+}
+
+/// Accepts any server certificate: only for fetching the CA, whose hash is checked after.
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One HTTPS request with `tls`; returns the status and body.
+async fn https(
+    tls: rustls::ClientConfig,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), JoinError> {
+    let url = request.uri().to_string();
+    let http_err = |reason: String| JoinError::Http { url: url.clone(), reason };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let call = async {
+        let response = client.request(request).await.map_err(|e| http_err(error_chain(&e)))?;
+        let code = response.status();
+        let body = response.into_body().collect().await.map_err(|e| http_err(e.to_string()))?;
+        Ok((code, body.to_bytes()))
+    };
+    tokio::time::timeout(JOIN_TIMEOUT, call)
+        .await
+        .map_err(|_| http_err(format!("no answer within {JOIN_TIMEOUT:?}")))?
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_error(url: &str, e: impl std::fmt::Display) -> JoinError {
+    JoinError::Http { url: url.to_string(), reason: format!("tls: {e}") }
+}
+
+/// Fetch the CA of the member at `api_url` (e.g. `https://10.0.0.1:6443`) and check it
+/// against `token`. Nothing is trusted before the check.
+pub async fn fetch_cluster_ca(api_url: &str, token: &JoinToken) -> Result<String, JoinError> {
+    let url = format!("{}{PATH_CACERTS}", api_url.trim_end_matches('/'));
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(&url, e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
+        .with_no_client_auth();
+    let request = http::Request::get(&url)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| JoinError::Http { url: url.clone(), reason: e.to_string() })?;
+    let (code, body) = https(tls, request).await?;
+    if code != StatusCode::OK {
+        return Err(JoinError::Http { url, reason: format!("answered {code}") });
+    }
+    let ca = String::from_utf8_lossy(&body).into_owned();
+    token.verify_ca(api_url, &ca)?;
+    Ok(ca)
+}
+
+/// Ask the member at `api_url` to add this one (reachable for raft at `peer_url`) to its
+/// cluster. Verifies the member's CA against `token` first; changes nothing anywhere if the
+/// token is wrong.
+pub async fn request_join(
+    api_url: &str,
+    token: &JoinToken,
+    peer_url: &str,
+) -> Result<JoinBundle, JoinError> {
+    let ca = fetch_cluster_ca(api_url, token).await?;
+    let url = format!("{}{PATH_JOIN}", api_url.trim_end_matches('/'));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
+        let cert = cert.map_err(|_| JoinError::NoCertificate)?;
+        roots.add(cert).map_err(|e| tls_error(&url, e))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(&url, e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let body = serde_json::to_vec(&JoinRequest {
+        secret: token.secret.clone(),
+        peer_url: peer_url.to_string(),
+    })
+    .unwrap_or_default();
+    let request = http::Request::post(&url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| JoinError::Http { url: url.clone(), reason: e.to_string() })?;
+    let (code, body) = https(tls, request).await?;
+    if code != StatusCode::OK {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(JoinError::Refused(format!("{code}: {message}")));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| JoinError::Http { url, reason: format!("decoding the answer: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> String {
+        let dir = tempfile::tempdir().unwrap();
+        crate::pki::Pki::load_or_create(dir.path(), &[]).unwrap().ca_cert_pem
+    }
+
+    #[test]
+    fn join_token_should_round_trip_through_its_text_form() {
+        let ca = ca();
+        let token = JoinToken::generate(&ca).unwrap();
+        let text = token.to_string();
+        assert!(text.starts_with("skiff1."), "{text}");
+        let parsed = JoinToken::parse(&format!("{text}\n")).unwrap();
+        assert_eq!(parsed, token);
+        parsed.verify_ca("test", &ca).unwrap();
+        // 256 random bits: two tokens never share a secret.
+        assert_ne!(JoinToken::generate(&ca).unwrap().secret, token.secret);
+    }
+
+    #[test]
+    fn join_token_should_reject_another_clusters_ca() {
+        let token = JoinToken::generate(&ca()).unwrap();
+        let err = token.verify_ca("https://x", &ca()).unwrap_err();
+        assert!(matches!(err, JoinError::CaMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn join_token_should_reject_a_wrong_secret() {
+        let token = JoinToken::generate(&ca()).unwrap();
+        assert!(token.secret_matches(&token.secret.clone()));
+        let mut shorter = token.secret.clone();
+        shorter.pop();
+        assert!(!token.secret_matches(&shorter));
+        let first = if token.secret.starts_with('A') { "B" } else { "A" };
+        let flipped = format!("{first}{}", &token.secret[1..]);
+        assert!(!token.secret_matches(&flipped));
+        assert!(!token.secret_matches(""));
+        // The secret never appears in debug output.
+        assert!(!format!("{token:?}").contains(&token.secret));
+    }
+
+    #[test]
+    fn join_token_should_reject_malformed_text() {
+        let good = JoinToken::generate(&ca()).unwrap().to_string();
+        for bad in [
+            "",
+            "skiff1.",
+            "skiff2.abc.def",
+            &good.replacen("skiff1.", "", 1),
+            &format!("skiff1.{}.short", "a".repeat(64)),
+            &format!("skiff1.{}.{}", "g".repeat(64), "s".repeat(43)),
+            &format!("skiff1.{}", "a".repeat(64)),
+        ] {
+            assert!(JoinToken::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn load_or_create_should_keep_the_token_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca();
+        let path = dir.path().join("token");
+        let a = JoinToken::load_or_create(&path, &ca).unwrap();
+        let b = JoinToken::load_or_create(&path, &ca).unwrap();
+        assert_eq!(a, b);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        // A token file of another CA is refused rather than silently replaced.
+        assert!(JoinToken::load_or_create(&path, &super::tests::ca()).is_err());
+    }
+}
