@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use skiff_apiserver::ApiServer;
+use skiff_apiserver::join::{JoinService, JoinToken};
 use skiff_apiserver::pki::{Pki, write_private};
 use skiff_node::{Kubelet, NodeConfig};
-use skiff_store::RaftStore;
+use skiff_store::{PeerOptions, PeerTls, RaftStore, RaftStoreOptions};
+
+/// Port of the raft peer listener when `--listen` names a fixed port.
+const DEFAULT_PEER_PORT: u16 = 6444;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -32,6 +36,63 @@ pub struct ServerArgs {
     /// Most pods the embedded node accepts (`status.capacity.pods`).
     #[arg(long, default_value_t = 2000)]
     max_pods: u32,
+    /// Join the cluster of the control-plane member whose API is at this URL
+    /// (e.g. https://10.0.0.1:6443) instead of forming a new cluster. Needed only the first
+    /// time: the data dir remembers its cluster.
+    #[arg(long, value_name = "URL")]
+    join: Option<String>,
+    /// The join token, as written to DATA_DIR/token by the first server.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Address of the raft peer listener (mutual TLS between members). Default: the
+    /// --listen address with port 6444, or port 0 (any free port) when --listen has port 0.
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
+    /// Store snapshot interval in log entries (tuning and tests).
+    #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
+    snapshot_every: Option<u64>,
+    /// Log entries the store keeps behind its snapshot (tuning and tests).
+    #[arg(long, hide = true, env = "SKIFF_LOGS_KEPT_AFTER_SNAPSHOT")]
+    logs_kept_after_snapshot: Option<u64>,
+}
+
+/// What the data dir remembers about its membership (`DATA_DIR/member.json`): written when
+/// a member joins, absent on the member that formed the cluster (node 1).
+struct MemberFile {
+    node_id: u64,
+}
+
+impl MemberFile {
+    fn read(path: &std::path::Path) -> anyhow::Result<Option<MemberFile>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let node_id =
+            v["nodeId"].as_u64().with_context(|| format!("{} has no nodeId", path.display()))?;
+        Ok(Some(MemberFile { node_id }))
+    }
+
+    fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let v = serde_json::json!({"nodeId": self.node_id, "joined": true});
+        write_private(path, v.to_string().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Bind `addr` with SO_REUSEADDR, so a restarted member gets its old port back at once.
+fn bind_reusable(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+    Ok(socket.listen(1024)?.into_std()?)
 }
 
 /// The data directory: the flag, else `/var/lib/skiff` for root, else `~/.local/share/skiff`.
@@ -92,8 +153,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let dir = data_dir(args.data_dir);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating data dir {}", dir.display()))?;
-    let store = Arc::new(RaftStore::open(&dir.join("store")).await.context("opening the store")?);
 
+    // Bind first: the addresses this member advertises must name the ports it really has.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -103,13 +164,105 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let url_host =
         if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
     let url = format!("https://{}", SocketAddr::new(url_host, addr.port()));
+    let peer_listen = args.peer_listen.unwrap_or_else(|| {
+        let port = if args.listen.port() == 0 { 0 } else { DEFAULT_PEER_PORT };
+        SocketAddr::new(args.listen.ip(), port)
+    });
+    let peer_listener = bind_reusable(peer_listen).context("binding the peer listener")?;
+    let peer_addr = peer_listener.local_addr()?;
+    let peer_host = if peer_addr.ip().is_unspecified() { node_ip } else { peer_addr.ip() };
+    let peer_url = format!("https://{}", SocketAddr::new(peer_host, peer_addr.port()));
+
+    let member_path = dir.join("member.json");
+    let mut member = MemberFile::read(&member_path)?;
+    match (&member, &args.join) {
+        (None, Some(join_url)) => {
+            let token = args.token.as_deref().context("--join needs --token (or SKIFF_TOKEN)")?;
+            let token = JoinToken::parse(token)?;
+            anyhow::ensure!(
+                !dir.join("store").exists(),
+                "{} already holds a store of its own; --join needs a fresh data dir",
+                dir.display()
+            );
+            tracing::info!(server = %join_url, %peer_url, "joining the cluster");
+            let bundle = skiff_apiserver::join::request_join(join_url, &token, &peer_url)
+                .await
+                .with_context(|| format!("joining the cluster at {join_url}"))?;
+            Pki::install_cluster_credentials(
+                &dir.join("pki"),
+                &bundle.ca_cert,
+                &bundle.ca_key,
+                &bundle.admin_token,
+            )?;
+            token.write(&dir.join("token"))?;
+            let joined = MemberFile { node_id: bundle.node_id };
+            joined.write(&member_path)?;
+            tracing::info!(node_id = joined.node_id, "admitted to the cluster as a learner");
+            member = Some(joined);
+        }
+        (Some(m), Some(_)) => {
+            tracing::info!(
+                node_id = m.node_id,
+                "this data dir is already a member; ignoring --join"
+            );
+        }
+        _ => {}
+    }
+    // A member that joined waits to be added; the first server forms the cluster.
+    let (node_id, initialize) = member.map_or((1, true), |m| (m.node_id, false));
+
     let hosts = vec![url_host.to_string(), node_ip.to_string(), node_name.clone(), host_name()];
     let pki = Pki::load_or_create(&dir.join("pki"), &hosts).context("preparing certificates")?;
+    let token = JoinToken::load_or_create(&dir.join("token"), &pki.ca_cert_pem)?;
+    let (peer_cert, peer_key) = pki
+        .peer_identity(
+            &dir.join("pki"),
+            &[peer_host.to_string(), node_ip.to_string(), node_name.clone()],
+        )
+        .context("preparing the peer certificate")?;
+    let defaults = RaftStoreOptions::default();
+    let options = RaftStoreOptions {
+        node_id,
+        initialize,
+        peer: Some(PeerOptions {
+            advertise_url: peer_url.clone(),
+            listener: Arc::new(peer_listener),
+            tls: PeerTls {
+                ca_cert_pem: pki.ca_cert_pem.clone(),
+                cert_pem: peer_cert,
+                key_pem: peer_key,
+            },
+        }),
+        snapshot_every: args.snapshot_every.unwrap_or(defaults.snapshot_every),
+        logs_kept_after_snapshot: args
+            .logs_kept_after_snapshot
+            .unwrap_or(defaults.logs_kept_after_snapshot),
+        // A joining member may have a long log (or a big snapshot) to catch up on.
+        ready_timeout: if initialize {
+            defaults.ready_timeout
+        } else {
+            std::time::Duration::from_secs(300)
+        },
+        ..defaults
+    };
+    let store = Arc::new(
+        RaftStore::open_with(&dir.join("store"), options).await.context("opening the store")?,
+    );
+
+    let join_service = Arc::new(JoinService {
+        token,
+        ca_cert_pem: pki.ca_cert_pem.clone(),
+        ca_key_pem: pki.ca_key_pem.clone(),
+        admin_token: pki.admin_token.clone(),
+        store: store.clone(),
+    });
     let api = ApiServer::new(
         store.clone(),
         pki.admin_token.clone(),
         SocketAddr::new(url_host, addr.port()).to_string(),
-    );
+    )
+    .with_unauthenticated_routes(join_service.router());
+    api.state().metrics.register_collector(Box::new(store.metrics_collector()));
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
@@ -147,8 +300,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
 
-    tracing::info!(api = %url, kubeconfig = %kubeconfig.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is ready");
-    println!("READY {url} {}", kubeconfig.display());
+    tracing::info!(api = %url, peer = %peer_url, node_id, kubeconfig = %kubeconfig.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is ready");
+    println!("READY {url} {} {peer_url}", kubeconfig.display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
