@@ -3,6 +3,8 @@
 //! data dir, and a member wiped and re-joined that must catch up from a snapshot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// `serial()` holds a std mutex for a whole test on purpose: e2e tests run one at a time.
+#![allow(clippy::await_holding_lock)]
 
 mod support;
 
@@ -89,10 +91,12 @@ impl Member {
                 Ok(line) => break line,
                 Err(_) if Instant::now() > deadline => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     return Err(format!("{name} not ready in 120 s:\n{}", tail(&log, 30)));
                 }
                 Err(_) => {
-                    if let Ok(Some(status)) = child.try_wait() {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        let status = child.wait().expect("reaping");
                         return Err(format!("{name} exited with {status}:\n{}", tail(&log, 30)));
                     }
                 }

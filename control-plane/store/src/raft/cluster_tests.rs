@@ -376,12 +376,16 @@ fn peer_messages_should_round_trip_through_postcard() {
     let stopped: Result<VoteResponse<u64>, RaftError<u64>> =
         Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
     assert!(matches!(round_trip(&stopped), Err(RaftError::Fatal(openraft::error::Fatal::Stopped))));
-    let mismatch: Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> =
-        Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
-            expect: openraft::SnapshotSegmentId { id: "a".into(), offset: 0 },
-            got: openraft::SnapshotSegmentId { id: "b".into(), offset: 5 },
-        })));
-    assert_eq!(round_trip(&mismatch).unwrap_err().to_string(), mismatch.unwrap_err().to_string());
+    let mismatch = RaftError::APIError(InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+        expect: openraft::SnapshotSegmentId { id: "a".into(), offset: 0 },
+        got: openraft::SnapshotSegmentId { id: "b".into(), offset: 5 },
+    }));
+    let answer: Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> =
+        Err(mismatch.clone());
+    match round_trip(&answer) {
+        Err(e) => assert_eq!(e.to_string(), mismatch.to_string()),
+        Ok(_) => panic!("the error was lost on the wire"),
+    }
 
     // Forwarded requests and their answers; values are raw bytes.
     for request in [
