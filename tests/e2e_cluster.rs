@@ -122,10 +122,6 @@ impl Member {
         }
     }
 
-    fn peer_addr(&self) -> &str {
-        self.peer_url.trim_start_matches("https://")
-    }
-
     async fn client(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
         let config =
@@ -528,11 +524,11 @@ async fn cluster_should_keep_acknowledged_cas_writes_through_a_leader_sigkill() 
         }
     }
 
-    // The killed member restarts from its data dir on its old peer port and catches up on
-    // everything written while it was down.
-    let peer_addr = cluster[0].peer_addr().to_string();
+    // The killed member restarts from its data dir (no --join) and catches up on everything
+    // written while it was down. Its peer port is a new one (port 0): it tells the cluster.
     let restart = Instant::now();
-    let back = Member::start(root.path(), "m1", &["--peer-listen", &peer_addr], &[]);
+    let back = Member::start(root.path(), "m1", &[], &[]);
+    assert_ne!(back.peer_url, cluster[0].peer_url);
     let back_client = back.client().await;
     let target = metric(&clients[1], "skiff_store_applied_index").await.expect("applied index");
     wait_for("the restarted member to apply what it missed", Duration::from_secs(60), || {
@@ -552,6 +548,9 @@ async fn cluster_should_keep_acknowledged_cas_writes_through_a_leader_sigkill() 
     for lease in &listed_back.items {
         assert_eq!(Some(&Change::of(lease)), by_name.get(&lease.metadata.name));
     }
+    let recorded = members(&clients[1]).await.expect("members");
+    let recorded = recorded["members"].as_array().unwrap().iter().find(|m| m["id"] == 1).cloned();
+    assert_eq!(recorded.map(|m| m["peerUrl"].clone()), Some(Value::from(back.peer_url.clone())));
     cluster[0] = back;
     clients[0] = back_client;
     assert_three_voters(&clients).await;

@@ -488,6 +488,12 @@ impl Cluster {
             })
             .await?;
         } else {
+            let recorded = self.membership().get_node(&me).map(|n| n.addr.clone());
+            if !peer_url.is_empty() && recorded.as_deref().is_some_and(|addr| addr != peer_url) {
+                // The leader would go on calling the old address and never find us.
+                tracing::info!(id = me, old = ?recorded, new = %peer_url, "announcing this member's new peer URL");
+                self.announce_peer_url(peer_url, deadline).await?;
+            }
             self.wait_metrics(deadline, "a leader is known", |m| m.current_leader.is_some())
                 .await?;
         }
@@ -509,6 +515,44 @@ impl Cluster {
             .await?;
         }
         Ok(())
+    }
+
+    /// Have the leader record `peer_url` as this member's address, without knowing who leads:
+    /// ask every other member, and follow the one that names the leader.
+    async fn announce_peer_url(&self, peer_url: &str, deadline: Instant) -> Result<(), StoreError> {
+        let request = ForwardRequest::SetPeerUrl { id: self.id, peer_url: peer_url.to_string() };
+        loop {
+            let others: Vec<String> = self
+                .membership()
+                .nodes()
+                .filter(|(id, node)| **id != self.id && !node.addr.is_empty())
+                .map(|(_, node)| node.addr.clone())
+                .collect();
+            for url in others {
+                let mut target = url;
+                // At most one redirect: from any member to the leader it names.
+                for _ in 0..2 {
+                    match self.send(&target, &request).await {
+                        Ok(Ok(_)) => return Ok(()),
+                        Ok(Err(ForwardError::NotLeader { leader: Some((_, leader)) })) => {
+                            target = leader;
+                        }
+                        Ok(Err(ForwardError::Rejected(why))) => {
+                            return Err(StoreError::Storage(format!(
+                                "recording the peer URL: {why}"
+                            )));
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(
+                    "no member could record this member's new peer URL".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// `linearize`, retried until `deadline` (a member starting up may see elections).

@@ -173,9 +173,9 @@ impl Default for RaftStoreOptions {
             node_id: 1,
             peer: None,
             initialize: true,
-            heartbeat_interval: Duration::from_millis(200),
-            election_timeout_min: Duration::from_millis(400),
-            election_timeout_max: Duration::from_millis(600),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(450),
         }
     }
 }
