@@ -15,15 +15,19 @@ use openraft::{
 };
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use super::codec::{CodecError, Reader, StoredValue, put_bytes};
+use super::codec::{CodecError, HistoryRecord, Reader, StoredValue, history_key, put_bytes};
 use super::watch::WatchHub;
-use super::{CF_KV, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId, TypeConfig};
+use super::{
+    CF_HISTORY, CF_KV, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId, TypeConfig,
+};
 use crate::WatchEvent;
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// The revision up to which history has been dropped (u64 big-endian).
+const KEY_COMPACTED: &[u8] = b"compacted";
 
 const SNAPSHOT_MAGIC: &[u8] = b"SKIFFSN1";
 
@@ -77,6 +81,122 @@ pub(crate) fn read_applied_state_at(
     Ok((applied, membership))
 }
 
+/// The compaction point as of the RocksDB snapshot `view`: history holds every change after it.
+pub(crate) fn read_compacted(
+    view: &rocksdb::Snapshot<'_>,
+    db: &DB,
+) -> Result<u64, StateMachineError> {
+    let raw = view.get_pinned_cf(cf(db, CF_SM_META)?, KEY_COMPACTED)?;
+    Ok(match raw {
+        Some(raw) => Reader::new(&raw).u64()?,
+        None => 0,
+    })
+}
+
+/// Drop history up to and including `revision` (never past `applied`), in one write with the
+/// new compaction point, then let RocksDB reclaim the space. Returns the compaction point.
+pub(crate) fn compact_history(db: &DB, revision: u64) -> Result<u64, StateMachineError> {
+    let history_cf = cf(db, CF_HISTORY)?;
+    let view = db.snapshot();
+    let current = read_compacted(&view, db)?;
+    let applied = read_applied_state_at(&view, db)?.0.map_or(0, |id| id.index);
+    drop(view);
+    let target = revision.min(applied);
+    if target <= current {
+        return Ok(current);
+    }
+    let end = history_key(target.saturating_add(1), 0);
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(history_cf, history_key(0, 0), end);
+    batch.put_cf(cf(db, CF_SM_META)?, KEY_COMPACTED, target.to_be_bytes());
+    db.write(batch)?;
+    db.compact_range_cf(history_cf, None::<&[u8]>, Some(end.as_slice()));
+    Ok(target)
+}
+
+/// The writes of one `apply` call: the key space, its history and the watch events, built up
+/// entry by entry; later entries see the keys earlier ones wrote through `overlay`.
+struct ApplyBatch<'a> {
+    db: &'a DB,
+    kv_cf: &'a rocksdb::ColumnFamily,
+    history_cf: &'a rocksdb::ColumnFamily,
+    batch: WriteBatch,
+    overlay: HashMap<String, Option<StoredValue>>,
+    events: Vec<WatchEvent>,
+}
+
+impl ApplyBatch<'_> {
+    fn current(&self, key: &str) -> Result<Option<StoredValue>, StateMachineError> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        match self.db.get_pinned_cf(self.kv_cf, key.as_bytes())? {
+            Some(raw) => Ok(Some(StoredValue::decode(&raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Run one command (a single op or a transaction) at log index `index`.
+    fn apply(&mut self, cmd: Command, index: u64) -> Result<CommandResponse, StateMachineError> {
+        let ops = match cmd {
+            Command::Txn(ops) => ops,
+            single => {
+                let key = single.key().unwrap_or_default().to_owned();
+                let current = self.current(&key)?;
+                let (response, next, event) = execute(single, current, index);
+                if let Some(event) = event {
+                    self.commit(0, key, next, event, index);
+                }
+                return Ok(response);
+            }
+        };
+        // A transaction: evaluate every op against the state its earlier ops leave, and
+        // commit only if all succeed.
+        let mut staged: Vec<(String, Option<StoredValue>, WatchEvent)> = Vec::new();
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let Some(key) = op.key().map(str::to_owned) else {
+                return Ok(CommandResponse::NotFound("nested transaction".into()));
+            };
+            let current = match staged.iter().rev().find(|(k, _, _)| *k == key) {
+                Some((_, next, _)) => next.clone(),
+                None => self.current(&key)?,
+            };
+            let (response, next, event) = execute(op, current, index);
+            let (Some(event), CommandResponse::Kv(kv)) = (event, &response) else {
+                return Ok(response);
+            };
+            results.push(kv.clone());
+            staged.push((key, next, event));
+        }
+        for (seq, (key, next, event)) in staged.into_iter().enumerate() {
+            self.commit(u32::try_from(seq).unwrap_or(u32::MAX), key, next, event, index);
+        }
+        Ok(CommandResponse::Txn(results))
+    }
+
+    fn commit(
+        &mut self,
+        seq: u32,
+        key: String,
+        next: Option<StoredValue>,
+        event: WatchEvent,
+        index: u64,
+    ) {
+        match &next {
+            Some(v) => self.batch.put_cf(self.kv_cf, key.as_bytes(), v.encode()),
+            None => self.batch.delete_cf(self.kv_cf, key.as_bytes()),
+        }
+        self.batch.put_cf(
+            self.history_cf,
+            history_key(index, seq),
+            HistoryRecord::encode_event(&event),
+        );
+        self.overlay.insert(key, next);
+        self.events.push(event);
+    }
+}
+
 pub(crate) struct StateMachineStore {
     db: Arc<DB>,
     hub: Arc<WatchHub>,
@@ -86,7 +206,8 @@ impl StateMachineStore {
     /// Opens the state persisted in `db` and primes `hub` with its revision.
     pub(crate) fn new(db: Arc<DB>, hub: Arc<WatchHub>) -> Result<Self, StateMachineError> {
         let (applied, _) = read_applied_state(&db)?;
-        hub.reset(applied.map_or(0, |id| id.index));
+        let compacted = read_compacted(&db.snapshot(), &db)?;
+        hub.reset(applied.map_or(0, |id| id.index), compacted);
         Ok(StateMachineStore { db, hub })
     }
 
@@ -94,12 +215,15 @@ impl StateMachineStore {
         &self,
         entries: Vec<Entry>,
     ) -> Result<Vec<CommandResponse>, StateMachineError> {
-        let kv_cf = cf(&self.db, CF_KV)?;
+        let mut batch = ApplyBatch {
+            db: &self.db,
+            kv_cf: cf(&self.db, CF_KV)?,
+            history_cf: cf(&self.db, CF_HISTORY)?,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            events: Vec::new(),
+        };
         let meta_cf = cf(&self.db, CF_SM_META)?;
-        let mut batch = WriteBatch::default();
-        // Keys written earlier in this batch: later entries must see them.
-        let mut overlay: HashMap<String, Option<StoredValue>> = HashMap::new();
-        let mut events = Vec::new();
         let mut responses = Vec::with_capacity(entries.len());
         let mut last = None;
         let mut membership = None;
@@ -112,36 +236,18 @@ impl StateMachineStore {
                     membership = Some(Membership::new(Some(entry.log_id), m));
                     responses.push(CommandResponse::Noop);
                 }
-                EntryPayload::Normal(cmd) => {
-                    let key = cmd.key().to_owned();
-                    let current = match overlay.get(&key) {
-                        Some(v) => v.clone(),
-                        None => match self.db.get_pinned_cf(kv_cf, key.as_bytes())? {
-                            Some(raw) => Some(StoredValue::decode(&raw)?),
-                            None => None,
-                        },
-                    };
-                    let (response, next, event) = execute(cmd, current, index);
-                    if let Some(event) = event {
-                        match &next {
-                            Some(v) => batch.put_cf(kv_cf, key.as_bytes(), v.encode()),
-                            None => batch.delete_cf(kv_cf, key.as_bytes()),
-                        }
-                        overlay.insert(key, next);
-                        events.push(event);
-                    }
-                    responses.push(response);
-                }
+                EntryPayload::Normal(cmd) => responses.push(batch.apply(cmd, index)?),
             }
             last = Some(entry.log_id);
         }
 
         let Some(last) = last else { return Ok(responses) };
-        batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&last)?);
+        let ApplyBatch { batch: mut write, events, .. } = batch;
+        write.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&last)?);
         if let Some(m) = membership {
-            batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&m)?);
+            write.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&m)?);
         }
-        self.db.write_opt(batch, &WriteOptions::default())?;
+        self.db.write_opt(write, &WriteOptions::default())?;
         self.hub.publish(last.index, events);
         Ok(responses)
     }
@@ -163,6 +269,14 @@ impl StateMachineStore {
         for (key, value) in &image.items {
             batch.put_cf(kv_cf, key, value);
         }
+        // Nothing before the snapshot is known here: its index is the oldest readable revision.
+        let installed = meta.last_log_id.map_or(0, |id| id.index);
+        batch.delete_range_cf(
+            cf(&self.db, CF_HISTORY)?,
+            history_key(0, 0),
+            history_key(u64::MAX, u32::MAX),
+        );
+        batch.put_cf(meta_cf, KEY_COMPACTED, installed.to_be_bytes());
         // The meta openraft hands us is authoritative for what the snapshot covers.
         batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
         batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
@@ -171,7 +285,7 @@ impl StateMachineStore {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;
-        self.hub.reset(meta.last_log_id.map_or(0, |id| id.index));
+        self.hub.reset(installed, installed);
         Ok(())
     }
 
@@ -229,6 +343,7 @@ fn execute(
                 Some(WatchEvent::Put { kv, prev: Some(prev) }),
             )
         }
+        Command::Txn(_) => unchanged(CommandResponse::NotFound("nested transaction".into())),
         Command::Delete { key, expected } => {
             let Some(old) = current else { return unchanged(CommandResponse::NotFound(key)) };
             if let Some(expected) = expected.filter(|e| *e != old.mod_revision) {
