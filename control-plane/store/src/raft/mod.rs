@@ -10,11 +10,11 @@ mod codec;
 mod log_store;
 mod network;
 mod read;
+mod snapshot;
 mod state_machine;
 mod watch;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ openraft::declare_raft_types!(
         R = CommandResponse,
         NodeId = u64,
         Node = BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// The only member while Skiff runs a single voter.
@@ -167,7 +167,7 @@ impl Default for RaftStoreOptions {
             compaction_interval: Duration::from_secs(30),
             watch_progress_interval: Duration::from_secs(10),
             watch_channel_capacity: 8_192,
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             logs_kept_after_snapshot: 1_000,
             ready_timeout: Duration::from_secs(30),
         }
@@ -294,8 +294,9 @@ impl RaftStore {
         let db = Arc::new(open_db(dir, deadline)?);
         let hub =
             WatchHub::new(&db, options.watch_channel_capacity, options.watch_progress_interval);
-        let state_machine = StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub))
-            .map_err(|e| storage("reading state machine", e))?;
+        let state_machine =
+            StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub), snapshot::snapshot_dir(dir))
+                .map_err(|e| storage("reading state machine", e))?;
         let log_store =
             LogStore::new(Arc::clone(&db)).map_err(|e| storage("starting log flusher", e))?;
 
@@ -536,7 +537,7 @@ fn single(written: Written) -> Result<KeyValue, StoreError> {
 }
 
 #[cfg(test)]
-pub(crate) use self::state_machine::decode_snapshot_for_test;
+pub(crate) use self::snapshot::count_image_items;
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -614,7 +615,8 @@ mod openraft_suite {
             let deadline = Instant::now() + Duration::from_secs(5);
             let db = Arc::new(open_db(dir.path(), deadline).map_err(|e| io(&e))?);
             let hub = WatchHub::new(&db, 100, Duration::from_secs(1));
-            let sm = StateMachineStore::new(Arc::clone(&db), hub).map_err(|e| io(&e))?;
+            let sm = StateMachineStore::new(Arc::clone(&db), hub, dir.path().join("snapshots"))
+                .map_err(|e| io(&e))?;
             let log = LogStore::new(db).map_err(|e| io(&e))?;
             Ok((dir, log, sm))
         }

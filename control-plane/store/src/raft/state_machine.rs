@@ -5,7 +5,7 @@
 //! store syncs before purging anything a snapshot covers).
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -15,7 +15,8 @@ use openraft::{
 };
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use super::codec::{CodecError, HistoryRecord, Reader, StoredValue, history_key, put_bytes};
+use super::codec::{CodecError, HistoryRecord, Reader, StoredValue, history_key};
+use super::snapshot;
 use super::watch::WatchHub;
 use super::{
     CF_HISTORY, CF_KV, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId, TypeConfig,
@@ -25,11 +26,8 @@ use crate::WatchEvent;
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
-const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 /// The revision up to which history has been dropped (u64 big-endian).
 const KEY_COMPACTED: &[u8] = b"compacted";
-
-const SNAPSHOT_MAGIC: &[u8] = b"SKIFFSN1";
 
 type Membership = StoredMembership<NodeId, Node>;
 
@@ -44,8 +42,10 @@ pub(crate) enum StateMachineError {
     Json(#[from] serde_json::Error),
     #[error("column family {0} is missing")]
     MissingColumnFamily(&'static str),
-    #[error("snapshot image does not start with the skiff magic")]
+    #[error("snapshot image is not a skiff snapshot or is truncated")]
     BadSnapshot,
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
     #[error("snapshot task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -200,15 +200,21 @@ impl ApplyBatch<'_> {
 pub(crate) struct StateMachineStore {
     db: Arc<DB>,
     hub: Arc<WatchHub>,
+    /// Checkpoints and images of snapshots.
+    snapshots: PathBuf,
 }
 
 impl StateMachineStore {
     /// Opens the state persisted in `db` and primes `hub` with its revision.
-    pub(crate) fn new(db: Arc<DB>, hub: Arc<WatchHub>) -> Result<Self, StateMachineError> {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        hub: Arc<WatchHub>,
+        snapshots: PathBuf,
+    ) -> Result<Self, StateMachineError> {
         let (applied, _) = read_applied_state(&db)?;
         let compacted = read_compacted(&db.snapshot(), &db)?;
         hub.reset(applied.map_or(0, |id| id.index), compacted);
-        Ok(StateMachineStore { db, hub })
+        Ok(StateMachineStore { db, hub, snapshots })
     }
 
     fn apply_entries(
@@ -255,36 +261,19 @@ impl StateMachineStore {
     fn install(
         &self,
         meta: &SnapshotMeta<NodeId, Node>,
-        data: &[u8],
+        file: std::fs::File,
     ) -> Result<(), StateMachineError> {
-        let image = SnapshotImage::decode(data)?;
-        if image.applied != meta.last_log_id {
-            tracing::warn!(image = ?image.applied, meta = ?meta.last_log_id, "snapshot image and meta disagree; trusting meta");
-        }
-        let kv_cf = cf(&self.db, CF_KV)?;
-        let meta_cf = cf(&self.db, CF_SM_META)?;
-        let mut batch = WriteBatch::default();
-        // Keys are UTF-8, which never contains 0xFF, so this range is the whole key space.
-        batch.delete_range_cf(kv_cf, b"".as_slice(), [0xFFu8].as_slice());
-        for (key, value) in &image.items {
-            batch.put_cf(kv_cf, key, value);
-        }
-        // Nothing before the snapshot is known here: its index is the oldest readable revision.
-        let installed = meta.last_log_id.map_or(0, |id| id.index);
-        batch.delete_range_cf(
-            cf(&self.db, CF_HISTORY)?,
-            history_key(0, 0),
-            history_key(u64::MAX, u32::MAX),
-        );
-        batch.put_cf(meta_cf, KEY_COMPACTED, installed.to_be_bytes());
-        // The meta openraft hands us is authoritative for what the snapshot covers.
-        batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
-        batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
-        batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(meta)?);
-        batch.put_cf(meta_cf, KEY_SNAPSHOT_DATA, data);
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        self.db.write_opt(batch, &sync)?;
+        let installed =
+            snapshot::install(&self.db, meta, file, KEY_COMPACTED, |batch, meta_cf| {
+                // The meta openraft hands us is authoritative for what the snapshot covers.
+                batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
+                batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
+                batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(meta)?);
+                Ok(())
+            })?;
+        // The installed state is this member's current snapshot from now on.
+        snapshot::checkpoint(&self.db, &self.snapshots, Some(meta))?;
+        snapshot::remove_others(&self.snapshots, &meta.snapshot_id);
         self.hub.reset(installed, installed);
         Ok(())
     }
@@ -297,8 +286,9 @@ impl StateMachineStore {
         else {
             return Ok(None);
         };
-        let Some(data) = self.db.get_cf(meta_cf, KEY_SNAPSHOT_DATA)? else { return Ok(None) };
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let path = snapshot::image_file(&self.snapshots, &meta)?;
+        let file = std::fs::File::open(path)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
     }
 }
 
@@ -362,83 +352,17 @@ fn execute(
     }
 }
 
-/// A full copy of the state machine: `magic ‖ applied(json) ‖ membership(json) ‖ (key, value)*`,
-/// where each value is a `StoredValue` encoding and every field is length-prefixed.
-struct SnapshotImage {
-    applied: Option<LogId<NodeId>>,
-    membership: Membership,
-    items: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl SnapshotImage {
-    fn encode(&self) -> Result<Vec<u8>, StateMachineError> {
-        let mut out = Vec::with_capacity(
-            64 + self.items.iter().map(|(k, v)| k.len() + v.len() + 16).sum::<usize>(),
-        );
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        put_bytes(&mut out, &serde_json::to_vec(&self.applied)?);
-        put_bytes(&mut out, &serde_json::to_vec(&self.membership)?);
-        for (key, value) in &self.items {
-            put_bytes(&mut out, key);
-            put_bytes(&mut out, value);
-        }
-        Ok(out)
-    }
-
-    fn decode(data: &[u8]) -> Result<Self, StateMachineError> {
-        let body = data.strip_prefix(SNAPSHOT_MAGIC).ok_or(StateMachineError::BadSnapshot)?;
-        let mut r = Reader::new(body);
-        let applied = serde_json::from_slice(r.bytes()?)?;
-        let membership = serde_json::from_slice(r.bytes()?)?;
-        let mut items = Vec::new();
-        while !r.is_empty() {
-            let key = r.bytes()?.to_vec();
-            let value = r.bytes()?;
-            StoredValue::decode(value)?; // reject garbage before it replaces the state
-            items.push((key, value.to_vec()));
-        }
-        Ok(SnapshotImage { applied, membership, items })
-    }
-}
-
-/// Builds snapshots from a RocksDB snapshot, so it can run while the state machine applies.
+/// Builds snapshots as RocksDB checkpoints, so it can run while the state machine applies.
 pub(crate) struct SnapshotBuilder {
     db: Arc<DB>,
+    dir: PathBuf,
 }
 
-fn build_snapshot(db: &DB) -> Result<Snapshot<TypeConfig>, StateMachineError> {
-    let kv_cf = cf(db, CF_KV)?;
-    let meta_cf = cf(db, CF_SM_META)?;
-    let view = db.snapshot();
-    let (applied, membership) = read_applied_state_at(&view, db)?;
-    let mut items = Vec::new();
-    let mut it = view.raw_iterator_cf(kv_cf);
-    it.seek_to_first();
-    while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        items.push((k.to_vec(), v.to_vec()));
-        it.next();
-    }
-    it.status()?;
-    drop(it);
-    drop(view);
-
-    let image = SnapshotImage { applied, membership: membership.clone(), items };
-    let data = image.encode()?;
-    let snapshot_id = match applied {
-        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, unique_suffix()),
-        None => format!("empty-{}", unique_suffix()),
-    };
-    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-
-    let mut batch = WriteBatch::default();
-    batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(&meta)?);
-    batch.put_cf(meta_cf, KEY_SNAPSHOT_DATA, &data);
-    db.write(batch)?;
-    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
-}
-
-fn unique_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+fn build_snapshot(db: &DB, dir: &Path) -> Result<SnapshotMeta<NodeId, Node>, StateMachineError> {
+    let meta = snapshot::checkpoint(db, dir, None)?;
+    db.put_cf(cf(db, CF_SM_META)?, KEY_SNAPSHOT_META, serde_json::to_vec(&meta)?)?;
+    snapshot::remove_others(dir, &meta.snapshot_id);
+    Ok(meta)
 }
 
 fn to_storage(e: StateMachineError, read: bool) -> StorageError<NodeId> {
@@ -453,10 +377,19 @@ fn to_storage(e: StateMachineError, read: bool) -> StorageError<NodeId> {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let db = Arc::clone(&self.db);
-        let built = tokio::task::spawn_blocking(move || build_snapshot(&db)).await;
+        let (db, dir) = (Arc::clone(&self.db), self.dir.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let meta = build_snapshot(&db, &dir)?;
+            // openraft keeps only the meta of a snapshot it asked to build; the data goes out
+            // through `get_current_snapshot`, so an empty, already unlinked file will do here.
+            let placeholder = snapshot::incoming_file(&dir)?;
+            Ok::<_, StateMachineError>((meta, placeholder))
+        })
+        .await;
         match built {
-            Ok(Ok(snapshot)) => Ok(snapshot),
+            Ok(Ok((meta, file))) => {
+                Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
+            }
             Ok(Err(e)) => Err(StorageIOError::write_snapshot(None, &e).into()),
             Err(e) => Err(StorageIOError::write_snapshot(None, &StateMachineError::from(e)).into()),
         }
@@ -481,23 +414,38 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { db: Arc::clone(&self.db) }
+        SnapshotBuilder { db: Arc::clone(&self.db), dir: self.snapshots.clone() }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let file = snapshot::incoming_file(&self.snapshots).map_err(|e| to_storage(e, false))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        self.install(meta, &data)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+        let write_err =
+            |e: &StateMachineError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let mut file = snapshot.into_std().await;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+            .map_err(|e| write_err(&StateMachineError::from(e)))?;
+        // Installing reads and writes the whole state: keep it off the async workers.
+        let this = StateMachineStore {
+            db: Arc::clone(&self.db),
+            hub: Arc::clone(&self.hub),
+            snapshots: self.snapshots.clone(),
+        };
+        let owned_meta = meta.clone();
+        let result = tokio::task::spawn_blocking(move || this.install(&owned_meta, file)).await;
+        match result {
+            Ok(done) => done.map_err(|e| write_err(&e).into()),
+            Err(e) => Err(write_err(&StateMachineError::from(e)).into()),
+        }
     }
 
     async fn get_current_snapshot(
@@ -505,9 +453,4 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         self.current_snapshot().map_err(|e| to_storage(e, true))
     }
-}
-
-#[cfg(test)]
-pub(crate) fn decode_snapshot_for_test(data: &[u8]) -> Result<usize, String> {
-    SnapshotImage::decode(data).map(|i| i.items.len()).map_err(|e| e.to_string())
 }
