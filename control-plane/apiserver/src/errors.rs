@@ -124,6 +124,17 @@ impl ApiError {
             StoreError::Compacted { requested, oldest } => {
                 Self::gone(format!("too old resource version: {requested} ({oldest})"))
             }
+            StoreError::FutureRevision { requested, current } => ApiError {
+                details: Some(json!({
+                    "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                    "retryAfterSeconds": 1,
+                })),
+                ..Self::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {requested}, current: {current}"),
+                )
+            },
             StoreError::WatchLagged => Self::gone("watch fell behind; relist and watch again"),
             StoreError::Unavailable(m) => ApiError {
                 details: Some(json!({"retryAfterSeconds": 1})),

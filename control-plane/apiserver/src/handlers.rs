@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, list_prefix, object_key};
-use skiff_store::{KeyValue, StoreError};
+use skiff_store::{Consistency, KeyValue, ListOptions, StoreError};
 
 use crate::errors::ApiError;
 use crate::objects::{self, name_of, now_rfc3339, resource_version_of};
@@ -277,30 +277,44 @@ pub async fn list(
     let res = &target.resource;
     let (labels, fields) = selectors(res, q)?;
     let prefix = list_prefix(res, target.namespace.as_deref());
-    let listed =
-        state.store.list(&prefix).await.map_err(|e| ApiError::from_store(e, res.plural, ""))?;
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-    let start_after = match q.get("continue").filter(|c| !c.is_empty()) {
+    let token = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => Some(decode_continue(token)?),
         None => None,
     };
+    let store_err = |e: StoreError| ApiError::from_store(e, res.plural, "");
+    let mut options = list_read_options(state, q, token.as_ref())?;
+    // Selectors filter after the store pages, so a page may take several store reads; every
+    // read after the first is pinned to the first one's revision.
     let mut items = Vec::new();
     let mut next = None;
-    for kv in &listed.items {
-        if start_after.as_deref().is_some_and(|s| kv.key.as_str() <= s) {
-            continue;
+    let revision = loop {
+        options.limit = limit.map_or(0, |l| (l - items.len()).max(16));
+        let page = state.store.list_with(&prefix, &options).await.map_err(|e| match (&token, e) {
+            (Some(_), skiff_store::StoreError::Compacted { .. }) => ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ),
+            (_, e) => store_err(e),
+        })?;
+        options.revision = Some(page.revision);
+        let count = page.items.len();
+        for (i, kv) in page.items.iter().enumerate() {
+            let obj = decode(kv)?;
+            if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
+                continue;
+            }
+            items.push(obj);
+            if limit.is_some_and(|l| items.len() >= l) && (i + 1 < count || page.more) {
+                next = Some(encode_continue(&kv.key, page.revision));
+                break;
+            }
         }
-        let obj = decode(kv)?;
-        if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
-            continue;
+        if next.is_some() || !page.more {
+            break page.revision;
         }
-        if limit.is_some_and(|l| items.len() >= l) {
-            next = Some(encode_continue(&last_key(&items, res)));
-            break;
-        }
-        items.push(obj);
-    }
-    let rv = listed.revision.to_string();
+        options.start_after = page.items.last().map(|kv| kv.key.clone());
+    };
+    let rv = revision.to_string();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if table::wants_table(accept) {
         let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
@@ -319,22 +333,90 @@ pub async fn list(
     ))
 }
 
-fn last_key(items: &[Value], res: &ResourceInfo) -> String {
-    items.last().map(|o| object_key(res, objects::namespace_of(o), name_of(o))).unwrap_or_default()
+/// Where a list resumes: after `start`, at `revision`.
+struct ContinueToken {
+    start: String,
+    revision: u64,
 }
 
-fn encode_continue(key: &str) -> String {
+fn encode_continue(key: &str, revision: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"v": 1, "start": key}).to_string())
+        .encode(json!({"v": 2, "start": key, "rv": revision}).to_string())
 }
 
-fn decode_continue(token: &str) -> Result<String, ApiError> {
+fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v.get("start").and_then(Value::as_str).map(str::to_string))
-        .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+        .and_then(|v| {
+            Some(ContinueToken {
+                start: v.get("start")?.as_str()?.to_string(),
+                revision: v.get("rv")?.as_u64()?,
+            })
+        })
+        .ok_or_else(|| ApiError::bad_request("invalid continue token: start a new list without it"))
+}
+
+/// The store read a list asks for, following Kubernetes' `resourceVersion` semantics: unset
+/// is a linearizable read of the latest state; `0` is whatever this server has; `N` is
+/// "not older than N" (or exactly N with `resourceVersionMatch=Exact`); a continue token
+/// pins the revision of the list's first page.
+fn list_read_options(
+    state: &State,
+    q: &HashMap<String, String>,
+    token: Option<&ContinueToken>,
+) -> Result<ListOptions, ApiError> {
+    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    if let Some(token) = token {
+        if !rv.is_empty() {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        return Ok(ListOptions {
+            start_after: Some(token.start.clone()),
+            revision: Some(token.revision),
+            consistency: Consistency::Serializable,
+            ..ListOptions::default()
+        });
+    }
+    let mut options = ListOptions::default();
+    match (rv, rv_match) {
+        ("", "") => {}
+        ("", m) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch {m} is forbidden unless resourceVersion is provided"
+            )));
+        }
+        (rv, m) => {
+            let n = rv
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+            options.consistency = Consistency::Serializable;
+            match m {
+                "Exact" if n == 0 => {
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch Exact is forbidden for resourceVersion 0",
+                    ));
+                }
+                "Exact" => options.revision = Some(n),
+                "" | "NotOlderThan" => {
+                    // Wait for N if this member has not reached it yet (reads at N then).
+                    if n > state.store.current_revision() {
+                        options.revision = Some(n);
+                    }
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported resourceVersionMatch: {other}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(options)
 }
 
 /// Write `obj` as the new state of an object read at `prev`; deletes it instead when the

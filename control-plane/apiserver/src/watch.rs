@@ -117,7 +117,6 @@ pub async fn watch(
         Err(e) => return Err(ApiError::from_store(e, res.plural, "")),
     };
 
-    let store = state.store.clone();
     let metrics_gauge = state.metrics.inflight_watches.clone();
     metrics_gauge.inc();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
@@ -132,23 +131,22 @@ pub async fn watch(
         let mut events = events;
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        tick.tick().await;
         loop {
             let out = tokio::select! {
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
-                _ = tick.tick(), if bookmarks => {
-                    Some(line("BOOKMARK", &json!({"kind": res.kind, "apiVersion": api_version, "metadata": {"resourceVersion": store.current_revision().to_string()}})))
-                }
                 ev = events.next() => match ev {
                     None => return,
                     Some(Err(e)) => {
                         let _ = tx.send(line("ERROR", &ApiError::from_store(e, res.plural, "").to_status())).await;
                         return;
                     }
+                    // The store vouches that nothing up to `revision` is pending: a bookmark.
+                    Some(Ok(WatchEvent::Progress { revision })) => bookmarks.then(|| {
+                        line("BOOKMARK", &json!({"kind": res.kind, "apiVersion": api_version, "metadata": {"resourceVersion": revision.to_string()}}))
+                    }),
                     Some(Ok(ev)) => {
-                        if exact && event_key(&ev) != prefix {
+                        if exact && ev.key() != Some(prefix.as_str()) {
                             continue;
                         }
                         translate(&ev, &labels, &fields).map(|(ty, obj)| line(ty, &render(&obj)))
@@ -177,13 +175,6 @@ struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-fn event_key(ev: &WatchEvent) -> &str {
-    match ev {
-        WatchEvent::Put { kv, .. } => &kv.key,
-        WatchEvent::Delete { key, .. } => key,
     }
 }
 
@@ -221,5 +212,6 @@ fn translate(
             }
             Some(("DELETED", obj))
         }
+        WatchEvent::Progress { .. } => None,
     }
 }

@@ -251,3 +251,87 @@ async fn unauthenticated_requests_should_get_401() {
     let resp = a.server.router().oneshot(req).await.expect("response");
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn paged_lists_should_be_one_snapshot_and_expire_with_compaction() {
+    let a = api().await;
+    for i in 0..5 {
+        let (code, body) =
+            a.json("POST", "/api/v1/namespaces/default/pods", pod(&format!("p{i}"))).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    let (code, first) = a.json("GET", "/api/v1/namespaces/default/pods?limit=2", Value::Null).await;
+    assert_eq!(code, StatusCode::OK, "{first}");
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&first), ["p0", "p1"]);
+    let token = first["metadata"]["continue"].as_str().expect("continue token").to_string();
+    let rv = first["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+
+    // Changes after the first page do not show up in later pages.
+    let (code, _) = a.json("DELETE", "/api/v1/namespaces/default/pods/p3", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = a.json("POST", "/api/v1/namespaces/default/pods", pod("p2a")).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let mut rest = Vec::new();
+    let mut next = Some(token.clone());
+    while let Some(t) = next {
+        let (code, page) = a
+            .json(
+                "GET",
+                &format!("/api/v1/namespaces/default/pods?limit=2&continue={t}"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        assert_eq!(page["metadata"]["resourceVersion"], rv.as_str());
+        rest.extend(names(&page));
+        next = page["metadata"]["continue"].as_str().map(str::to_string);
+    }
+    assert_eq!(rest, ["p2", "p3", "p4"]);
+
+    // Once the first page's revision is compacted, its continue token is 410 Gone.
+    let store = &a.server.state().store;
+    store.compact(store.current_revision()).await.expect("compact");
+    let (code, gone) = a
+        .json(
+            "GET",
+            &format!("/api/v1/namespaces/default/pods?limit=2&continue={token}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GONE, "{gone}");
+    assert_eq!(gone["reason"], "Expired");
+    let (code, gone) = a
+        .json(
+            "GET",
+            &format!(
+                "/api/v1/namespaces/default/pods?resourceVersion={rv}&resourceVersionMatch=Exact"
+            ),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GONE, "{gone}");
+
+    // resourceVersion=0 reads what this server has; a future one times out with 504.
+    let (code, any) =
+        a.json("GET", "/api/v1/namespaces/default/pods?resourceVersion=0", Value::Null).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(names(&any), ["p0", "p1", "p2", "p2a", "p4"]);
+    let future = store.current_revision() + 100;
+    let (code, late) = a
+        .json(
+            "GET",
+            &format!("/api/v1/namespaces/default/pods?resourceVersion={future}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GATEWAY_TIMEOUT, "{late}");
+    assert_eq!(late["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+}

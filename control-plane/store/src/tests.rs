@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::{KeyValue, RaftStore, RaftStoreOptions, Store, StoreError, WatchEvent, WatchStream};
+use crate::{
+    Consistency, KeyValue, ListOptions, RaftStore, RaftStoreOptions, Store, StoreError, TxnOp,
+    WatchEvent, WatchStream,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -237,6 +240,201 @@ async fn check_watch_event_contents(store: &dyn Store) {
     );
 }
 
+/// A transaction applies all its ops at one revision, or none of them.
+async fn check_txn(store: &dyn Store) {
+    let b = store.create("/x/b", b"b1".to_vec()).await.expect("create");
+    store.create("/x/c", b"c1".to_vec()).await.expect("create");
+    let start = store.current_revision();
+    let mut stream = store.watch("/x/", start).await.expect("watch");
+
+    let done = store
+        .txn(vec![
+            TxnOp::Create { key: "/x/a".into(), value: b"a1".to_vec() },
+            TxnOp::Update {
+                key: "/x/b".into(),
+                value: b"b2".to_vec(),
+                expected: Some(b.mod_revision),
+            },
+            TxnOp::Delete { key: "/x/c".into(), expected: None },
+        ])
+        .await
+        .expect("txn");
+    assert_eq!(done.len(), 3);
+    let revision = done[0].mod_revision;
+    assert!(done.iter().all(|kv| kv.mod_revision == revision), "{done:?}");
+    assert_eq!(done[1].value, b"b2");
+    assert_eq!(store.get("/x/c").await.expect("get"), None);
+
+    // The second op's precondition fails: the first op must not happen either.
+    match store
+        .txn(vec![
+            TxnOp::Create { key: "/x/d".into(), value: vec![] },
+            TxnOp::Update { key: "/x/b".into(), value: vec![], expected: Some(b.mod_revision) },
+        ])
+        .await
+    {
+        Err(StoreError::Conflict { key, current, .. }) => {
+            assert_eq!((key.as_str(), current), ("/x/b", revision));
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(store.get("/x/d").await.expect("get"), None);
+    assert_eq!(store.get("/x/b").await.expect("get").map(|kv| kv.mod_revision), Some(revision));
+
+    // Ops of a txn see the earlier ops' writes.
+    let chained = store
+        .txn(vec![
+            TxnOp::Create { key: "/x/e".into(), value: b"1".to_vec() },
+            TxnOp::Update { key: "/x/e".into(), value: b"2".to_vec(), expected: None },
+        ])
+        .await
+        .expect("chained txn");
+    assert_eq!(chained[1].create_revision, chained[0].mod_revision);
+
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let ev = next_event(&mut stream).await.expect("event");
+        seen.push((ev.key().unwrap_or_default().to_owned(), ev.revision()));
+    }
+    let second = chained[0].mod_revision;
+    assert_eq!(
+        seen,
+        [
+            ("/x/a".to_owned(), revision),
+            ("/x/b".to_owned(), revision),
+            ("/x/c".to_owned(), revision),
+            ("/x/e".to_owned(), second),
+            ("/x/e".to_owned(), second),
+        ]
+    );
+}
+
+fn snapshot_of(list: &crate::ListResult) -> Vec<(String, Vec<u8>, u64)> {
+    list.items.iter().map(|kv| (kv.key.clone(), kv.value.clone(), kv.mod_revision)).collect()
+}
+
+/// Paged lists pinned to the first page's revision form one snapshot, whatever changes
+/// between pages; `more` says whether a page was cut short.
+async fn check_list_pages_are_one_snapshot(store: &dyn Store) {
+    for i in 0..25u8 {
+        store.create(&format!("/p/{i:02}"), vec![i]).await.expect("create");
+    }
+    let whole = store.list("/p/").await.expect("list");
+    let mut options = ListOptions { limit: 10, ..ListOptions::default() };
+    let mut pages = Vec::new();
+    loop {
+        let page = store.list_with("/p/", &options).await.expect("page");
+        assert!(page.items.len() <= 10);
+        pages.extend(page.items.iter().cloned());
+        // Churn between pages: none of it may show up in later pages.
+        let n = pages.len();
+        if n + 3 < 25 {
+            store.delete(&format!("/p/{:02}", n + 1), None).await.expect("delete");
+            store
+                .update(&format!("/p/{:02}", n + 3), b"changed".to_vec(), None)
+                .await
+                .expect("update");
+            store.create(&format!("/p/{n:02}x"), vec![]).await.expect("create");
+        }
+        options.revision = Some(page.revision);
+        options.start_after = page.items.last().map(|kv| kv.key.clone());
+        assert_eq!(page.revision, whole.revision);
+        if !page.more {
+            break;
+        }
+    }
+    let paged = crate::ListResult { items: pages, revision: whole.revision, more: false };
+    assert_eq!(snapshot_of(&paged), snapshot_of(&whole));
+    assert_eq!(paged.items.len(), 25);
+}
+
+/// A list at a past revision shows exactly what a list showed then.
+async fn check_list_at_past_revisions(store: &dyn Store) {
+    let mut seen = Vec::new();
+    let step = |list: crate::ListResult| (list.revision, snapshot_of(&list));
+    store.create("/h/a", b"1".to_vec()).await.expect("create");
+    seen.push(step(store.list("/h/").await.expect("list")));
+    store.create("/h/b", b"1".to_vec()).await.expect("create");
+    store.create("/h/c", b"1".to_vec()).await.expect("create");
+    seen.push(step(store.list("/h/").await.expect("list")));
+    store.update("/h/a", b"2".to_vec(), None).await.expect("update");
+    store.delete("/h/b", None).await.expect("delete");
+    store.create("/hz", b"outside".to_vec()).await.expect("create");
+    seen.push(step(store.list("/h/").await.expect("list")));
+    store.delete("/h/a", None).await.expect("delete");
+    store.delete("/h/c", None).await.expect("delete");
+    store.create("/h/0", b"new".to_vec()).await.expect("create");
+    seen.push(step(store.list("/h/").await.expect("list")));
+
+    for (revision, expected) in &seen {
+        let options = ListOptions { revision: Some(*revision), ..ListOptions::default() };
+        let then = store.list_with("/h/", &options).await.expect("list at revision");
+        assert_eq!(then.revision, *revision);
+        assert_eq!(&snapshot_of(&then), expected, "at revision {revision}");
+        // And paged one item at a time.
+        let mut options = ListOptions { limit: 1, ..options };
+        let mut items = Vec::new();
+        loop {
+            let page = store.list_with("/h/", &options).await.expect("page at revision");
+            items.extend(page.items.iter().cloned());
+            options.start_after = page.items.last().map(|kv| kv.key.clone());
+            if !page.more {
+                break;
+            }
+        }
+        let paged = crate::ListResult { items, revision: *revision, more: false };
+        assert_eq!(&snapshot_of(&paged), expected, "paged at revision {revision}");
+    }
+    let future =
+        ListOptions { revision: Some(store.current_revision() + 1000), ..Default::default() };
+    assert!(matches!(
+        store.list_with("/h/", &future).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
+}
+
+/// Compaction drops history: watches and lists before it fail with `Compacted`, later ones
+/// work, and the current state is untouched.
+async fn check_compaction(store: &dyn Store) {
+    let first = store.create("/k/a", b"1".to_vec()).await.expect("create");
+    let second = store.update("/k/a", b"2".to_vec(), None).await.expect("update");
+    let third = store.create("/k/b", b"1".to_vec()).await.expect("create");
+    store.compact(second.mod_revision).await.expect("compact");
+    assert_eq!(store.compacted_revision(), second.mod_revision);
+    store.compact(first.mod_revision).await.expect("compacting less is a no-op");
+    assert_eq!(store.compacted_revision(), second.mod_revision);
+
+    match store.watch("/k/", first.mod_revision).await {
+        Err(StoreError::Compacted { requested, oldest }) => {
+            assert_eq!((requested, oldest), (first.mod_revision, second.mod_revision));
+        }
+        Ok(_) => panic!("expected Compacted, got a stream"),
+        Err(e) => panic!("expected Compacted, got {e}"),
+    }
+    let old = ListOptions { revision: Some(first.mod_revision), ..ListOptions::default() };
+    assert!(matches!(store.list_with("/k/", &old).await, Err(StoreError::Compacted { .. })));
+
+    let mut stream = store.watch("/k/", second.mod_revision).await.expect("watch at compaction");
+    assert_eq!(
+        next_event(&mut stream).await.expect("event"),
+        WatchEvent::Put { kv: third, prev: None }
+    );
+    let at = ListOptions { revision: Some(second.mod_revision), ..ListOptions::default() };
+    let listed = store.list_with("/k/", &at).await.expect("list at compaction point");
+    assert_eq!(listed.items, vec![second.clone()]);
+    assert_eq!(store.list("/k/").await.expect("list").items.len(), 2);
+}
+
+async fn check_serializable_reads(store: &dyn Store) {
+    let kv = store.create("/s/a", b"1".to_vec()).await.expect("create");
+    assert_eq!(
+        store.get_with("/s/a", Consistency::Serializable).await.expect("get"),
+        Some(kv.clone())
+    );
+    let options = ListOptions { consistency: Consistency::Serializable, ..ListOptions::default() };
+    assert_eq!(store.list_with("/s/", &options).await.expect("list").items, vec![kv]);
+}
+
 // ---- the suite against RaftStore --------------------------------------------------------
 
 macro_rules! raft_store_case {
@@ -272,54 +470,115 @@ raft_store_case!(
     arc
 );
 raft_store_case!(raft_store_should_report_prev_values_in_watch_events, check_watch_event_contents);
+raft_store_case!(raft_store_should_apply_transactions_atomically, check_txn);
+raft_store_case!(raft_store_should_page_lists_as_one_snapshot, check_list_pages_are_one_snapshot);
+raft_store_case!(raft_store_should_list_at_past_revisions, check_list_at_past_revisions);
+raft_store_case!(raft_store_should_compact_history, check_compaction);
+raft_store_case!(raft_store_should_serve_serializable_reads, check_serializable_reads);
 
 // ---- raft-specific --------------------------------------------------------------------
 
-fn small_history() -> RaftStoreOptions {
-    RaftStoreOptions { watch_history: 10, ..RaftStoreOptions::default() }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raft_store_should_report_compacted_watch() {
+async fn raft_store_should_compact_history_beyond_the_revision_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_with(dir.path(), small_history()).await;
+    let options = RaftStoreOptions {
+        history_max_revisions: 10,
+        compaction_interval: Duration::from_millis(50),
+        ..RaftStoreOptions::default()
+    };
+    let store = open_with(dir.path(), options).await;
     let first = store.create("/c/0", vec![]).await.expect("create");
     for i in 1..30 {
         store.create(&format!("/c/{i}"), vec![]).await.expect("create");
     }
-    match store.watch("/c/", first.mod_revision).await {
-        Err(StoreError::Compacted { requested, oldest }) => {
-            assert_eq!(requested, first.mod_revision);
-            assert!(oldest > requested);
-        }
-        Ok(_) => panic!("expected Compacted, got a stream"),
-        Err(e) => panic!("expected Compacted, got {e}"),
+    let current = store.current_revision();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while store.compacted_revision() < current - 10 {
+        assert!(tokio::time::Instant::now() < deadline, "compactor did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The last few revisions are still in history.
-    let recent = store.current_revision() - 5;
+    assert!(matches!(
+        store.watch("/c/", first.mod_revision).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    // The last revisions are still in history.
+    let recent = current - 5;
     let mut stream = store.watch("/c/", recent).await.expect("recent watch");
     assert_eq!(next_event(&mut stream).await.expect("event").revision(), recent + 1);
     store.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raft_store_should_end_lagging_watch_with_watch_lagged() {
+async fn raft_store_should_catch_up_a_lagging_watch_from_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = RaftStoreOptions { watch_channel_capacity: 2, ..RaftStoreOptions::default() };
     let store = open_with(dir.path(), options).await;
     let mut stream = store.watch("/lag/", store.current_revision()).await.expect("watch");
     // Sequential writes are separate applied batches; the channel holds two.
-    for i in 0..20 {
-        store.create(&format!("/lag/{i}"), vec![]).await.expect("create");
+    let mut written = Vec::new();
+    for i in 0..50 {
+        written
+            .push(store.create(&format!("/lag/{i}"), vec![]).await.expect("create").mod_revision);
     }
-    let mut outcome = Vec::new();
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        seen.push(next_event(&mut stream).await.expect("event").revision());
+    }
+    assert_eq!(seen, written);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_send_progress_while_idle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = RaftStoreOptions {
+        watch_progress_interval: Duration::from_millis(100),
+        ..RaftStoreOptions::default()
+    };
+    let store = open_with(dir.path(), options).await;
+    let start = store.current_revision();
+    let mut stream = store.watch("/quiet/", start).await.expect("watch");
+    // Changes elsewhere move the revision on; the watcher hears where it stands.
+    let other = store.create("/loud/a", vec![]).await.expect("create");
     loop {
-        match tokio::time::timeout(DEADLINE, stream.next()).await.expect("item before deadline") {
-            Some(item) => outcome.push(item),
-            None => break,
+        match next_event(&mut stream).await.expect("item") {
+            WatchEvent::Progress { revision } if revision >= other.mod_revision => break,
+            WatchEvent::Progress { revision } => assert!(revision > start),
+            ev => panic!("unexpected event {ev:?}"),
         }
     }
-    assert!(matches!(outcome.last(), Some(Err(StoreError::WatchLagged))), "{outcome:?}");
+    let mine = store.create("/quiet/a", vec![]).await.expect("create");
+    loop {
+        match next_event(&mut stream).await.expect("item") {
+            WatchEvent::Progress { revision } => assert!(revision < mine.mod_revision),
+            ev => {
+                assert_eq!(ev.revision(), mine.mod_revision);
+                break;
+            }
+        }
+    }
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_serve_watches_from_before_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    let start = store.current_revision();
+    let mut written = Vec::new();
+    for i in 0..10 {
+        written.push(store.create(&format!("/rw/{i}"), vec![i]).await.expect("create"));
+    }
+    store.shutdown().await;
+    drop(store);
+    let store = open(dir.path()).await;
+    let mut stream = store.watch("/rw/", start).await.expect("watch from before the restart");
+    for kv in written {
+        assert_eq!(
+            next_event(&mut stream).await.expect("event"),
+            WatchEvent::Put { kv, prev: None }
+        );
+    }
     store.shutdown().await;
 }
 
@@ -375,9 +634,11 @@ async fn raft_store_should_snapshot_and_purge_the_log() {
     assert!(snapshot_index >= 100);
 
     let snapshot = store.raft.get_snapshot().await.expect("get snapshot").expect("a snapshot");
-    let items =
-        crate::raft::decode_snapshot_for_test(snapshot.snapshot.get_ref()).expect("decodes");
-    assert!(items > 0);
+    let file = snapshot.snapshot.into_std().await;
+    let items = crate::raft::count_image_items(file).expect("image decodes");
+    let then = ListOptions { revision: Some(snapshot_index), ..ListOptions::default() };
+    let expected = store.list_with("/s/", &then).await.expect("list at the snapshot").items.len();
+    assert_eq!(items, expected, "every key up to the snapshot, none after");
     store.shutdown().await;
     drop(store);
 
@@ -430,6 +691,30 @@ fn codec_should_round_trip_log_entries_and_reject_garbage() {
     assert!(decode_entry(b"short").is_err());
 }
 
+#[test]
+fn codec_should_round_trip_history_records() {
+    use crate::raft::test_support::{HistoryRecord, StoredValue};
+    let v = |c, m, value: &[u8]| StoredValue {
+        create_revision: c,
+        mod_revision: m,
+        value: value.to_vec(),
+    };
+    let records = [
+        HistoryRecord { key: "/a".into(), next: Some(v(3, 3, b"x")), prev: None },
+        HistoryRecord { key: "/a".into(), next: Some(v(3, 4, b"")), prev: Some(v(3, 3, b"x")) },
+        HistoryRecord { key: "/a".into(), next: None, prev: Some(v(3, 4, b"y")) },
+    ];
+    for record in records {
+        let raw = record.encode();
+        assert_eq!(HistoryRecord::decode(&raw).expect("decode"), record);
+        assert_eq!(HistoryRecord::peek_key(&raw).expect("key"), b"/a");
+        // The event encoding is the same bytes.
+        let event = record.clone().into_event(4);
+        assert_eq!(HistoryRecord::encode_event(&event), raw);
+        assert!(HistoryRecord::decode(&raw[..raw.len() - 1]).is_err());
+    }
+}
+
 const CRASH_DIR_ENV: &str = "SKIFF_STORE_CRASH_CHILD_DIR";
 
 /// The child half of the SIGKILL test: with the env var set, writes keys forever, printing
@@ -473,7 +758,8 @@ async fn raft_store_should_keep_acknowledged_writes_after_sigkill() {
             .expect("child output before deadline")
             .expect("read child output")
             .expect("child exited early");
-        if let Some(rest) = line.strip_prefix("acked ") {
+        // libtest may print "test <name> ... " before the first line of output.
+        if let Some(rest) = line.find("acked ").map(|at| &line[at + "acked ".len()..]) {
             let (key, revision) = rest.split_once(' ').expect("acked line");
             acked.push((key.to_owned(), revision.parse::<u64>().expect("revision")));
         }
@@ -489,6 +775,12 @@ async fn raft_store_should_keep_acknowledged_writes_after_sigkill() {
             .expect("get")
             .unwrap_or_else(|| panic!("{key} lost after SIGKILL"));
         assert_eq!(kv.mod_revision, *revision);
+    }
+    // History survived too: a watch from the start replays every acknowledged write once.
+    let mut stream = store.watch("/crash/", 0).await.expect("watch from the start");
+    for (key, revision) in &acked {
+        let ev = next_event(&mut stream).await.expect("history event");
+        assert_eq!((ev.key(), ev.revision()), (Some(key.as_str()), *revision));
     }
     let next = store.create("/crash/after", vec![]).await.expect("create after crash");
     assert!(next.mod_revision > acked.last().map_or(0, |(_, r)| *r));

@@ -104,6 +104,7 @@ const ENTRY_MEMBERSHIP: u8 = 2;
 const CMD_CREATE: u8 = 0;
 const CMD_UPDATE: u8 = 1;
 const CMD_DELETE: u8 = 2;
+const CMD_TXN: u8 = 3;
 
 pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
@@ -168,6 +169,13 @@ fn encode_command(out: &mut Vec<u8>, cmd: &Command) {
             put_bytes(out, key.as_bytes());
             put_expected(out, expected);
         }
+        Command::Txn(ops) => {
+            out.push(CMD_TXN);
+            put_u64(out, ops.len() as u64);
+            for op in ops {
+                encode_command(out, op);
+            }
+        }
     }
 }
 
@@ -189,6 +197,19 @@ fn decode_command(r: &mut Reader<'_>) -> Result<Command, CodecError> {
         CMD_DELETE => {
             let key = r.string()?;
             Command::Delete { key, expected: expected(r)? }
+        }
+        CMD_TXN => {
+            let n = r.u64()?;
+            let mut ops = Vec::new();
+            for _ in 0..n {
+                match decode_command(r)? {
+                    Command::Txn(_) => {
+                        return Err(CodecError::UnknownTag { what: "nested txn", tag: CMD_TXN });
+                    }
+                    op => ops.push(op),
+                }
+            }
+            Command::Txn(ops)
         }
         tag => return Err(CodecError::UnknownTag { what: "command", tag }),
     })
@@ -227,4 +248,109 @@ impl StoredValue {
             mod_revision: self.mod_revision,
         }
     }
+}
+
+/// History key: `revision ‖ seq` (both big-endian, so history sorts by revision, then by the
+/// op's position within a transaction).
+pub(crate) fn history_key(revision: u64, seq: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&revision.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+const HISTORY_PUT: u8 = 0;
+const HISTORY_DELETE: u8 = 1;
+
+/// One change as kept in the history column family: `tag ‖ key ‖ new? ‖ prev?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryRecord {
+    pub(crate) key: String,
+    /// The new value (`None` for a delete).
+    pub(crate) next: Option<StoredValue>,
+    /// The value before the change (`None` for a create).
+    pub(crate) prev: Option<StoredValue>,
+}
+
+impl HistoryRecord {
+    #[cfg(test)]
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let size = |v: &Option<StoredValue>| v.as_ref().map_or(0, |v| v.value.len() + 24);
+        let mut out = Vec::with_capacity(self.key.len() + 18 + size(&self.next) + size(&self.prev));
+        out.push(if self.next.is_some() { HISTORY_PUT } else { HISTORY_DELETE });
+        put_bytes(&mut out, self.key.as_bytes());
+        if let Some(next) = &self.next {
+            put_bytes(&mut out, &next.encode());
+        }
+        if let Some(prev) = &self.prev {
+            put_bytes(&mut out, &prev.encode());
+        }
+        out
+    }
+
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(buf);
+        let tag = r.u8()?;
+        let key = r.string()?;
+        let next = match tag {
+            HISTORY_PUT => Some(StoredValue::decode(r.bytes()?)?),
+            HISTORY_DELETE => None,
+            tag => return Err(CodecError::UnknownTag { what: "history record", tag }),
+        };
+        let prev = if r.is_empty() { None } else { Some(StoredValue::decode(r.bytes()?)?) };
+        r.finish()?;
+        Ok(HistoryRecord { key, next, prev })
+    }
+
+    /// Encode the change `event` describes (a `Put` or `Delete`) without cloning its values.
+    pub(crate) fn encode_event(event: &crate::WatchEvent) -> Vec<u8> {
+        fn put_stored(out: &mut Vec<u8>, kv: &crate::KeyValue) {
+            put_u64(out, 16 + kv.value.len() as u64);
+            put_u64(out, kv.create_revision);
+            put_u64(out, kv.mod_revision);
+            out.extend_from_slice(&kv.value);
+        }
+        let mut out = Vec::new();
+        match event {
+            crate::WatchEvent::Put { kv, prev } => {
+                out.reserve(kv.key.len() + kv.value.len() + 64);
+                out.push(HISTORY_PUT);
+                put_bytes(&mut out, kv.key.as_bytes());
+                put_stored(&mut out, kv);
+                if let Some(prev) = prev {
+                    put_stored(&mut out, prev);
+                }
+            }
+            crate::WatchEvent::Delete { key, prev, .. } => {
+                out.push(HISTORY_DELETE);
+                put_bytes(&mut out, key.as_bytes());
+                put_stored(&mut out, prev);
+            }
+            crate::WatchEvent::Progress { .. } => {}
+        }
+        out
+    }
+
+    /// The key alone, without decoding the values (for prefix filtering).
+    pub(crate) fn peek_key(buf: &[u8]) -> Result<&[u8], CodecError> {
+        let mut r = Reader::new(buf);
+        r.u8()?;
+        r.bytes()
+    }
+
+    /// The watch event this change is, at `revision`.
+    pub(crate) fn into_event(self, revision: u64) -> crate::WatchEvent {
+        let prev = self.prev.map(|p| p.into_kv(self.key.clone()));
+        match (self.next, prev) {
+            (Some(next), prev) => crate::WatchEvent::Put { kv: next.into_kv(self.key), prev },
+            (None, Some(prev)) => crate::WatchEvent::Delete { key: self.key, revision, prev },
+            // Not produced by the state machine; keep decoding total.
+            (None, None) => crate::WatchEvent::Progress { revision },
+        }
+    }
+}
+
+/// The revision part of a history key.
+pub(crate) fn history_revision(key: &[u8]) -> Result<u64, CodecError> {
+    Reader::new(key).u64()
 }

@@ -12,13 +12,14 @@ mod codec;
 mod log_store;
 mod network;
 mod peer;
+mod read;
+mod snapshot;
 mod state_machine;
 mod watch;
 
 pub use self::cluster::{Member, MembershipError, StoreMetrics};
 pub use self::peer::PeerTls;
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,9 @@ use self::log_store::LogStore;
 use self::network::{NetworkFactory, PeerHttp};
 use self::state_machine::StateMachineStore;
 use self::watch::WatchHub;
-use crate::{KeyValue, ListResult, Store, StoreError, WatchStream};
+use crate::{
+    Consistency, KeyValue, ListOptions, ListResult, Store, StoreError, TxnOp, WatchStream,
+};
 
 pub(crate) type NodeId = u64;
 pub(crate) type Node = BasicNode;
@@ -48,28 +51,44 @@ openraft::declare_raft_types!(
         R = CommandResponse,
         NodeId = u64,
         Node = BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_LOG_META: &str = "log_meta";
 pub(crate) const CF_KV: &str = "kv";
 pub(crate) const CF_SM_META: &str = "sm_meta";
+/// Every applied change, keyed by revision: what watches replay and past-revision lists undo.
+pub(crate) const CF_HISTORY: &str = "history";
 
 /// A raft entry's payload: one conditional write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Command {
-    Create { key: String, value: Vec<u8> },
-    Update { key: String, value: Vec<u8>, expected: Option<u64> },
-    Delete { key: String, expected: Option<u64> },
+    Create {
+        key: String,
+        value: Vec<u8>,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    },
+    Delete {
+        key: String,
+        expected: Option<u64>,
+    },
+    /// All of these (none of them `Txn`) or nothing, at one revision.
+    Txn(Vec<Command>),
 }
 
 impl Command {
-    fn key(&self) -> &str {
+    /// The key a single op writes (`None` for a transaction).
+    pub(crate) fn key(&self) -> Option<&str> {
         match self {
             Command::Create { key, .. }
             | Command::Update { key, .. }
-            | Command::Delete { key, .. } => key,
+            | Command::Delete { key, .. } => Some(key),
+            Command::Txn(_) => None,
         }
     }
 }
@@ -81,6 +100,8 @@ pub(crate) enum CommandResponse {
     Noop,
     /// The written key (for a delete: the last value, `mod_revision` = the delete's index).
     Kv(WireKv),
+    /// Every op of a transaction succeeded: their results in order.
+    Txn(Vec<WireKv>),
     AlreadyExists(String),
     NotFound(String),
     Conflict {
@@ -123,9 +144,15 @@ impl From<WireKv> for KeyValue {
 /// Tunables of [`RaftStore`]; `Default` is what `skiff server` uses.
 #[derive(Debug, Clone)]
 pub struct RaftStoreOptions {
-    /// Watch events kept in memory for watchers that resume from a past revision.
-    pub watch_history: usize,
-    /// Applied batches a watcher may fall behind before it gets `WatchLagged`.
+    /// Change history is kept at least this long (for watches and lists at past revisions)…
+    pub history_window: Duration,
+    /// …but never more than this many revisions behind the current one.
+    pub history_max_revisions: u64,
+    /// How often the background compactor looks at the history.
+    pub compaction_interval: Duration,
+    /// An idle watch reports its position (`WatchEvent::Progress`) this often.
+    pub watch_progress_interval: Duration,
+    /// Applied batches a watcher may fall behind live before it catches up from history.
     pub watch_channel_capacity: usize,
     /// Build a snapshot (and purge the log behind it) every this many log entries.
     pub snapshot_every: u64,
@@ -165,9 +192,12 @@ pub struct PeerOptions {
 impl Default for RaftStoreOptions {
     fn default() -> Self {
         RaftStoreOptions {
-            watch_history: 10_000,
+            history_window: Duration::from_secs(5 * 60),
+            history_max_revisions: 100_000,
+            compaction_interval: Duration::from_secs(30),
+            watch_progress_interval: Duration::from_secs(10),
             watch_channel_capacity: 8_192,
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             logs_kept_after_snapshot: 1_000,
             ready_timeout: Duration::from_secs(30),
             node_id: 1,
@@ -223,7 +253,7 @@ fn open_db(path: &Path, deadline: Instant) -> Result<DB, StoreError> {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     let cfs = || {
-        [CF_LOG, CF_LOG_META, CF_KV, CF_SM_META]
+        [CF_LOG, CF_LOG_META, CF_KV, CF_SM_META, CF_HISTORY]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()))
     };
     loop {
@@ -237,6 +267,63 @@ fn open_db(path: &Path, deadline: Instant) -> Result<DB, StoreError> {
             Err(e) => return Err(storage(&format!("opening rocksdb at {}", path.display()), e)),
         }
     }
+}
+
+/// How long a read at a revision this member has not applied yet waits for it.
+const FUTURE_REVISION_WAIT: Duration = Duration::from_secs(3);
+
+async fn compact_blocking(
+    db: Arc<DB>,
+    hub: Arc<WatchHub>,
+    revision: u64,
+) -> Result<u64, StoreError> {
+    let done = tokio::task::spawn_blocking(move || {
+        let reached = state_machine::compact_history(&db, revision)
+            .map_err(|e| storage("compacting history", e))?;
+        hub.set_compacted(reached);
+        Ok(reached)
+    })
+    .await;
+    done.map_err(|e| storage("compaction task", e))?
+}
+
+/// Compact history in the background: keep `history_window` of it, and at most
+/// `history_max_revisions`. Ends when the store shuts down.
+fn spawn_compactor(db: &Arc<DB>, hub: &Arc<WatchHub>, options: &RaftStoreOptions) {
+    let (db, hub) = (Arc::downgrade(db), Arc::downgrade(hub));
+    let (window, max_revisions, every) =
+        (options.history_window, options.history_max_revisions, options.compaction_interval);
+    tokio::spawn(async move {
+        // (when, revision) samples: the revision that was current `window` ago is the newest
+        // one whose history may go.
+        let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (Some(db), Some(hub)) = (db.upgrade(), hub.upgrade()) else { return };
+            if hub.is_shut_down() {
+                return;
+            }
+            let now = Instant::now();
+            let current = hub.current_revision();
+            samples.push_back((now, current));
+            let mut target = current.saturating_sub(max_revisions);
+            while let Some(&(at, revision)) = samples.front() {
+                if now.duration_since(at) < window {
+                    break;
+                }
+                target = target.max(revision);
+                samples.pop_front();
+            }
+            if target <= hub.compacted_revision() {
+                continue;
+            }
+            if let Err(e) = compact_blocking(db, hub, target).await {
+                tracing::warn!(error = %e, "history compaction failed");
+            }
+        }
+    });
 }
 
 impl RaftStore {
@@ -256,9 +343,11 @@ impl RaftStore {
             .map_err(|e| storage(&format!("creating {}", dir.display()), e))?;
         let db = Arc::new(open_db(dir, deadline)?);
         cluster::check_node_id(&db, options.node_id)?;
-        let hub = WatchHub::new(options.watch_history, options.watch_channel_capacity);
-        let state_machine = StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub))
-            .map_err(|e| storage("reading state machine", e))?;
+        let hub =
+            WatchHub::new(&db, options.watch_channel_capacity, options.watch_progress_interval);
+        let state_machine =
+            StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub), snapshot::snapshot_dir(dir))
+                .map_err(|e| storage("reading state machine", e))?;
         let log_store =
             LogStore::new(Arc::clone(&db)).map_err(|e| storage("starting log flusher", e))?;
 
@@ -291,6 +380,7 @@ impl RaftStore {
         };
         let store = RaftStore { raft, db, hub, cluster, _peer_server: peer_server };
         store.become_ready(&options, deadline).await?;
+        spawn_compactor(&store.db, &store.hub, &options);
         Ok(store)
     }
 
@@ -339,9 +429,12 @@ impl RaftStore {
     }
 
     /// Run `cmd` on the leader (this member, or forwarded to it).
-    async fn write(&self, cmd: Command) -> Result<KeyValue, StoreError> {
+    async fn write(&self, cmd: Command) -> Result<Written, StoreError> {
         match self.cluster.write(cmd).await? {
-            CommandResponse::Kv(kv) => Ok(kv.into()),
+            CommandResponse::Kv(kv) => Ok(Written::One(kv.into())),
+            CommandResponse::Txn(kvs) => {
+                Ok(Written::Many(kvs.into_iter().map(Into::into).collect()))
+            }
             CommandResponse::AlreadyExists(key) => Err(StoreError::AlreadyExists(key)),
             CommandResponse::NotFound(key) => Err(StoreError::NotFound(key)),
             CommandResponse::Conflict { key, expected, current } => {
@@ -355,6 +448,37 @@ impl RaftStore {
         self.cluster.linearize().await
     }
 
+    async fn read_barrier(&self, consistency: Consistency) -> Result<(), StoreError> {
+        match consistency {
+            Consistency::Linearizable => self.linearize().await,
+            Consistency::Serializable => Ok(()),
+        }
+    }
+
+    /// Wait (up to a few seconds) until this member has applied `revision`.
+    async fn wait_applied(&self, revision: u64) -> Result<(), StoreError> {
+        if self.hub.current_revision() >= revision {
+            return Ok(());
+        }
+        let waited = self
+            .raft
+            .wait(Some(FUTURE_REVISION_WAIT))
+            .applied_index_at_least(Some(revision), "revision applied")
+            .await;
+        match waited {
+            Ok(_) => Ok(()),
+            Err(_) => Err(StoreError::FutureRevision {
+                requested: revision,
+                current: self.hub.current_revision(),
+            }),
+        }
+    }
+
+    /// Drop history up to `revision` on this member (each member compacts its own history).
+    async fn compact_to(&self, revision: u64) -> Result<u64, StoreError> {
+        compact_blocking(Arc::clone(&self.db), Arc::clone(&self.hub), revision).await
+    }
+
     fn kv_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(CF_KV)
@@ -362,10 +486,22 @@ impl RaftStore {
     }
 }
 
+fn txn_command(op: TxnOp) -> Command {
+    match op {
+        TxnOp::Create { key, value } => Command::Create { key, value },
+        TxnOp::Update { key, value, expected } => Command::Update { key, value, expected },
+        TxnOp::Delete { key, expected } => Command::Delete { key, expected },
+    }
+}
+
 #[async_trait]
 impl Store for RaftStore {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.linearize().await?;
+    async fn get_with(
+        &self,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<KeyValue>, StoreError> {
+        self.read_barrier(consistency).await?;
         let raw = self
             .db
             .get_pinned_cf(self.kv_cf()?, key.as_bytes())
@@ -380,31 +516,24 @@ impl Store for RaftStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<ListResult, StoreError> {
-        self.linearize().await?;
-        let view = self.db.snapshot();
-        let (applied, _) = state_machine::read_applied_state_at(&view, &self.db)
-            .map_err(|e| storage("reading applied state", e))?;
-        let mut items = Vec::new();
-        let mut it = view.raw_iterator_cf(self.kv_cf()?);
-        it.seek(prefix.as_bytes());
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if !k.starts_with(prefix.as_bytes()) {
-                break;
-            }
-            let key =
-                String::from_utf8(k.to_vec()).map_err(|e| storage("stored key is not utf-8", e))?;
-            let stored =
-                StoredValue::decode(v).map_err(|e| storage(&format!("decoding {key}"), e))?;
-            items.push(stored.into_kv(key));
-            it.next();
+    async fn list_with(
+        &self,
+        prefix: &str,
+        options: &ListOptions,
+    ) -> Result<ListResult, StoreError> {
+        self.read_barrier(options.consistency).await?;
+        if let Some(revision) = options.revision {
+            self.wait_applied(revision).await?;
         }
-        it.status().map_err(|e| storage("listing", e))?;
-        Ok(ListResult { items, revision: applied.map_or(0, |id| id.index) })
+        let (db, prefix, options) = (Arc::clone(&self.db), prefix.to_owned(), options.clone());
+        // A large list (or one far in the past) is real work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || read::list(&db, &prefix, &options))
+            .await
+            .map_err(|e| storage("list task", e))?
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
-        self.write(Command::Create { key: key.to_owned(), value }).await
+        self.write(Command::Create { key: key.to_owned(), value }).await.and_then(single)
     }
 
     async fn update(
@@ -415,6 +544,7 @@ impl Store for RaftStore {
     ) -> Result<KeyValue, StoreError> {
         self.write(Command::Update { key: key.to_owned(), value, expected: expected_revision })
             .await
+            .and_then(single)
     }
 
     async fn delete(
@@ -422,11 +552,31 @@ impl Store for RaftStore {
         key: &str,
         expected_revision: Option<u64>,
     ) -> Result<KeyValue, StoreError> {
-        self.write(Command::Delete { key: key.to_owned(), expected: expected_revision }).await
+        self.write(Command::Delete { key: key.to_owned(), expected: expected_revision })
+            .await
+            .and_then(single)
+    }
+
+    async fn txn(&self, ops: Vec<TxnOp>) -> Result<Vec<KeyValue>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.write(Command::Txn(ops.into_iter().map(txn_command).collect())).await? {
+            Written::Many(kvs) => Ok(kvs),
+            Written::One(kv) => Ok(vec![kv]),
+        }
     }
 
     async fn watch(&self, prefix: &str, after_revision: u64) -> Result<WatchStream, StoreError> {
         self.hub.watch(prefix, after_revision)
+    }
+
+    async fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        self.compact_to(revision).await.map(|_| ())
+    }
+
+    fn compacted_revision(&self) -> u64 {
+        self.hub.compacted_revision()
     }
 
     fn current_revision(&self) -> u64 {
@@ -434,8 +584,21 @@ impl Store for RaftStore {
     }
 }
 
+/// What a write produced: one key, or a transaction's keys.
+enum Written {
+    One(KeyValue),
+    Many(Vec<KeyValue>),
+}
+
+fn single(written: Written) -> Result<KeyValue, StoreError> {
+    match written {
+        Written::One(kv) => Ok(kv),
+        Written::Many(_) => Err(StoreError::Storage("a single write produced many results".into())),
+    }
+}
+
 #[cfg(test)]
-pub(crate) use self::state_machine::decode_snapshot_for_test;
+pub(crate) use self::snapshot::count_image_items;
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -443,7 +606,7 @@ pub(crate) mod test_support {
 
     use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership};
 
-    pub(crate) use super::codec::{decode_entry, encode_entry};
+    pub(crate) use super::codec::{HistoryRecord, StoredValue, decode_entry, encode_entry};
     use super::{BasicNode, Command, Entry};
 
     pub(crate) fn sample_entries() -> Vec<Entry> {
@@ -473,6 +636,13 @@ pub(crate) mod test_support {
             Entry {
                 log_id: id(5),
                 payload: EntryPayload::Normal(Command::Delete { key: "/a".into(), expected: None }),
+            },
+            Entry {
+                log_id: id(6),
+                payload: EntryPayload::Normal(Command::Txn(vec![
+                    Command::Create { key: "/b".into(), value: vec![1] },
+                    Command::Delete { key: "/c".into(), expected: Some(2) },
+                ])),
             },
         ]
     }
@@ -505,8 +675,9 @@ mod openraft_suite {
             let dir = tempfile::tempdir().map_err(|e| io(&e))?;
             let deadline = Instant::now() + Duration::from_secs(5);
             let db = Arc::new(open_db(dir.path(), deadline).map_err(|e| io(&e))?);
-            let hub = WatchHub::new(100, 100);
-            let sm = StateMachineStore::new(Arc::clone(&db), hub).map_err(|e| io(&e))?;
+            let hub = WatchHub::new(&db, 100, Duration::from_secs(1));
+            let sm = StateMachineStore::new(Arc::clone(&db), hub, dir.path().join("snapshots"))
+                .map_err(|e| io(&e))?;
             let log = LogStore::new(db).map_err(|e| io(&e))?;
             Ok((dir, log, sm))
         }

@@ -5,7 +5,7 @@
 //! store syncs before purging anything a snapshot covers).
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -15,17 +15,19 @@ use openraft::{
 };
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
-use super::codec::{CodecError, Reader, StoredValue, put_bytes};
+use super::codec::{CodecError, HistoryRecord, Reader, StoredValue, history_key};
+use super::snapshot;
 use super::watch::WatchHub;
-use super::{CF_KV, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId, TypeConfig};
+use super::{
+    CF_HISTORY, CF_KV, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId, TypeConfig,
+};
 use crate::WatchEvent;
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
-const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
-
-const SNAPSHOT_MAGIC: &[u8] = b"SKIFFSN1";
+/// The revision up to which history has been dropped (u64 big-endian).
+const KEY_COMPACTED: &[u8] = b"compacted";
 
 type Membership = StoredMembership<NodeId, Node>;
 
@@ -40,8 +42,10 @@ pub(crate) enum StateMachineError {
     Json(#[from] serde_json::Error),
     #[error("column family {0} is missing")]
     MissingColumnFamily(&'static str),
-    #[error("snapshot image does not start with the skiff magic")]
+    #[error("snapshot image is not a skiff snapshot or is truncated")]
     BadSnapshot,
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
     #[error("snapshot task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -77,29 +81,155 @@ pub(crate) fn read_applied_state_at(
     Ok((applied, membership))
 }
 
+/// The compaction point as of the RocksDB snapshot `view`: history holds every change after it.
+pub(crate) fn read_compacted(
+    view: &rocksdb::Snapshot<'_>,
+    db: &DB,
+) -> Result<u64, StateMachineError> {
+    let raw = view.get_pinned_cf(cf(db, CF_SM_META)?, KEY_COMPACTED)?;
+    Ok(match raw {
+        Some(raw) => Reader::new(&raw).u64()?,
+        None => 0,
+    })
+}
+
+/// Drop history up to and including `revision` (never past `applied`), in one write with the
+/// new compaction point, then let RocksDB reclaim the space. Returns the compaction point.
+pub(crate) fn compact_history(db: &DB, revision: u64) -> Result<u64, StateMachineError> {
+    let history_cf = cf(db, CF_HISTORY)?;
+    let view = db.snapshot();
+    let current = read_compacted(&view, db)?;
+    let applied = read_applied_state_at(&view, db)?.0.map_or(0, |id| id.index);
+    drop(view);
+    let target = revision.min(applied);
+    if target <= current {
+        return Ok(current);
+    }
+    let end = history_key(target.saturating_add(1), 0);
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(history_cf, history_key(0, 0), end);
+    batch.put_cf(cf(db, CF_SM_META)?, KEY_COMPACTED, target.to_be_bytes());
+    db.write(batch)?;
+    db.compact_range_cf(history_cf, None::<&[u8]>, Some(end.as_slice()));
+    Ok(target)
+}
+
+/// The writes of one `apply` call: the key space, its history and the watch events, built up
+/// entry by entry; later entries see the keys earlier ones wrote through `overlay`.
+struct ApplyBatch<'a> {
+    db: &'a DB,
+    kv_cf: &'a rocksdb::ColumnFamily,
+    history_cf: &'a rocksdb::ColumnFamily,
+    batch: WriteBatch,
+    overlay: HashMap<String, Option<StoredValue>>,
+    events: Vec<WatchEvent>,
+}
+
+impl ApplyBatch<'_> {
+    fn current(&self, key: &str) -> Result<Option<StoredValue>, StateMachineError> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        match self.db.get_pinned_cf(self.kv_cf, key.as_bytes())? {
+            Some(raw) => Ok(Some(StoredValue::decode(&raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Run one command (a single op or a transaction) at log index `index`.
+    fn apply(&mut self, cmd: Command, index: u64) -> Result<CommandResponse, StateMachineError> {
+        let ops = match cmd {
+            Command::Txn(ops) => ops,
+            single => {
+                let key = single.key().unwrap_or_default().to_owned();
+                let current = self.current(&key)?;
+                let (response, next, event) = execute(single, current, index);
+                if let Some(event) = event {
+                    self.commit(0, key, next, event, index);
+                }
+                return Ok(response);
+            }
+        };
+        // A transaction: evaluate every op against the state its earlier ops leave, and
+        // commit only if all succeed.
+        let mut staged: Vec<(String, Option<StoredValue>, WatchEvent)> = Vec::new();
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let Some(key) = op.key().map(str::to_owned) else {
+                return Ok(CommandResponse::NotFound("nested transaction".into()));
+            };
+            let current = match staged.iter().rev().find(|(k, _, _)| *k == key) {
+                Some((_, next, _)) => next.clone(),
+                None => self.current(&key)?,
+            };
+            let (response, next, event) = execute(op, current, index);
+            let (Some(event), CommandResponse::Kv(kv)) = (event, &response) else {
+                return Ok(response);
+            };
+            results.push(kv.clone());
+            staged.push((key, next, event));
+        }
+        for (seq, (key, next, event)) in staged.into_iter().enumerate() {
+            self.commit(u32::try_from(seq).unwrap_or(u32::MAX), key, next, event, index);
+        }
+        Ok(CommandResponse::Txn(results))
+    }
+
+    fn commit(
+        &mut self,
+        seq: u32,
+        key: String,
+        next: Option<StoredValue>,
+        event: WatchEvent,
+        index: u64,
+    ) {
+        match &next {
+            Some(v) => self.batch.put_cf(self.kv_cf, key.as_bytes(), v.encode()),
+            None => self.batch.delete_cf(self.kv_cf, key.as_bytes()),
+        }
+        self.batch.put_cf(
+            self.history_cf,
+            history_key(index, seq),
+            HistoryRecord::encode_event(&event),
+        );
+        self.overlay.insert(key, next);
+        self.events.push(event);
+    }
+}
+
 pub(crate) struct StateMachineStore {
     db: Arc<DB>,
     hub: Arc<WatchHub>,
+    /// Checkpoints and images of snapshots.
+    snapshots: PathBuf,
 }
 
 impl StateMachineStore {
     /// Opens the state persisted in `db` and primes `hub` with its revision.
-    pub(crate) fn new(db: Arc<DB>, hub: Arc<WatchHub>) -> Result<Self, StateMachineError> {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        hub: Arc<WatchHub>,
+        snapshots: PathBuf,
+    ) -> Result<Self, StateMachineError> {
         let (applied, _) = read_applied_state(&db)?;
-        hub.reset(applied.map_or(0, |id| id.index));
-        Ok(StateMachineStore { db, hub })
+        let compacted = read_compacted(&db.snapshot(), &db)?;
+        hub.reset(applied.map_or(0, |id| id.index), compacted);
+        Ok(StateMachineStore { db, hub, snapshots })
     }
 
     fn apply_entries(
         &self,
         entries: Vec<Entry>,
     ) -> Result<Vec<CommandResponse>, StateMachineError> {
-        let kv_cf = cf(&self.db, CF_KV)?;
+        let mut batch = ApplyBatch {
+            db: &self.db,
+            kv_cf: cf(&self.db, CF_KV)?,
+            history_cf: cf(&self.db, CF_HISTORY)?,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            events: Vec::new(),
+        };
         let meta_cf = cf(&self.db, CF_SM_META)?;
-        let mut batch = WriteBatch::default();
-        // Keys written earlier in this batch: later entries must see them.
-        let mut overlay: HashMap<String, Option<StoredValue>> = HashMap::new();
-        let mut events = Vec::new();
         let mut responses = Vec::with_capacity(entries.len());
         let mut last = None;
         let mut membership = None;
@@ -112,36 +242,18 @@ impl StateMachineStore {
                     membership = Some(Membership::new(Some(entry.log_id), m));
                     responses.push(CommandResponse::Noop);
                 }
-                EntryPayload::Normal(cmd) => {
-                    let key = cmd.key().to_owned();
-                    let current = match overlay.get(&key) {
-                        Some(v) => v.clone(),
-                        None => match self.db.get_pinned_cf(kv_cf, key.as_bytes())? {
-                            Some(raw) => Some(StoredValue::decode(&raw)?),
-                            None => None,
-                        },
-                    };
-                    let (response, next, event) = execute(cmd, current, index);
-                    if let Some(event) = event {
-                        match &next {
-                            Some(v) => batch.put_cf(kv_cf, key.as_bytes(), v.encode()),
-                            None => batch.delete_cf(kv_cf, key.as_bytes()),
-                        }
-                        overlay.insert(key, next);
-                        events.push(event);
-                    }
-                    responses.push(response);
-                }
+                EntryPayload::Normal(cmd) => responses.push(batch.apply(cmd, index)?),
             }
             last = Some(entry.log_id);
         }
 
         let Some(last) = last else { return Ok(responses) };
-        batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&last)?);
+        let ApplyBatch { batch: mut write, events, .. } = batch;
+        write.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&last)?);
         if let Some(m) = membership {
-            batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&m)?);
+            write.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&m)?);
         }
-        self.db.write_opt(batch, &WriteOptions::default())?;
+        self.db.write_opt(write, &WriteOptions::default())?;
         self.hub.publish(last.index, events);
         Ok(responses)
     }
@@ -149,29 +261,20 @@ impl StateMachineStore {
     fn install(
         &self,
         meta: &SnapshotMeta<NodeId, Node>,
-        data: &[u8],
+        file: std::fs::File,
     ) -> Result<(), StateMachineError> {
-        let image = SnapshotImage::decode(data)?;
-        if image.applied != meta.last_log_id {
-            tracing::warn!(image = ?image.applied, meta = ?meta.last_log_id, "snapshot image and meta disagree; trusting meta");
-        }
-        let kv_cf = cf(&self.db, CF_KV)?;
-        let meta_cf = cf(&self.db, CF_SM_META)?;
-        let mut batch = WriteBatch::default();
-        // Keys are UTF-8, which never contains 0xFF, so this range is the whole key space.
-        batch.delete_range_cf(kv_cf, b"".as_slice(), [0xFFu8].as_slice());
-        for (key, value) in &image.items {
-            batch.put_cf(kv_cf, key, value);
-        }
-        // The meta openraft hands us is authoritative for what the snapshot covers.
-        batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
-        batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
-        batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(meta)?);
-        batch.put_cf(meta_cf, KEY_SNAPSHOT_DATA, data);
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        self.db.write_opt(batch, &sync)?;
-        self.hub.reset(meta.last_log_id.map_or(0, |id| id.index));
+        let installed =
+            snapshot::install(&self.db, meta, file, KEY_COMPACTED, |batch, meta_cf| {
+                // The meta openraft hands us is authoritative for what the snapshot covers.
+                batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
+                batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
+                batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(meta)?);
+                Ok(())
+            })?;
+        // The installed state is this member's current snapshot from now on.
+        snapshot::checkpoint(&self.db, &self.snapshots, Some(meta))?;
+        snapshot::remove_others(&self.snapshots, &meta.snapshot_id);
+        self.hub.reset(installed, installed);
         Ok(())
     }
 
@@ -183,8 +286,9 @@ impl StateMachineStore {
         else {
             return Ok(None);
         };
-        let Some(data) = self.db.get_cf(meta_cf, KEY_SNAPSHOT_DATA)? else { return Ok(None) };
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let path = snapshot::image_file(&self.snapshots, &meta)?;
+        let file = std::fs::File::open(path)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
     }
 }
 
@@ -229,6 +333,7 @@ fn execute(
                 Some(WatchEvent::Put { kv, prev: Some(prev) }),
             )
         }
+        Command::Txn(_) => unchanged(CommandResponse::NotFound("nested transaction".into())),
         Command::Delete { key, expected } => {
             let Some(old) = current else { return unchanged(CommandResponse::NotFound(key)) };
             if let Some(expected) = expected.filter(|e| *e != old.mod_revision) {
@@ -247,83 +352,17 @@ fn execute(
     }
 }
 
-/// A full copy of the state machine: `magic ‖ applied(json) ‖ membership(json) ‖ (key, value)*`,
-/// where each value is a `StoredValue` encoding and every field is length-prefixed.
-struct SnapshotImage {
-    applied: Option<LogId<NodeId>>,
-    membership: Membership,
-    items: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl SnapshotImage {
-    fn encode(&self) -> Result<Vec<u8>, StateMachineError> {
-        let mut out = Vec::with_capacity(
-            64 + self.items.iter().map(|(k, v)| k.len() + v.len() + 16).sum::<usize>(),
-        );
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        put_bytes(&mut out, &serde_json::to_vec(&self.applied)?);
-        put_bytes(&mut out, &serde_json::to_vec(&self.membership)?);
-        for (key, value) in &self.items {
-            put_bytes(&mut out, key);
-            put_bytes(&mut out, value);
-        }
-        Ok(out)
-    }
-
-    fn decode(data: &[u8]) -> Result<Self, StateMachineError> {
-        let body = data.strip_prefix(SNAPSHOT_MAGIC).ok_or(StateMachineError::BadSnapshot)?;
-        let mut r = Reader::new(body);
-        let applied = serde_json::from_slice(r.bytes()?)?;
-        let membership = serde_json::from_slice(r.bytes()?)?;
-        let mut items = Vec::new();
-        while !r.is_empty() {
-            let key = r.bytes()?.to_vec();
-            let value = r.bytes()?;
-            StoredValue::decode(value)?; // reject garbage before it replaces the state
-            items.push((key, value.to_vec()));
-        }
-        Ok(SnapshotImage { applied, membership, items })
-    }
-}
-
-/// Builds snapshots from a RocksDB snapshot, so it can run while the state machine applies.
+/// Builds snapshots as RocksDB checkpoints, so it can run while the state machine applies.
 pub(crate) struct SnapshotBuilder {
     db: Arc<DB>,
+    dir: PathBuf,
 }
 
-fn build_snapshot(db: &DB) -> Result<Snapshot<TypeConfig>, StateMachineError> {
-    let kv_cf = cf(db, CF_KV)?;
-    let meta_cf = cf(db, CF_SM_META)?;
-    let view = db.snapshot();
-    let (applied, membership) = read_applied_state_at(&view, db)?;
-    let mut items = Vec::new();
-    let mut it = view.raw_iterator_cf(kv_cf);
-    it.seek_to_first();
-    while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        items.push((k.to_vec(), v.to_vec()));
-        it.next();
-    }
-    it.status()?;
-    drop(it);
-    drop(view);
-
-    let image = SnapshotImage { applied, membership: membership.clone(), items };
-    let data = image.encode()?;
-    let snapshot_id = match applied {
-        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, unique_suffix()),
-        None => format!("empty-{}", unique_suffix()),
-    };
-    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-
-    let mut batch = WriteBatch::default();
-    batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(&meta)?);
-    batch.put_cf(meta_cf, KEY_SNAPSHOT_DATA, &data);
-    db.write(batch)?;
-    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
-}
-
-fn unique_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+fn build_snapshot(db: &DB, dir: &Path) -> Result<SnapshotMeta<NodeId, Node>, StateMachineError> {
+    let meta = snapshot::checkpoint(db, dir, None)?;
+    db.put_cf(cf(db, CF_SM_META)?, KEY_SNAPSHOT_META, serde_json::to_vec(&meta)?)?;
+    snapshot::remove_others(dir, &meta.snapshot_id);
+    Ok(meta)
 }
 
 fn to_storage(e: StateMachineError, read: bool) -> StorageError<NodeId> {
@@ -338,10 +377,19 @@ fn to_storage(e: StateMachineError, read: bool) -> StorageError<NodeId> {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let db = Arc::clone(&self.db);
-        let built = tokio::task::spawn_blocking(move || build_snapshot(&db)).await;
+        let (db, dir) = (Arc::clone(&self.db), self.dir.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let meta = build_snapshot(&db, &dir)?;
+            // openraft keeps only the meta of a snapshot it asked to build; the data goes out
+            // through `get_current_snapshot`, so an empty, already unlinked file will do here.
+            let placeholder = snapshot::incoming_file(&dir)?;
+            Ok::<_, StateMachineError>((meta, placeholder))
+        })
+        .await;
         match built {
-            Ok(Ok(snapshot)) => Ok(snapshot),
+            Ok(Ok((meta, file))) => {
+                Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
+            }
             Ok(Err(e)) => Err(StorageIOError::write_snapshot(None, &e).into()),
             Err(e) => Err(StorageIOError::write_snapshot(None, &StateMachineError::from(e)).into()),
         }
@@ -366,23 +414,38 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { db: Arc::clone(&self.db) }
+        SnapshotBuilder { db: Arc::clone(&self.db), dir: self.snapshots.clone() }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let file = snapshot::incoming_file(&self.snapshots).map_err(|e| to_storage(e, false))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        self.install(meta, &data)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+        let write_err =
+            |e: &StateMachineError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let mut file = snapshot.into_std().await;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+            .map_err(|e| write_err(&StateMachineError::from(e)))?;
+        // Installing reads and writes the whole state: keep it off the async workers.
+        let this = StateMachineStore {
+            db: Arc::clone(&self.db),
+            hub: Arc::clone(&self.hub),
+            snapshots: self.snapshots.clone(),
+        };
+        let owned_meta = meta.clone();
+        let result = tokio::task::spawn_blocking(move || this.install(&owned_meta, file)).await;
+        match result {
+            Ok(done) => done.map_err(|e| write_err(&e).into()),
+            Err(e) => Err(write_err(&StateMachineError::from(e)).into()),
+        }
     }
 
     async fn get_current_snapshot(
@@ -390,9 +453,4 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         self.current_snapshot().map_err(|e| to_storage(e, true))
     }
-}
-
-#[cfg(test)]
-pub(crate) fn decode_snapshot_for_test(data: &[u8]) -> Result<usize, String> {
-    SnapshotImage::decode(data).map(|i| i.items.len()).map_err(|e| e.to_string())
 }
