@@ -729,19 +729,14 @@ impl RaftStore {
         self.members().into_iter().find(|m| m.id == leader)
     }
 
-    /// Add a member reachable at `peer_url`: reserve it an id, add it as a learner, wait until
-    /// it has caught up, and make it a voter. Returns its id. The member must be running (not
-    /// initializing a cluster of its own) under that id for this to finish; see
-    /// [`RaftStore::add_learner`] + [`RaftStore::promote_member`] for the two halves.
-    pub async fn add_member(&self, peer_url: &str) -> Result<u64, MembershipError> {
-        let id = self.add_learner(peer_url).await?;
-        self.promote_member(id).await?;
-        Ok(id)
-    }
-
     /// Reserve an id for a member at `peer_url` and add it as a learner, without waiting for
     /// it. Asking again for the same URL (a join retried) answers the same id. Forwarded to
     /// the leader when called on a follower.
+    ///
+    /// This is the first half of adding a member; the member, started under the returned id
+    /// with `initialize: false`, asks for the second half ([`RaftStore::promote_member`])
+    /// itself once it has caught up. (There is no one-call `add_member`: the new member must
+    /// know its id before it can start, so the call cannot wait for it.)
     pub async fn add_learner(&self, peer_url: &str) -> Result<u64, MembershipError> {
         match self
             .cluster

@@ -424,3 +424,29 @@ fn peer_messages_should_round_trip_through_postcard() {
         assert_eq!(round_trip(&reply), reply);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_should_carry_on_when_the_leader_is_removed() {
+    let pki = TestPki::new();
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let (_members, stores) = three_members(&pki, &dirs).await;
+    assert_eq!(stores[1].leader().map(|m| m.id), Some(1));
+    stores[1].remove_member(1).await.expect("remove the leader");
+    wait_until("a new leader among the other two", || {
+        matches!(stores[1].leader().map(|m| m.id), Some(2 | 3))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match stores[2].create("/r/after", vec![1]).await {
+            Ok(_) | Err(StoreError::AlreadyExists(_)) => break,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {}
+            Err(e) => panic!("write after removing the leader: {e}"),
+        }
+    }
+    let left: Vec<u64> = stores[1].members().iter().map(|m| m.id).collect();
+    assert_eq!(left, [2, 3]);
+    for store in &stores {
+        store.shutdown().await;
+    }
+}
