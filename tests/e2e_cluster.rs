@@ -438,19 +438,25 @@ async fn cluster_should_keep_acknowledged_cas_writes_through_a_leader_sigkill() 
         async move { n >= 300 }
     })
     .await;
-    cluster[0].kill9();
+    // Whoever leads now (member i has node id i + 1): normally still m1, where the watcher is.
+    let old_leader =
+        members(&clients[1]).await.expect("members")["leader"].as_u64().expect("leader");
+    let old_term = metric(&clients[1], "skiff_store_term").await.expect("term");
+    let victim = usize::try_from(old_leader - 1).unwrap();
+    cluster[victim].kill9();
     let killed = Instant::now();
     let acked_at_kill = acked.load(Ordering::SeqCst);
-    let survivors = &clients[1..];
+    let witness = &clients[(victim + 1) % 3];
     let new_leader = loop {
-        let leader = members(&survivors[0]).await.ok().and_then(|m| m["leader"].as_u64());
-        if matches!(leader, Some(2 | 3)) {
+        let leader = members(witness).await.ok().and_then(|m| m["leader"].as_u64());
+        if leader.is_some_and(|l| l != old_leader) {
             break leader;
         }
         assert!(killed.elapsed() < Duration::from_secs(10), "no new leader within 10 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elected_after = killed.elapsed();
+    let new_term = metric(witness, "skiff_store_term").await.expect("term");
 
     for w in writers {
         w.await.expect("writer");
@@ -469,8 +475,9 @@ async fn cluster_should_keep_acknowledged_cas_writes_through_a_leader_sigkill() 
         .expect("writes were acknowledged after the kill");
     eprintln!(
         "cluster: {} writes acknowledged in {elapsed:?} ({acked_at_kill} before the SIGKILL), \
-         {} ambiguous; new leader {new_leader:?} visible {elected_after:?} after the kill; \
-         first write acknowledged by a survivor {first_after_kill:?} after the kill",
+         {} ambiguous; leader {old_leader} (term {old_term}) killed, new leader {new_leader:?} \
+         (term {new_term}) visible {elected_after:?} after the kill; first write acknowledged \
+         by a survivor {first_after_kill:?} after the kill",
         acks.len(),
         ambiguous.load(Ordering::Relaxed),
     );
@@ -527,10 +534,11 @@ async fn cluster_should_keep_acknowledged_cas_writes_through_a_leader_sigkill() 
     // The killed member restarts from its data dir (no --join) and catches up on everything
     // written while it was down. Its peer port is a new one (port 0): it tells the cluster.
     let restart = Instant::now();
-    let back = Member::start(root.path(), "m1", &[], &[]);
-    assert_ne!(back.peer_url, cluster[0].peer_url);
+    let back = Member::start(root.path(), &cluster[victim].name.clone(), &[], &[]);
+    assert_ne!(back.peer_url, cluster[victim].peer_url);
     let back_client = back.client().await;
-    let target = metric(&clients[1], "skiff_store_applied_index").await.expect("applied index");
+    let survivor = &clients[(victim + 1) % 3];
+    let target = metric(survivor, "skiff_store_applied_index").await.expect("applied index");
     wait_for("the restarted member to apply what it missed", Duration::from_secs(60), || {
         let fut = metric(&back_client, "skiff_store_applied_index");
         async move { fut.await.is_some_and(|a| a >= target) }
@@ -548,11 +556,12 @@ async fn cluster_should_keep_acknowledged_cas_writes_through_a_leader_sigkill() 
     for lease in &listed_back.items {
         assert_eq!(Some(&Change::of(lease)), by_name.get(&lease.metadata.name));
     }
-    let recorded = members(&clients[1]).await.expect("members");
-    let recorded = recorded["members"].as_array().unwrap().iter().find(|m| m["id"] == 1).cloned();
+    let recorded = members(survivor).await.expect("members");
+    let recorded =
+        recorded["members"].as_array().unwrap().iter().find(|m| m["id"] == old_leader).cloned();
     assert_eq!(recorded.map(|m| m["peerUrl"].clone()), Some(Value::from(back.peer_url.clone())));
-    cluster[0] = back;
-    clients[0] = back_client;
+    cluster[victim] = back;
+    clients[victim] = back_client;
     assert_three_voters(&clients).await;
     drop(cluster);
 }

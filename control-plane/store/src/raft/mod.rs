@@ -204,8 +204,8 @@ impl Default for RaftStoreOptions {
             peer: None,
             initialize: true,
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(300),
-            election_timeout_max: Duration::from_millis(450),
+            election_timeout_min: Duration::from_millis(250),
+            election_timeout_max: Duration::from_millis(350),
         }
     }
 }
