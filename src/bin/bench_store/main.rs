@@ -231,6 +231,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("creating {}", scratch.0.display()))?;
     let etcd_version = etcd_version(&args.etcd)?;
+    let load_at_start = load_average();
     let mut results = Results { cells: BTreeMap::new(), notes: Vec::new(), failed: false };
     let mut kinds = args.targets.clone();
     kinds.dedup();
@@ -284,7 +285,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    print_report(&args, &etcd_version, &scratch.0, &kinds, &results);
+    let load = format!("{load_at_start} at start, {} at end", load_average());
+    print_report(&args, &etcd_version, &scratch.0, &kinds, &results, &load);
     if results.failed {
         bail!("some rows failed (see above)");
     }
@@ -467,7 +469,22 @@ fn with_commas(v: f64) -> String {
     out
 }
 
-fn print_report(args: &Args, etcd_version: &str, dir: &Path, kinds: &[Kind], results: &Results) {
+/// The 1-minute load average: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn print_report(
+    args: &Args,
+    etcd_version: &str,
+    dir: &Path,
+    kinds: &[Kind],
+    results: &Results,
+    load: &str,
+) {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "skiff-bench-store: Skiff's store vs etcd {etcd_version}, one run, one machine, one disk"
@@ -478,6 +495,7 @@ fn print_report(args: &Args, etcd_version: &str, dir: &Path, kinds: &[Kind], res
         filesystem_of(dir),
         args.dir.display()
     );
+    println!("  1-minute load average: {load} (anything else running skews both sides)");
     println!(
         "  Skiff: RaftStore in-process through the Store trait (as Skiff's api server uses it)"
     );
