@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench
+.PHONY: run test bootstrap build guests bench bench-store
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -29,3 +29,10 @@ test: bootstrap guests
 bench: bootstrap guests
 	cargo build --release --bin skiff --bin skiff-bench-pods
 	$(CARGO_TARGET_DIR)/release/skiff-bench-pods --skiff $(CARGO_TARGET_DIR)/release/skiff --guest $(SKIFF_GUESTS_DIR)/test-guest.wasip1.wasm --pods 1000
+
+# Skiff's store vs etcd (real etcd processes it starts and stops itself, data under /tmp).
+# BENCH_STORE_ARGS=--footprint adds the disk footprint after 1 M writes (long).
+BENCH_STORE_ARGS ?=
+bench-store: bootstrap
+	cargo build --release --bin skiff-bench-store
+	$(CARGO_TARGET_DIR)/release/skiff-bench-store $(BENCH_STORE_ARGS)

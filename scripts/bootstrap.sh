@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
-# RocksDB's bindings, protoc, and the Rust wasm targets for the example guests. Idempotent.
+# RocksDB's bindings, protoc, etcd (the store benchmark's baseline), and the Rust wasm targets for
+# the example guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -8,11 +9,16 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+    # The package starts a system etcd; the store benchmark runs its own and wants a quiet disk.
+    if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+        $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
 fi
 installed="$(rustup target list --installed)"
 for t in wasm32-wasip1 wasm32-wasip2; do
