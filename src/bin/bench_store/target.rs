@@ -65,6 +65,8 @@ pub trait Watch: Send + 'static {
 pub struct SkiffTarget {
     store: Arc<RaftStore>,
     dir: PathBuf,
+    /// Processes of the other members (3-member target); killed when the target drops.
+    _members: Vec<tokio::process::Child>,
 }
 
 impl SkiffTarget {
@@ -72,7 +74,17 @@ impl SkiffTarget {
         let store = RaftStore::open_with(dir, RaftStoreOptions::default())
             .await
             .with_context(|| format!("opening the Skiff store in {}", dir.display()))?;
-        Ok(SkiffTarget { store: Arc::new(store), dir: dir.to_owned() })
+        Ok(SkiffTarget { store: Arc::new(store), dir: dir.to_owned(), _members: Vec::new() })
+    }
+
+    /// A target driving `store` (the leader of a cluster under `dir`) whose other members
+    /// run as `members`.
+    pub fn with_members(
+        store: Arc<RaftStore>,
+        dir: &Path,
+        members: Vec<tokio::process::Child>,
+    ) -> SkiffTarget {
+        SkiffTarget { store, dir: dir.to_owned(), _members: members }
     }
 }
 
@@ -99,9 +111,9 @@ impl Target for SkiffTarget {
         Ok(self.store.current_revision())
     }
 
-    async fn compact(&self, _revision: u64) -> anyhow::Result<bool> {
-        // `Store::compact` is not in this tree yet.
-        Ok(false)
+    async fn compact(&self, revision: u64) -> anyhow::Result<bool> {
+        self.store.compact(revision).await?;
+        Ok(true)
     }
 
     fn disk_usage(&self) -> anyhow::Result<u64> {
@@ -131,6 +143,7 @@ impl Target for SkiffTarget {
 
 pub struct SkiffWatch(WatchStream);
 
+
 impl Watch for SkiffWatch {
     async fn next_batch(&mut self, out: &mut Vec<u64>) -> anyhow::Result<()> {
         match self.0.next().await {
@@ -154,9 +167,11 @@ pub fn disk_usage(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Calls `f` with every file under `dir` and the bytes allocated to it.
+/// Calls `f` with every file under `dir` and the bytes allocated to it, counting a file with
+/// several hard links (RocksDB checkpoints link SST files) once, as `du` does.
 pub fn for_each_file(dir: &Path, mut f: impl FnMut(&Path, u64)) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
         let entries =
@@ -166,7 +181,7 @@ pub fn for_each_file(dir: &Path, mut f: impl FnMut(&Path, u64)) -> anyhow::Resul
             let meta = entry.metadata()?;
             if meta.is_dir() {
                 pending.push(entry.path());
-            } else {
+            } else if seen.insert((meta.dev(), meta.ino())) {
                 f(&entry.path(), meta.blocks() * 512);
             }
         }

@@ -252,6 +252,9 @@ fn open_db(path: &Path, deadline: Instant) -> Result<DB, StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // A column family written rarely (the vote) would otherwise keep every WAL file alive
+    // until its next flush; past this size RocksDB flushes it so old WAL files can go.
+    opts.set_max_total_wal_size(64 << 20);
     let cfs = || {
         [CF_LOG, CF_LOG_META, CF_KV, CF_SM_META, CF_HISTORY]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()))
@@ -287,9 +290,23 @@ async fn compact_blocking(
     done.map_err(|e| storage("compaction task", e))?
 }
 
+/// A fresh snapshot once history is compacted: the previous checkpoint still links the SST
+/// files holding the dropped history (and log), and the log can be purged behind the new one.
+async fn snapshot_after_compaction(raft: &Raft<TypeConfig>) {
+    if let Err(e) = raft.trigger().snapshot().await {
+        tracing::debug!(error = %e, "no snapshot after compaction (raft is stopping)");
+    }
+}
+
 /// Compact history in the background: keep `history_window` of it, and at most
 /// `history_max_revisions`. Ends when the store shuts down.
-fn spawn_compactor(db: &Arc<DB>, hub: &Arc<WatchHub>, options: &RaftStoreOptions) {
+fn spawn_compactor(
+    db: &Arc<DB>,
+    hub: &Arc<WatchHub>,
+    raft: &Raft<TypeConfig>,
+    options: &RaftStoreOptions,
+) {
+    let raft = raft.clone();
     let (db, hub) = (Arc::downgrade(db), Arc::downgrade(hub));
     let (window, max_revisions, every) =
         (options.history_window, options.history_max_revisions, options.compaction_interval);
@@ -319,8 +336,9 @@ fn spawn_compactor(db: &Arc<DB>, hub: &Arc<WatchHub>, options: &RaftStoreOptions
             if target <= hub.compacted_revision() {
                 continue;
             }
-            if let Err(e) = compact_blocking(db, hub, target).await {
-                tracing::warn!(error = %e, "history compaction failed");
+            match compact_blocking(db, hub, target).await {
+                Ok(_) => snapshot_after_compaction(&raft).await,
+                Err(e) => tracing::warn!(error = %e, "history compaction failed"),
             }
         }
     });
@@ -380,7 +398,7 @@ impl RaftStore {
         };
         let store = RaftStore { raft, db, hub, cluster, _peer_server: peer_server };
         store.become_ready(&options, deadline).await?;
-        spawn_compactor(&store.db, &store.hub, &options);
+        spawn_compactor(&store.db, &store.hub, &store.raft, &options);
         Ok(store)
     }
 
@@ -476,7 +494,10 @@ impl RaftStore {
 
     /// Drop history up to `revision` on this member (each member compacts its own history).
     async fn compact_to(&self, revision: u64) -> Result<u64, StoreError> {
-        compact_blocking(Arc::clone(&self.db), Arc::clone(&self.hub), revision).await
+        let reached =
+            compact_blocking(Arc::clone(&self.db), Arc::clone(&self.hub), revision).await?;
+        snapshot_after_compaction(&self.raft).await;
+        Ok(reached)
     }
 
     fn kv_cf(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {

@@ -19,7 +19,8 @@ use super::codec::{CodecError, HistoryRecord, Reader, StoredValue, history_key};
 use super::snapshot;
 use super::watch::WatchHub;
 use super::{
-    CF_HISTORY, CF_KV, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId, TypeConfig,
+    CF_HISTORY, CF_KV, CF_LOG, CF_SM_META, Command, CommandResponse, Entry, Node, NodeId,
+    TypeConfig,
 };
 use crate::WatchEvent;
 
@@ -111,6 +112,13 @@ pub(crate) fn compact_history(db: &DB, revision: u64) -> Result<u64, StateMachin
     batch.put_cf(cf(db, CF_SM_META)?, KEY_COMPACTED, target.to_be_bytes());
     db.write(batch)?;
     db.compact_range_cf(history_cf, None::<&[u8]>, Some(end.as_slice()));
+    // The raft log behind the compaction point is purged (or soon will be) behind snapshots;
+    // its deletions free space only once RocksDB compacts that range too.
+    db.compact_range_cf(
+        cf(db, CF_LOG)?,
+        None::<&[u8]>,
+        Some(super::codec::index_key(target).as_slice()),
+    );
     Ok(target)
 }
 
