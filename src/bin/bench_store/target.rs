@@ -143,7 +143,6 @@ impl Target for SkiffTarget {
 
 pub struct SkiffWatch(WatchStream);
 
-
 impl Watch for SkiffWatch {
     async fn next_batch(&mut self, out: &mut Vec<u64>) -> anyhow::Result<()> {
         match self.0.next().await {

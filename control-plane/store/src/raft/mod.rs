@@ -493,10 +493,35 @@ impl RaftStore {
     }
 
     /// Drop history up to `revision` on this member (each member compacts its own history).
+    /// Also waits (briefly) for the snapshot and log purge that follow, then lets RocksDB
+    /// reclaim the purged log, so the space is free when this returns.
     async fn compact_to(&self, revision: u64) -> Result<u64, StoreError> {
+        let purged_before = self.raft.metrics().borrow().purged;
         let reached =
             compact_blocking(Arc::clone(&self.db), Arc::clone(&self.hub), revision).await?;
         snapshot_after_compaction(&self.raft).await;
+        let snapshot = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= reached), "snapshot")
+            .await;
+        if snapshot.is_ok() {
+            // The purge follows the snapshot; a short log (under the entries kept behind a
+            // snapshot) has nothing to purge, so do not wait long for it.
+            let _ = self
+                .raft
+                .wait(Some(Duration::from_secs(1)))
+                .metrics(|m| m.purged != purged_before, "log purge")
+                .await;
+            let db = Arc::clone(&self.db);
+            let done = tokio::task::spawn_blocking(move || {
+                if let Some(log_cf) = db.cf_handle(CF_LOG) {
+                    db.compact_range_cf(log_cf, None::<&[u8]>, None::<&[u8]>);
+                }
+            })
+            .await;
+            done.map_err(|e| storage("log compaction task", e))?;
+        }
         Ok(reached)
     }
 
