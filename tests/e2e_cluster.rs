@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +21,7 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
-use support::{serial, skiff_bin};
+use support::{ready_lines, serial, skiff_bin};
 
 const NAMESPACE: &str = "default";
 
@@ -76,15 +75,7 @@ impl Member {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawning skiff server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("READY ") {
-                    let _ = tx.send(rest.to_string());
-                }
-            }
-        });
+        let rx = ready_lines(&mut child);
         let deadline = Instant::now() + Duration::from_secs(120);
         let ready = loop {
             match rx.recv_timeout(Duration::from_millis(100)) {

@@ -63,6 +63,21 @@ pub struct Skiff {
     pub kubeconfig: PathBuf,
 }
 
+/// The fields after `READY ` of each READY line the server prints on stdout (which this
+/// takes over), as they come.
+pub fn ready_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("READY ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    rx
+}
+
 pub fn skiff_bin() -> &'static str {
     env!("CARGO_BIN_EXE_skiff")
 }
@@ -87,15 +102,7 @@ impl Skiff {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawning skiff server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("READY ") {
-                    let _ = tx.send(rest.to_string());
-                }
-            }
-        });
+        let rx = ready_lines(&mut child);
         let ready = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("skiff server did not become ready in 60 s");

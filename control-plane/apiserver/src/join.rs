@@ -28,7 +28,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use skiff_store::{MembershipError, RaftStore, StoreError};
+use skiff_store::{MembershipError, RaftStore, StoreError, error_chain};
 
 use crate::pki::{PkiError, write_private};
 
@@ -363,17 +363,6 @@ async fn https(
     tokio::time::timeout(JOIN_TIMEOUT, call)
         .await
         .map_err(|_| http_err(format!("no answer within {JOIN_TIMEOUT:?}")))?
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -59,6 +59,33 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// A certificate for `hosts` (IP addresses or DNS names) signed by `issuer`, with a fresh
+/// key: `(cert_pem, key_pem)`.
+fn issue_leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    common_name: &str,
+    hosts: &[String],
+    usages: &[ExtendedKeyUsagePurpose],
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.subject_alt_names = hosts
+        .iter()
+        .map(|h| match h.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => h.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()?;
+    params.extended_key_usages = usages.to_vec();
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 impl Pki {
     /// Load the PKI from `dir`, creating whatever is missing. The serving certificate is
     /// (re)issued when it does not cover every address in `hosts`.
@@ -108,25 +135,10 @@ impl Pki {
             || !server_key_path.exists()
             || !matches!(&covered, Ok(c) if want.iter().all(|h| c.contains(h)));
         if needs_issue {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::default();
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, "skiff-apiserver");
-            params.distinguished_name = dn;
-            params.subject_alt_names = want
-                .iter()
-                .map(|h| match h.parse::<IpAddr>() {
-                    Ok(ip) => Ok(SanType::IpAddress(ip)),
-                    Err(_) => h.clone().try_into().map(SanType::DnsName),
-                })
-                .collect::<Result<_, _>>()?;
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            params.key_usages =
-                vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-            params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-            let cert = params.signed_by(&key, &issuer)?;
-            write_private(&server_key_path, key.serialize_pem().as_bytes())?;
-            write_private(&server_cert_path, cert.pem().as_bytes())?;
+            let usages = [ExtendedKeyUsagePurpose::ServerAuth];
+            let (cert, key) = issue_leaf(&issuer, "skiff-apiserver", &want, &usages)?;
+            write_private(&server_key_path, key.as_bytes())?;
+            write_private(&server_cert_path, cert.as_bytes())?;
             write_private(&hosts_path, want.join("\n").as_bytes())?;
         }
 
@@ -188,26 +200,11 @@ impl Pki {
         {
             let issuer =
                 Issuer::from_ca_cert_pem(&self.ca_cert_pem, KeyPair::from_pem(&self.ca_key_pem)?)?;
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::default();
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, "skiff-peer");
-            params.distinguished_name = dn;
-            params.subject_alt_names = want
-                .iter()
-                .map(|h| match h.parse::<IpAddr>() {
-                    Ok(ip) => Ok(SanType::IpAddress(ip)),
-                    Err(_) => h.clone().try_into().map(SanType::DnsName),
-                })
-                .collect::<Result<_, _>>()?;
-            params.extended_key_usages =
-                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-            params.key_usages =
-                vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-            params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-            let cert = params.signed_by(&key, &issuer)?;
-            write_private(&key_path, key.serialize_pem().as_bytes())?;
-            write_private(&cert_path, cert.pem().as_bytes())?;
+            // Server and client: members authenticate each other (mutual TLS).
+            let usages = [ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            let (cert, key) = issue_leaf(&issuer, "skiff-peer", &want, &usages)?;
+            write_private(&key_path, key.as_bytes())?;
+            write_private(&cert_path, cert.as_bytes())?;
             write_private(&hosts_path, want.join("\n").as_bytes())?;
             write_private(&dir.join("peer.ca"), self.ca_cert_pem.as_bytes())?;
         }

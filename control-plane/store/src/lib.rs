@@ -10,6 +10,7 @@ mod tests;
 
 pub use raft::{
     Member, MembershipError, PeerOptions, PeerTls, RaftStore, RaftStoreOptions, StoreMetrics,
+    error_chain,
 };
 
 use async_trait::async_trait;

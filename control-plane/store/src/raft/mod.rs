@@ -18,6 +18,7 @@ mod state_machine;
 mod watch;
 
 pub use self::cluster::{Member, MembershipError, StoreMetrics};
+pub use self::network::error_chain;
 pub use self::peer::PeerTls;
 
 use std::path::Path;

@@ -205,6 +205,7 @@ impl ApplyBatch<'_> {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct StateMachineStore {
     db: Arc<DB>,
     hub: Arc<WatchHub>,
@@ -443,11 +444,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
             .map_err(|e| write_err(&StateMachineError::from(e)))?;
         // Installing reads and writes the whole state: keep it off the async workers.
-        let this = StateMachineStore {
-            db: Arc::clone(&self.db),
-            hub: Arc::clone(&self.hub),
-            snapshots: self.snapshots.clone(),
-        };
+        let this = self.clone();
         let owned_meta = meta.clone();
         let result = tokio::task::spawn_blocking(move || this.install(&owned_meta, file)).await;
         match result {
