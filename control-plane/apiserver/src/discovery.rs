@@ -88,14 +88,19 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
         }
         resources.push(entry);
         for sub in r.subresources {
-            let (kind, verbs): (&str, &[&str]) = subresource_shape(r, sub);
-            resources.push(json!({
+            let (g, v, kind, verbs) = subresource_shape(r, sub);
+            let mut entry = json!({
                 "name": format!("{}/{}", r.plural, sub),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            if (g, v) != (r.group, r.version) {
+                entry["group"] = json!(g);
+                entry["version"] = json!(v);
+            }
+            resources.push(entry);
         }
     }
     if resources.is_empty() {
@@ -107,19 +112,26 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
     )
 }
 
-fn subresource_shape(r: &ResourceInfo, sub: &str) -> (&'static str, &'static [&'static str]) {
+/// The (group, version, kind) a subresource answers with, and its verbs.
+fn subresource_shape(
+    r: &ResourceInfo,
+    sub: &str,
+) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
     match sub {
-        "status" => (r.kind, &["get", "patch", "update"]),
-        "log" => ("Pod", &["get"]),
-        "binding" => ("Binding", &["create"]),
-        "finalize" => ("Namespace", &["update"]),
-        "scale" => ("Scale", &["get", "patch", "update"]),
-        _ => (r.kind, &["get"]),
+        "status" => (r.group, r.version, r.kind, &["get", "patch", "update"]),
+        "log" => ("", "v1", "Pod", &["get"]),
+        "binding" => ("", "v1", "Binding", &["create"]),
+        "finalize" => ("", "v1", "Namespace", &["update"]),
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+        "eviction" => ("policy", "v1", "Eviction", &["create"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
+        _ => (r.group, r.version, r.kind, &["get"]),
     }
 }
 
 fn storage_version_hash(r: &ResourceInfo) -> String {
-    let digest = Sha256::digest(format!("{}/{}/{}", r.group, r.version, r.kind));
+    let (group, version) = r.storage.unwrap_or((r.group, r.version));
+    let digest = Sha256::digest(format!("{group}/{version}/{}", r.kind));
     base64_short(&digest[..8])
 }
 
@@ -144,9 +156,8 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
                                 .subresources
                                 .iter()
                                 .map(|s| {
-                                    let (kind, verbs) = subresource_shape(r, s);
-                                    let group = if kind == r.kind { r.group } else { "" };
-                                    json!({"subresource": s, "responseKind": {"group": group, "version": if kind == r.kind { r.version } else { "v1" }, "kind": kind}, "verbs": verbs})
+                                    let (group, version, kind, verbs) = subresource_shape(r, s);
+                                    json!({"subresource": s, "responseKind": {"group": group, "version": version, "kind": kind}, "verbs": verbs})
                                 })
                                 .collect();
                             let mut e = json!({

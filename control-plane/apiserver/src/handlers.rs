@@ -16,12 +16,15 @@ use crate::errors::ApiError;
 use crate::objects::{self, name_of, now_rfc3339, resource_version_of};
 use crate::patch::{PatchType, apply_patch};
 use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
-use crate::{State, table, typed, watch};
+use crate::{State, convert, table, typed, watch};
 
 /// A parsed resource URL.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The resource as stored (for a view such as events.k8s.io/v1 Events, the storage one).
     pub resource: ResourceInfo,
+    /// The resource the URL named, when it is a view of `resource` in another version.
+    pub view: Option<ResourceInfo>,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
@@ -41,27 +44,30 @@ pub fn parse_target(
     segs: &[&str],
 ) -> Result<Target, ApiError> {
     let lookup = |plural: &str| {
-        state
-            .registry
-            .by_plural(group, plural)
-            .filter(|r| r.version == version)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::new(404, "NotFound", "the server could not find the requested resource")
-            })
+        state.registry.lookup(group, version, plural).cloned().ok_or_else(|| {
+            ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        })
     };
-    let t = |resource: ResourceInfo,
-             namespace: Option<&str>,
-             name: Option<&str>,
-             sub: Option<&str>| Target {
-        resource,
-        namespace: namespace.map(str::to_string),
-        name: name.map(str::to_string),
-        subresource: sub.map(str::to_string),
+    // A view is served from its storage resource and converted on the way in and out.
+    let with_storage = |r: ResourceInfo| -> (ResourceInfo, Option<ResourceInfo>) {
+        match r.storage.and_then(|(g, v)| state.registry.lookup(g, v, r.plural)) {
+            Some(storage) => (storage.clone(), Some(r)),
+            None => (r, None),
+        }
     };
-    let namespaced_plural = |p: &str| {
-        state.registry.by_plural(group, p).is_some_and(|r| r.namespaced && r.version == version)
-    };
+    let t =
+        |resource: ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+            let (resource, view) = with_storage(resource);
+            Target {
+                resource,
+                view,
+                namespace: namespace.map(str::to_string),
+                name: name.map(str::to_string),
+                subresource: sub.map(str::to_string),
+            }
+        };
+    let namespaced_plural =
+        |p: &str| state.registry.lookup(group, version, p).is_some_and(|r| r.namespaced);
     let target = match segs {
         [res] => t(lookup(res)?, None, None, None),
         ["namespaces", ns, res] if namespaced_plural(res) => t(lookup(res)?, Some(ns), None, None),
@@ -116,7 +122,7 @@ fn encode(obj: &Value) -> Vec<u8> {
     serde_json::to_vec(&without_resource_version(obj)).unwrap_or_default()
 }
 
-fn without_resource_version(obj: &Value) -> Value {
+pub(crate) fn without_resource_version(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -175,7 +181,7 @@ fn field_validation(
     q: &HashMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
-    let unknown = typed::check(res.kind, obj)?;
+    let unknown = typed::check(&res.api_version(), res.kind, obj)?;
     if unknown.is_empty() || mode == "Ignore" {
         return Ok(Vec::new());
     }
@@ -232,6 +238,10 @@ pub async fn create(
         ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
     }
     let key = object_key(res, objects::namespace_of(&obj), &name);
+    if res.group.is_empty() && res.kind == "Service" {
+        let created = create_service(state, obj, &key, is_dry_run(q)).await?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
+    }
     if is_dry_run(q) {
         return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
     }
@@ -241,6 +251,53 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
     Ok(with_warnings(json_response(StatusCode::CREATED, &decode(&kv)?), &warnings))
+}
+
+/// Create a Service together with the claims of the addresses it is given; a random pick
+/// that collides with another Service's is retried with a fresh one.
+pub async fn create_service(
+    state: &State,
+    obj: Value,
+    key: &str,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = name_of(&obj).to_string();
+    for attempt in 0..8 {
+        let mut svc = obj.clone();
+        let mut ops = crate::services::claims(&mut svc, attempt)?;
+        if dry_run {
+            return Ok(svc);
+        }
+        ops.insert(0, skiff_store::TxnOp::Create { key: key.to_string(), value: encode(&svc) });
+        match state.store.txn(ops).await {
+            Ok(kvs) => {
+                let kv =
+                    kvs.first().ok_or_else(|| ApiError::internal("empty transaction result"))?;
+                return decode(kv);
+            }
+            Err(StoreError::AlreadyExists(k)) if k != key => {
+                let requested = match k.rsplit('/').next() {
+                    Some(v) if k.contains("/serviceips/") => {
+                        obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(v)
+                    }
+                    Some(v) => obj
+                        .pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p.get("nodePort").map(Value::to_string).as_deref() == Some(v)),
+                    None => false,
+                };
+                if requested {
+                    if let Some(e) = crate::services::requested_conflict(&obj, &k) {
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(ApiError::from_store(e, "services", &name)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a free service address; try again"))
 }
 
 pub async fn get(state: &Arc<State>, target: &Target) -> Result<Value, ApiError> {
@@ -461,7 +518,7 @@ async fn write(
 const MAX_RETRIES: usize = 16;
 
 /// The stored object at `key`, or 404 in Kubernetes' words.
-async fn read_current(
+pub(crate) async fn read_current(
     state: &State,
     resource: &str,
     key: &str,
@@ -530,8 +587,15 @@ pub async fn patch(
     for _ in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
-        let mut new = old.clone();
+        // A view is patched in its own shape.
+        let mut new = match &target.view {
+            Some(view) => convert::from_storage(old.clone(), view),
+            None => old.clone(),
+        };
         apply_patch(&mut new, patch_type, body)?;
+        if let Some(view) = &target.view {
+            new = convert::to_storage(new, view, &res.api_version());
+        }
         // A patch that names a resourceVersion is a precondition.
         if let Some(rv) = resource_version_of(&new) {
             if rv != prev.mod_revision.to_string() {
@@ -683,6 +747,11 @@ pub async fn delete(
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
             Ok(kv) => {
+                if res.group.is_empty() && res.kind == "Service" {
+                    for claim in crate::services::release(&obj) {
+                        let _ = state.store.delete(&claim, None).await;
+                    }
+                }
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 }
@@ -691,6 +760,46 @@ pub async fn delete(
         }
     }
     Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// `DELETE` on a collection: every object matching the selectors, one by one, with the same
+/// options; answers the list of what was deleted (or is now being deleted).
+async fn delete_collection(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let (labels, fields) = selectors(res, q)?;
+    let page = state
+        .store
+        .list(&list_prefix(res, target.namespace.as_deref()))
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, ""))?;
+    let mut deleted = Vec::new();
+    for kv in &page.items {
+        let obj = decode(kv)?;
+        if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
+            continue;
+        }
+        let one = Target {
+            name: Some(name_of(&obj).to_string()),
+            namespace: objects::namespace_of(&obj).map(str::to_string),
+            ..target.clone()
+        };
+        match delete(state, &one, headers, body, q).await {
+            Ok(_) => deleted.push(obj),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let rv = state.store.current_revision().to_string();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),
+    ))
 }
 
 /// Grace period for deleting `obj`: only scheduled, non-terminal pods are deleted gracefully.
@@ -913,8 +1022,92 @@ pub async fn dispatch(
     body: &[u8],
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
+    match &target.view {
+        Some(view) => dispatch_view(state, method, target, view, headers, body, q).await,
+        None => dispatch_stored(state, method, target, headers, body, q).await,
+    }
+}
+
+/// A request to a view (another version of a stored resource): the body is converted to the
+/// storage shape, the request served as for the stored resource, and the answer converted back.
+async fn dispatch_view(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    view: &ResourceInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let mut warnings = Vec::new();
+    let converted;
+    let mut json_headers = headers.clone();
+    let body = if matches!(method.as_str(), "POST" | "PUT") && target.subresource.is_none() {
+        let mut obj = parse_body(headers, body)?;
+        objects::check_type(&mut obj, view)?;
+        warnings = field_validation(view, &obj, q)?;
+        let stored = convert::to_storage(obj, view, &target.resource.api_version());
+        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        json_headers
+            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        &converted[..]
+    } else {
+        body
+    };
+    let resp = dispatch_stored(state, method, target, &json_headers, body, q).await?;
+    if query_bool(q, "watch") {
+        return Ok(resp);
+    }
+    Ok(with_warnings(convert_response(resp, view).await?, &warnings))
+}
+
+/// Convert a buffered JSON answer about stored objects into the view's version.
+async fn convert_response(resp: Response, view: &ResourceInfo) -> Result<Response, ApiError> {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading a response to convert: {e}")))?;
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    };
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    if kind == view.kind {
+        v = convert::from_storage(v, view);
+    } else if kind == view.list_kind {
+        v["apiVersion"] = json!(view.api_version());
+        if let Some(Value::Array(items)) = v.get_mut("items") {
+            for item in items.iter_mut() {
+                *item = convert::from_storage(std::mem::take(item), view);
+            }
+        }
+    }
+    Ok(Response::from_parts(parts, Body::from(serde_json::to_vec(&v).unwrap_or_default())))
+}
+
+async fn dispatch_stored(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let sub = target.subresource.as_deref();
     match (method.as_str(), target.name.is_some(), sub) {
+        (_, true, Some("scale")) => {
+            crate::subresources::scale(state, method, target, headers, body, q).await
+        }
+        ("POST", true, Some("eviction")) => {
+            crate::subresources::evict(state, target, headers, body, q).await
+        }
+        ("DELETE", false, None) => delete_collection(state, target, headers, body, q).await,
         ("GET", false, _) if query_bool(q, "watch") => {
             watch::watch(state, target, headers, q).await
         }

@@ -2,15 +2,20 @@
 //! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
 //! sockets) to the components that run beside it.
 
+pub mod convert;
 pub mod discovery;
 pub mod errors;
 pub mod handlers;
 pub mod join;
+pub mod kinds;
 pub mod metrics;
 pub mod objects;
 pub mod patch;
 pub mod pki;
+pub mod printers;
 pub mod selectors;
+pub mod services;
+pub mod subresources;
 pub mod table;
 pub mod typed;
 pub mod watch;
@@ -147,6 +152,51 @@ impl ApiServer {
             {
                 Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(ApiError::from_store(e, plural, "")),
+            }
+        }
+        self.bootstrap_api_service().await
+    }
+
+    /// The `kubernetes` Service in `default` (the first address of the service range) and
+    /// its Endpoints, which point at this api server.
+    async fn bootstrap_api_service(&self) -> Result<(), ApiError> {
+        let reg = &self.state.registry;
+        let (Some(services), Some(endpoints)) =
+            (reg.lookup("", "v1", "services"), reg.lookup("", "v1", "endpoints"))
+        else {
+            return Ok(());
+        };
+        let addr: Option<std::net::SocketAddr> = self.state.server_address.parse().ok();
+        let (ip, port) =
+            addr.map_or(("127.0.0.1".to_string(), 6443), |a| (a.ip().to_string(), a.port()));
+        let key = skiff_api::object_key(services, Some("default"), "kubernetes");
+        let exists = |r| async move {
+            self.state
+                .store
+                .get(r)
+                .await
+                .map_err(|e| ApiError::from_store(e, "services", "kubernetes"))
+        };
+        if exists(&key).await?.is_none() {
+            let mut svc = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+            objects::prepare_create(&mut svc, services, Some("default"))?;
+            match handlers::create_service(&self.state, svc, &key, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let key = skiff_api::object_key(endpoints, Some("default"), "kubernetes");
+        if exists(&key).await?.is_none() {
+            let mut ep = json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+            objects::prepare_create(&mut ep, endpoints, Some("default"))?;
+            match self.state.store.create(&key, serde_json::to_vec(&ep).unwrap_or_default()).await {
+                Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(ApiError::from_store(e, "endpoints", "kubernetes")),
             }
         }
         Ok(())
