@@ -478,7 +478,7 @@ fn list_read_options(
 
 /// Write `obj` as the new state of an object read at `prev`; deletes it instead when the
 /// update finishes a deletion (deletionTimestamp set, no finalizers left, no grace pending).
-async fn write(
+pub(crate) async fn write(
     state: &State,
     res: &ResourceInfo,
     key: &str,
@@ -626,6 +626,8 @@ struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    /// `Orphan`, `Background` or `Foreground`, when asked for.
+    propagation: Option<String>,
 }
 
 fn delete_options(
@@ -644,7 +646,45 @@ fn delete_options(
         .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
     let dry_run = is_dry_run(q)
         || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let orphan = b
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let propagation = b
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| q.get("propagationPolicy").cloned())
+        .or_else(|| orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string()));
+    if let Some(p) = &propagation {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                vec![(
+                    "propagationPolicy".into(),
+                    format!(
+                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                    ),
+                )],
+            ));
+        }
+        if orphan.is_some()
+            && (b.get("propagationPolicy").is_some() || q.contains_key("propagationPolicy"))
+        {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                vec![(
+                    "propagationPolicy".into(),
+                    "Invalid value: orphanDependents and propagationPolicy cannot both be set"
+                        .into(),
+                )],
+            ));
+        }
+    }
     Ok(DeleteOptions {
+        propagation,
         grace,
         uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
         resource_version: b
@@ -694,6 +734,33 @@ pub async fn delete(
             }
         }
         let grace = graceful_period(res, &obj, opts.grace);
+        // The garbage collector's finalizers follow the propagation policy asked for.
+        let gc_finalizer = match opts.propagation.as_deref() {
+            Some("Orphan") => Some(crate::gc::ORPHAN),
+            Some("Foreground") => Some(crate::gc::FOREGROUND),
+            _ => None,
+        };
+        if opts.propagation.is_some() && res.kind != "Namespace" {
+            let m = obj
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| ApiError::internal("object without metadata"))?;
+            let mut finalizers: Vec<Value> = m
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f != crate::gc::ORPHAN && f != crate::gc::FOREGROUND)
+                .collect();
+            finalizers.extend(gc_finalizer.map(|f| json!(f)));
+            if finalizers.is_empty() {
+                m.remove("finalizers");
+            } else {
+                m.insert("finalizers".into(), Value::Array(finalizers));
+            }
+        }
+        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -736,7 +803,11 @@ pub async fn delete(
                     if grace == 0 && !has_finalizers {
                         continue;
                     }
-                    return Ok(json_response(StatusCode::ACCEPTED, &obj));
+                    if gc_finalizer.is_some() {
+                        crate::gc::spawn_finish(state.clone(), res.clone(), key.clone(), uid);
+                    }
+                    let code = if grace == 0 { StatusCode::OK } else { StatusCode::ACCEPTED };
+                    return Ok(json_response(code, &obj));
                 }
             }
         }
@@ -751,6 +822,10 @@ pub async fn delete(
                     for claim in crate::services::release(&obj) {
                         let _ = state.store.delete(&claim, None).await;
                     }
+                }
+                if opts.propagation.as_deref() != Some("Orphan") && crate::gc::may_own(res) {
+                    let ns = objects::namespace_of(&obj).map(str::to_string);
+                    crate::gc::spawn_collect(state.clone(), uid, ns);
                 }
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));

@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod discovery;
 pub mod errors;
+pub mod gc;
 pub mod handlers;
 pub mod join;
 pub mod kinds;
