@@ -25,6 +25,11 @@ pub struct ResourceInfo {
 
 impl ResourceInfo {
     /// `group/version`, or just `version` for the core group.
+    /// Whether objects of this resource are kept (reviews are only answered).
+    pub fn is_stored(&self) -> bool {
+        self.verbs.contains(&"get")
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
@@ -161,6 +166,27 @@ impl Registry {
                 short: &["pc"], categories: NONE, sub: NONE, spec: false),
             resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false,
                 short: &["crd", "crds"], categories: &["api-extensions"], sub: STATUS, spec: true),
+            // Reviews are answered, never stored: only `create`.
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
         ];
         Registry { resources }
     }

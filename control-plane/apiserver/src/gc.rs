@@ -50,7 +50,7 @@ async fn dependents(
     namespace: Option<&str>,
 ) -> Result<Vec<Dependent>, ApiError> {
     let mut out = Vec::new();
-    for r in state.registry.all().iter().filter(|r| r.storage.is_none()) {
+    for r in state.registry.all().iter().filter(|r| r.storage.is_none() && r.is_stored()) {
         if namespace.is_some() && !r.namespaced {
             continue;
         }

@@ -232,6 +232,10 @@ pub async fn create(
     let mut obj = parse_body(headers, body)?;
     objects::check_type(&mut obj, res)?;
     let warnings = field_validation(res, &obj, q)?;
+    if !res.is_stored() {
+        let answer = crate::reviews::answer(res, obj)?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
+    }
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
     let name = name_of(&obj).to_string();
     if res.namespaced {
@@ -1175,6 +1179,11 @@ async fn dispatch_stored(
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let sub = target.subresource.as_deref();
+    if !target.resource.is_stored() && (method != Method::POST || target.name.is_some()) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
     match (method.as_str(), target.name.is_some(), sub) {
         (_, true, Some("scale")) => {
             crate::subresources::scale(state, method, target, headers, body, q).await

@@ -14,6 +14,7 @@ pub mod objects;
 pub mod patch;
 pub mod pki;
 pub mod printers;
+pub mod reviews;
 pub mod selectors;
 pub mod services;
 pub mod subresources;

@@ -80,6 +80,12 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<Vec<String>, 
             roundtrip::<policy::PodDisruptionBudget>(kind, obj)?
         }
         ("policy/v1", "Eviction") => roundtrip::<policy::Eviction>(kind, obj)?,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            roundtrip::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(kind, obj)?
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            roundtrip::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(kind, obj)?
+        }
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             roundtrip::<scheduling::PriorityClass>(kind, obj)?
         }
