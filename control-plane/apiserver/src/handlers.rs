@@ -1188,6 +1188,7 @@ async fn dispatch_stored(
         (_, true, Some("scale")) => {
             crate::subresources::scale(state, method, target, headers, body, q).await
         }
+        ("POST", true, Some("token")) => crate::tokens::request(state, target, headers, body).await,
         ("POST", true, Some("eviction")) => {
             crate::subresources::evict(state, target, headers, body, q).await
         }

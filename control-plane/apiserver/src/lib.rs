@@ -19,6 +19,7 @@ pub mod selectors;
 pub mod services;
 pub mod subresources;
 pub mod table;
+pub mod tokens;
 pub mod typed;
 pub mod watch;
 
@@ -50,6 +51,8 @@ pub struct State {
     /// `pods/log` endpoints of nodes, by node name.
     pub log_sources: RwLock<HashMap<String, Arc<dyn PodLogSource>>>,
     server_address: String,
+    /// Signs and verifies service account tokens, once configured.
+    pub token_signer: std::sync::OnceLock<tokens::TokenSigner>,
 }
 
 /// Marks a request that came through the in-process transport (never set from the network).
@@ -71,6 +74,7 @@ impl ApiServer {
             admin_token,
             log_sources: RwLock::new(HashMap::new()),
             server_address,
+            token_signer: std::sync::OnceLock::new(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -78,6 +82,14 @@ impl ApiServer {
             async move { serve_request(s, req).await }
         });
         ApiServer { state, router }
+    }
+
+    /// Issue and accept service account tokens signed with `key_pem` (the cluster CA's key,
+    /// so that every member accepts every member's tokens).
+    pub fn enable_service_account_tokens(&self, key_pem: &str) -> Result<(), String> {
+        let signer = tokens::TokenSigner::from_pem(key_pem)?;
+        let _ = self.state.token_signer.set(signer);
+        Ok(())
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -248,17 +260,21 @@ impl ApiServer {
     }
 }
 
-fn authenticated(state: &State, req: &Request) -> bool {
-    if req.extensions().get::<InProcess>().is_some() {
+/// Whether the request is allowed in: in-process, or with the admin token or a valid
+/// service account token. (Takes the header, not the request: a request is not `Sync`.)
+async fn authenticated(state: &State, in_process: bool, authorization: Option<String>) -> bool {
+    if in_process {
         return true;
     }
-    let Some(auth) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
+    let Some(auth) = authorization else { return false };
     let Some(token) = auth.strip_prefix("Bearer ") else { return false };
+    let token = token.trim();
     // Constant-time comparison: the token is a secret.
-    let (a, b) = (token.trim().as_bytes(), state.admin_token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (token.as_bytes(), state.admin_token.as_bytes());
+    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+        return true;
+    }
+    token.matches('.').count() == 2 && tokens::authenticate(state, token).await
 }
 
 /// What a request is, for metrics.
@@ -275,7 +291,10 @@ struct RequestInfo {
 async fn serve_request(state: Arc<State>, req: Request) -> Response {
     let started = Instant::now();
     let mut info = RequestInfo { verb: req.method().to_string(), ..Default::default() };
-    let resp = if !authenticated(&state, &req) {
+    let in_process = req.extensions().get::<InProcess>().is_some();
+    let authorization =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let resp = if !authenticated(&state, in_process, authorization).await {
         ApiError::unauthorized().into_response()
     } else {
         match route(&state, req, &mut info).await {
