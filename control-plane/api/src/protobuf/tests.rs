@@ -2,86 +2,10 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// A Pod with most field kinds: quantities, times, IntOrString probes, maps, lists, inline
+/// structs, pointer zeros.
 pub(crate) fn sample_pod() -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "web-0",
-            "namespace": "shop",
-            "uid": "6f1c9a52-7d0e-4c1b-9e1a-2b7f1c3d4e5f",
-            "resourceVersion": "1042",
-            "generation": 3,
-            "creationTimestamp": "2026-03-01T10:20:30Z",
-            "deletionGracePeriodSeconds": 0,
-            "labels": {"app": "web", "tier": "frontend"},
-            "annotations": {"note": "", "kubectl.kubernetes.io/default-container": "app"},
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9f",
-                "uid": "0b7f1c3d-4e5f-4c1b-9e1a-6f1c9a527d0e", "controller": true,
-                "blockOwnerDeletion": false
-            }],
-            "finalizers": ["example.com/cleanup"],
-            "managedFields": [{
-                "manager": "kubectl", "operation": "Update", "apiVersion": "v1",
-                "time": "2026-03-01T10:20:30Z", "fieldsType": "FieldsV1",
-                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}}
-            }]
-        },
-        "spec": {
-            "containers": [{
-                "name": "app",
-                "image": "registry.example/web:1.2",
-                "command": ["/bin/web", "--port=8080"],
-                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-                "env": [
-                    {"name": "MODE", "value": "prod"},
-                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token", "optional": false}}},
-                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}
-                ],
-                "resources": {
-                    "limits": {"cpu": "500m", "memory": "128Mi"},
-                    "requests": {"cpu": "250m", "memory": "64Mi"}
-                },
-                "livenessProbe": {
-                    "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
-                    "initialDelaySeconds": 0, "periodSeconds": 10, "failureThreshold": 3
-                },
-                "readinessProbe": {"tcpSocket": {"port": "http"}, "timeoutSeconds": 1},
-                "securityContext": {"runAsNonRoot": false, "runAsUser": 0, "privileged": false,
-                    "capabilities": {"drop": ["ALL"]}},
-                "volumeMounts": [{"name": "config", "mountPath": "/etc/web", "readOnly": true}],
-                "stdin": false
-            }],
-            "volumes": [
-                {"name": "config", "configMap": {"name": "web-config", "defaultMode": 420,
-                    "items": [{"key": "web.conf", "path": "web.conf"}]}},
-                {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}
-            ],
-            "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 0,
-            "nodeSelector": {"kubernetes.io/os": "linux"},
-            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
-                "effect": "NoExecute", "tolerationSeconds": 300}],
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}},
-            "overhead": {"cpu": "10m"},
-            "priority": -5
-        },
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True",
-                "lastTransitionTime": "2026-03-01T10:21:00Z"}],
-            "podIP": "10.0.0.7",
-            "podIPs": [{"ip": "10.0.0.7"}],
-            "startTime": "2026-03-01T10:20:31Z",
-            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0,
-                "image": "registry.example/web:1.2", "imageID": "sha256:abc",
-                "started": true,
-                "state": {"running": {"startedAt": "2026-03-01T10:20:40Z"}}}]
-        }
-    })
+    serde_json::from_str(include_str!("testdata/pod.json")).expect("testdata/pod.json is JSON")
 }
 
 fn round_trip(obj: &Value) -> Value {
