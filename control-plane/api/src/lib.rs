@@ -3,6 +3,7 @@
 //! helpers over generic (JSON) objects.
 
 pub mod logs;
+pub mod protobuf;
 pub mod registry;
 
 pub use registry::{Registry, ResourceInfo};

@@ -2,6 +2,7 @@
 //! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
 //! sockets) to the components that run beside it.
 
+pub mod codec;
 pub mod convert;
 pub mod discovery;
 pub mod errors;
@@ -436,10 +437,14 @@ async fn route(
             &discovery::openapi_v3_group_version(reg, group, version).ok_or_else(not_found)?,
         )),
         ["api", version, rest @ ..] => {
-            resource_request(state, parts, body, "", version, rest, &q, info).await
+            let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+            let r = resource_request(state, parts, body, "", version, rest, &q, info).await;
+            codec::negotiate(&accept, streaming, r).await
         }
         ["apis", group, version, rest @ ..] => {
-            resource_request(state, parts, body, group, version, rest, &q, info).await
+            let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+            let r = resource_request(state, parts, body, group, version, rest, &q, info).await;
+            codec::negotiate(&accept, streaming, r).await
         }
         _ => Err(not_found()),
     }
@@ -448,7 +453,7 @@ async fn route(
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     state: &Arc<State>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Body,
     group: &str,
     version: &str,
@@ -481,9 +486,6 @@ async fn resource_request(
             format!("request body too large or unreadable: {e}"),
         )
     })?;
-    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if ct.starts_with("application/vnd.kubernetes.protobuf") {
-        return Err(ApiError::unsupported_media_type(ct));
-    }
+    let bytes = codec::json_body(&mut parts.headers, bytes)?;
     handlers::dispatch(state, &parts.method, &target, &parts.headers, &bytes, q).await
 }
