@@ -2,10 +2,12 @@
 //! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
 //! sockets) to the components that run beside it.
 
+pub mod apply;
 pub mod discovery;
 pub mod errors;
 pub mod handlers;
 pub mod join;
+pub mod managed;
 pub mod metrics;
 pub mod objects;
 pub mod patch;
