@@ -89,7 +89,7 @@ fn server_side_apply_should_create_update_and_remove_fields_no_longer_applied() 
 #[test]
 fn conflicting_field_managers_should_need_force_conflicts() {
     let (_guard, _dir, s) = started();
-    let a = lease("shared", &[("app", "x")], &[("holderIdentity", "alice")]);
+    let a = lease("shared", &[("app", "v1")], &[("holderIdentity", "alice")]);
     let out = s.kubectl_stdin(&["apply", "--server-side", "--field-manager=a", "-f", "-"], &a);
     assert!(out.status.success(), "{}", text(&out));
 
@@ -97,7 +97,7 @@ fn conflicting_field_managers_should_need_force_conflicts() {
     let out = s.kubectl_stdin(&["apply", "--server-side", "--field-manager=b", "-f", "-"], &a);
     assert!(out.status.success(), "{}", text(&out));
 
-    let b = lease("shared", &[("app", "x")], &[("holderIdentity", "bob")]);
+    let b = lease("shared", &[("app", "v1")], &[("holderIdentity", "bob")]);
     let out = s.kubectl_stdin(&["apply", "--server-side", "--field-manager=b", "-f", "-"], &b);
     assert!(!out.status.success(), "a conflicting apply succeeded");
     let msg = text(&out);
@@ -132,7 +132,9 @@ fn conflicting_field_managers_should_need_force_conflicts() {
 #[test]
 fn updates_should_record_their_managers() {
     let (_guard, _dir, s) = started();
-    let out = s.kubectl(&["create", "namespace", "team"]);
+    // (`kubectl create namespace` sends protobuf; a manifest goes as JSON.)
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n";
+    let out = s.kubectl_stdin(&["create", "-f", "-"], ns);
     assert!(out.status.success(), "{}", text(&out));
     let out = s.kubectl(&["label", "namespace", "team", "owner=ops"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -158,25 +160,25 @@ fn updates_should_record_their_managers() {
 #[test]
 fn client_side_apply_then_server_side_apply_should_migrate_the_managers() {
     let (_guard, _dir, s) = started();
-    let first = lease("migrated", &[("app", "x")], &[("holderIdentity", "one")]);
+    let first = lease("migrated", &[("app", "v1")], &[("holderIdentity", "one")]);
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &first);
     assert!(out.status.success(), "{}", text(&out));
     let obj = s.json(&["get", "lease", "migrated", "--show-managed-fields"]);
     assert_eq!(managers(&obj), vec!["kubectl-client-side-apply/Update"]);
 
-    let second = lease("migrated", &[("app", "y")], &[("holderIdentity", "two")]);
+    let second = lease("migrated", &[("app", "v2")], &[("holderIdentity", "two")]);
     let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &second);
     assert!(out.status.success(), "{}", text(&out));
     let obj = s.json(&["get", "lease", "migrated", "--show-managed-fields"]);
     assert_eq!(obj["spec"]["holderIdentity"], "two");
-    assert_eq!(obj["metadata"]["labels"]["app"], "y");
+    assert_eq!(obj["metadata"]["labels"]["app"], "v2");
     let m = managers(&obj);
     assert!(m.contains(&"kubectl/Apply".to_string()), "{m:?}");
     let kubectl = fields_of(&obj, "kubectl").expect("kubectl's fields");
     assert!(kubectl.pointer("/f:spec/f:holderIdentity").is_some(), "{kubectl}");
 
     // And back to client-side apply, which kubectl allows after a server-side one.
-    let third = lease("migrated", &[("app", "z")], &[("holderIdentity", "three")]);
+    let third = lease("migrated", &[("app", "v3")], &[("holderIdentity", "three")]);
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &third);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s.json(&["get", "lease", "migrated"])["spec"]["holderIdentity"], "three");
