@@ -84,7 +84,7 @@ pub fn list_map_keys(path: &[String]) -> Option<&'static [&'static str]> {
         "ports" => &["port", "protocol"],
         "conditions" | "addresses" => &["type"],
         "ownerReferences" => &["uid"],
-        "hostAliases" => &["ip"],
+        "hostAliases" | "podIPs" | "hostIPs" => &["ip"],
         "topologySpreadConstraints" => &["topologyKey", "whenUnsatisfiable"],
         _ => return None,
     })
