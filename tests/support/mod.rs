@@ -78,8 +78,13 @@ pub fn ready_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
+/// The `skiff` binary under test: cargo's, unless `SKIFF_BIN` names another build of it
+/// (several worktrees sharing one target directory overwrite each other's `debug/skiff`).
 pub fn skiff_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_skiff")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SKIFF_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skiff").to_string())
+    })
 }
 
 impl Skiff {

@@ -16,7 +16,7 @@ use crate::errors::ApiError;
 use crate::objects::{self, name_of, now_rfc3339, resource_version_of};
 use crate::patch::{PatchType, apply_patch};
 use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
-use crate::{State, convert, table, typed, watch};
+use crate::{State, apply, convert, table, typed, watch};
 
 /// A parsed resource URL.
 #[derive(Debug, Clone)]
@@ -181,7 +181,11 @@ fn field_validation(
     q: &HashMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
-    let unknown = typed::check(&res.api_version(), res.kind, obj)?;
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    let unknown = typed::check(&res.api_version(), res.kind, &obj)?;
     if unknown.is_empty() || mode == "Ignore" {
         return Ok(Vec::new());
     }
@@ -242,6 +246,7 @@ pub async fn create(
         ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
     }
     let key = object_key(res, objects::namespace_of(&obj), &name);
+    apply::record_update(res, None, None, &mut obj, q, headers)?;
     if res.group.is_empty() && res.kind == "Service" {
         let created = create_service(state, obj, &key, is_dry_run(q)).await?;
         return Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
@@ -563,6 +568,7 @@ pub async fn update(
         let old = decode(&prev)?;
         let mut new = incoming.clone();
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
         if is_dry_run(q) {
             return Ok(json_response(StatusCode::OK, &new));
         }
@@ -588,6 +594,9 @@ pub async fn patch(
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let patch_type =
         PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    if patch_type == PatchType::Apply {
+        return server_side_apply(state, target, headers, body, q).await;
+    }
     for _ in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
@@ -612,6 +621,74 @@ pub async fn patch(
         }
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
+        if is_dry_run(q) {
+            return Ok(json_response(StatusCode::OK, &new));
+        }
+        match write(state, res, &key, &prev, &new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        }
+    }
+    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// Server-side apply (`application/apply-patch+yaml`); applying to a missing object creates it.
+async fn server_side_apply(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let sub = target.subresource.as_deref();
+    let request =
+        apply::ApplyRequest::parse(res, target.namespace.as_deref(), &name, headers, body, q)?;
+    for _ in 0..MAX_RETRIES {
+        let prev =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let Some(prev) = prev else {
+            if sub.is_some() {
+                return Err(ApiError::not_found(res.plural, &name));
+            }
+            let mut obj = request.apply_to(res, None, None)?;
+            let warnings = field_validation(res, &obj, q)?;
+            objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
+            if res.namespaced {
+                ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
+            }
+            if is_dry_run(q) {
+                return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+            }
+            if res.group.is_empty() && res.kind == "Service" {
+                match create_service(state, obj, &key, false).await {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                    Ok(created) => {
+                        return Ok(with_warnings(
+                            json_response(StatusCode::CREATED, &created),
+                            &warnings,
+                        ));
+                    }
+                }
+            }
+            match state.store.create(&key, encode(&obj)).await {
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
+                Ok(kv) => {
+                    let created = json_response(StatusCode::CREATED, &decode(&kv)?);
+                    return Ok(with_warnings(created, &warnings));
+                }
+            }
+        };
+        let old = decode(&prev)?;
+        let mut new = request.apply_to(res, sub, Some(&old))?;
+        let warnings = field_validation(res, &new, q)?;
+        objects::prepare_update(&mut new, &old, res, sub)?;
         if is_dry_run(q) {
             return Ok(json_response(StatusCode::OK, &new));
         }

@@ -2,6 +2,7 @@
 //! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
 //! sockets) to the components that run beside it.
 
+pub mod apply;
 pub mod codec;
 pub mod convert;
 pub mod discovery;
@@ -10,6 +11,7 @@ pub mod gc;
 pub mod handlers;
 pub mod join;
 pub mod kinds;
+pub mod managed;
 pub mod metrics;
 pub mod objects;
 pub mod patch;

@@ -60,8 +60,10 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid patch body: {e}")))
 }
 
-/// The merge key of a list field, given the path of field names leading to it.
-fn merge_key(path: &[String]) -> Option<&'static str> {
+/// The keys that identify an item of an associative list (Kubernetes'
+/// `x-kubernetes-list-map-keys`), given the path of field names leading to the list. The
+/// first key is the list's strategic-merge `patchMergeKey`.
+pub fn list_map_keys(path: &[String]) -> Option<&'static [&'static str]> {
     let last = path.last()?.as_str();
     let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
     Some(match last {
@@ -71,22 +73,26 @@ fn merge_key(path: &[String]) -> Option<&'static str> {
         | "env"
         | "volumes"
         | "imagePullSecrets"
-        | "resourceClaims"
-        | "readinessGates" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
+        | "resourceClaims" => &["name"],
+        "volumeMounts" => &["mountPath"],
+        "volumeDevices" => &["devicePath"],
         "ports"
             if matches!(parent, Some("containers" | "initContainers" | "ephemeralContainers")) =>
         {
-            "containerPort"
+            &["containerPort", "protocol"]
         }
-        "ports" => "port",
-        "conditions" | "addresses" => "type",
-        "ownerReferences" => "uid",
-        "hostAliases" => "ip",
-        "topologySpreadConstraints" => "topologyKey",
+        "ports" => &["port", "protocol"],
+        "conditions" | "addresses" => &["type"],
+        "ownerReferences" => &["uid"],
+        "hostAliases" | "podIPs" | "hostIPs" => &["ip"],
+        "topologySpreadConstraints" => &["topologyKey", "whenUnsatisfiable"],
         _ => return None,
     })
+}
+
+/// The merge key of a list field, given the path of field names leading to it.
+fn merge_key(path: &[String]) -> Option<&'static str> {
+    list_map_keys(path).and_then(|keys| keys.first().copied())
 }
 
 /// Lists of primitives whose patch strategy is `merge` (union) rather than replace.
