@@ -4,6 +4,7 @@
 
 pub mod logs;
 pub mod registry;
+pub mod schema;
 
 pub use registry::{Registry, ResourceInfo};
 
