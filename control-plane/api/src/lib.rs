@@ -5,6 +5,7 @@
 pub mod logs;
 pub mod protobuf;
 pub mod registry;
+pub mod schema;
 
 pub use registry::{Registry, ResourceInfo};
 

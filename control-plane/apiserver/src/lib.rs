@@ -8,12 +8,14 @@ pub mod convert;
 pub mod discovery;
 pub mod errors;
 pub mod gc;
+pub mod gnostic;
 pub mod handlers;
 pub mod join;
 pub mod kinds;
 pub mod managed;
 pub mod metrics;
 pub mod objects;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod printers;
@@ -419,24 +421,22 @@ async fn route(
                     (
                         StatusCode::OK,
                         [(header::CONTENT_TYPE, "application/octet-stream")],
-                        discovery::openapi_v2_protobuf(),
+                        openapi::v2_protobuf(reg).to_vec(),
                     )
                         .into_response(),
                 )
             } else {
-                get_only(json_response(StatusCode::OK, &discovery::openapi_v2_json()))
+                get_only(openapi_response(&openapi::v2(reg), false))
             }
         }
-        ["openapi", "v3"] => {
-            get_only(json_response(StatusCode::OK, &discovery::openapi_v3_root(reg)))
-        }
-        ["openapi", "v3", "api", version] => get_only(json_response(
-            StatusCode::OK,
-            &discovery::openapi_v3_group_version(reg, "", version).ok_or_else(not_found)?,
+        ["openapi", "v3"] => get_only(json_response(StatusCode::OK, &openapi::v3_root(reg))),
+        ["openapi", "v3", "api", version] => get_only(openapi_response(
+            &*openapi::v3(reg, "", version).ok_or_else(not_found)?,
+            q.contains_key("hash"),
         )),
-        ["openapi", "v3", "apis", group, version] => get_only(json_response(
-            StatusCode::OK,
-            &discovery::openapi_v3_group_version(reg, group, version).ok_or_else(not_found)?,
+        ["openapi", "v3", "apis", group, version] => get_only(openapi_response(
+            &*openapi::v3(reg, group, version).ok_or_else(not_found)?,
+            q.contains_key("hash"),
         )),
         ["api", version, rest @ ..] => {
             let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
@@ -450,6 +450,23 @@ async fn route(
         }
         _ => Err(not_found()),
     }
+}
+
+/// A cached OpenAPI document with its ETag; a request that names the document's hash (as the
+/// `/openapi/v3` index links do) may be cached for good, as Kubernetes allows.
+fn openapi_response(doc: &openapi::Document, immutable: bool) -> Response {
+    let cache_control =
+        if immutable { "public, immutable, max-age=31536000" } else { "no-cache, private" };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::ETAG, format!("\"{}\"", doc.hash)),
+            (header::CACHE_CONTROL, cache_control.to_string()),
+        ],
+        doc.json.clone(),
+    )
+        .into_response()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -14,30 +14,14 @@ use serde_json::{Map, Value, json};
 /// One path into an object, as `FieldsV1` element strings.
 pub type FieldPath = Vec<String>;
 
-/// How the items of a list are identified when lists are merged and owned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListType {
-    /// The list is one value: set and owned as a whole.
-    Atomic,
-    /// A list of distinct primitives, each owned on its own.
-    Set,
-    /// A list of objects identified by the values of these key fields.
-    Map(&'static [&'static str]),
-}
+pub use skiff_api::schema::ListType;
 
 /// The list semantics of the list at `path` (field names, no indices) in objects of `kind`,
 /// after Kubernetes' `x-kubernetes-list-type` / `x-kubernetes-list-map-keys`. Lists the
 /// schema does not mark are atomic, as in Kubernetes.
 pub fn list_type(kind: &str, path: &[String]) -> ListType {
-    if let Some(keys) = crate::patch::list_map_keys(path) {
-        return ListType::Map(keys);
-    }
     let names: Vec<&str> = path.iter().map(String::as_str).collect();
-    match (kind, names.as_slice()) {
-        (_, ["metadata", "finalizers"]) => ListType::Set,
-        ("Node", ["spec", "podCIDRs"]) => ListType::Set,
-        _ => ListType::Atomic,
-    }
+    skiff_api::schema::list_type(kind, &names)
 }
 
 /// Whether the map at `path` is atomic (`x-kubernetes-map-type: atomic`): set and owned as a
