@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
-# RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv (the client
-# tests), and the Rust wasm targets for
-# the example guests. Idempotent.
+# RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
+# (the client tests), and the Rust wasm targets for the example guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
