@@ -119,8 +119,7 @@ fn suite(version: &str) {
         assert_eq!(r["chart"], "skiff-demo-0.1.0");
         assert_eq!(r["app_version"], "1.0.0");
         let table = helm.ok(&["list"]);
-        let row: Vec<&str> =
-            table.lines().nth(1).unwrap_or_default().split('\t').map(str::trim).collect();
+        let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
         assert_eq!(row.first(), Some(&"demo"), "{table}");
         assert!(row.contains(&"deployed") && row.contains(&"skiff-demo-0.1.0"), "{table}");
     });

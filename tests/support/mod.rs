@@ -78,8 +78,12 @@ pub fn ready_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
-pub fn skiff_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_skiff")
+/// The `skiff` binary under test: this build's, or SKIFF_BIN when set (to run the end-to-end
+/// suites against another build).
+pub fn skiff_bin() -> PathBuf {
+    std::env::var_os("SKIFF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skiff")))
 }
 
 impl Skiff {
