@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
-# RocksDB's bindings, protoc, etcd (the store benchmark's baseline), and the Rust wasm targets for
-# the example guests. Idempotent.
+# RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
+# (the client tests), and the Rust wasm targets for the example guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -11,6 +11,8 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
+# The Python client tests run in a venv (scripts/fetch-tools.sh); Debian splits venv out.
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq

