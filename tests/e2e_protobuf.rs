@@ -131,3 +131,11 @@ fn kubectl_create_deployment_should_go_through_protobuf() {
     assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx");
     assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
 }
+
+#[test]
+fn kubectl_auth_can_i_should_send_its_review_as_protobuf() {
+    let (_serial, _dir, s) = started();
+    let (out, log) = verbose_ok(&s, &["auth", "can-i", "create", "pods"]);
+    assert_eq!(out.trim(), "yes");
+    assert!(spoke_protobuf(&log), "kubectl did not use protobuf:\n{log}");
+}
