@@ -131,3 +131,61 @@ fn kubectl_create_deployment_should_go_through_protobuf() {
     assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx");
     assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
 }
+
+#[test]
+fn kubectl_auth_can_i_should_send_its_review_as_protobuf() {
+    let (_serial, _dir, s) = started();
+    let (out, log) = verbose_ok(&s, &["auth", "can-i", "create", "pods"]);
+    assert_eq!(out.trim(), "yes");
+    assert!(spoke_protobuf(&log), "kubectl did not use protobuf:\n{log}");
+}
+
+/// helm keeps each release in a Secret it writes and reads with client-go's typed (protobuf)
+/// client; a chart without templates exercises just that.
+#[test]
+fn helm_should_store_and_list_its_release_secret_through_protobuf() {
+    let (_serial, dir, s) = started();
+    let chart = dir.path().join("empty-chart");
+    std::fs::create_dir_all(&chart).expect("chart dir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: empty-chart\nversion: 0.1.0\ndescription: no templates\n",
+    )
+    .expect("Chart.yaml");
+    let helm = |args: &[&str]| {
+        let out = std::process::Command::new(support::tools_dir().join("helm"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .env("HELM_CACHE_HOME", dir.path().join("helm-cache"))
+            .env("HELM_CONFIG_HOME", dir.path().join("helm-config"))
+            .env("HELM_DATA_HOME", dir.path().join("helm-data"))
+            .output()
+            .expect("running helm");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "helm {args:?} failed: {text}");
+        text
+    };
+    let chart_path = chart.to_string_lossy().into_owned();
+    let out = helm(&["install", "demo", &chart_path, "--namespace", "default"]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+
+    let secrets = s.json(&["get", "secrets", "-l", "owner=helm,name=demo"]);
+    let release = &secrets["items"][0];
+    assert_eq!(release["type"], "helm.sh/release.v1", "{secrets}");
+    assert_eq!(release["metadata"]["labels"]["status"], "deployed");
+    assert!(release["data"]["release"].as_str().is_some_and(|r| r.len() > 100), "{release}");
+
+    let listed = helm(&["list", "--namespace", "default", "-o", "json"]);
+    let listed: Value = serde_json::from_str(listed.trim()).expect("helm list json");
+    assert_eq!(listed[0]["name"], "demo", "{listed}");
+    assert_eq!(listed[0]["status"], "deployed");
+
+    helm(&["uninstall", "demo", "--namespace", "default"]);
+    let secrets = s.json(&["get", "secrets", "-l", "owner=helm,name=demo"]);
+    assert_eq!(secrets["items"].as_array().map(Vec::len), Some(0), "{secrets}");
+}
