@@ -1198,7 +1198,18 @@ async fn dispatch_view(
     let mut warnings = Vec::new();
     let converted;
     let mut json_headers = headers.clone();
-    let body = if matches!(method.as_str(), "POST" | "PUT") && target.subresource.is_none() {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let apply = method == Method::PATCH && PatchType::from_content_type(ct) == Some(PatchType::Apply);
+    let body = if apply {
+        // An applied configuration is a (partial) object in the view's shape.
+        let mut obj: Value = serde_yaml_ng::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}"))
+        })?;
+        objects::check_type(&mut obj, view)?;
+        let stored = convert::to_storage(obj, view, &target.resource.api_version());
+        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        &converted[..]
+    } else if matches!(method.as_str(), "POST" | "PUT") && target.subresource.is_none() {
         let mut obj = parse_body(headers, body)?;
         objects::check_type(&mut obj, view)?;
         warnings = field_validation(view, &obj, q)?;

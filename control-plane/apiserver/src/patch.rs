@@ -143,6 +143,20 @@ pub fn strategic_merge(
             }
         }
     }
+    for (key, value) in patch_map {
+        let (Some(field), Value::Array(order)) = (key.strip_prefix("$setElementOrder/"), value)
+        else {
+            continue;
+        };
+        path.push(field.to_string());
+        let mk = merge_key(kind, path);
+        path.pop();
+        if let Some(Value::Array(items)) = target_map.get_mut(field) {
+            let order: Vec<Value> = order.iter().map(|o| key_of(o, mk)).collect();
+            let original: Vec<Value> = items.iter().map(|i| key_of(i, mk)).collect();
+            *items = normalize_order(std::mem::take(items), &original, &order, mk);
+        }
+    }
     if let Some(Value::Array(keep)) = patch_map.get("$retainKeys") {
         let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
         target_map.retain(|k, _| keep.contains(&k.as_str()));
@@ -211,6 +225,7 @@ fn merge_list(
     if patch.iter().any(|p| directive(p) == Some("replace")) {
         return Ok(patch.iter().filter(|p| directive(p).is_none()).map(strip_directives).collect());
     }
+    let original: Vec<Value> = existing.iter().map(|e| key_of(e, Some(merge_key))).collect();
     for item in patch {
         let Some(key_value) = item.get(merge_key) else {
             return Err(ApiError::bad_request(format!(
@@ -228,13 +243,70 @@ fn merge_list(
             (_, None) => existing.push(strip_directives(item)),
         }
     }
-    Ok(existing)
+    let order: Vec<Value> = patch
+        .iter()
+        .filter(|p| directive(p).is_none())
+        .map(|p| key_of(p, Some(merge_key)))
+        .collect();
+    Ok(normalize_order(existing, &original, &order, Some(merge_key)))
+}
+
+/// The identity of a list item: its merge key's value, or the item itself for primitives.
+fn key_of(item: &Value, merge_key: Option<&str>) -> Value {
+    match merge_key {
+        Some(k) => item.get(k).cloned().unwrap_or(Value::Null),
+        None => item.clone(),
+    }
+}
+
+/// Order a merged list as Kubernetes' strategic merge does: the items the patch names come in
+/// the patch's order (`order`, from `$setElementOrder` when given), the others keep the
+/// server's order, and the two are interleaved by their positions in the original list, an
+/// item new to the list going before a server item it cannot be compared with.
+fn normalize_order(
+    merged: Vec<Value>,
+    original: &[Value],
+    order: &[Value],
+    merge_key: Option<&str>,
+) -> Vec<Value> {
+    let pos = |list: &[Value], item: &Value| {
+        let k = key_of(item, merge_key);
+        list.iter().position(|x| *x == k)
+    };
+    let (mut named, server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|i| pos(order, i).is_some());
+    named.sort_by_key(|i| pos(order, i));
+    let mut out = Vec::with_capacity(named.len() + server_only.len());
+    let (mut l, mut r) = (server_only.into_iter().peekable(), named.into_iter().peekable());
+    while let (Some(a), Some(b)) = (l.peek(), r.peek()) {
+        let server_first = match (pos(original, a), pos(original, b)) {
+            (Some(x), Some(y)) => x < y,
+            _ => false,
+        };
+        out.extend(if server_first { l.next() } else { r.next() });
+    }
+    out.extend(l);
+    out.extend(r);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn strategic_merge_should_order_like_kubernetes() {
+        let mut pod = json!({"kind": "Pod", "spec": {"containers": [{"name": "c", "env": [{"name": "MODE", "value": "1"}]}]}});
+        let patch = json!({"spec": {"containers": [{"name": "c", "env": [{"name": "EXTRA", "value": "yes"}]}]}});
+        apply_patch(&mut pod, PatchType::StrategicMerge, patch.to_string().as_bytes()).unwrap();
+        let names: Vec<&str> = pod["spec"]["containers"][0]["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["EXTRA", "MODE"]);
+        let patch = json!({"spec": {"containers": [{"name": "c", "$setElementOrder/env": [{"name": "MODE"}, {"name": "EXTRA"}]}]}});
+        apply_patch(&mut pod, PatchType::StrategicMerge, patch.to_string().as_bytes()).unwrap();
+        let names: Vec<&str> = pod["spec"]["containers"][0]["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["MODE", "EXTRA"]);
+    }
 
     #[test]
     fn strategic_merge_should_merge_containers_by_name() {
