@@ -347,7 +347,7 @@ async fn route(
                     (
                         StatusCode::OK,
                         [(header::CONTENT_TYPE, "application/octet-stream")],
-                        openapi::v2_protobuf(reg).to_vec(),
+                        openapi::v2_protobuf(reg),
                     )
                         .into_response(),
                 )
