@@ -76,6 +76,9 @@ impl Registry {
                 short: &[], categories: &[], sub: &[], spec: false),
             resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true,
                 short: &[], categories: &[], sub: &[], spec: false),
+            resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition",
+                "customresourcedefinitions", "customresourcedefinition", false,
+                short: &["crd", "crds"], categories: &["api-extensions"], sub: &["status"], spec: true),
         ];
         Registry { resources }
     }
