@@ -421,22 +421,24 @@ async fn route(
                     (
                         StatusCode::OK,
                         [(header::CONTENT_TYPE, "application/octet-stream")],
-                        openapi::v2_protobuf(reg).to_vec(),
+                        openapi::v2_protobuf(reg),
                     )
                         .into_response(),
                 )
             } else {
-                get_only(openapi_response(&openapi::v2(reg), false))
+                get_only(openapi_response(&openapi::v2(reg), &parts, None))
             }
         }
         ["openapi", "v3"] => get_only(json_response(StatusCode::OK, &openapi::v3_root(reg))),
         ["openapi", "v3", "api", version] => get_only(openapi_response(
             &*openapi::v3(reg, "", version).ok_or_else(not_found)?,
-            q.contains_key("hash"),
+            &parts,
+            q.get("hash"),
         )),
         ["openapi", "v3", "apis", group, version] => get_only(openapi_response(
             &*openapi::v3(reg, group, version).ok_or_else(not_found)?,
-            q.contains_key("hash"),
+            &parts,
+            q.get("hash"),
         )),
         ["api", version, rest @ ..] => {
             let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
@@ -452,16 +454,40 @@ async fn route(
     }
 }
 
-/// A cached OpenAPI document with its ETag; a request that names the document's hash (as the
-/// `/openapi/v3` index links do) may be cached for good, as Kubernetes allows.
-fn openapi_response(doc: &openapi::Document, immutable: bool) -> Response {
+/// A cached OpenAPI document with its ETag, as kube-apiserver serves them: a request naming
+/// the current hash (as the `/openapi/v3` index links do) may be cached for good, one naming
+/// an old hash is redirected to the current one, and a matching `If-None-Match` gets 304.
+fn openapi_response(
+    doc: &openapi::Document,
+    parts: &http::request::Parts,
+    hash: Option<&String>,
+) -> Response {
+    let etag = format!("\"{}\"", doc.hash);
+    if let Some(h) = hash
+        && *h != doc.hash
+    {
+        let location = format!("{}?hash={}", parts.uri.path(), doc.hash);
+        return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]).into_response();
+    }
     let cache_control =
-        if immutable { "public, immutable, max-age=31536000" } else { "no-cache, private" };
+        if hash.is_some() { "public, immutable, max-age=31536000" } else { "no-cache, private" };
+    let not_modified = parts
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if not_modified {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control.to_string())],
+        )
+            .into_response();
+    }
     (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
-            (header::ETAG, format!("\"{}\"", doc.hash)),
+            (header::ETAG, etag),
             (header::CACHE_CONTROL, cache_control.to_string()),
         ],
         doc.json.clone(),

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
+
 use k8s_openapi::api;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::apimachinery::pkg::apis::meta;
@@ -567,7 +569,6 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
     let status = format!("{META}.Status");
     let delete_options = format!("{META}.DeleteOptions");
     let patch = format!("{META}.Patch");
-    let watch_event = format!("{META}.WatchEvent");
     let op = |id: String, action: &'static str, description: String| Op {
         d,
         id,
@@ -787,7 +788,6 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
             json!({"get": all.build(), "parameters": [pretty]}),
         );
     }
-    let _ = watch_event;
 }
 
 /// The OpenAPI v3 document of one group-version, or `None` when nothing is served there.
@@ -819,7 +819,11 @@ fn build_v3(reg: &Registry, group: &str, version: &str) -> Option<Value> {
 
 /// The OpenAPI v2 document of everything served.
 fn build_v2(reg: &Registry) -> Value {
-    let (defs, described) = definitions(reg.all().iter());
+    build_v2_of(reg.all())
+}
+
+fn build_v2_of(resources: &[ResourceInfo]) -> Value {
+    let (defs, described) = definitions(resources.iter());
     let mut paths = Map::new();
     for d in &described {
         resource_paths(Dialect::V2, d, &mut paths);
@@ -837,14 +841,14 @@ fn build_v2(reg: &Registry) -> Value {
 /// A built document, serialized once.
 #[derive(Debug)]
 pub struct Document {
-    pub json: Vec<u8>,
-    /// Upper-case hex SHA-512 style content hash (SHA-256 here), as in the `/openapi/v3` index.
+    pub json: Bytes,
+    /// Upper-case hex SHA-256 of `json`, as linked from the `/openapi/v3` index.
     pub hash: String,
 }
 
 impl Document {
     fn new(v: &Value) -> Document {
-        let json = serde_json::to_vec(v).unwrap_or_default();
+        let json = Bytes::from(serde_json::to_vec(v).unwrap_or_default());
         let hash = Sha256::digest(&json).iter().map(|b| format!("{b:02X}")).collect();
         Document { json, hash }
     }
@@ -896,15 +900,15 @@ pub fn v2(reg: &Registry) -> Arc<Document> {
 }
 
 /// The cached OpenAPI v2 document in gnostic's `openapi.v2.Document` protobuf encoding.
-pub fn v2_protobuf(reg: &Registry) -> Arc<Vec<u8>> {
-    static PB: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
+pub fn v2_protobuf(reg: &Registry) -> Bytes {
+    static PB: OnceLock<Mutex<HashMap<String, Bytes>>> = OnceLock::new();
     let key = registry_key(reg);
     let pb = PB.get_or_init(Default::default);
     if let Some(doc) = pb.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return doc;
     }
     let doc: Value = serde_json::from_slice(&v2(reg).json).unwrap_or(Value::Null);
-    let bytes = Arc::new(crate::gnostic::document(&doc));
+    let bytes = Bytes::from(crate::gnostic::document(&doc));
     if let Ok(mut c) = pb.lock() {
         c.insert(key, bytes.clone());
     }
@@ -1019,49 +1023,120 @@ mod tests {
         }
     }
 
+    /// A resource entry for every kind of the schema table, as a full registry would have.
+    fn every_kind() -> Vec<ResourceInfo> {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        kind_schemas()
+            .iter()
+            .filter(|k| !matches!(k.kind, "Scale" | "Binding" | "Eviction"))
+            .map(|k| ResourceInfo {
+                group: k.group,
+                version: k.version,
+                kind: k.kind,
+                list_kind: leak(format!("{}List", k.kind)),
+                plural: leak(format!("{}s", k.kind.to_lowercase())),
+                singular: leak(k.kind.to_lowercase()),
+                namespaced: true,
+                short_names: &[],
+                categories: &[],
+                verbs: &["get"],
+                subresources: match k.kind {
+                    "Deployment" | "ReplicaSet" | "StatefulSet" => &["status", "scale"],
+                    "Pod" => &["status", "log", "binding", "eviction"],
+                    _ => &["status"],
+                },
+                has_spec: true,
+                storage: None,
+            })
+            .collect()
+    }
+
     #[test]
     fn every_listed_kind_should_have_a_schema_and_deployment_its_gvk() {
-        let table = kind_schemas();
-        let mut g = SchemaGenerator::default();
-        for k in &table {
-            let name = (k.schema)(&mut g);
-            assert!(name.ends_with(&format!(".{}", k.kind)), "{name}");
+        let resources = every_kind();
+        let (defs, described) = definitions(resources.iter());
+        assert_eq!(described.len(), resources.len());
+        for d in &described {
+            assert!(d.definition.ends_with(&format!(".{}", d.resource.kind)), "{}", d.definition);
+            let def = &defs[&d.definition];
+            assert!(def["properties"]["metadata"].is_object(), "{} has no metadata", d.definition);
+            assert!(
+                def["x-kubernetes-group-version-kind"].as_array().is_some_and(|l| !l.is_empty()),
+                "{} has no GVK",
+                d.definition
+            );
         }
-        let apps = ["Deployment", "ReplicaSet"].iter().map(|k| gvk("apps", "v1", k));
-        let mut reg_defs = definitions(std::iter::empty()).0;
-        assert!(reg_defs.contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.Status"));
-        reg_defs.clear();
-        let _ = apps;
-        let info = ResourceInfo {
-            group: "apps",
-            version: "v1",
-            kind: "Deployment",
-            list_kind: "DeploymentList",
-            plural: "deployments",
-            singular: "deployment",
-            namespaced: true,
-            short_names: &["deploy"],
-            categories: &["all"],
-            verbs: &["get"],
-            subresources: &["status", "scale"],
-            has_spec: true,
-            storage: None,
-        };
-        let (defs, _) = definitions([&info].into_iter());
         assert_eq!(
             defs["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
             json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
         );
         assert_eq!(
+            defs["io.k8s.api.apps.v1.DeploymentList"]["x-kubernetes-group-version-kind"][0]["kind"],
+            "DeploymentList"
+        );
+        assert_eq!(
             defs["io.k8s.api.autoscaling.v1.Scale"]["x-kubernetes-group-version-kind"][0]["kind"],
             "Scale"
         );
-        let status = &defs["io.k8s.api.apps.v1.DeploymentStatus"]["properties"]["conditions"];
-        assert_eq!(status["x-kubernetes-patch-merge-key"], "type");
+        let conditions = &defs["io.k8s.api.apps.v1.DeploymentStatus"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-patch-merge-key"], "type");
+        let ports = &defs["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-list-map-keys"], json!(["port", "protocol"]));
+        let tolerations = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["tolerations"];
+        assert_eq!(tolerations["x-kubernetes-list-type"], "atomic");
+        assert_eq!(
+            defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"],
+            "int-or-string"
+        );
+        // Every table entry names a type that exists, so no patch metadata goes unpublished.
+        for f in skiff_api::schema::LIST_FIELDS {
+            let Some(def) = defs.get(f.owner) else { panic!("{} is not a definition", f.owner) };
+            assert!(
+                def["properties"][f.field].is_object(),
+                "{}.{} does not exist",
+                f.owner,
+                f.field
+            );
+        }
+        let v2 = build_v2_of(&resources);
+        let paths = v2["paths"].as_object().unwrap();
+        let scale =
+            &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
+        assert_eq!(scale["operationId"], "patchAppsV1NamespacedDeploymentScale");
+        let list = &paths["/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles"]["get"];
+        assert_eq!(list["operationId"], "listRbacAuthorizationV1NamespacedRole");
+        assert_eq!(list["tags"][0], "rbacAuthorization_v1");
+    }
+
+    /// The v2 document for every kind of the table; prints its size and build time (read with
+    /// `--nocapture`).
+    #[test]
+    fn full_v2_document_should_describe_every_kind_in_one_document() {
+        let resources = every_kind();
+        let start = std::time::Instant::now();
+        let v2 = build_v2_of(&resources);
+        let json = serde_json::to_vec(&v2).unwrap();
+        let v2_ms = start.elapsed().as_millis();
+        let start = std::time::Instant::now();
+        let pb = crate::gnostic::document(&v2);
+        let pb_ms = start.elapsed().as_millis();
+        println!(
+            "v2: {} definitions, {} paths, {} bytes JSON in {v2_ms} ms; protobuf {} bytes in {pb_ms} ms",
+            v2["definitions"].as_object().unwrap().len(),
+            v2["paths"].as_object().unwrap().len(),
+            json.len(),
+            pb.len()
+        );
+        assert!(json.len() > 1_000_000);
+        let defs = v2["definitions"].as_object().unwrap();
+        for r in &resources {
+            let list = format!("{}List", r.kind);
+            assert!(defs.keys().any(|k| k.ends_with(&format!(".{list}"))), "no {list}");
+        }
     }
 
     #[test]
-    fn v2_protobuf_should_decode_definitions_count() {
+    fn v2_protobuf_should_carry_swagger_version_and_definitions() {
         let reg = Registry::builtin();
         let pb = v2_protobuf(&reg);
         assert_eq!(&pb[..5], b"\x0a\x032.0");
