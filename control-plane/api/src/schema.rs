@@ -220,6 +220,28 @@ fn is_kind_name(name: &str) -> bool {
     )
 }
 
+/// Patch strategies of fields that are not lists: (owner definition, field, strategy).
+const FIELD_STRATEGIES: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", "selector", "replace"),
+    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", "retainKeys"),
+];
+
+/// The non-list fields of one OpenAPI definition that have a patch strategy.
+pub fn field_strategies_of(owner: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    FIELD_STRATEGIES.iter().filter(move |(o, _, _)| *o == owner).map(|(_, f, s)| (*f, *s))
+}
+
+/// Strategic merge patch strategy of the object field at `path` in an object of `kind`
+/// (`replace` means a patch replaces it whole).
+pub fn map_patch_strategy(kind: &str, path: &[&str]) -> Option<&'static str> {
+    let (last, rest) = path.split_last()?;
+    FIELD_STRATEGIES.iter().find_map(|(owner, field, strategy)| {
+        let owner_type = owner.rsplit('.').next().unwrap_or(owner);
+        let owner_kind = owner_type.strip_suffix("Spec")?;
+        (owner_kind == kind && rest == ["spec"] && field == last).then_some(*strategy)
+    })
+}
+
 /// `x-kubernetes-list-type` of the list at `path` in an object of `kind`; lists without
 /// metadata are atomic, as in Kubernetes.
 pub fn list_type(kind: &str, path: &[&str]) -> ListType {

@@ -194,6 +194,73 @@ pub fn may_own(res: &ResourceInfo) -> bool {
     )
 }
 
+/// Empty a terminating namespace and then let it go, as Kubernetes' namespace controller
+/// does: delete every object in it (pods gracefully), wait until nothing is left, then drop
+/// the `kubernetes` finalizer from its spec, which deletes it.
+pub fn spawn_namespace_cleanup(state: Arc<State>, name: String, uid: String) {
+    tokio::spawn(async move {
+        if let Err(e) = clean_namespace(&state, &name, &uid).await {
+            tracing::warn!(namespace = %name, error = %e.message, "namespace cleanup did not finish");
+        }
+    });
+}
+
+async fn clean_namespace(state: &Arc<State>, ns: &str, uid: &str) -> Result<(), ApiError> {
+    let key = format!("/registry/namespaces/{ns}");
+    let Some(namespaces) = state.registry.lookup("", "v1", "namespaces").cloned() else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let mut asked = std::collections::HashSet::new();
+    loop {
+        let mut left = 0usize;
+        for r in state
+            .registry
+            .all()
+            .iter()
+            .filter(|r| r.namespaced && r.storage.is_none() && r.is_stored())
+        {
+            let page = state
+                .store
+                .list(&list_prefix(r, Some(ns)))
+                .await
+                .map_err(|e| ApiError::from_store(e, r.plural, ""))?;
+            for kv in page.items {
+                left += 1;
+                if asked.insert(kv.key.clone()) {
+                    let obj = decode(&kv)?;
+                    let d = Dependent { resource: r.clone(), kv, obj };
+                    delete_dependent(state, &d).await?;
+                }
+            }
+        }
+        let Some(prev) =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "namespaces", ns))?
+        else {
+            return Ok(());
+        };
+        let obj = decode(&prev)?;
+        if obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+            return Ok(());
+        }
+        if left == 0 {
+            let mut done = obj.clone();
+            if let Some(Value::Array(f)) = done.pointer_mut("/spec/finalizers") {
+                f.retain(|f| f != "kubernetes");
+            }
+            match handlers::write(state, &namespaces, &key, &prev, &done).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if started.elapsed() > FOREGROUND_DEADLINE {
+            return Err(ApiError::internal(format!("{left} objects were still in the namespace")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// After an owner is gone: delete its dependents that have no other owner left.
 pub fn spawn_collect(state: Arc<State>, uid: String, namespace: Option<String>) {
     tokio::spawn(async move {

@@ -497,6 +497,8 @@ pub(crate) async fn write(
     let name = name_of(obj).to_string();
     let finishing = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
         && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && (res.kind != "Namespace"
+            || obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty))
         && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
             == 0;
     if finishing {
@@ -886,6 +888,8 @@ pub async fn delete(
                     }
                     if gc_finalizer.is_some() {
                         crate::gc::spawn_finish(state.clone(), res.clone(), key.clone(), uid);
+                    } else if res.kind == "Namespace" && res.group.is_empty() {
+                        crate::gc::spawn_namespace_cleanup(state.clone(), name.clone(), uid);
                     }
                     let code = if grace == 0 { StatusCode::OK } else { StatusCode::ACCEPTED };
                     return Ok(json_response(code, &obj));
@@ -1199,7 +1203,8 @@ async fn dispatch_view(
     let converted;
     let mut json_headers = headers.clone();
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let apply = method == Method::PATCH && PatchType::from_content_type(ct) == Some(PatchType::Apply);
+    let apply =
+        method == Method::PATCH && PatchType::from_content_type(ct) == Some(PatchType::Apply);
     let body = if apply {
         // An applied configuration is a (partial) object in the view's shape.
         let mut obj: Value = serde_yaml_ng::from_slice(body).map_err(|e| {
@@ -1300,7 +1305,9 @@ async fn dispatch_stored(
             Ok(json_response(StatusCode::OK, &obj))
         }
         ("POST", _, _) => create(state, target, headers, body, q).await,
-        ("PUT", true, Some("status") | None) => update(state, target, headers, body, q).await,
+        ("PUT", true, Some("status" | "finalize") | None) => {
+            update(state, target, headers, body, q).await
+        }
         ("PATCH", true, Some("status") | None) => patch(state, target, headers, body, q).await,
         ("DELETE", true, None) => delete(state, target, headers, body, q).await,
         (m, _, _) => Err(ApiError::method_not_allowed(format!(

@@ -152,6 +152,20 @@ pub fn prepare_update(
             name_of(old)
         )));
     }
+    if subresource == Some("finalize") {
+        // Only the namespace's spec.finalizers change through `finalize`.
+        let finalizers = new.pointer("/spec/finalizers").cloned();
+        *new = old.clone();
+        match finalizers {
+            Some(f) => new["spec"]["finalizers"] = f,
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+        return validate(new, res);
+    }
     if subresource == Some("status") {
         let status = new.get("status").cloned();
         *new = old.clone();

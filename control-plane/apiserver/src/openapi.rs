@@ -281,6 +281,11 @@ fn annotate(name: &str, def: &mut Value) {
         def["type"] = json!("string");
     }
     let Some(props) = def.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    for (field, strategy) in skiff_api::schema::field_strategies_of(name) {
+        if let Some(prop) = props.get_mut(field).and_then(Value::as_object_mut) {
+            prop.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+        }
+    }
     for f in list_fields_of(name) {
         let Some(prop) = props.get_mut(f.field).and_then(Value::as_object_mut) else { continue };
         match f.list_type {

@@ -180,6 +180,11 @@ fn merge_field(
             target_map.remove(key);
         }
         Value::Object(_) => {
+            let names: Vec<&str> = path.iter().map(String::as_str).collect();
+            if schema::map_patch_strategy(kind, &names) == Some("replace") {
+                target_map.insert(key.to_string(), strip_directives(value));
+                return Ok(());
+            }
             let slot = target_map.entry(key.to_string()).or_insert(Value::Null);
             strategic_merge(slot, value, kind, path)?;
         }
@@ -300,11 +305,21 @@ mod tests {
         let mut pod = json!({"kind": "Pod", "spec": {"containers": [{"name": "c", "env": [{"name": "MODE", "value": "1"}]}]}});
         let patch = json!({"spec": {"containers": [{"name": "c", "env": [{"name": "EXTRA", "value": "yes"}]}]}});
         apply_patch(&mut pod, PatchType::StrategicMerge, patch.to_string().as_bytes()).unwrap();
-        let names: Vec<&str> = pod["spec"]["containers"][0]["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["EXTRA", "MODE"]);
         let patch = json!({"spec": {"containers": [{"name": "c", "$setElementOrder/env": [{"name": "MODE"}, {"name": "EXTRA"}]}]}});
         apply_patch(&mut pod, PatchType::StrategicMerge, patch.to_string().as_bytes()).unwrap();
-        let names: Vec<&str> = pod["spec"]["containers"][0]["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["MODE", "EXTRA"]);
     }
 
