@@ -183,3 +183,42 @@ fn client_side_apply_then_server_side_apply_should_migrate_the_managers() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(s.json(&["get", "lease", "migrated"])["spec"]["holderIdentity"], "three");
 }
+
+#[test]
+fn server_side_applied_pod_should_run_and_keep_the_node_status_owner_apart() {
+    let (_guard, _dir, s) = started();
+    s.import(&support::guest("hello-wasm.wasip2.wasm"), "hello-wasm:latest");
+    let pod = |labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ssa-pod\n  labels:\n{labels}spec:\n  runtimeClassName: wasmtime\n  restartPolicy: Never\n  containers:\n  - name: hello\n    image: hello-wasm:latest\n    env:\n    - name: GREETING\n      value: hi\n"
+        )
+    };
+    let out = s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &pod("    app: hello\n    tier: demo\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let done = s.wait_pod("ssa-pod", std::time::Duration::from_secs(60), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(done["spec"]["containers"][0]["env"][0]["value"], "hi");
+
+    // The node's status writes are recorded apart from the applier's fields.
+    let obj = s.json(&["get", "pod", "ssa-pod", "--show-managed-fields"]);
+    let entries = obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    let status = entries.iter().find(|e| e["subresource"] == "status").expect("a status entry");
+    assert_eq!(status["operation"], "Update");
+    assert!(status["fieldsV1"].pointer("/f:status/f:phase").is_some(), "{status}");
+    let applied = fields_of(&obj, "kubectl").expect("kubectl's fields");
+    assert!(applied.get("f:status").is_none(), "{applied}");
+    let env = applied
+        .pointer("/f:spec/f:containers/k:{\"name\":\"hello\"}/f:env/k:{\"name\":\"GREETING\"}");
+    assert!(env.is_some(), "{applied}");
+
+    // Re-applying without a label removes it and leaves the status alone.
+    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &pod("    app: hello\n"));
+    assert!(out.status.success(), "{}", text(&out));
+    let obj = s.json(&["get", "pod", "ssa-pod"]);
+    assert_eq!(obj["metadata"]["labels"], serde_json::json!({"app": "hello"}));
+    assert_eq!(obj["status"]["phase"], "Succeeded");
+}

@@ -248,14 +248,13 @@ impl ApplyRequest {
     ) -> Result<Value, ApiError> {
         if let (Some(live), Some(rv)) =
             (live, self.config.pointer("/metadata/resourceVersion").and_then(Value::as_str))
+            && live.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
         {
-            if live.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv) {
-                return Err(ApiError::conflict(
-                    res.plural,
-                    crate::objects::name_of(live),
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+            return Err(ApiError::conflict(
+                res.plural,
+                crate::objects::name_of(live),
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let scope = Scope { res, subresource };
         let mut entries = live.and_then(|l| managed::decode(l).ok()).unwrap_or_default();
@@ -278,10 +277,10 @@ impl ApplyRequest {
             })
             .collect();
         if !self.force && !conflicts.is_empty() {
-            if self.manager == KUBECTL_MANAGER {
-                if let Some(allowed) = allowed_by_last_applied(&scope, &live_obj, &live_fields) {
-                    conflicts.retain(|(_, p)| !allowed.contains(p));
-                }
+            if self.manager == KUBECTL_MANAGER
+                && let Some(allowed) = allowed_by_last_applied(&scope, &live_obj, &live_fields)
+            {
+                conflicts.retain(|(_, p)| !allowed.contains(p));
             }
             if !conflicts.is_empty() {
                 return Err(conflict_error(conflicts));
@@ -350,10 +349,10 @@ fn sync_last_applied(obj: &mut Value, config: &Value) {
     let mut last = config.clone();
     if let Some(a) = last.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
         a.remove(LAST_APPLIED);
-        if a.is_empty() {
-            if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("annotations");
-            }
+        if a.is_empty()
+            && let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("annotations");
         }
     }
     let text = serde_json::to_string(&last).unwrap_or_default() + "\n";

@@ -111,8 +111,7 @@ impl FieldSet {
     pub fn has_descendant(&self, path: &[String]) -> bool {
         self.0
             .range(path.to_vec()..)
-            .skip_while(|p| p.as_slice() == path)
-            .next()
+            .find(|p| p.as_slice() != path)
             .is_some_and(|p| p.len() > path.len() && p.starts_with(path))
     }
 
