@@ -262,6 +262,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         SocketAddr::new(url_host, addr.port()).to_string(),
     )
     .with_unauthenticated_routes(join_service.router());
+    api.enable_service_account_tokens(&pki.ca_key_pem)
+        .map_err(|e| anyhow::anyhow!("service account token signing: {e}"))?;
     api.state().metrics.register_collector(Box::new(store.metrics_collector()));
     api.bootstrap()
         .await

@@ -3,7 +3,9 @@
 //! helpers over generic (JSON) objects.
 
 pub mod logs;
+pub mod protobuf;
 pub mod registry;
+pub mod schema;
 
 pub use registry::{Registry, ResourceInfo};
 
@@ -48,6 +50,79 @@ pub fn validate_dns_label(name: &str) -> Result<(), String> {
         Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \
              '-', and must start and end with an alphanumeric character (e.g. 'my-name', or \
              '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            .into())
+    }
+}
+
+/// Validates a name as an RFC 1035 DNS label (Service names: must start with a letter).
+pub fn validate_dns1035_label(name: &str) -> Result<(), String> {
+    if name.len() <= 63 && is_dns_label(name) && name.as_bytes()[0].is_ascii_lowercase() {
+        Ok(())
+    } else {
+        Err("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start \
+             with an alphabetic character, and end with an alphanumeric character (e.g. \
+             'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+            .into())
+    }
+}
+
+/// Validates a name that only has to be usable as one URL path segment (RBAC objects).
+pub fn validate_path_segment(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("name or generateName is required".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("may not be '{name}'"));
+    }
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == '%') {
+        return Err(format!("may not contain '{c}'"));
+    }
+    Ok(())
+}
+
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Validates a label or annotation key: an optional DNS-subdomain prefix and `/`, then a
+/// name of at most 63 characters.
+pub fn validate_qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if validate_dns_subdomain(p).is_err() {
+            return Err("prefix part a lowercase RFC 1123 subdomain must consist of lower case \
+                        alphanumeric characters, '-' or '.', and must start and end with an \
+                        alphanumeric character"
+                .into());
+        }
+    }
+    if !is_qualified_part(name) {
+        return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and \
+                    must start and end with an alphanumeric character (e.g. 'MyName',  or \
+                    'my.name',  or '123-abc', regex used for validation is \
+                    '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+            .into());
+    }
+    Ok(())
+}
+
+/// Validates a label value: empty, or at most 63 characters of the qualified-name alphabet.
+pub fn validate_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || is_qualified_part(value) {
+        Ok(())
+    } else {
+        Err("a valid label must be an empty string or consist of alphanumeric characters, \
+             '-', '_' or '.', and must start and end with an alphanumeric character (e.g. \
+             'MyValue',  or 'my_value',  or '12345', regex used for validation is \
+             '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
             .into())
     }
 }

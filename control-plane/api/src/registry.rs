@@ -18,10 +18,18 @@ pub struct ResourceInfo {
     pub subresources: &'static [&'static str],
     /// Whether `metadata.generation` tracks spec changes for this kind.
     pub has_spec: bool,
+    /// The (group, version) objects are stored as when it is not this one's: such a
+    /// resource is a view of another, converted on every read and write.
+    pub storage: Option<(&'static str, &'static str)>,
 }
 
 impl ResourceInfo {
     /// `group/version`, or just `version` for the core group.
+    /// Whether objects of this resource are kept (reviews are only answered).
+    pub fn is_stored(&self) -> bool {
+        self.verbs.contains(&"get")
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
@@ -50,6 +58,7 @@ macro_rules! resource {
             verbs: ALL_VERBS,
             subresources: $sub,
             has_spec: $spec,
+            storage: None,
         }
     };
 }
@@ -63,19 +72,121 @@ pub struct Registry {
 impl Registry {
     /// The built-in resources this version of Skiff serves.
     pub fn builtin() -> Self {
+        const ALL: &[&str] = &["all"];
+        const NONE: &[&str] = &[];
+        const STATUS: &[&str] = &["status"];
+        const STATUS_SCALE: &[&str] = &["status", "scale"];
+        #[rustfmt::skip]
         let resources = vec![
+            // core/v1
             resource!("", "v1", "Namespace", "namespaces", "namespace", false,
-                short: &["ns"], categories: &[], sub: &["status", "finalize"], spec: false),
+                short: &["ns"], categories: NONE, sub: &["status", "finalize"], spec: false),
             resource!("", "v1", "Node", "nodes", "node", false,
-                short: &["no"], categories: &[], sub: &["status"], spec: false),
+                short: &["no"], categories: NONE, sub: STATUS, spec: false),
             resource!("", "v1", "Pod", "pods", "pod", true,
-                short: &["po"], categories: &["all"], sub: &["status", "log", "binding"], spec: false),
+                short: &["po"], categories: ALL, sub: &["status", "log", "binding", "eviction"], spec: false),
+            resource!("", "v1", "Service", "services", "service", true,
+                short: &["svc"], categories: ALL, sub: STATUS, spec: false),
+            resource!("", "v1", "Endpoints", "endpoints", "endpoints", true,
+                short: &["ep"], categories: NONE, sub: NONE, spec: false),
+            resource!("", "v1", "ConfigMap", "configmaps", "configmap", true,
+                short: &["cm"], categories: NONE, sub: NONE, spec: false),
+            resource!("", "v1", "Secret", "secrets", "secret", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true,
+                short: &["sa"], categories: NONE, sub: &["token"], spec: false),
             resource!("", "v1", "Event", "events", "event", true,
-                short: &["ev"], categories: &[], sub: &[], spec: false),
-            resource!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", false,
-                short: &[], categories: &[], sub: &[], spec: false),
+                short: &["ev"], categories: NONE, sub: NONE, spec: false),
+            resource!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false,
+                short: &["pv"], categories: NONE, sub: STATUS, spec: false),
+            resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true,
+                short: &["pvc"], categories: NONE, sub: STATUS, spec: false),
+            resource!("", "v1", "LimitRange", "limitranges", "limitrange", true,
+                short: &["limits"], categories: NONE, sub: NONE, spec: false),
+            resource!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true,
+                short: &["quota"], categories: NONE, sub: STATUS, spec: false),
+            resource!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true,
+                short: &["rc"], categories: ALL, sub: STATUS_SCALE, spec: true),
+            // apps/v1
+            resource!("apps", "v1", "Deployment", "deployments", "deployment", true,
+                short: &["deploy"], categories: ALL, sub: STATUS_SCALE, spec: true),
+            resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true,
+                short: &["rs"], categories: ALL, sub: STATUS_SCALE, spec: true),
+            resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true,
+                short: &["sts"], categories: ALL, sub: STATUS_SCALE, spec: true),
+            resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true,
+                short: &["ds"], categories: ALL, sub: STATUS, spec: true),
+            resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            // batch/v1
+            resource!("batch", "v1", "Job", "jobs", "job", true,
+                short: NONE, categories: ALL, sub: STATUS, spec: true),
+            resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true,
+                short: &["cj"], categories: ALL, sub: STATUS, spec: true),
+            // autoscaling: v2 is the storage (and preferred) version, v1 is converted.
+            resource!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true,
+                short: &["hpa"], categories: ALL, sub: STATUS, spec: true),
+            ResourceInfo {
+                storage: Some(("autoscaling", "v2")),
+                ..resource!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true,
+                    short: &["hpa"], categories: ALL, sub: STATUS, spec: true)
+            },
+            // networking.k8s.io/v1
+            resource!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true,
+                short: &["netpol"], categories: NONE, sub: NONE, spec: true),
+            resource!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true,
+                short: &["ing"], categories: NONE, sub: STATUS, spec: true),
+            resource!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false,
+                short: NONE, categories: NONE, sub: NONE, spec: true),
+            resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
             resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true,
-                short: &[], categories: &[], sub: &[], spec: false),
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            // events.k8s.io/v1 shares storage with core/v1 events.
+            ResourceInfo {
+                storage: Some(("", "v1")),
+                ..resource!("events.k8s.io", "v1", "Event", "events", "event", true,
+                    short: &["ev"], categories: NONE, sub: NONE, spec: false)
+            },
+            resource!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", false,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false,
+                short: &["sc"], categories: NONE, sub: NONE, spec: false),
+            resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true,
+                short: &["pdb"], categories: NONE, sub: STATUS, spec: true),
+            resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false,
+                short: &["pc"], categories: NONE, sub: NONE, spec: false),
+            resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false,
+                short: &["crd", "crds"], categories: &["api-extensions"], sub: STATUS, spec: true),
+            // Reviews are answered, never stored: only `create`.
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
         ];
         Registry { resources }
     }
@@ -84,8 +195,16 @@ impl Registry {
         &self.resources
     }
 
+    /// The resource `plural` of `group`, in the group's preferred (first listed) version.
     pub fn by_plural(&self, group: &str, plural: &str) -> Option<&ResourceInfo> {
         self.resources.iter().find(|r| r.group == group && r.plural == plural)
+    }
+
+    /// The resource `plural` of `group`/`version`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {

@@ -1,5 +1,6 @@
 //! Discovery documents: `/version`, legacy `/api`, `/apis`, per group-version
-//! `APIResourceList`s, aggregated discovery (`apidiscovery.k8s.io/v2`), and OpenAPI v3.
+//! `APIResourceList`s and aggregated discovery (`apidiscovery.k8s.io/v2`); OpenAPI lives in
+//! `openapi`.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -88,14 +89,19 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
         }
         resources.push(entry);
         for sub in r.subresources {
-            let (kind, verbs): (&str, &[&str]) = subresource_shape(r, sub);
-            resources.push(json!({
+            let (g, v, kind, verbs) = subresource_shape(r, sub);
+            let mut entry = json!({
                 "name": format!("{}/{}", r.plural, sub),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            if (g, v) != (r.group, r.version) {
+                entry["group"] = json!(g);
+                entry["version"] = json!(v);
+            }
+            resources.push(entry);
         }
     }
     if resources.is_empty() {
@@ -107,19 +113,26 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
     )
 }
 
-fn subresource_shape(r: &ResourceInfo, sub: &str) -> (&'static str, &'static [&'static str]) {
+/// The (group, version, kind) a subresource answers with, and its verbs.
+fn subresource_shape(
+    r: &ResourceInfo,
+    sub: &str,
+) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
     match sub {
-        "status" => (r.kind, &["get", "patch", "update"]),
-        "log" => ("Pod", &["get"]),
-        "binding" => ("Binding", &["create"]),
-        "finalize" => ("Namespace", &["update"]),
-        "scale" => ("Scale", &["get", "patch", "update"]),
-        _ => (r.kind, &["get"]),
+        "status" => (r.group, r.version, r.kind, &["get", "patch", "update"]),
+        "log" => ("", "v1", "Pod", &["get"]),
+        "binding" => ("", "v1", "Binding", &["create"]),
+        "finalize" => ("", "v1", "Namespace", &["update"]),
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+        "eviction" => ("policy", "v1", "Eviction", &["create"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
+        _ => (r.group, r.version, r.kind, &["get"]),
     }
 }
 
 fn storage_version_hash(r: &ResourceInfo) -> String {
-    let digest = Sha256::digest(format!("{}/{}/{}", r.group, r.version, r.kind));
+    let (group, version) = r.storage.unwrap_or((r.group, r.version));
+    let digest = Sha256::digest(format!("{group}/{version}/{}", r.kind));
     base64_short(&digest[..8])
 }
 
@@ -144,9 +157,8 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
                                 .subresources
                                 .iter()
                                 .map(|s| {
-                                    let (kind, verbs) = subresource_shape(r, s);
-                                    let group = if kind == r.kind { r.group } else { "" };
-                                    json!({"subresource": s, "responseKind": {"group": group, "version": if kind == r.kind { r.version } else { "v1" }, "kind": kind}, "verbs": verbs})
+                                    let (group, version, kind, verbs) = subresource_shape(r, s);
+                                    json!({"subresource": s, "responseKind": {"group": group, "version": version, "kind": kind}, "verbs": verbs})
                                 })
                                 .collect();
                             let mut e = json!({
@@ -177,169 +189,6 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
-/// OpenAPI v3 document for one group-version: its paths (with the query parameters clients
-/// probe for, such as `fieldValidation`) and a schema per kind.
-pub fn openapi_v3_group_version(reg: &Registry, group: &str, version: &str) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    let mut schemas = serde_json::Map::new();
-    let prefix = if group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{group}/{version}")
-    };
-    let mut any = false;
-    for r in reg.in_group_version(group, version) {
-        any = true;
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let schema_name = schema_name(r);
-        let schema_ref = json!({"$ref": format!("#/components/schemas/{schema_name}")});
-        let body = json!({"content": {"application/json": {"schema": schema_ref.clone()}, "application/yaml": {"schema": schema_ref.clone()}}});
-        let query = |name: &str, ty: &str| json!({"name": name, "in": "query", "schema": {"type": ty, "uniqueItems": true}});
-        let write_params = vec![
-            query("dryRun", "string"),
-            query("fieldManager", "string"),
-            query("fieldValidation", "string"),
-        ];
-        let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref.clone()}}}});
-        let op = |verb: &str, action: &str, with_body: bool, params: Vec<Value>| {
-            let mut o = json!({
-                "operationId": format!("{verb}{}", r.kind),
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk.clone(),
-                "parameters": params,
-                "responses": ok.clone(),
-            });
-            if with_body {
-                o["requestBody"] = body.clone();
-            }
-            o
-        };
-        let patch_body = json!({"content": {
-            "application/json-patch+json": {"schema": {"type": "object"}},
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/strategic-merge-patch+json": {"schema": {"type": "object"}}}});
-        let mut item = json!({
-            "get": op("read", "get", false, vec![]),
-            "put": op("replace", "put", true, write_params.clone()),
-            "delete": op("delete", "delete", false, vec![query("dryRun", "string"), query("gracePeriodSeconds", "integer"), query("propagationPolicy", "string")]),
-            "patch": op("patch", "patch", false, [write_params.clone(), vec![query("force", "boolean")]].concat()),
-        });
-        item["patch"]["requestBody"] = patch_body;
-        let collection = json!({
-            "get": op("list", "list", false, vec![query("labelSelector", "string"), query("fieldSelector", "string"), query("limit", "integer"), query("continue", "string"), query("watch", "boolean"), query("resourceVersion", "string")]),
-            "post": op("create", "post", true, write_params),
-        });
-        let name =
-            json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
-        let ns = json!({"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}});
-        let (coll_path, item_params) = if r.namespaced {
-            (
-                format!("{prefix}/namespaces/{{namespace}}/{}", r.plural),
-                vec![name.clone(), ns.clone()],
-            )
-        } else {
-            (format!("{prefix}/{}", r.plural), vec![name.clone()])
-        };
-        let mut coll = collection;
-        if r.namespaced {
-            coll["parameters"] = json!([ns]);
-        }
-        paths.insert(coll_path.clone(), coll);
-        let mut it = item;
-        it["parameters"] = json!(item_params);
-        paths.insert(format!("{coll_path}/{{name}}"), it);
-        schemas.insert(
-            schema_name,
-            json!({
-                "description": format!("{} ({})", r.kind, r.api_version()),
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true,
-                "properties": {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                }
-            }),
-        );
-    }
-    if !any {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Skiff", "version": concat!("v1.35.0-skiff.", env!("CARGO_PKG_VERSION"))},
-        "paths": paths,
-        "components": {"schemas": schemas}
-    }))
-}
-
-fn schema_name(r: &ResourceInfo) -> String {
-    let group = if r.group.is_empty() {
-        "io.k8s.api.core".to_string()
-    } else {
-        let g = r.group.split('.').next().unwrap_or(r.group);
-        format!("io.k8s.api.{g}")
-    };
-    format!("{group}.{}.{}", r.version, r.kind)
-}
-
-/// The `/openapi/v3` index: one entry per served group-version with a content hash.
-pub fn openapi_v3_root(reg: &Registry) -> Value {
-    let mut paths = serde_json::Map::new();
-    let mut gvs: Vec<(&str, &str)> = vec![("", "v1")];
-    for (g, vs) in reg.groups() {
-        for v in vs {
-            gvs.push((g, v));
-        }
-    }
-    for (g, v) in gvs {
-        let path = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
-        let doc = openapi_v3_group_version(reg, g, v).unwrap_or(Value::Null);
-        let hash = hex_upper(&Sha256::digest(doc.to_string().as_bytes()));
-        paths.insert(
-            path.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-const V2_TITLE: &str = "Skiff";
-const V2_VERSION: &str = concat!("v1.35.0-skiff.", env!("CARGO_PKG_VERSION"));
-
-/// The OpenAPI v2 document. It carries no definitions: clients that validate on their side
-/// skip kinds they find no schema for, and kinds served here are validated by the server
-/// (`fieldValidation`, advertised in OpenAPI v3).
-pub fn openapi_v2_json() -> Value {
-    json!({"swagger": "2.0", "info": {"title": V2_TITLE, "version": V2_VERSION}, "paths": {}, "definitions": {}})
-}
-
-/// The same document in the gnostic `openapi.v2.Document` protobuf encoding:
-/// `swagger` is field 1, `info` field 2 (an `Info` with `title` 1 and `version` 2).
-pub fn openapi_v2_protobuf() -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
-        out.push((number << 3) | 2);
-        let mut len = bytes.len();
-        while len >= 0x80 {
-            out.push((len as u8) | 0x80);
-            len >>= 7;
-        }
-        out.push(len as u8);
-        out.extend_from_slice(bytes);
-    }
-    let mut info = Vec::new();
-    field(&mut info, 1, V2_TITLE.as_bytes());
-    field(&mut info, 2, V2_VERSION.as_bytes());
-    let mut doc = Vec::new();
-    field(&mut doc, 1, b"2.0");
-    field(&mut doc, 2, &info);
-    doc
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,27 +201,5 @@ mod tests {
         let pods = res.iter().find(|r| r["name"] == "pods").unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert!(res.iter().any(|r| r["name"] == "pods/log"));
-    }
-
-    #[test]
-    fn openapi_v2_protobuf_should_encode_swagger_and_info() {
-        let doc = openapi_v2_protobuf();
-        assert_eq!(&doc[..5], b"\x0a\x032.0");
-        assert_eq!(doc[5], 0x12);
-        assert_eq!(doc[6] as usize, doc.len() - 7);
-    }
-
-    #[test]
-    fn openapi_v3_should_expose_field_validation_on_patch() {
-        let reg = Registry::builtin();
-        let doc = openapi_v3_group_version(&reg, "", "v1").unwrap();
-        let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
-        assert!(
-            patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation")
-        );
-        assert!(
-            openapi_v3_root(&reg)["paths"]["apis/node.k8s.io/v1"]["serverRelativeURL"].is_string()
-        );
     }
 }

@@ -16,12 +16,15 @@ use crate::errors::ApiError;
 use crate::objects::{self, name_of, now_rfc3339, resource_version_of};
 use crate::patch::{PatchType, apply_patch};
 use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
-use crate::{State, table, typed, watch};
+use crate::{State, apply, convert, table, typed, watch};
 
 /// A parsed resource URL.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The resource as stored (for a view such as events.k8s.io/v1 Events, the storage one).
     pub resource: ResourceInfo,
+    /// The resource the URL named, when it is a view of `resource` in another version.
+    pub view: Option<ResourceInfo>,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
@@ -41,27 +44,30 @@ pub fn parse_target(
     segs: &[&str],
 ) -> Result<Target, ApiError> {
     let lookup = |plural: &str| {
-        state
-            .registry
-            .by_plural(group, plural)
-            .filter(|r| r.version == version)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::new(404, "NotFound", "the server could not find the requested resource")
-            })
+        state.registry.lookup(group, version, plural).cloned().ok_or_else(|| {
+            ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        })
     };
-    let t = |resource: ResourceInfo,
-             namespace: Option<&str>,
-             name: Option<&str>,
-             sub: Option<&str>| Target {
-        resource,
-        namespace: namespace.map(str::to_string),
-        name: name.map(str::to_string),
-        subresource: sub.map(str::to_string),
+    // A view is served from its storage resource and converted on the way in and out.
+    let with_storage = |r: ResourceInfo| -> (ResourceInfo, Option<ResourceInfo>) {
+        match r.storage.and_then(|(g, v)| state.registry.lookup(g, v, r.plural)) {
+            Some(storage) => (storage.clone(), Some(r)),
+            None => (r, None),
+        }
     };
-    let namespaced_plural = |p: &str| {
-        state.registry.by_plural(group, p).is_some_and(|r| r.namespaced && r.version == version)
-    };
+    let t =
+        |resource: ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+            let (resource, view) = with_storage(resource);
+            Target {
+                resource,
+                view,
+                namespace: namespace.map(str::to_string),
+                name: name.map(str::to_string),
+                subresource: sub.map(str::to_string),
+            }
+        };
+    let namespaced_plural =
+        |p: &str| state.registry.lookup(group, version, p).is_some_and(|r| r.namespaced);
     let target = match segs {
         [res] => t(lookup(res)?, None, None, None),
         ["namespaces", ns, res] if namespaced_plural(res) => t(lookup(res)?, Some(ns), None, None),
@@ -116,7 +122,7 @@ fn encode(obj: &Value) -> Vec<u8> {
     serde_json::to_vec(&without_resource_version(obj)).unwrap_or_default()
 }
 
-fn without_resource_version(obj: &Value) -> Value {
+pub(crate) fn without_resource_version(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -175,7 +181,11 @@ fn field_validation(
     q: &HashMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
-    let unknown = typed::check(res.kind, obj)?;
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    let unknown = typed::check(&res.api_version(), res.kind, &obj)?;
     if unknown.is_empty() || mode == "Ignore" {
         return Ok(Vec::new());
     }
@@ -226,12 +236,21 @@ pub async fn create(
     let mut obj = parse_body(headers, body)?;
     objects::check_type(&mut obj, res)?;
     let warnings = field_validation(res, &obj, q)?;
+    if !res.is_stored() {
+        let answer = crate::reviews::answer(res, obj)?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
+    }
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
     let name = name_of(&obj).to_string();
     if res.namespaced {
         ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
     }
     let key = object_key(res, objects::namespace_of(&obj), &name);
+    apply::record_update(res, None, None, &mut obj, q, headers)?;
+    if res.group.is_empty() && res.kind == "Service" {
+        let created = create_service(state, obj, &key, is_dry_run(q)).await?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
+    }
     if is_dry_run(q) {
         return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
     }
@@ -241,6 +260,53 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
     Ok(with_warnings(json_response(StatusCode::CREATED, &decode(&kv)?), &warnings))
+}
+
+/// Create a Service together with the claims of the addresses it is given; a random pick
+/// that collides with another Service's is retried with a fresh one.
+pub async fn create_service(
+    state: &State,
+    obj: Value,
+    key: &str,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = name_of(&obj).to_string();
+    for attempt in 0..8 {
+        let mut svc = obj.clone();
+        let mut ops = crate::services::claims(&mut svc, attempt)?;
+        if dry_run {
+            return Ok(svc);
+        }
+        ops.insert(0, skiff_store::TxnOp::Create { key: key.to_string(), value: encode(&svc) });
+        match state.store.txn(ops).await {
+            Ok(kvs) => {
+                let kv =
+                    kvs.first().ok_or_else(|| ApiError::internal("empty transaction result"))?;
+                return decode(kv);
+            }
+            Err(StoreError::AlreadyExists(k)) if k != key => {
+                let requested = match k.rsplit('/').next() {
+                    Some(v) if k.contains("/serviceips/") => {
+                        obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(v)
+                    }
+                    Some(v) => obj
+                        .pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p.get("nodePort").map(Value::to_string).as_deref() == Some(v)),
+                    None => false,
+                };
+                if requested {
+                    if let Some(e) = crate::services::requested_conflict(&obj, &k) {
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(ApiError::from_store(e, "services", &name)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a free service address; try again"))
 }
 
 pub async fn get(state: &Arc<State>, target: &Target) -> Result<Value, ApiError> {
@@ -421,7 +487,7 @@ fn list_read_options(
 
 /// Write `obj` as the new state of an object read at `prev`; deletes it instead when the
 /// update finishes a deletion (deletionTimestamp set, no finalizers left, no grace pending).
-async fn write(
+pub(crate) async fn write(
     state: &State,
     res: &ResourceInfo,
     key: &str,
@@ -461,7 +527,7 @@ async fn write(
 const MAX_RETRIES: usize = 16;
 
 /// The stored object at `key`, or 404 in Kubernetes' words.
-async fn read_current(
+pub(crate) async fn read_current(
     state: &State,
     resource: &str,
     key: &str,
@@ -502,6 +568,7 @@ pub async fn update(
         let old = decode(&prev)?;
         let mut new = incoming.clone();
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
         if is_dry_run(q) {
             return Ok(json_response(StatusCode::OK, &new));
         }
@@ -527,11 +594,21 @@ pub async fn patch(
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let patch_type =
         PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    if patch_type == PatchType::Apply {
+        return server_side_apply(state, target, headers, body, q).await;
+    }
     for _ in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
-        let mut new = old.clone();
+        // A view is patched in its own shape.
+        let mut new = match &target.view {
+            Some(view) => convert::from_storage(old.clone(), view),
+            None => old.clone(),
+        };
         apply_patch(&mut new, patch_type, body)?;
+        if let Some(view) = &target.view {
+            new = convert::to_storage(new, view, &res.api_version());
+        }
         // A patch that names a resourceVersion is a precondition.
         if let Some(rv) = resource_version_of(&new) {
             if rv != prev.mod_revision.to_string() {
@@ -544,6 +621,74 @@ pub async fn patch(
         }
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
+        if is_dry_run(q) {
+            return Ok(json_response(StatusCode::OK, &new));
+        }
+        match write(state, res, &key, &prev, &new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        }
+    }
+    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// Server-side apply (`application/apply-patch+yaml`); applying to a missing object creates it.
+async fn server_side_apply(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let sub = target.subresource.as_deref();
+    let request =
+        apply::ApplyRequest::parse(res, target.namespace.as_deref(), &name, headers, body, q)?;
+    for _ in 0..MAX_RETRIES {
+        let prev =
+            state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let Some(prev) = prev else {
+            if sub.is_some() {
+                return Err(ApiError::not_found(res.plural, &name));
+            }
+            let mut obj = request.apply_to(res, None, None)?;
+            let warnings = field_validation(res, &obj, q)?;
+            objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
+            if res.namespaced {
+                ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
+            }
+            if is_dry_run(q) {
+                return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+            }
+            if res.group.is_empty() && res.kind == "Service" {
+                match create_service(state, obj, &key, false).await {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                    Ok(created) => {
+                        return Ok(with_warnings(
+                            json_response(StatusCode::CREATED, &created),
+                            &warnings,
+                        ));
+                    }
+                }
+            }
+            match state.store.create(&key, encode(&obj)).await {
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
+                Ok(kv) => {
+                    let created = json_response(StatusCode::CREATED, &decode(&kv)?);
+                    return Ok(with_warnings(created, &warnings));
+                }
+            }
+        };
+        let old = decode(&prev)?;
+        let mut new = request.apply_to(res, sub, Some(&old))?;
+        let warnings = field_validation(res, &new, q)?;
+        objects::prepare_update(&mut new, &old, res, sub)?;
         if is_dry_run(q) {
             return Ok(json_response(StatusCode::OK, &new));
         }
@@ -562,6 +707,8 @@ struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    /// `Orphan`, `Background` or `Foreground`, when asked for.
+    propagation: Option<String>,
 }
 
 fn delete_options(
@@ -580,7 +727,45 @@ fn delete_options(
         .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
     let dry_run = is_dry_run(q)
         || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let orphan = b
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let propagation = b
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| q.get("propagationPolicy").cloned())
+        .or_else(|| orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string()));
+    if let Some(p) = &propagation {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                vec![(
+                    "propagationPolicy".into(),
+                    format!(
+                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                    ),
+                )],
+            ));
+        }
+        if orphan.is_some()
+            && (b.get("propagationPolicy").is_some() || q.contains_key("propagationPolicy"))
+        {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                vec![(
+                    "propagationPolicy".into(),
+                    "Invalid value: orphanDependents and propagationPolicy cannot both be set"
+                        .into(),
+                )],
+            ));
+        }
+    }
     Ok(DeleteOptions {
+        propagation,
         grace,
         uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
         resource_version: b
@@ -630,6 +815,33 @@ pub async fn delete(
             }
         }
         let grace = graceful_period(res, &obj, opts.grace);
+        // The garbage collector's finalizers follow the propagation policy asked for.
+        let gc_finalizer = match opts.propagation.as_deref() {
+            Some("Orphan") => Some(crate::gc::ORPHAN),
+            Some("Foreground") => Some(crate::gc::FOREGROUND),
+            _ => None,
+        };
+        if opts.propagation.is_some() && res.kind != "Namespace" {
+            let m = obj
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| ApiError::internal("object without metadata"))?;
+            let mut finalizers: Vec<Value> = m
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f != crate::gc::ORPHAN && f != crate::gc::FOREGROUND)
+                .collect();
+            finalizers.extend(gc_finalizer.map(|f| json!(f)));
+            if finalizers.is_empty() {
+                m.remove("finalizers");
+            } else {
+                m.insert("finalizers".into(), Value::Array(finalizers));
+            }
+        }
+        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -672,7 +884,11 @@ pub async fn delete(
                     if grace == 0 && !has_finalizers {
                         continue;
                     }
-                    return Ok(json_response(StatusCode::ACCEPTED, &obj));
+                    if gc_finalizer.is_some() {
+                        crate::gc::spawn_finish(state.clone(), res.clone(), key.clone(), uid);
+                    }
+                    let code = if grace == 0 { StatusCode::OK } else { StatusCode::ACCEPTED };
+                    return Ok(json_response(code, &obj));
                 }
             }
         }
@@ -683,6 +899,15 @@ pub async fn delete(
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
             Ok(kv) => {
+                if res.group.is_empty() && res.kind == "Service" {
+                    for claim in crate::services::release(&obj) {
+                        let _ = state.store.delete(&claim, None).await;
+                    }
+                }
+                if opts.propagation.as_deref() != Some("Orphan") && crate::gc::may_own(res) {
+                    let ns = objects::namespace_of(&obj).map(str::to_string);
+                    crate::gc::spawn_collect(state.clone(), uid, ns);
+                }
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                 }
@@ -691,6 +916,46 @@ pub async fn delete(
         }
     }
     Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// `DELETE` on a collection: every object matching the selectors, one by one, with the same
+/// options; answers the list of what was deleted (or is now being deleted).
+async fn delete_collection(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let (labels, fields) = selectors(res, q)?;
+    let page = state
+        .store
+        .list(&list_prefix(res, target.namespace.as_deref()))
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, ""))?;
+    let mut deleted = Vec::new();
+    for kv in &page.items {
+        let obj = decode(kv)?;
+        if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
+            continue;
+        }
+        let one = Target {
+            name: Some(name_of(&obj).to_string()),
+            namespace: objects::namespace_of(&obj).map(str::to_string),
+            ..target.clone()
+        };
+        match delete(state, &one, headers, body, q).await {
+            Ok(_) => deleted.push(obj),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let rv = state.store.current_revision().to_string();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),
+    ))
 }
 
 /// Grace period for deleting `obj`: only scheduled, non-terminal pods are deleted gracefully.
@@ -913,8 +1178,98 @@ pub async fn dispatch(
     body: &[u8],
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
+    match &target.view {
+        Some(view) => dispatch_view(state, method, target, view, headers, body, q).await,
+        None => dispatch_stored(state, method, target, headers, body, q).await,
+    }
+}
+
+/// A request to a view (another version of a stored resource): the body is converted to the
+/// storage shape, the request served as for the stored resource, and the answer converted back.
+async fn dispatch_view(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    view: &ResourceInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let mut warnings = Vec::new();
+    let converted;
+    let mut json_headers = headers.clone();
+    let body = if matches!(method.as_str(), "POST" | "PUT") && target.subresource.is_none() {
+        let mut obj = parse_body(headers, body)?;
+        objects::check_type(&mut obj, view)?;
+        warnings = field_validation(view, &obj, q)?;
+        let stored = convert::to_storage(obj, view, &target.resource.api_version());
+        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        json_headers
+            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        &converted[..]
+    } else {
+        body
+    };
+    let resp = dispatch_stored(state, method, target, &json_headers, body, q).await?;
+    if query_bool(q, "watch") {
+        return Ok(resp);
+    }
+    Ok(with_warnings(convert_response(resp, view).await?, &warnings))
+}
+
+/// Convert a buffered JSON answer about stored objects into the view's version.
+async fn convert_response(resp: Response, view: &ResourceInfo) -> Result<Response, ApiError> {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading a response to convert: {e}")))?;
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    };
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    if kind == view.kind {
+        v = convert::from_storage(v, view);
+    } else if kind == view.list_kind {
+        v["apiVersion"] = json!(view.api_version());
+        if let Some(Value::Array(items)) = v.get_mut("items") {
+            for item in items.iter_mut() {
+                *item = convert::from_storage(std::mem::take(item), view);
+            }
+        }
+    }
+    Ok(Response::from_parts(parts, Body::from(serde_json::to_vec(&v).unwrap_or_default())))
+}
+
+async fn dispatch_stored(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let sub = target.subresource.as_deref();
+    if !target.resource.is_stored() && (method != Method::POST || target.name.is_some()) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
     match (method.as_str(), target.name.is_some(), sub) {
+        (_, true, Some("scale")) => {
+            crate::subresources::scale(state, method, target, headers, body, q).await
+        }
+        ("POST", true, Some("token")) => crate::tokens::request(state, target, headers, body).await,
+        ("POST", true, Some("eviction")) => {
+            crate::subresources::evict(state, target, headers, body, q).await
+        }
+        ("DELETE", false, None) => delete_collection(state, target, headers, body, q).await,
         ("GET", false, _) if query_bool(q, "watch") => {
             watch::watch(state, target, headers, q).await
         }

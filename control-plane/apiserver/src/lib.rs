@@ -2,16 +2,29 @@
 //! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
 //! sockets) to the components that run beside it.
 
+pub mod apply;
+pub mod codec;
+pub mod convert;
 pub mod discovery;
 pub mod errors;
+pub mod gc;
+pub mod gnostic;
 pub mod handlers;
 pub mod join;
+pub mod kinds;
+pub mod managed;
 pub mod metrics;
 pub mod objects;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod printers;
+pub mod reviews;
 pub mod selectors;
+pub mod services;
+pub mod subresources;
 pub mod table;
+pub mod tokens;
 pub mod typed;
 pub mod watch;
 
@@ -43,6 +56,8 @@ pub struct State {
     /// `pods/log` endpoints of nodes, by node name.
     pub log_sources: RwLock<HashMap<String, Arc<dyn PodLogSource>>>,
     server_address: String,
+    /// Signs and verifies service account tokens, once configured.
+    pub token_signer: std::sync::OnceLock<tokens::TokenSigner>,
 }
 
 /// Marks a request that came through the in-process transport (never set from the network).
@@ -64,6 +79,7 @@ impl ApiServer {
             admin_token,
             log_sources: RwLock::new(HashMap::new()),
             server_address,
+            token_signer: std::sync::OnceLock::new(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -71,6 +87,14 @@ impl ApiServer {
             async move { serve_request(s, req).await }
         });
         ApiServer { state, router }
+    }
+
+    /// Issue and accept service account tokens signed with `key_pem` (the cluster CA's key,
+    /// so that every member accepts every member's tokens).
+    pub fn enable_service_account_tokens(&self, key_pem: &str) -> Result<(), String> {
+        let signer = tokens::TokenSigner::from_pem(key_pem)?;
+        let _ = self.state.token_signer.set(signer);
+        Ok(())
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -149,6 +173,51 @@ impl ApiServer {
                 Err(e) => return Err(ApiError::from_store(e, plural, "")),
             }
         }
+        self.bootstrap_api_service().await
+    }
+
+    /// The `kubernetes` Service in `default` (the first address of the service range) and
+    /// its Endpoints, which point at this api server.
+    async fn bootstrap_api_service(&self) -> Result<(), ApiError> {
+        let reg = &self.state.registry;
+        let (Some(services), Some(endpoints)) =
+            (reg.lookup("", "v1", "services"), reg.lookup("", "v1", "endpoints"))
+        else {
+            return Ok(());
+        };
+        let addr: Option<std::net::SocketAddr> = self.state.server_address.parse().ok();
+        let (ip, port) =
+            addr.map_or(("127.0.0.1".to_string(), 6443), |a| (a.ip().to_string(), a.port()));
+        let key = skiff_api::object_key(services, Some("default"), "kubernetes");
+        let exists = |r| async move {
+            self.state
+                .store
+                .get(r)
+                .await
+                .map_err(|e| ApiError::from_store(e, "services", "kubernetes"))
+        };
+        if exists(&key).await?.is_none() {
+            let mut svc = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+            objects::prepare_create(&mut svc, services, Some("default"))?;
+            match handlers::create_service(&self.state, svc, &key, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let key = skiff_api::object_key(endpoints, Some("default"), "kubernetes");
+        if exists(&key).await?.is_none() {
+            let mut ep = json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+            objects::prepare_create(&mut ep, endpoints, Some("default"))?;
+            match self.state.store.create(&key, serde_json::to_vec(&ep).unwrap_or_default()).await {
+                Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(ApiError::from_store(e, "endpoints", "kubernetes")),
+            }
+        }
         Ok(())
     }
 
@@ -196,17 +265,21 @@ impl ApiServer {
     }
 }
 
-fn authenticated(state: &State, req: &Request) -> bool {
-    if req.extensions().get::<InProcess>().is_some() {
+/// Whether the request is allowed in: in-process, or with the admin token or a valid
+/// service account token. (Takes the header, not the request: a request is not `Sync`.)
+async fn authenticated(state: &State, in_process: bool, authorization: Option<String>) -> bool {
+    if in_process {
         return true;
     }
-    let Some(auth) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
+    let Some(auth) = authorization else { return false };
     let Some(token) = auth.strip_prefix("Bearer ") else { return false };
+    let token = token.trim();
     // Constant-time comparison: the token is a secret.
-    let (a, b) = (token.trim().as_bytes(), state.admin_token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (token.as_bytes(), state.admin_token.as_bytes());
+    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+        return true;
+    }
+    token.matches('.').count() == 2 && tokens::authenticate(state, token).await
 }
 
 /// What a request is, for metrics.
@@ -223,7 +296,10 @@ struct RequestInfo {
 async fn serve_request(state: Arc<State>, req: Request) -> Response {
     let started = Instant::now();
     let mut info = RequestInfo { verb: req.method().to_string(), ..Default::default() };
-    let resp = if !authenticated(&state, &req) {
+    let in_process = req.extensions().get::<InProcess>().is_some();
+    let authorization =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let resp = if !authenticated(&state, in_process, authorization).await {
         ApiError::unauthorized().into_response()
     } else {
         match route(&state, req, &mut info).await {
@@ -345,39 +421,58 @@ async fn route(
                     (
                         StatusCode::OK,
                         [(header::CONTENT_TYPE, "application/octet-stream")],
-                        discovery::openapi_v2_protobuf(),
+                        openapi::v2_protobuf(reg).to_vec(),
                     )
                         .into_response(),
                 )
             } else {
-                get_only(json_response(StatusCode::OK, &discovery::openapi_v2_json()))
+                get_only(openapi_response(&openapi::v2(reg), false))
             }
         }
-        ["openapi", "v3"] => {
-            get_only(json_response(StatusCode::OK, &discovery::openapi_v3_root(reg)))
-        }
-        ["openapi", "v3", "api", version] => get_only(json_response(
-            StatusCode::OK,
-            &discovery::openapi_v3_group_version(reg, "", version).ok_or_else(not_found)?,
+        ["openapi", "v3"] => get_only(json_response(StatusCode::OK, &openapi::v3_root(reg))),
+        ["openapi", "v3", "api", version] => get_only(openapi_response(
+            &*openapi::v3(reg, "", version).ok_or_else(not_found)?,
+            q.contains_key("hash"),
         )),
-        ["openapi", "v3", "apis", group, version] => get_only(json_response(
-            StatusCode::OK,
-            &discovery::openapi_v3_group_version(reg, group, version).ok_or_else(not_found)?,
+        ["openapi", "v3", "apis", group, version] => get_only(openapi_response(
+            &*openapi::v3(reg, group, version).ok_or_else(not_found)?,
+            q.contains_key("hash"),
         )),
         ["api", version, rest @ ..] => {
-            resource_request(state, parts, body, "", version, rest, &q, info).await
+            let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+            let r = resource_request(state, parts, body, "", version, rest, &q, info).await;
+            codec::negotiate(&accept, streaming, r).await
         }
         ["apis", group, version, rest @ ..] => {
-            resource_request(state, parts, body, group, version, rest, &q, info).await
+            let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+            let r = resource_request(state, parts, body, group, version, rest, &q, info).await;
+            codec::negotiate(&accept, streaming, r).await
         }
         _ => Err(not_found()),
     }
 }
 
+/// A cached OpenAPI document with its ETag; a request that names the document's hash (as the
+/// `/openapi/v3` index links do) may be cached for good, as Kubernetes allows.
+fn openapi_response(doc: &openapi::Document, immutable: bool) -> Response {
+    let cache_control =
+        if immutable { "public, immutable, max-age=31536000" } else { "no-cache, private" };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::ETAG, format!("\"{}\"", doc.hash)),
+            (header::CACHE_CONTROL, cache_control.to_string()),
+        ],
+        doc.json.clone(),
+    )
+        .into_response()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     state: &Arc<State>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Body,
     group: &str,
     version: &str,
@@ -410,9 +505,6 @@ async fn resource_request(
             format!("request body too large or unreadable: {e}"),
         )
     })?;
-    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if ct.starts_with("application/vnd.kubernetes.protobuf") {
-        return Err(ApiError::unsupported_media_type(ct));
-    }
+    let bytes = codec::json_body(&mut parts.headers, bytes)?;
     handlers::dispatch(state, &parts.method, &target, &parts.headers, &bytes, q).await
 }

@@ -4,7 +4,10 @@
 use chrono::{SecondsFormat, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
-use skiff_api::{ResourceInfo, validate_dns_label, validate_dns_subdomain};
+use skiff_api::{
+    ResourceInfo, validate_dns_label, validate_dns_subdomain, validate_dns1035_label,
+    validate_label_value, validate_path_segment, validate_qualified_name,
+};
 
 use crate::errors::ApiError;
 
@@ -190,6 +193,11 @@ pub fn prepare_update(
     if res.kind == "Pod" {
         validate_pod_update(new, old)?;
     }
+    let mut causes = Vec::new();
+    crate::kinds::validate_update(&res.api_version(), res.kind, new, old, &mut causes);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(res.kind, name_of(new), causes));
+    }
     default_object(new, res);
     if (res.has_spec || res.kind == "Pod") && new.get("spec") != old.get("spec") {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
@@ -249,7 +257,7 @@ fn validate_pod_update(new: &Value, old: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
+pub fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
     if obj.get(key).is_none_or(Value::is_null) {
         obj.insert(key.into(), value);
     }
@@ -257,7 +265,14 @@ fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
 
 fn default_object(obj: &mut Value, res: &ResourceInfo) {
     match res.kind {
-        "Pod" => default_pod(obj),
+        "Pod" => {
+            default_pod(obj);
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                set_default(spec, "enableServiceLinks", json!(true));
+                set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+                set_default(spec, "priority", json!(0));
+            }
+        }
         "Namespace" => {
             if let Some(o) = obj.as_object_mut() {
                 let spec = o.entry("spec").or_insert_with(|| json!({}));
@@ -270,7 +285,7 @@ fn default_object(obj: &mut Value, res: &ResourceInfo) {
                 }
             }
         }
-        _ => {}
+        _ => crate::kinds::default(&res.api_version(), res.kind, obj),
     }
 }
 
@@ -290,34 +305,41 @@ pub fn default_pod(obj: &mut Value) {
     let Some(o) = obj.as_object_mut() else { return };
     let spec = o.entry("spec").or_insert_with(|| json!({}));
     if let Some(spec) = spec.as_object_mut() {
-        set_default(spec, "restartPolicy", json!("Always"));
-        set_default(spec, "dnsPolicy", json!("ClusterFirst"));
-        set_default(spec, "schedulerName", json!("default-scheduler"));
-        set_default(spec, "terminationGracePeriodSeconds", json!(30));
-        set_default(spec, "securityContext", json!({}));
-        set_default(spec, "enableServiceLinks", json!(true));
-        set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        set_default(spec, "priority", json!(0));
-        for list in ["containers", "initContainers"] {
-            if let Some(Value::Array(cs)) = spec.get_mut(list) {
-                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
-                    set_default(c, "terminationMessagePolicy", json!("File"));
-                    set_default(c, "resources", json!({}));
-                    let policy = match c.get("image").and_then(Value::as_str) {
-                        Some(i) if !is_latest(i) => "IfNotPresent",
-                        _ => "Always",
-                    };
-                    set_default(c, "imagePullPolicy", json!(policy));
-                }
-            }
-        }
+        default_pod_spec(spec);
     }
     let qos = qos_class(o.get("spec"));
     let status = o.entry("status").or_insert_with(|| json!({}));
     if let Some(status) = status.as_object_mut() {
         set_default(status, "phase", json!("Pending"));
         set_default(status, "qosClass", json!(qos));
+    }
+}
+
+/// Defaults of a pod spec, also applied to the pod templates of workload kinds.
+pub fn default_pod_spec(spec: &mut Map<String, Value>) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "securityContext", json!({}));
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                set_default(c, "terminationMessagePolicy", json!("File"));
+                set_default(c, "resources", json!({}));
+                let policy = match c.get("image").and_then(Value::as_str) {
+                    Some(i) if !is_latest(i) => "IfNotPresent",
+                    _ => "Always",
+                };
+                set_default(c, "imagePullPolicy", json!(policy));
+                if let Some(Value::Array(ports)) = c.get_mut("ports") {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        set_default(p, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -354,21 +376,37 @@ fn qos_class(spec: Option<&Value>) -> &'static str {
 fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
     let name = name_of(obj).to_string();
     let mut causes: Vec<(String, String)> = Vec::new();
-    let name_check = if res.kind == "Namespace" {
-        validate_dns_label(&name)
-    } else {
-        validate_dns_subdomain(&name)
+    let name_check = match res.kind {
+        "Namespace" => validate_dns_label(&name),
+        "Service" => validate_dns1035_label(&name),
+        "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
+            validate_path_segment(&name)
+        }
+        _ => validate_dns_subdomain(&name),
     };
     if let Err(e) = name_check {
         causes.push(("metadata.name".into(), format!("Invalid value: {name:?}: {e}")));
     }
-    if let Some(labels) = obj.pointer("/metadata/labels") {
-        match labels.as_object() {
-            Some(l) if l.values().all(Value::is_string) => {}
-            _ => causes.push((
-                "metadata.labels".into(),
-                "Invalid value: labels must be a map of strings".into(),
-            )),
+    for field in ["labels", "annotations"] {
+        let Some(map) = obj.pointer(&format!("/metadata/{field}")).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let Some(map) = map.as_object().filter(|m| m.values().all(Value::is_string)) else {
+            causes.push((
+                format!("metadata.{field}"),
+                format!("Invalid value: {field} must be a map of strings"),
+            ));
+            continue;
+        };
+        for (k, v) in map {
+            if let Err(e) = validate_qualified_name(k) {
+                causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: {e}")));
+            }
+            if field == "labels" {
+                if let Err(e) = validate_label_value(v.as_str().unwrap_or("")) {
+                    causes.push((format!("metadata.labels"), format!("Invalid value: {v}: {e}")));
+                }
+            }
         }
     }
     match res.kind {
@@ -379,20 +417,28 @@ fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
                 .push(("handler".into(), format!("Invalid value: {h:?}: must be a DNS label"))),
             None => causes.push(("handler".into(), "Required value".into())),
         },
-        _ => {}
+        _ => crate::kinds::validate(&res.api_version(), res.kind, obj, &mut causes),
     }
     if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(res.kind, &name, causes)) }
 }
 
 fn validate_pod(obj: &Value, causes: &mut Vec<(String, String)>) {
-    let Some(spec) = obj.get("spec").and_then(Value::as_object) else {
-        causes.push(("spec".into(), "Required value".into()));
+    match obj.get("spec") {
+        Some(spec) => validate_pod_spec(spec, "spec", causes),
+        None => causes.push(("spec".into(), "Required value".into())),
+    }
+}
+
+/// Validate a pod spec found at `prefix` (`spec`, or `spec.template.spec` in a workload).
+pub fn validate_pod_spec(spec: &Value, prefix: &str, causes: &mut Vec<(String, String)>) {
+    let Some(spec) = spec.as_object() else {
+        causes.push((prefix.to_string(), "Required value".into()));
         return;
     };
     match spec.get("restartPolicy").and_then(Value::as_str) {
         Some("Always" | "OnFailure" | "Never") => {}
         other => causes.push((
-            "spec.restartPolicy".into(),
+            format!("{prefix}.restartPolicy"),
             format!(
                 "Unsupported value: {:?}: supported values: \"Always\", \"OnFailure\", \"Never\"",
                 other.unwrap_or("")
@@ -404,20 +450,20 @@ fn validate_pod(obj: &Value, causes: &mut Vec<(String, String)>) {
         let items = match spec.get(list) {
             None if list == "initContainers" => continue,
             None => {
-                causes.push((format!("spec.{list}"), "Required value".into()));
+                causes.push((format!("{prefix}.{list}"), "Required value".into()));
                 continue;
             }
             Some(Value::Array(a)) => a,
             Some(_) => {
-                causes.push((format!("spec.{list}"), "Invalid value: must be a list".into()));
+                causes.push((format!("{prefix}.{list}"), "Invalid value: must be a list".into()));
                 continue;
             }
         };
         if list == "containers" && items.is_empty() {
-            causes.push(("spec.containers".into(), "Required value".into()));
+            causes.push((format!("{prefix}.containers"), "Required value".into()));
         }
         for (i, c) in items.iter().enumerate() {
-            let path = format!("spec.{list}[{i}]");
+            let path = format!("{prefix}.{list}[{i}]");
             let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
             if cname.is_empty() {
                 causes.push((format!("{path}.name"), "Required value".into()));

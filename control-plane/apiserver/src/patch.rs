@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use skiff_api::schema::{self, ListType};
+
 use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,8 @@ pub fn apply_patch(target: &mut Value, patch_type: PatchType, body: &[u8]) -> Re
         }
         PatchType::StrategicMerge => {
             let patch: Value = parse_json(body)?;
-            strategic_merge(target, &patch, &mut Vec::new())
+            let kind = target.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+            strategic_merge(target, &patch, &kind, &mut Vec::new())
         }
         PatchType::Apply => Err(ApiError::new(
             415,
@@ -60,38 +63,17 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid patch body: {e}")))
 }
 
-/// The merge key of a list field, given the path of field names leading to it.
-fn merge_key(path: &[String]) -> Option<&'static str> {
-    let last = path.last()?.as_str();
-    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
-    Some(match last {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims"
-        | "readinessGates" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "ports"
-            if matches!(parent, Some("containers" | "initContainers" | "ephemeralContainers")) =>
-        {
-            "containerPort"
-        }
-        "ports" => "port",
-        "conditions" | "addresses" => "type",
-        "ownerReferences" => "uid",
-        "hostAliases" => "ip",
-        "topologySpreadConstraints" => "topologyKey",
-        _ => return None,
-    })
+/// The strategic merge key of a list field of `kind`, given the path of field names to it.
+fn merge_key(kind: &str, path: &[String]) -> Option<&'static str> {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    schema::patch_merge_key(kind, &path)
 }
 
 /// Lists of primitives whose patch strategy is `merge` (union) rather than replace.
-fn is_merged_primitive_list(path: &[String]) -> bool {
-    matches!(path.last().map(String::as_str), Some("finalizers"))
+fn is_merged_primitive_list(kind: &str, path: &[String]) -> bool {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    schema::list_type(kind, &path) == ListType::Set
+        && schema::patch_strategy(kind, &path).is_some_and(|s| s.contains("merge"))
 }
 
 fn strip_directives(v: &Value) -> Value {
@@ -111,10 +93,12 @@ fn directive(v: &Value) -> Option<&str> {
     v.get("$patch").and_then(Value::as_str)
 }
 
-/// Strategic merge of `patch` into `target`. `path` holds field names (no indices).
+/// Strategic merge of `patch` into `target`, an object of `kind` (list semantics come from
+/// `skiff_api::schema`). `path` holds field names (no indices).
 pub fn strategic_merge(
     target: &mut Value,
     patch: &Value,
+    kind: &str,
     path: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     let Value::Object(patch_map) = patch else {
@@ -145,7 +129,7 @@ pub fn strategic_merge(
             continue;
         }
         path.push(key.clone());
-        let result = merge_field(target, key, value, path);
+        let result = merge_field(target, key, value, kind, path);
         path.pop();
         result?;
     }
@@ -170,6 +154,7 @@ fn merge_field(
     target: &mut Value,
     key: &str,
     value: &Value,
+    kind: &str,
     path: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     let Some(target_map) = target.as_object_mut() else { return Ok(()) };
@@ -182,17 +167,19 @@ fn merge_field(
         }
         Value::Object(_) => {
             let slot = target_map.entry(key.to_string()).or_insert(Value::Null);
-            strategic_merge(slot, value, path)?;
+            strategic_merge(slot, value, kind, path)?;
         }
         Value::Array(items) => {
-            if let Some(mk) = merge_key(path) {
+            if let Some(mk) = merge_key(kind, path) {
                 let existing = match target_map.remove(key) {
                     Some(Value::Array(a)) => a,
                     _ => Vec::new(),
                 };
-                target_map
-                    .insert(key.to_string(), Value::Array(merge_list(existing, items, mk, path)?));
-            } else if is_merged_primitive_list(path) {
+                target_map.insert(
+                    key.to_string(),
+                    Value::Array(merge_list(existing, items, mk, kind, path)?),
+                );
+            } else if is_merged_primitive_list(kind, path) {
                 let mut existing = match target_map.remove(key) {
                     Some(Value::Array(a)) => a,
                     _ => Vec::new(),
@@ -218,6 +205,7 @@ fn merge_list(
     mut existing: Vec<Value>,
     patch: &[Value],
     merge_key: &str,
+    kind: &str,
     path: &mut Vec<String>,
 ) -> Result<Vec<Value>, ApiError> {
     if patch.iter().any(|p| directive(p) == Some("replace")) {
@@ -236,7 +224,7 @@ fn merge_list(
                 existing.remove(p);
             }
             (Some("delete"), None) => {}
-            (_, Some(p)) => strategic_merge(&mut existing[p], item, path)?,
+            (_, Some(p)) => strategic_merge(&mut existing[p], item, kind, path)?,
             (_, None) => existing.push(strip_directives(item)),
         }
     }
@@ -250,7 +238,7 @@ mod tests {
 
     #[test]
     fn strategic_merge_should_merge_containers_by_name() {
-        let mut pod = json!({"spec": {"containers": [
+        let mut pod = json!({"kind": "Pod", "spec": {"containers": [
             {"name": "a", "image": "x:1", "env": [{"name": "K", "value": "1"}]},
             {"name": "b", "image": "y:1"}]}});
         let patch = json!({"spec": {"containers": [

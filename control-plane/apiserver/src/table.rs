@@ -33,14 +33,14 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-fn age(ts: Option<&Value>) -> String {
+pub fn age(ts: Option<&Value>) -> String {
     ts.and_then(Value::as_str)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| human_duration((Utc::now() - t.with_timezone(&Utc)).num_seconds()))
         .unwrap_or_else(|| "<unknown>".into())
 }
 
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+pub fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -49,7 +49,7 @@ fn col(name: &str, ty: &str, priority: i32, description: &str) -> Value {
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
 }
 
-type Printer = fn(&Value) -> Vec<Value>;
+use crate::printers::Printer;
 
 fn printer(kind: &str) -> (Vec<Value>, Printer) {
     match kind {
@@ -177,13 +177,13 @@ fn printer(kind: &str) -> (Vec<Value>, Printer) {
                 ]
             },
         ),
-        _ => (
+        other => crate::printers::printer(other).unwrap_or((
             vec![
                 col("Name", "string", 0, "Name of the object."),
                 col("Created At", "date", 0, "CreationTimestamp."),
             ],
             |o| vec![json!(s(o, "/metadata/name")), json!(s(o, "/metadata/creationTimestamp"))],
-        ),
+        )),
     }
 }
 

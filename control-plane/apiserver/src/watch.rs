@@ -81,11 +81,14 @@ pub async fn watch(
     let render = {
         let kind = res.kind;
         let include = include.clone();
+        let view = target.view.clone();
         move |obj: &Value| -> Value {
             if as_table {
                 let rv =
                     obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
                 table::to_table(kind, std::slice::from_ref(obj), rv, None, &include)
+            } else if let Some(view) = &view {
+                crate::convert::from_storage(obj.clone(), view)
             } else {
                 obj.clone()
             }
@@ -99,7 +102,7 @@ pub async fn watch(
         }
         line(
             "BOOKMARK",
-            &json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta}),
+            &json!({"kind": res.kind, "apiVersion": target.view.as_ref().unwrap_or(&res).api_version(), "metadata": meta}),
         )
     };
     if send_initial == Some("true") && bookmarks {
@@ -120,7 +123,7 @@ pub async fn watch(
     let metrics_gauge = state.metrics.inflight_watches.clone();
     metrics_gauge.inc();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    let api_version = res.api_version();
+    let api_version = target.view.as_ref().unwrap_or(&res).api_version();
     tokio::spawn(async move {
         let _guard = GaugeGuard(metrics_gauge);
         for b in head {

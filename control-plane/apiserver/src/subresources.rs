@@ -1,0 +1,274 @@
+//! The `scale` subresource of the replicated kinds and the `eviction` subresource of pods.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::list_prefix;
+use skiff_store::StoreError;
+
+use crate::State;
+use crate::errors::ApiError;
+use crate::handlers::{self, Target, decode, json_response, parse_body};
+use crate::kinds::{selector_matches, selector_string};
+use crate::objects::{self, name_of};
+use crate::patch::{PatchType, apply_patch};
+
+const MAX_RETRIES: usize = 16;
+
+/// The `autoscaling/v1` Scale of a replicated object.
+fn scale_of(obj: &Value) -> Value {
+    let selector = match obj.pointer("/spec/selector") {
+        // ReplicationControllers select with a plain map.
+        Some(Value::Object(m))
+            if !m.contains_key("matchLabels") && !m.contains_key("matchExpressions") =>
+        {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        Some(sel) => selector_string(sel),
+        None => String::new(),
+    };
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+/// GET, PUT and PATCH of `{resource}/{name}/scale`.
+pub async fn scale(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    for _ in 0..MAX_RETRIES {
+        let prev = handlers::read_current(state, res.plural, &key, &name).await?;
+        let old = decode(&prev)?;
+        let current = scale_of(&old);
+        let wanted = match method.as_str() {
+            "GET" => return Ok(json_response(StatusCode::OK, &current)),
+            "PUT" => parse_body(headers, body)?,
+            "PATCH" => {
+                let ct =
+                    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let pt = PatchType::from_content_type(ct)
+                    .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+                let mut s = current.clone();
+                apply_patch(&mut s, pt, body)?;
+                s
+            }
+            m => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({m})"
+                )));
+            }
+        };
+        if let Some(rv) = objects::resource_version_of(&wanted) {
+            if rv != prev.mod_revision.to_string() {
+                return Err(ApiError::conflict(
+                    res.plural,
+                    &name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+        }
+        let replicas = match wanted.pointer("/spec/replicas") {
+            None | Some(Value::Null) => 0,
+            Some(v) => {
+                v.as_i64().filter(|n| *n >= 0 && *n <= i64::from(i32::MAX)).ok_or_else(|| {
+                    ApiError::invalid(
+                        "Scale",
+                        &name,
+                        vec![(
+                            "spec.replicas".into(),
+                            format!("Invalid value: {v}: must be greater than or equal to 0"),
+                        )],
+                    )
+                })?
+            }
+        };
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        objects::prepare_update(&mut new, &old, res, None)?;
+        if dry_run {
+            return Ok(json_response(StatusCode::OK, &scale_of(&new)));
+        }
+        let stored =
+            serde_json::to_vec(&handlers::without_resource_version(&new)).unwrap_or_default();
+        match state.store.update(&key, stored, Some(prev.mod_revision)).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
+            Ok(kv) => return Ok(json_response(StatusCode::OK, &scale_of(&decode(&kv)?))),
+        }
+    }
+    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// `POST pods/{name}/eviction`: delete the pod unless a PodDisruptionBudget forbids it.
+pub async fn evict(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let name = target.name.clone().unwrap_or_default();
+    let ns = target.namespace.clone().unwrap_or_default();
+    let eviction = parse_body(headers, body)?;
+    if !name_of(&eviction).is_empty() && name_of(&eviction) != name {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object ({})",
+            name_of(&eviction)
+        )));
+    }
+    let pod = handlers::get(state, target).await?;
+    let terminal = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All")
+        || eviction
+            .pointer("/deleteOptions/dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    if !terminal {
+        check_disruption_budgets(state, &ns, &pod, dry_run).await?;
+    }
+    let options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
+    let mut delete_headers = HeaderMap::new();
+    delete_headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let pod_target = Target { subresource: None, ..target.clone() };
+    let body = serde_json::to_vec(&options).unwrap_or_default();
+    handlers::delete(state, &pod_target, &delete_headers, &body, q).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// Refuse an eviction that a matching PodDisruptionBudget does not allow, and count it
+/// against the budget when it is allowed.
+async fn check_disruption_budgets(
+    state: &Arc<State>,
+    ns: &str,
+    pod: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    let Some(pdbs) = state.registry.lookup("policy", "v1", "poddisruptionbudgets").cloned() else {
+        return Ok(());
+    };
+    let page = state
+        .store
+        .list(&list_prefix(&pdbs, Some(ns)))
+        .await
+        .map_err(|e| ApiError::from_store(e, pdbs.plural, ""))?;
+    let labels = pod.pointer("/metadata/labels");
+    let mut matching = Vec::new();
+    for kv in &page.items {
+        let pdb = decode(kv)?;
+        let selects = pdb.pointer("/spec/selector").is_some_and(|sel| {
+            let empty = sel.as_object().is_none_or(|m| m.is_empty());
+            !empty && selector_matches(sel, labels)
+        });
+        if selects {
+            matching.push((kv.clone(), pdb));
+        }
+    }
+    match matching.len() {
+        0 => return Ok(()),
+        1 => {}
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+    }
+    let (kv, mut pdb) = matching.remove(0);
+    let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+    if allowed <= 0 {
+        let cause = format!(
+            "The disruption budget {} needs {} healthy pods and has {} currently",
+            name_of(&pdb),
+            pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
+            pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0)
+        );
+        return Err(ApiError {
+            details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
+            ..ApiError::new(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            )
+        });
+    }
+    if dry_run {
+        return Ok(());
+    }
+    pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+    let pod_name = name_of(pod).to_string();
+    if !pdb["status"].get("disruptedPods").is_some_and(Value::is_object) {
+        pdb["status"]["disruptedPods"] = json!({});
+    }
+    pdb["status"]["disruptedPods"][pod_name] = json!(objects::now_rfc3339());
+    state
+        .store
+        .update(
+            &kv.key,
+            serde_json::to_vec(&handlers::without_resource_version(&pdb)).unwrap_or_default(),
+            Some(kv.mod_revision),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => ApiError::new(
+                429,
+                "TooManyRequests",
+                "the disruption budget changed during the eviction; try again",
+            ),
+            e => ApiError::from_store(e, "poddisruptionbudgets", name_of(&pdb)),
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_should_report_selector_and_replicas() {
+        let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = scale_of(&d);
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["replicas"], 2);
+        assert_eq!(s["status"]["selector"], "app=web");
+        assert_eq!(s["metadata"]["resourceVersion"], "7");
+        let rc =
+            json!({"metadata": {"name": "rc"}, "spec": {"replicas": 1, "selector": {"app": "x"}}});
+        assert_eq!(scale_of(&rc)["status"]["selector"], "app=x");
+    }
+}

@@ -1,0 +1,212 @@
+//! Service account tokens: `serviceaccounts/{name}/token` issues a bound JWT (ES256, signed
+//! with the cluster CA's key, which every control-plane member holds), and a request bearing
+//! one authenticates as `system:serviceaccount:{namespace}:{name}` while that ServiceAccount
+//! (same uid) exists and the token has not expired.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use base64::Engine as _;
+use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::State;
+use crate::errors::ApiError;
+use crate::handlers::{self, Target, json_response, parse_body};
+
+/// Issuer and default audience, as Kubernetes uses them.
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+const DEFAULT_EXPIRY: i64 = 3600;
+const MIN_EXPIRY: i64 = 600;
+const MAX_EXPIRY: i64 = 48 * 3600;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs and verifies service account tokens.
+pub struct TokenSigner {
+    key: EcdsaKeyPair,
+    key_id: String,
+}
+
+impl TokenSigner {
+    /// From a PEM private key (PKCS#8, ECDSA P-256), e.g. the cluster CA's.
+    pub fn from_pem(pem: &str) -> Result<TokenSigner, String> {
+        let der = rustls_pemfile::private_key(&mut pem.as_bytes())
+            .map_err(|e| format!("reading the signing key: {e}"))?
+            .ok_or("no private key in the signing key PEM")?;
+        let rng = ring::rand::SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.secret_der(),
+            &rng,
+        )
+        .map_err(|e| format!("the signing key is not an ECDSA P-256 PKCS#8 key: {e}"))?;
+        let key_id = b64(&Sha256::digest(key.public_key().as_ref()));
+        Ok(TokenSigner { key, key_id })
+    }
+
+    fn sign(&self, claims: &Value) -> Result<String, ApiError> {
+        let header = json!({"alg": "ES256", "kid": self.key_id});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
+            .map_err(|_| ApiError::internal("signing the token failed"))?;
+        Ok(format!("{input}.{}", b64(sig.as_ref())))
+    }
+
+    /// The claims of a token this signer issued, if its signature and times are valid.
+    pub fn verify(&self, token: &str, now: i64) -> Option<Value> {
+        let mut parts = token.split('.');
+        let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let decode = |p: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok();
+        let header: Value = serde_json::from_slice(&decode(h)?).ok()?;
+        if header.get("alg").and_then(Value::as_str) != Some("ES256") {
+            return None;
+        }
+        let public = signature::UnparsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_FIXED,
+            self.key.public_key().as_ref(),
+        );
+        public.verify(format!("{h}.{c}").as_bytes(), &decode(s)?).ok()?;
+        let claims: Value = serde_json::from_slice(&decode(c)?).ok()?;
+        let exp = claims.get("exp").and_then(Value::as_i64)?;
+        let nbf = claims.get("nbf").and_then(Value::as_i64).unwrap_or(0);
+        if now >= exp || now < nbf || claims.get("iss").and_then(Value::as_str) != Some(ISSUER) {
+            return None;
+        }
+        Some(claims)
+    }
+}
+
+/// `POST serviceaccounts/{name}/token`: a TokenRequest answered with a signed token.
+pub async fn request(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let Some(signer) = state.token_signer.get() else {
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "this api server has no service account token signing key configured",
+        ));
+    };
+    let sa_target = Target { subresource: None, ..target.clone() };
+    let sa = handlers::get(state, &sa_target).await?;
+    let mut req = parse_body(headers, body)?;
+    let name = target.name.clone().unwrap_or_default();
+    let ns = target.namespace.clone().unwrap_or_default();
+    let expiry =
+        req.pointer("/spec/expirationSeconds").and_then(Value::as_i64).unwrap_or(DEFAULT_EXPIRY);
+    if expiry < MIN_EXPIRY || expiry > 1 << 32 {
+        return Err(ApiError::invalid(
+            "TokenRequest",
+            &name,
+            vec![(
+                "spec.expirationSeconds".into(),
+                format!("Invalid value: {expiry}: may not specify a duration less than 10 minutes"),
+            )],
+        ));
+    }
+    let expiry = expiry.min(MAX_EXPIRY);
+    let audiences: Vec<Value> = req
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .unwrap_or_else(|| vec![json!(ISSUER)]);
+    let now = chrono::Utc::now().timestamp();
+    let mut k8s = json!({
+        "namespace": ns,
+        "serviceaccount": {"name": name, "uid": sa.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
+    });
+    if let Some(bound) = req.pointer("/spec/boundObjectRef").filter(|b| !b.is_null()) {
+        let kind = bound.get("kind").and_then(Value::as_str).unwrap_or("").to_lowercase();
+        k8s[kind] = json!({"name": bound.get("name"), "uid": bound.get("uid")});
+    }
+    let claims = json!({
+        "aud": audiences,
+        "exp": now + expiry,
+        "iat": now,
+        "nbf": now,
+        "iss": ISSUER,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "kubernetes.io": k8s,
+        "sub": format!("system:serviceaccount:{ns}:{name}"),
+    });
+    let token = signer.sign(&claims)?;
+    let expires = chrono::DateTime::from_timestamp(now + expiry, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    req["apiVersion"] = json!("authentication.k8s.io/v1");
+    req["kind"] = json!("TokenRequest");
+    req["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": null});
+    req["spec"]["audiences"] = Value::Array(audiences);
+    req["spec"]["expirationSeconds"] = json!(expiry);
+    req["status"] = json!({"token": token, "expirationTimestamp": expires});
+    Ok(json_response(StatusCode::CREATED, &req))
+}
+
+/// Whether `token` is a valid service account token whose ServiceAccount still exists.
+pub async fn authenticate(state: &State, token: &str) -> bool {
+    let Some(signer) = state.token_signer.get() else { return false };
+    let Some(claims) = signer.verify(token, chrono::Utc::now().timestamp()) else {
+        return false;
+    };
+    let ns = claims.pointer("/kubernetes.io/namespace").and_then(Value::as_str).unwrap_or("");
+    let name =
+        claims.pointer("/kubernetes.io/serviceaccount/name").and_then(Value::as_str).unwrap_or("");
+    let uid = claims.pointer("/kubernetes.io/serviceaccount/uid");
+    let key = format!("/registry/serviceaccounts/{ns}/{name}");
+    match state.store.get(&key).await {
+        Ok(Some(kv)) => {
+            handlers::decode(&kv).ok().and_then(|sa| sa.pointer("/metadata/uid").cloned()).as_ref()
+                == uid
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> TokenSigner {
+        let key = rcgen::KeyPair::generate().unwrap();
+        TokenSigner::from_pem(&key.serialize_pem()).unwrap()
+    }
+
+    #[test]
+    fn tokens_should_verify_until_they_expire() {
+        let s = signer();
+        let claims = json!({"iss": ISSUER, "exp": 2000, "nbf": 1000, "sub": "system:serviceaccount:default:sa"});
+        let token = s.sign(&claims).unwrap();
+        assert_eq!(s.verify(&token, 1500), Some(claims));
+        assert_eq!(s.verify(&token, 2000), None);
+        assert_eq!(s.verify(&token, 999), None);
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_should_not_verify() {
+        let (a, b) = (signer(), signer());
+        let token = a.sign(&json!({"iss": ISSUER, "exp": 2000})).unwrap();
+        assert!(b.verify(&token, 1500).is_none());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = b64(json!({"iss": ISSUER, "exp": 9999}).to_string().as_bytes());
+        parts[1] = &forged;
+        assert!(a.verify(&parts.join("."), 1500).is_none());
+        assert!(a.verify("not.a.token", 1500).is_none());
+    }
+}
