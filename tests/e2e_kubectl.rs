@@ -138,9 +138,9 @@ impl Kubectl<'_> {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
+            "kubectl {args:?} failed: {}\nstdout: {}",
+            text(&out.stderr),
+            text(&out.stdout)
         );
         text(&out.stdout)
     }
