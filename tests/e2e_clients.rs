@@ -172,10 +172,20 @@ async fn typed(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kube_rs_should_create_list_watch_patch_and_delete_every_kind() {
+#[test]
+fn kube_rs_should_create_list_watch_patch_and_delete_every_kind() {
+    // The serial guard is a std mutex: hold it outside the async part.
     let (_serial, _dir, s) = started();
-    let client = client(&s).await;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(kube_rs_every_kind(&s));
+}
+
+async fn kube_rs_every_kind(s: &Skiff) {
+    let client = client(s).await;
     let objs = manifests();
     let mut failed: Vec<(String, String)> = vec![];
     let label = |m: &Value| {
