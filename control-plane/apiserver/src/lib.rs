@@ -7,6 +7,7 @@ pub mod codec;
 pub mod convert;
 pub mod discovery;
 pub mod errors;
+pub mod fuzzing;
 pub mod gc;
 pub mod gnostic;
 pub mod handlers;
