@@ -108,12 +108,12 @@ async fn main() -> anyhow::Result<()> {
         let mut seen = std::collections::HashSet::new();
         let mut stream = watcher::watcher(watch_pods, watcher::Config::default()).boxed();
         while let Some(ev) = stream.try_next().await? {
-            if let Event::Apply(p) | Event::InitApply(p) = ev {
-                if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                    seen.insert(p.metadata.name.unwrap_or_default());
-                    if seen.len() >= n {
-                        return Ok::<_, anyhow::Error>(Instant::now());
-                    }
+            if let Event::Apply(p) | Event::InitApply(p) = ev
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            {
+                seen.insert(p.metadata.name.unwrap_or_default());
+                if seen.len() >= n {
+                    return Ok::<_, anyhow::Error>(Instant::now());
                 }
             }
         }

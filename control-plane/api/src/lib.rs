@@ -96,13 +96,13 @@ pub fn validate_qualified_name(key: &str) -> Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    if let Some(p) = prefix {
-        if validate_dns_subdomain(p).is_err() {
-            return Err("prefix part a lowercase RFC 1123 subdomain must consist of lower case \
+    if let Some(p) = prefix
+        && validate_dns_subdomain(p).is_err()
+    {
+        return Err("prefix part a lowercase RFC 1123 subdomain must consist of lower case \
                         alphanumeric characters, '-' or '.', and must start and end with an \
                         alphanumeric character"
-                .into());
-        }
+            .into());
     }
     if !is_qualified_part(name) {
         return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and \

@@ -84,10 +84,10 @@ fn annotations(o: &mut Map<String, Value>) -> &mut Map<String, Value> {
 }
 
 fn drop_empty_annotations(o: &mut Map<String, Value>) {
-    if let Some(Value::Object(meta)) = o.get_mut("metadata") {
-        if meta.get("annotations").and_then(Value::as_object).is_some_and(Map::is_empty) {
-            meta.remove("annotations");
-        }
+    if let Some(Value::Object(meta)) = o.get_mut("metadata")
+        && meta.get("annotations").and_then(Value::as_object).is_some_and(Map::is_empty)
+    {
+        meta.remove("annotations");
     }
 }
 
@@ -142,10 +142,10 @@ fn hpa_v2_to_v1(o: &mut Map<String, Value>) {
 fn hpa_v1_to_v2(o: &mut Map<String, Value>) {
     let mut taken: Map<String, Value> = Map::new();
     for k in [HPA_METRICS, HPA_CURRENT_METRICS, HPA_BEHAVIOR, HPA_CONDITIONS] {
-        if let Some(v) = annotations(o).remove(k) {
-            if let Some(parsed) = v.as_str().and_then(|s| serde_json::from_str(s).ok()) {
-                taken.insert(k.into(), parsed);
-            }
+        if let Some(v) = annotations(o).remove(k)
+            && let Some(parsed) = v.as_str().and_then(|s| serde_json::from_str(s).ok())
+        {
+            taken.insert(k.into(), parsed);
         }
     }
     drop_empty_annotations(o);

@@ -141,12 +141,12 @@ async fn finish(
         let done = if finalizers.iter().any(|f| f == ORPHAN) {
             for d in dependents(state, uid, namespace).await? {
                 let mut obj = d.obj.clone();
-                if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                    if let Some(Value::Array(refs)) = meta.get_mut("ownerReferences") {
-                        refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
-                        if refs.is_empty() {
-                            meta.remove("ownerReferences");
-                        }
+                if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+                    && let Some(Value::Array(refs)) = meta.get_mut("ownerReferences")
+                {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+                    if refs.is_empty() {
+                        meta.remove("ownerReferences");
                     }
                 }
                 let dep_key = d.kv.key.clone();

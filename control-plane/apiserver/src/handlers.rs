@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, list_prefix, object_key};
 use skiff_store::{Consistency, KeyValue, ListOptions, StoreError};
@@ -90,19 +89,19 @@ pub fn parse_target(
             "the server could not find the requested resource",
         ));
     }
-    if let Some(sub) = &target.subresource {
-        if !target.resource.subresources.contains(&sub.as_str()) {
-            return Err(ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
-        }
+    if let Some(sub) = &target.subresource
+        && !target.resource.subresources.contains(&sub.as_str())
+    {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
-    if let Some(name) = &target.name {
-        if name.is_empty() || name.contains('/') {
-            return Err(ApiError::bad_request("resource name may not be empty or contain '/'"));
-        }
+    if let Some(name) = &target.name
+        && (name.is_empty() || name.contains('/'))
+    {
+        return Err(ApiError::bad_request("resource name may not be empty or contain '/'"));
     }
     Ok(target)
 }
@@ -297,10 +296,8 @@ pub async fn create_service(
                         .any(|p| p.get("nodePort").map(Value::to_string).as_deref() == Some(v)),
                     None => false,
                 };
-                if requested {
-                    if let Some(e) = crate::services::requested_conflict(&obj, &k) {
-                        return Err(e);
-                    }
+                if requested && let Some(e) = crate::services::requested_conflict(&obj, &k) {
+                    return Err(e);
                 }
             }
             Err(e) => return Err(ApiError::from_store(e, "services", &name)),
@@ -558,14 +555,14 @@ pub async fn update(
     let wanted_rv = resource_version_of(&incoming).map(str::to_string);
     for _ in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
-        if let Some(rv) = &wanted_rv {
-            if *rv != prev.mod_revision.to_string() {
-                return Err(ApiError::from_store(
-                    StoreError::Conflict { key, expected: 0, current: prev.mod_revision },
-                    res.plural,
-                    &name,
-                ));
-            }
+        if let Some(rv) = &wanted_rv
+            && *rv != prev.mod_revision.to_string()
+        {
+            return Err(ApiError::from_store(
+                StoreError::Conflict { key, expected: 0, current: prev.mod_revision },
+                res.plural,
+                &name,
+            ));
         }
         let old = decode(&prev)?;
         let mut new = incoming.clone();
@@ -612,14 +609,14 @@ pub async fn patch(
             new = convert::to_storage(new, view, &res.api_version());
         }
         // A patch that names a resourceVersion is a precondition.
-        if let Some(rv) = resource_version_of(&new) {
-            if rv != prev.mod_revision.to_string() {
-                return Err(ApiError::conflict(
-                    res.plural,
-                    &name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = resource_version_of(&new)
+            && rv != prev.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                res.plural,
+                &name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
@@ -792,29 +789,29 @@ pub async fn delete(
     for _ in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
         let mut obj = decode(&prev)?;
-        if let Some(uid) = &opts.uid {
-            if obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
-                return Err(ApiError::conflict(
-                    res.plural,
-                    &name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.uid
+            && obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+        {
+            return Err(ApiError::conflict(
+                res.plural,
+                &name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+                ),
+            ));
         }
-        if let Some(rv) = &opts.resource_version {
-            if *rv != prev.mod_revision.to_string() {
-                return Err(ApiError::conflict(
-                    res.plural,
-                    &name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        prev.mod_revision
-                    ),
-                ));
-            }
+        if let Some(rv) = &opts.resource_version
+            && *rv != prev.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                res.plural,
+                &name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    prev.mod_revision
+                ),
+            ));
         }
         let grace = graceful_period(res, &obj, opts.grace);
         // The garbage collector's finalizers follow the propagation policy asked for.
@@ -1003,14 +1000,14 @@ async fn bind(
     for _ in 0..MAX_RETRIES {
         let prev = read_current(state, "pods", &key, &name).await?;
         let mut pod = decode(&prev)?;
-        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
-            if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
-                return Err(ApiError::conflict(
-                    "pods",
-                    &name,
-                    "the pod's UID does not match the binding",
-                ));
-            }
+        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str)
+            && pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+        {
+            return Err(ApiError::conflict(
+                "pods",
+                &name,
+                "the pod's UID does not match the binding",
+            ));
         }
         if let Some(current) =
             pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
@@ -1169,7 +1166,7 @@ pub async fn pod_log(
         skiff_api::logs::LogError::BadRequest(m) => ApiError::bad_request(m),
         skiff_api::logs::LogError::Internal(m) => ApiError::internal(m),
     })?;
-    let body = Body::from_stream(futures::StreamExt::map(stream, |r| r.map(Bytes::from)));
+    let body = Body::from_stream(futures::StreamExt::map(stream, |r| r));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
 

@@ -138,13 +138,13 @@ pub fn default(api_version: &str, kind: &str, obj: &mut Value) {
                         "selector",
                         json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
                     );
-                    if let Some(t) = spec.get_mut("template") {
-                        if let Some(m) = obj_mut(t, "metadata") {
-                            let l = m.entry("labels").or_insert_with(|| json!({}));
-                            if let (Some(l), Some(d)) = (l.as_object_mut(), labels.as_object()) {
-                                for (k, v) in d {
-                                    set_default(l, k, v.clone());
-                                }
+                    if let Some(t) = spec.get_mut("template")
+                        && let Some(m) = obj_mut(t, "metadata")
+                    {
+                        let l = m.entry("labels").or_insert_with(|| json!({}));
+                        if let (Some(l), Some(d)) = (l.as_object_mut(), labels.as_object()) {
+                            for (k, v) in d {
+                                set_default(l, k, v.clone());
                             }
                         }
                     }
@@ -158,11 +158,11 @@ pub fn default(api_version: &str, kind: &str, obj: &mut Value) {
                 set_default(spec, "suspend", json!(false));
                 set_default(spec, "successfulJobsHistoryLimit", json!(3));
                 set_default(spec, "failedJobsHistoryLimit", json!(1));
-                if let Some(jt) = spec.get_mut("jobTemplate") {
-                    if let Some(js) = obj_mut(jt, "spec") {
-                        default_job_spec(js);
-                        default_template(js.get_mut("template"));
-                    }
+                if let Some(jt) = spec.get_mut("jobTemplate")
+                    && let Some(js) = obj_mut(jt, "spec")
+                {
+                    default_job_spec(js);
+                    default_template(js.get_mut("template"));
                 }
             }
         }
@@ -337,13 +337,13 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, causes: &mut Causes)
             validate_workload(obj, "spec", causes);
         }
         ("v1", "ReplicationController") => {
-            if let Some(n) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
-                if n < 0 {
-                    causes.push((
-                        "spec.replicas".into(),
-                        format!("Invalid value: {n}: must be greater than or equal to 0"),
-                    ));
-                }
+            if let Some(n) = obj.pointer("/spec/replicas").and_then(Value::as_i64)
+                && n < 0
+            {
+                causes.push((
+                    "spec.replicas".into(),
+                    format!("Invalid value: {n}: must be greater than or equal to 0"),
+                ));
             }
             validate_template(obj.pointer("/spec/template"), "spec.template", causes);
         }
@@ -424,10 +424,10 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, causes: &mut Causes)
                 ));
             }
         }
-        ("scheduling.k8s.io/v1", "PriorityClass") => {
-            if obj.get("value").and_then(Value::as_i64).is_none() {
-                causes.push(("value".into(), "Required value".into()));
-            }
+        ("scheduling.k8s.io/v1", "PriorityClass")
+            if obj.get("value").and_then(Value::as_i64).is_none() =>
+        {
+            causes.push(("value".into(), "Required value".into()));
         }
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => {
             match obj.get("roleRef") {
@@ -492,13 +492,13 @@ fn validate_crd(obj: &Value, causes: &mut Causes) {
 
 fn validate_workload(obj: &Value, prefix: &str, causes: &mut Causes) {
     let spec = obj.pointer(&format!("/{}", prefix.replace('.', "/")));
-    if let Some(n) = spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64) {
-        if n < 0 {
-            causes.push((
-                format!("{prefix}.replicas"),
-                format!("Invalid value: {n}: must be greater than or equal to 0"),
-            ));
-        }
+    if let Some(n) = spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64)
+        && n < 0
+    {
+        causes.push((
+            format!("{prefix}.replicas"),
+            format!("Invalid value: {n}: must be greater than or equal to 0"),
+        ));
     }
     let selector = spec.and_then(|s| s.get("selector")).filter(|s| !s.is_null());
     let template = spec.and_then(|s| s.get("template"));
@@ -555,13 +555,13 @@ fn validate_job(spec: Option<&Value>, prefix: &str, created: bool, causes: &mut 
         return;
     };
     for f in ["parallelism", "completions", "backoffLimit", "activeDeadlineSeconds"] {
-        if let Some(n) = spec.get(f).and_then(Value::as_i64) {
-            if n < 0 || (f == "activeDeadlineSeconds" && n == 0) {
-                causes.push((
-                    format!("{prefix}.{f}"),
-                    format!("Invalid value: {n}: must be greater than or equal to 0"),
-                ));
-            }
+        if let Some(n) = spec.get(f).and_then(Value::as_i64)
+            && (n < 0 || (f == "activeDeadlineSeconds" && n == 0))
+        {
+            causes.push((
+                format!("{prefix}.{f}"),
+                format!("Invalid value: {n}: must be greater than or equal to 0"),
+            ));
         }
     }
     let template = spec.get("template");
@@ -572,10 +572,8 @@ fn validate_job(spec: Option<&Value>, prefix: &str, created: bool, causes: &mut 
             format!("Unsupported value: {other:?}: supported values: \"OnFailure\", \"Never\""),
         )),
     }
-    if created {
-        if let Some(sel) = spec.get("selector") {
-            check_selects_template(sel, template, prefix, causes);
-        }
+    if created && let Some(sel) = spec.get("selector") {
+        check_selects_template(sel, template, prefix, causes);
     }
     validate_template(template, &format!("{prefix}.template"), causes);
 }
@@ -620,15 +618,15 @@ fn validate_service(obj: &Value, causes: &mut Causes) {
             causes.push((format!("{path}.name"), format!("Duplicate value: {name:?}")));
         }
         names.push(name);
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                causes.push((
-                    format!("{path}.protocol"),
-                    format!(
-                        "Unsupported value: {proto:?}: supported values: \"SCTP\", \"TCP\", \"UDP\""
-                    ),
-                ));
-            }
+        if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+            && !matches!(proto, "TCP" | "UDP" | "SCTP")
+        {
+            causes.push((
+                format!("{path}.protocol"),
+                format!(
+                    "Unsupported value: {proto:?}: supported values: \"SCTP\", \"TCP\", \"UDP\""
+                ),
+            ));
         }
     }
 }
@@ -746,10 +744,10 @@ pub fn validate_cron(schedule: &str) -> Result<(), String> {
                 Some((r, st)) => (r, Some(st)),
                 None => (part, None),
             };
-            if let Some(st) = step {
-                if st.parse::<u32>().map_or(true, |n| n == 0) {
-                    return Err(format!("invalid step {st:?} in {field:?}"));
-                }
+            if let Some(st) = step
+                && st.parse::<u32>().map_or(true, |n| n == 0)
+            {
+                return Err(format!("invalid step {st:?} in {field:?}"));
             }
             if range == "*" || range == "?" {
                 continue;
@@ -894,7 +892,7 @@ mod tests {
         assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
         let mut bad = json!({"spec": {"ports": [{"port": 70000}, {"port": 1}]}});
         let mut causes = Vec::new();
-        validate("v1", "Service", &mut bad, &mut causes);
+        validate("v1", "Service", &bad, &mut causes);
         let fields: Vec<&str> = causes.iter().map(|c| c.0.as_str()).collect();
         assert_eq!(fields, ["spec.ports[0].port", "spec.ports[0].name", "spec.ports[1].name"]);
     }

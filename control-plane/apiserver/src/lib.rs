@@ -362,10 +362,8 @@ async fn route(
     };
     let discovery_response = |v: Value, aggregated: bool| {
         let mut r = json_response(StatusCode::OK, &v);
-        if aggregated {
-            if let Ok(ct) = discovery::AGGREGATED_CONTENT_TYPE.parse() {
-                r.headers_mut().insert(header::CONTENT_TYPE, ct);
-            }
+        if aggregated && let Ok(ct) = discovery::AGGREGATED_CONTENT_TYPE.parse() {
+            r.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
         r
     };

@@ -416,10 +416,10 @@ fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
             if let Err(e) = validate_qualified_name(k) {
                 causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: {e}")));
             }
-            if field == "labels" {
-                if let Err(e) = validate_label_value(v.as_str().unwrap_or("")) {
-                    causes.push((format!("metadata.labels"), format!("Invalid value: {v}: {e}")));
-                }
+            if field == "labels"
+                && let Err(e) = validate_label_value(v.as_str().unwrap_or(""))
+            {
+                causes.push(("metadata.labels".to_string(), format!("Invalid value: {v}: {e}")));
             }
         }
     }
@@ -492,13 +492,13 @@ pub fn validate_pod_spec(spec: &Value, prefix: &str, causes: &mut Vec<(String, S
                 causes.push((format!("{path}.image"), "Required value".into()));
             }
             for field in ["command", "args"] {
-                if let Some(v) = c.get(field) {
-                    if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-                        causes.push((
-                            format!("{path}.{field}"),
-                            "Invalid value: must be a list of strings".into(),
-                        ));
-                    }
+                if let Some(v) = c.get(field)
+                    && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                {
+                    causes.push((
+                        format!("{path}.{field}"),
+                        "Invalid value: must be a list of strings".into(),
+                    ));
                 }
             }
         }

@@ -135,12 +135,11 @@ pub fn strategic_merge(
     }
     let Some(target_map) = target.as_object_mut() else { return Ok(()) };
     for (key, value) in patch_map {
-        if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(items)), Value::Array(remove)) =
+        if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/")
+            && let (Some(Value::Array(items)), Value::Array(remove)) =
                 (target_map.get_mut(field), value)
-            {
-                items.retain(|i| !remove.contains(i));
-            }
+        {
+            items.retain(|i| !remove.contains(i));
         }
     }
     for (key, value) in patch_map {

@@ -76,30 +76,30 @@ pub fn claims(svc: &mut Value, attempt: usize) -> Result<Vec<TxnOp>, ApiError> {
             ops.push(claim(ip_key(ip)));
         }
     }
-    if ty == "NodePort" || ty == "LoadBalancer" {
-        if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-            for (i, p) in ports.iter_mut().enumerate() {
-                let port = match p.get("nodePort").and_then(Value::as_i64) {
-                    Some(n) if n > 0 => {
-                        if !NODE_PORTS.contains(&(n as u16)) || n > 65535 {
-                            return Err(invalid(
-                                &name,
-                                &format!("spec.ports[{i}].nodePort"),
-                                format!(
-                                    "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is 30000-32767"
-                                ),
-                            ));
-                        }
-                        n
+    if (ty == "NodePort" || ty == "LoadBalancer")
+        && let Some(Value::Array(ports)) = spec.get_mut("ports")
+    {
+        for (i, p) in ports.iter_mut().enumerate() {
+            let port = match p.get("nodePort").and_then(Value::as_i64) {
+                Some(n) if n > 0 => {
+                    if !NODE_PORTS.contains(&(n as u16)) || n > 65535 {
+                        return Err(invalid(
+                            &name,
+                            &format!("spec.ports[{i}].nodePort"),
+                            format!(
+                                "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is 30000-32767"
+                            ),
+                        ));
                     }
-                    _ => {
-                        let n = i64::from(rand::rng().random_range(NODE_PORTS));
-                        p["nodePort"] = json!(n);
-                        n
-                    }
-                };
-                ops.push(claim(port_key(port)));
-            }
+                    n
+                }
+                _ => {
+                    let n = i64::from(rand::rng().random_range(NODE_PORTS));
+                    p["nodePort"] = json!(n);
+                    n
+                }
+            };
+            ops.push(claim(port_key(port)));
         }
     }
     Ok(ops)

@@ -88,14 +88,14 @@ pub async fn scale(
                 )));
             }
         };
-        if let Some(rv) = objects::resource_version_of(&wanted) {
-            if rv != prev.mod_revision.to_string() {
-                return Err(ApiError::conflict(
-                    res.plural,
-                    &name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = objects::resource_version_of(&wanted)
+            && rv != prev.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                res.plural,
+                &name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let replicas = match wanted.pointer("/spec/replicas") {
             None | Some(Value::Null) => 0,

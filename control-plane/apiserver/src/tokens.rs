@@ -111,7 +111,7 @@ pub async fn request(
     let ns = target.namespace.clone().unwrap_or_default();
     let expiry =
         req.pointer("/spec/expirationSeconds").and_then(Value::as_i64).unwrap_or(DEFAULT_EXPIRY);
-    if expiry < MIN_EXPIRY || expiry > 1 << 32 {
+    if !(MIN_EXPIRY..=1 << 32).contains(&expiry) {
         return Err(ApiError::invalid(
             "TokenRequest",
             &name,

@@ -156,10 +156,10 @@ pub async fn watch(
                     }
                 }
             };
-            if let Some(b) = out {
-                if tx.send(b).await.is_err() {
-                    return;
-                }
+            if let Some(b) = out
+                && tx.send(b).await.is_err()
+            {
+                return;
             }
         }
     });
