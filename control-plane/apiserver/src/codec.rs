@@ -52,6 +52,22 @@ pub fn json_body(headers: &mut HeaderMap, body: Bytes) -> Result<Bytes, ApiError
     Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
 }
 
+/// Whether the client's Accept header prefers YAML (`application/yaml`) to JSON and protobuf.
+pub fn wants_yaml(accept: &str) -> bool {
+    for media in accept.split(',') {
+        if media.contains("as=") {
+            continue;
+        }
+        let base = media.split(';').next().unwrap_or("").trim();
+        match base {
+            "application/yaml" => return true,
+            "" => continue,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Answer in protobuf when the client prefers it and the object has a protobuf form; anything
 /// else (watch streams, logs, Tables, kinds without a message) is passed through unchanged.
 pub async fn negotiate(
@@ -59,7 +75,8 @@ pub async fn negotiate(
     streaming: bool,
     result: Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
-    if streaming || !wants_protobuf(accept) {
+    let yaml = wants_yaml(accept);
+    if streaming || !(yaml || wants_protobuf(accept)) {
         return result;
     }
     let resp = result.unwrap_or_else(IntoResponse::into_response);
@@ -75,6 +92,17 @@ pub async fn negotiate(
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REENCODE).await else {
         return Err(ApiError::internal("the response was too large to re-encode"));
     };
+    if yaml {
+        let text = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| serde_yaml_ng::to_string(&v).ok());
+        if let Some(text) = text {
+            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return Ok(Response::from_parts(parts, Body::from(text)));
+        }
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    }
     let encoded = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .filter(|v| v.get("kind").and_then(Value::as_str) != Some("Table"))
@@ -99,6 +127,14 @@ pub async fn negotiate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wants_yaml_should_need_yaml_first() {
+        assert!(wants_yaml("application/yaml"));
+        assert!(wants_yaml("application/yaml, application/json"));
+        assert!(!wants_yaml("application/json, application/yaml"));
+        assert!(!wants_yaml(""));
+    }
 
     #[test]
     fn wants_protobuf_should_follow_the_order_of_the_accept_header() {

@@ -890,7 +890,7 @@ mod tests {
         assert_eq!(s["spec"]["type"], "ClusterIP");
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
-        let mut bad = json!({"spec": {"ports": [{"port": 70000}, {"port": 1}]}});
+        let bad = json!({"spec": {"ports": [{"port": 70000}, {"port": 1}]}});
         let mut causes = Vec::new();
         validate("v1", "Service", &bad, &mut causes);
         let fields: Vec<&str> = causes.iter().map(|c| c.0.as_str()).collect();

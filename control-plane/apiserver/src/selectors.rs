@@ -189,6 +189,9 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
         ],
         "Namespace" => &["status.phase"],
         "Node" => &["spec.unschedulable"],
+        "Secret" => &["type"],
+        "ReplicaSet" | "ReplicationController" => &["status.replicas"],
+        "Job" => &["status.successful"],
         _ => &[],
     }
 }
