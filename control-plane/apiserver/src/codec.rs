@@ -97,7 +97,9 @@ pub async fn negotiate(
             .ok()
             .and_then(|v| serde_yaml_ng::to_string(&v).ok());
         if let Some(text) = text {
-            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
             parts.headers.remove(header::CONTENT_LENGTH);
             return Ok(Response::from_parts(parts, Body::from(text)));
         }

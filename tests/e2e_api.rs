@@ -1,0 +1,196 @@
+//! End-to-end with the real kubectl: cascading deletion by propagation policy, pod eviction
+//! against a PodDisruptionBudget, service account tokens as credentials, and Service address
+//! allocation.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::Skiff;
+
+fn started() -> (std::sync::MutexGuard<'static, ()>, tempfile::TempDir, Skiff) {
+    let guard = support::serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let skiff = Skiff::start(dir.path());
+    (guard, dir, skiff)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn apply(s: &Skiff, yaml: &str) {
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(out.status.success(), "apply failed: {}{}", text(&out.stdout), text(&out.stderr));
+}
+
+#[test]
+fn cascading_deletion_should_follow_the_propagation_policy() {
+    let (_g, _d, s) = started();
+    for mode in ["orphan", "foreground", "background"] {
+        apply(&s, &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: owner-{mode}}}\n"));
+        let uid = s.ok(&["get", "cm", &format!("owner-{mode}"), "-o", "jsonpath={.metadata.uid}"]);
+        apply(
+            &s,
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dep-{mode}\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: owner-{mode}, uid: {uid}, blockOwnerDeletion: true}}\n"
+            ),
+        );
+        let out = s.ok(&[
+            "delete",
+            "cm",
+            &format!("owner-{mode}"),
+            &format!("--cascade={mode}"),
+            "--wait=true",
+            "--timeout=30s",
+        ]);
+        assert!(out.contains("deleted"), "{out}");
+        let gone = |name: &str| {
+            let out = s.kubectl(&["get", "cm", name]);
+            !out.status.success() && text(&out.stderr).contains("NotFound")
+        };
+        assert!(gone(&format!("owner-{mode}")), "owner-{mode} still there after --wait");
+        let dep = format!("dep-{mode}");
+        if mode == "orphan" {
+            // The dependent stays, without the reference to its deleted owner.
+            s.wait_for("ownerReference removed", Duration::from_secs(10), || {
+                let d = s.json(&["get", "cm", &dep]);
+                d.pointer("/metadata/ownerReferences").is_none()
+            });
+        } else {
+            s.wait_for(&format!("{dep} deleted"), Duration::from_secs(10), || gone(&dep));
+        }
+    }
+}
+
+#[test]
+fn eviction_should_honour_disruption_budgets() {
+    let (_g, dir, s) = started();
+    apply(
+        &s,
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: guard}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: guarded}}\n",
+    );
+    apply(
+        &s,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: victim, labels: {app: guarded}}\nspec:\n  runtimeClassName: wasmtime\n  containers: [{name: c, image: not-imported:1}]\n",
+    );
+    let eviction = dir.path().join("eviction.json");
+    std::fs::write(
+        &eviction,
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"victim","namespace":"default"}}"#,
+    )
+    .expect("write eviction");
+    let evict = || {
+        s.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/victim/eviction",
+            "-f",
+            eviction.to_str().unwrap_or_default(),
+        ])
+    };
+    // No disruption is allowed while the budget's status says so (as a fresh budget's does).
+    let out = evict();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(s.kubectl(&["get", "pod", "victim"]).status.success(), "the pod must survive");
+    // One allowed disruption: the eviction goes through and uses it up.
+    s.ok(&[
+        "patch",
+        "pdb",
+        "guard",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":1,"currentHealthy":2,"desiredHealthy":1,"expectedPods":2}}"#,
+    ]);
+    let out = evict();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pdb = s.json(&["get", "pdb", "guard"]);
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    assert!(pdb["status"]["disruptedPods"].get("victim").is_some(), "{pdb}");
+    s.wait_for("victim deleted or terminating", Duration::from_secs(30), || {
+        let out = s.kubectl(&["get", "pod", "victim", "-o", "json"]);
+        !out.status.success()
+            || serde_json::from_slice::<Value>(&out.stdout)
+                .ok()
+                .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_some())
+    });
+}
+
+#[test]
+fn service_account_tokens_should_authenticate_until_the_account_is_deleted() {
+    let (_g, _d, s) = started();
+    s.ok(&["create", "serviceaccount", "robot"]);
+    let token = s.ok(&["create", "token", "robot", "--duration=15m"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let as_robot = |args: &[&str]| {
+        let mut a = vec!["--token", token];
+        a.extend_from_slice(args);
+        s.kubectl(&a)
+    };
+    let out = as_robot(&["get", "serviceaccount", "robot", "-o", "jsonpath={.metadata.name}"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "robot");
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let out = s.kubectl(&["--token", &forged, "get", "namespaces"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("Unauthorized"), "{}", text(&out.stderr));
+    s.ok(&["delete", "serviceaccount", "robot"]);
+    let out = as_robot(&["get", "namespaces"]);
+    assert!(!out.status.success(), "a token of a deleted account must not authenticate");
+    assert!(text(&out.stderr).contains("Unauthorized"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn services_should_get_unique_addresses_released_on_delete() {
+    let (_g, _d, s) = started();
+    assert_eq!(
+        s.ok(&["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]),
+        "10.96.0.1"
+    );
+    let svc = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: 10.96.100.100\n  type: NodePort\n  ports: [{{port: 80, nodePort: 30100}}]\n"
+        )
+    };
+    apply(&s, &svc("first"));
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &svc("second"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("provided IP is already allocated"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Random picks never collide with the claimed one, and each gets its own node port.
+    for i in 0..5 {
+        apply(
+            &s,
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: auto-{i}}}\nspec:\n  type: NodePort\n  ports: [{{port: 80}}]\n"
+            ),
+        );
+    }
+    let list = s.json(&["get", "services"]);
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let mut ips: Vec<String> =
+        items.iter().filter_map(|i| i["spec"]["clusterIP"].as_str().map(str::to_string)).collect();
+    let count = ips.len();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), count, "cluster IPs must be unique: {ips:?}");
+    // Deleting the first frees its address and port for the second.
+    s.ok(&["delete", "service", "first"]);
+    apply(&s, &svc("second"));
+    assert_eq!(
+        s.ok(&["get", "service", "second", "-o", "jsonpath={.spec.ports[0].nodePort}"]),
+        "30100"
+    );
+}
