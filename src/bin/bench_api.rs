@@ -511,8 +511,9 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "  Pods stay Pending (no node daemon), but the scheduler still marks each one \
-         unschedulable: one extra status write per pod runs alongside the creates."
+        "  Pods stay Pending (no node daemon), but the scheduler still tries each one and writes \
+         its PodScheduled=False (Unschedulable) status: status writes run alongside and after \
+         the creates."
     );
     println!(
         "  server ready after start {:.0} ms; server CPU while no request is sent: {:.0}% of a core",
