@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store
+.PHONY: run test bootstrap build guests bench bench-store bench-api
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -36,3 +36,10 @@ BENCH_STORE_ARGS ?=
 bench-store: bootstrap
 	cargo build --release --bin skiff-bench-store
 	$(CARGO_TARGET_DIR)/release/skiff-bench-store $(BENCH_STORE_ARGS)
+
+# The api server with its embedded store: pod creates (JSON and protobuf, 1 and 64 clients),
+# lists of 10,000 pods, 1,000 watchers receiving a burst of 1,000 writes. Data under /tmp.
+BENCH_API_ARGS ?=
+bench-api: bootstrap
+	cargo build --release --bin skiff --bin skiff-bench-api
+	$(CARGO_TARGET_DIR)/release/skiff-bench-api --skiff $(CARGO_TARGET_DIR)/release/skiff $(BENCH_API_ARGS)

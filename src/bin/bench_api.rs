@@ -1,0 +1,661 @@
+//! Benchmark of the api server with its embedded store: pod creates (JSON and protobuf bodies,
+//! 1 and 64 clients), lists of 10,000 pods, and a burst of writes fanned out to 1,000 watchers.
+//! It starts `skiff server --disable-agent` on a fresh data dir and speaks HTTPS to it like any
+//! client (kube::Client from the kubeconfig the server writes), then prints a table.
+//!
+//! `skiff-bench-api --skiff target/release/skiff`
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use http::{Method, Request, StatusCode, header};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+const JSON: &str = "application/json";
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+#[derive(Parser)]
+struct Args {
+    /// The skiff binary to benchmark.
+    #[arg(long)]
+    skiff: PathBuf,
+    /// Pods created by the single client (per body encoding).
+    #[arg(long, default_value_t = 1000)]
+    serial_pods: usize,
+    /// Pods created by the concurrent clients (per body encoding); the JSON namespace's pods
+    /// are the ones listed.
+    #[arg(long, default_value_t = 10_000)]
+    concurrent_pods: usize,
+    /// Concurrent create requests.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Lists per encoding (best and median are printed).
+    #[arg(long, default_value_t = 5)]
+    lists: usize,
+    /// Concurrent watchers.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// ConfigMaps created in the burst the watchers receive.
+    #[arg(long, default_value_t = 1000)]
+    burst: usize,
+    /// Concurrent writers of the burst.
+    #[arg(long, default_value_t = 64)]
+    writers: usize,
+    /// Targets (printed next to the figures with the ratio).
+    #[arg(long, default_value_t = 3000.0)]
+    target_creates_per_s: f64,
+    #[arg(long, default_value_t = 50.0)]
+    target_p99_ms: f64,
+    #[arg(long, default_value_t = 300.0)]
+    target_list_ms: f64,
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field).map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+            })
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process has used. /proc counts it in USER_HZ ticks, which
+/// Linux fixes at 100 per second for user space.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The share of one CPU the process uses over `window` while the benchmark sends nothing.
+async fn idle_cpu(pid: u32, window: Duration) -> f64 {
+    let before = cpu_time(pid);
+    tokio::time::sleep(window).await;
+    cpu_time(pid).saturating_sub(before).as_secs_f64() / window.as_secs_f64()
+}
+
+/// The server child process; killed and its data dir removed on drop.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_server(skiff: &Path) -> anyhow::Result<(Server, kube::Client, Duration)> {
+    let dir = std::env::temp_dir().join(format!("skiff-bench-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let t0 = Instant::now();
+    let mut child = Command::new(skiff)
+        .args(["server", "--disable-agent", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting skiff server")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let server = Server { child, dir };
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("READY ") => break l,
+            Some(_) => continue,
+            None => bail!("server exited before it was ready"),
+        }
+    };
+    let startup = t0.elapsed();
+    // Keep draining the server's stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let kubeconfig = PathBuf::from(ready.split_whitespace().nth(2).context("kubeconfig path")?);
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok((server, kube::Client::try_from(config)?, startup))
+}
+
+/// One raw request; answers the status, the content type and the whole body.
+async fn call(
+    client: &kube::Client,
+    method: Method,
+    uri: &str,
+    content_type: &str,
+    accept: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(StatusCode, String, Bytes)> {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT, accept)
+        .body(kube::client::Body::from(body))?;
+    let res = client.send(req).await?;
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = res.into_body().collect_bytes().await?;
+    Ok((status, ct, body))
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))?;
+    let (status, _, text) =
+        call(client, Method::POST, "/api/v1/namespaces", JSON, JSON, body).await?;
+    if status != StatusCode::CREATED && status != StatusCode::CONFLICT {
+        bail!("creating namespace {name}: {status} {}", String::from_utf8_lossy(&text));
+    }
+    Ok(())
+}
+
+fn pod(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": format!("bench-{i}"), "labels": {"app": "bench", "shard": format!("s{}", i % 16)}},
+        "spec": {
+            "containers": [{
+                "name": "main",
+                "image": "registry.example/bench/app:1.0",
+                "args": ["serve", "--port", "8080"],
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}
+            }]
+        }
+    })
+}
+
+struct Creates {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// Answers whose content type was not the one asked for.
+    other_content_type: usize,
+}
+
+/// Create `n` pods in `ns` with `clients` requests in flight; every answer must be 201.
+async fn create_pods(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    clients: usize,
+    content_type: &'static str,
+) -> anyhow::Result<Creates> {
+    create_namespace(client, ns).await?;
+    // Encode every body first: the client's encoding is not what is measured.
+    let bodies = (0..n)
+        .map(|i| -> anyhow::Result<Vec<u8>> {
+            let pod = pod(i);
+            if content_type == PROTOBUF {
+                Ok(skiff_api::protobuf::encode(&pod)?)
+            } else {
+                Ok(serde_json::to_vec(&pod)?)
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let uri = format!("/api/v1/namespaces/{ns}/pods");
+    let t0 = Instant::now();
+    let results = futures::stream::iter(bodies)
+        .map(|body| {
+            let uri = uri.clone();
+            async move {
+                let t = Instant::now();
+                let (status, ct, text) =
+                    call(client, Method::POST, &uri, content_type, content_type, body).await?;
+                let took = t.elapsed();
+                if status != StatusCode::CREATED {
+                    bail!("create answered {status}: {}", String::from_utf8_lossy(&text));
+                }
+                Ok::<_, anyhow::Error>((took, !ct.starts_with(content_type)))
+            }
+        })
+        .buffer_unordered(clients)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let elapsed = t0.elapsed();
+    let other_content_type = results.iter().filter(|(_, other)| *other).count();
+    let mut latencies: Vec<Duration> = results.into_iter().map(|(d, _)| d).collect();
+    latencies.sort();
+    Ok(Creates { elapsed, latencies, other_content_type })
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Lists {
+    best: Duration,
+    median: Duration,
+    bytes: usize,
+    items_ok: bool,
+    content_type: String,
+}
+
+async fn list_pods(
+    client: &kube::Client,
+    ns: &str,
+    accept: &str,
+    runs: usize,
+    expected: usize,
+) -> anyhow::Result<Lists> {
+    let uri = format!("/api/v1/namespaces/{ns}/pods");
+    let mut times = Vec::new();
+    let (mut bytes, mut items_ok, mut content_type) = (0, false, String::new());
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let (status, ct, body) = call(client, Method::GET, &uri, JSON, accept, Vec::new()).await?;
+        times.push(t.elapsed());
+        if status != StatusCode::OK {
+            bail!("list answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        bytes = body.len();
+        content_type = ct;
+        // Check the answer once per encoding, outside the timing.
+        if !items_ok {
+            let list: serde_json::Value = if content_type.starts_with(PROTOBUF) {
+                skiff_api::protobuf::decode(&body).context("decoding the protobuf list")?
+            } else {
+                serde_json::from_slice(&body)?
+            };
+            let n = list["items"].as_array().map_or(0, Vec::len);
+            if n != expected {
+                bail!("list of {ns} has {n} pods, expected {expected}");
+            }
+            items_ok = true;
+        }
+    }
+    times.sort();
+    Ok(Lists { best: times[0], median: times[times.len() / 2], bytes, items_ok, content_type })
+}
+
+struct Fanout {
+    establish: Duration,
+    burst_writes: Duration,
+    all_delivered: Duration,
+    after_send: Vec<Duration>,
+    after_ack: Vec<Duration>,
+    before_ack: usize,
+    write_latencies: Vec<Duration>,
+}
+
+/// `"name":"PREFIXdigits"` in a watch line: the digits.
+fn numbered_name(line: &str, prefix: &str) -> Option<usize> {
+    let pat = format!("\"name\":\"{prefix}");
+    let start = line.find(&pat)? + pat.len();
+    let digits = line[start..].bytes().take_while(u8::is_ascii_digit).count();
+    line[start..start + digits].parse().ok()
+}
+
+async fn watch_fanout(
+    client: &kube::Client,
+    ns: &str,
+    watchers: usize,
+    burst: usize,
+    writers: usize,
+) -> anyhow::Result<Fanout> {
+    create_namespace(client, ns).await?;
+    let confirmed = Arc::new(AtomicUsize::new(0));
+    let t_establish = Instant::now();
+    let mut tasks = Vec::with_capacity(watchers);
+    for _ in 0..watchers {
+        let client = client.clone();
+        let confirmed = confirmed.clone();
+        let uri = format!("/api/v1/namespaces/{ns}/configmaps?watch=true&timeoutSeconds=1800");
+        tasks.push(tokio::spawn(async move {
+            let req = Request::builder().uri(uri).body(Vec::new())?;
+            let mut stream = Box::pin(client.request_stream(req).await?);
+            let mut received = Vec::with_capacity(burst);
+            let mut seen = vec![false; burst];
+            let mut is_confirmed = false;
+            let mut line = String::new();
+            while received.len() < burst {
+                line.clear();
+                if stream.read_line(&mut line).await? == 0 {
+                    bail!("watch ended after {} of {burst} events", received.len());
+                }
+                let now = Instant::now();
+                // Only creates happen in the namespace: the first line naming an object is
+                // its ADDED event.
+                if let Some(i) = numbered_name(&line, "burst-") {
+                    if i < burst && !seen[i] {
+                        seen[i] = true;
+                        received.push((i, now));
+                    }
+                } else if !is_confirmed && numbered_name(&line, "ready-").is_some() {
+                    is_confirmed = true;
+                    confirmed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Ok::<_, anyhow::Error>(received)
+        }));
+    }
+    // Every watcher is confirmed once it has received a `ready-K` ConfigMap written after its
+    // watch began; write one every second until all have.
+    let cm = |name: String| {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {"app": "bench"}},
+            "data": {"key": "value", "index": name}
+        }))
+    };
+    let uri = format!("/api/v1/namespaces/{ns}/configmaps");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut k = 0;
+    while confirmed.load(Ordering::SeqCst) < watchers {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {watchers} watchers confirmed after 120 s",
+                confirmed.load(Ordering::SeqCst)
+            );
+        }
+        if tasks.iter().any(|t| t.is_finished()) {
+            bail!("a watcher ended before the burst");
+        }
+        let (status, _, text) =
+            call(client, Method::POST, &uri, JSON, JSON, cm(format!("ready-{k}"))?).await?;
+        if status != StatusCode::CREATED {
+            bail!("sentinel create answered {status}: {}", String::from_utf8_lossy(&text));
+        }
+        k += 1;
+        let wait = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < wait && confirmed.load(Ordering::SeqCst) < watchers {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let establish = t_establish.elapsed();
+
+    let bodies = (0..burst).map(|i| cm(format!("burst-{i}"))).collect::<Result<Vec<_>, _>>()?;
+    let t_burst = Instant::now();
+    let mut writes = futures::stream::iter(bodies.into_iter().enumerate())
+        .map(|(i, body)| {
+            let uri = uri.clone();
+            async move {
+                let sent = Instant::now();
+                let (status, _, text) = call(client, Method::POST, &uri, JSON, JSON, body).await?;
+                let acked = Instant::now();
+                if status != StatusCode::CREATED {
+                    bail!("burst create answered {status}: {}", String::from_utf8_lossy(&text));
+                }
+                Ok::<_, anyhow::Error>((i, sent, acked))
+            }
+        })
+        .buffer_unordered(writers)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let burst_writes = t_burst.elapsed();
+    writes.sort_by_key(|w| w.0);
+    let mut write_latencies: Vec<Duration> = writes.iter().map(|(_, s, a)| *a - *s).collect();
+    write_latencies.sort();
+
+    let mut after_send = Vec::with_capacity(watchers * burst);
+    let mut after_ack = Vec::with_capacity(watchers * burst);
+    let (mut before_ack, mut last) = (0, t_burst);
+    let all = tokio::time::timeout(Duration::from_secs(300), futures::future::join_all(tasks))
+        .await
+        .context("the watchers did not receive every event within 300 s")?;
+    for received in all {
+        for (i, at) in received?? {
+            let (_, sent, acked) = writes[i];
+            after_send.push(at - sent);
+            if at < acked {
+                before_ack += 1;
+            }
+            after_ack.push(at.saturating_duration_since(acked));
+            last = last.max(at);
+        }
+    }
+    after_send.sort();
+    after_ack.sort();
+    Ok(Fanout {
+        establish,
+        burst_writes,
+        all_delivered: last - t_burst,
+        after_send,
+        after_ack,
+        before_ack,
+        write_latencies,
+    })
+}
+
+fn ratio_line(label: &str, measured: f64, unit: &str, target: f64, higher_is_better: bool) {
+    let ok = if higher_is_better { measured >= target } else { measured <= target };
+    let cmp = if higher_is_better { ">=" } else { "<=" };
+    println!(
+        "  {label:<44} {measured:>10.1} {unit:<6} target {cmp} {target:<8} ratio {:>5.2}  {}",
+        measured / target,
+        if ok { "met" } else { "MISSED" }
+    );
+}
+
+fn print_creates(label: &str, c: &Creates) {
+    let per_s = c.latencies.len() as f64 / c.elapsed.as_secs_f64();
+    println!(
+        "  {label:<44} {:>6} pods {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms{}",
+        c.latencies.len(),
+        per_s,
+        ms(percentile(&c.latencies, 0.5)),
+        ms(percentile(&c.latencies, 0.99)),
+        ms(percentile(&c.latencies, 1.0)),
+        if c.other_content_type > 0 {
+            format!("   ({} answers not in the asked content type)", c.other_content_type)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn print_list(label: &str, l: &Lists) {
+    println!(
+        "  {label:<44} best {:>7.1} ms   median {:>7.1} ms   {:>10} bytes ({:.1} MiB)   {}{}",
+        ms(l.best),
+        ms(l.median),
+        l.bytes,
+        l.bytes as f64 / (1024.0 * 1024.0),
+        l.content_type,
+        if l.items_ok { "" } else { "  (items not checked)" }
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (server, client, startup) = start_server(&args.skiff).await?;
+    let pid = server.child.id();
+    // Open the connections the concurrent clients will use, so the first measured requests do
+    // not pay for TLS handshakes.
+    futures::stream::iter(0..args.clients.max(args.writers))
+        .map(|_| call(&client, Method::GET, "/api/v1/namespaces/default", JSON, JSON, Vec::new()))
+        .buffer_unordered(args.clients.max(args.writers))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let rss_idle = proc_status_kib(pid, "VmRSS:");
+    let cpu_idle = idle_cpu(pid, Duration::from_secs(3)).await;
+
+    println!(
+        "skiff-bench-api: `skiff server --disable-agent` (embedded store, fsync on, no node), \
+         HTTPS on loopback, client and server on the same machine ({} CPUs)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  Pods stay Pending (no node daemon), but the scheduler still tries each one and writes \
+         its PodScheduled=False (Unschedulable) status: status writes run alongside and after \
+         the creates."
+    );
+    println!(
+        "  server ready after start {:.0} ms; server CPU while no request is sent: {:.0}% of a core",
+        ms(startup),
+        cpu_idle * 100.0
+    );
+    println!();
+    println!("Pod creates (latency = request sent until the 201 answer is read)");
+    let json_1 =
+        create_pods(&client, "bench-json-1", args.serial_pods, 1, JSON).await.context("json 1")?;
+    print_creates("JSON, 1 client", &json_1);
+    let json_n = create_pods(&client, "bench-json-n", args.concurrent_pods, args.clients, JSON)
+        .await
+        .context("json N")?;
+    print_creates(&format!("JSON, {} clients", args.clients), &json_n);
+    let pb_1 = create_pods(&client, "bench-pb-1", args.serial_pods, 1, PROTOBUF)
+        .await
+        .context("protobuf 1")?;
+    print_creates("protobuf, 1 client", &pb_1);
+    let pb_n = create_pods(&client, "bench-pb-n", args.concurrent_pods, args.clients, PROTOBUF)
+        .await
+        .context("protobuf N")?;
+    print_creates(&format!("protobuf, {} clients", args.clients), &pb_n);
+    let rss_pods = proc_status_kib(pid, "VmRSS:");
+    let cpu_after_pods = idle_cpu(pid, Duration::from_secs(5)).await;
+    println!(
+        "  server CPU in the 5 s after the creates, while no request is sent: {:.0}% of a core \
+         (background work on the Pending pods)",
+        cpu_after_pods * 100.0
+    );
+
+    println!();
+    println!(
+        "List of {} pods in one namespace ({} runs each; time until the whole body is read)",
+        args.concurrent_pods, args.lists
+    );
+    let list_json = list_pods(&client, "bench-json-n", JSON, args.lists, args.concurrent_pods)
+        .await
+        .context("list json")?;
+    print_list("JSON", &list_json);
+    let list_pb = list_pods(&client, "bench-json-n", PROTOBUF, args.lists, args.concurrent_pods)
+        .await
+        .context("list protobuf")?;
+    print_list("protobuf", &list_pb);
+
+    println!();
+    println!(
+        "Watch fan-out: {} watchers (one watch request each, JSON) on one namespace's ConfigMaps, \
+         burst of {} creates by {} writers",
+        args.watchers, args.burst, args.writers
+    );
+    let fan = watch_fanout(&client, "bench-watch", args.watchers, args.burst, args.writers)
+        .await
+        .context("watch fan-out")?;
+    println!(
+        "  {:<44} {:>8.0} ms (watch requests sent until every watcher has seen a write)",
+        "watchers established and confirmed",
+        ms(fan.establish)
+    );
+    println!(
+        "  {:<44} {:>8.0} ms   ({:.0} creates/s, p50 {:.1} ms, p99 {:.1} ms)",
+        "burst written (all 201s)",
+        ms(fan.burst_writes),
+        args.burst as f64 / fan.burst_writes.as_secs_f64(),
+        ms(percentile(&fan.write_latencies, 0.5)),
+        ms(percentile(&fan.write_latencies, 0.99))
+    );
+    println!(
+        "  {:<44} {:>8.0} ms   ({} deliveries, {:.0}/s)",
+        "every watcher has every event",
+        ms(fan.all_delivered),
+        fan.after_send.len(),
+        fan.after_send.len() as f64 / fan.all_delivered.as_secs_f64()
+    );
+    for (label, lat) in [
+        ("delivery after the write was sent", &fan.after_send),
+        ("delivery after the write was acknowledged", &fan.after_ack),
+    ] {
+        println!(
+            "  {label:<44} p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms",
+            ms(percentile(lat, 0.5)),
+            ms(percentile(lat, 0.99)),
+            ms(percentile(lat, 1.0))
+        );
+    }
+    println!(
+        "  ({} of {} deliveries arrived before their writer read the 201; counted as 0 ms \
+         after the acknowledgement)",
+        fan.before_ack,
+        fan.after_ack.len()
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = proc_status_kib(pid, "VmRSS:");
+    let hwm = proc_status_kib(pid, "VmHWM:");
+    println!();
+    println!("Server memory");
+    println!("  {:<44} {:>8.1} MiB", "VmRSS idle (before the pods)", rss_idle as f64 / 1024.0);
+    println!(
+        "  {:<44} {:>8.1} MiB",
+        format!("VmRSS after {} pod creates", 2 * (args.serial_pods + args.concurrent_pods)),
+        rss_pods as f64 / 1024.0
+    );
+    println!("  {:<44} {:>8.1} MiB", "VmRSS at the end", rss as f64 / 1024.0);
+    println!("  {:<44} {:>8.1} MiB", "VmHWM (peak)", hwm as f64 / 1024.0);
+
+    println!();
+    println!("Targets");
+    for (label, c) in [("JSON", &json_n), ("protobuf", &pb_n)] {
+        ratio_line(
+            &format!("creates/s, {label}, {} clients", args.clients),
+            c.latencies.len() as f64 / c.elapsed.as_secs_f64(),
+            "/s",
+            args.target_creates_per_s,
+            true,
+        );
+    }
+    let (json_label, pb_label) =
+        (format!("JSON, {} clients", args.clients), format!("protobuf, {} clients", args.clients));
+    for (label, c) in [
+        ("JSON, 1 client", &json_1),
+        (json_label.as_str(), &json_n),
+        ("protobuf, 1 client", &pb_1),
+        (pb_label.as_str(), &pb_n),
+    ] {
+        ratio_line(
+            &format!("p99 create latency, {label}"),
+            ms(percentile(&c.latencies, 0.99)),
+            "ms",
+            args.target_p99_ms,
+            false,
+        );
+    }
+    for (label, l) in [("JSON", &list_json), ("protobuf", &list_pb)] {
+        ratio_line(
+            &format!("list of {} pods, {label} (median)", args.concurrent_pods),
+            ms(l.median),
+            "ms",
+            args.target_list_ms,
+            false,
+        );
+    }
+    drop(server);
+    Ok(())
+}
