@@ -305,6 +305,7 @@ fn crashing_guest_should_back_off_and_keep_previous_logs() {
     assert!(out.status.success());
     s.wait_pod("talker", Duration::from_secs(60), "Running", |p| phase(p) == "Running");
     let mut follow = std::process::Command::new(support::tools_dir().join("kubectl"))
+        .env("HOME", s.tool_home())
         .arg("--kubeconfig")
         .arg(&s.kubeconfig)
         .args(["logs", "-f", "talker", "--timestamps"])

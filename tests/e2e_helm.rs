@@ -23,6 +23,7 @@ fn text(b: &[u8]) -> String {
 impl Helm<'_> {
     fn run(&self, args: &[&str]) -> Output {
         Command::new(&self.bin)
+            .env("HOME", self.skiff.tool_home())
             .arg("--kubeconfig")
             .arg(&self.skiff.kubeconfig)
             .args(["--namespace", "e2e"])

@@ -126,7 +126,10 @@ fn text(b: &[u8]) -> String {
 impl Kubectl<'_> {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("--kubeconfig").arg(&self.skiff.kubeconfig).args(args);
+        c.env("HOME", self.skiff.tool_home())
+            .arg("--kubeconfig")
+            .arg(&self.skiff.kubeconfig)
+            .args(args);
         c
     }
 

@@ -154,6 +154,7 @@ fn helm_should_store_and_list_its_release_secret_through_protobuf() {
     .expect("Chart.yaml");
     let helm = |args: &[&str]| {
         let out = std::process::Command::new(support::tools_dir().join("helm"))
+            .env("HOME", s.tool_home())
             .args(args)
             .arg("--kubeconfig")
             .arg(&s.kubeconfig)

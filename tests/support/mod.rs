@@ -132,8 +132,18 @@ impl Skiff {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
+    /// A home of its own for the tools run against this server: kubectl and helm keep their
+    /// discovery and OpenAPI caches under `~/.kube/cache` keyed by host and port, and a port
+    /// reused by a later server would otherwise be answered from the earlier server's cache.
+    pub fn tool_home(&self) -> PathBuf {
+        let home = self.dir.join("tool-home");
+        let _ = std::fs::create_dir_all(&home);
+        home
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new(tools_dir().join("kubectl"))
+            .env("HOME", self.tool_home())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -144,6 +154,7 @@ impl Skiff {
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
         let mut child = Command::new(tools_dir().join("kubectl"))
+            .env("HOME", self.tool_home())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
