@@ -158,7 +158,7 @@ fn query_bool(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
-fn is_dry_run(q: &HashMap<String, String>) -> bool {
+pub(crate) fn is_dry_run(q: &HashMap<String, String>) -> bool {
     q.get("dryRun").is_some_and(|v| v == "All")
 }
 
@@ -246,19 +246,31 @@ pub async fn create(
     }
     let key = object_key(res, objects::namespace_of(&obj), &name);
     apply::record_update(res, None, None, &mut obj, q, headers)?;
+    let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
+    Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
+}
+
+/// Write a new, prepared object (a Service with its address claims); with `dry_run` only
+/// show what would be stored.
+async fn store_new(
+    state: &State,
+    res: &ResourceInfo,
+    key: &str,
+    obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     if res.group.is_empty() && res.kind == "Service" {
-        let created = create_service(state, obj, &key, is_dry_run(q)).await?;
-        return Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
+        return create_service(state, obj, key, dry_run).await;
     }
-    if is_dry_run(q) {
-        return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+    if dry_run {
+        return Ok(obj);
     }
     let kv = state
         .store
-        .create(&key, encode(&obj))
+        .create(key, encode(&obj))
         .await
-        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-    Ok(with_warnings(json_response(StatusCode::CREATED, &decode(&kv)?), &warnings))
+        .map_err(|e| ApiError::from_store(e, res.plural, name_of(&obj)))?;
+    decode(&kv)
 }
 
 /// Create a Service together with the claims of the addresses it is given; a random pick
@@ -621,16 +633,32 @@ pub async fn patch(
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
         apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
-        if is_dry_run(q) {
-            return Ok(json_response(StatusCode::OK, &new));
-        }
-        match write(state, res, &key, &prev, &new).await {
-            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
-            Err(e) => return Err(e),
-            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        if let Some(resp) = finish_update(state, res, &key, &prev, &new, q, &warnings).await? {
+            return Ok(resp);
         }
     }
     Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+}
+
+/// The end of a read-modify-write: answer `new` on a dry run, else write it over `prev`.
+/// `None` means another writer came first and the caller should start over.
+async fn finish_update(
+    state: &State,
+    res: &ResourceInfo,
+    key: &str,
+    prev: &KeyValue,
+    new: &Value,
+    q: &HashMap<String, String>,
+    warnings: &[String],
+) -> Result<Option<Response>, ApiError> {
+    if is_dry_run(q) {
+        return Ok(Some(json_response(StatusCode::OK, new)));
+    }
+    match write(state, res, key, prev, new).await {
+        Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(None),
+        Err(e) => Err(e),
+        Ok(obj) => Ok(Some(with_warnings(json_response(StatusCode::OK, &obj), warnings))),
+    }
 }
 
 /// Server-side apply (`application/apply-patch+yaml`); applying to a missing object creates it.
@@ -663,24 +691,14 @@ async fn server_side_apply(
             if is_dry_run(q) {
                 return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
             }
-            if res.group.is_empty() && res.kind == "Service" {
-                match create_service(state, obj, &key, false).await {
-                    Err(e) if e.reason == "AlreadyExists" => continue,
-                    Err(e) => return Err(e),
-                    Ok(created) => {
-                        return Ok(with_warnings(
-                            json_response(StatusCode::CREATED, &created),
-                            &warnings,
-                        ));
-                    }
-                }
-            }
-            match state.store.create(&key, encode(&obj)).await {
-                Err(StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
-                Ok(kv) => {
-                    let created = json_response(StatusCode::CREATED, &decode(&kv)?);
-                    return Ok(with_warnings(created, &warnings));
+            match store_new(state, res, &key, obj, false).await {
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                Err(e) => return Err(e),
+                Ok(created) => {
+                    return Ok(with_warnings(
+                        json_response(StatusCode::CREATED, &created),
+                        &warnings,
+                    ));
                 }
             }
         };
@@ -688,13 +706,8 @@ async fn server_side_apply(
         let mut new = request.apply_to(res, sub, Some(&old))?;
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, sub)?;
-        if is_dry_run(q) {
-            return Ok(json_response(StatusCode::OK, &new));
-        }
-        match write(state, res, &key, &prev, &new).await {
-            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
-            Err(e) => return Err(e),
-            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        if let Some(resp) = finish_update(state, res, &key, &prev, &new, q, &warnings).await? {
+            return Ok(resp);
         }
     }
     Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))

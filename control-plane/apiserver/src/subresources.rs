@@ -65,7 +65,7 @@ pub async fn scale(
     let res = &target.resource;
     let name = target.name.clone().unwrap_or_default();
     let key = target.key().unwrap_or_default();
-    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    let dry_run = handlers::is_dry_run(q);
     for _ in 0..MAX_RETRIES {
         let prev = handlers::read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
@@ -118,12 +118,10 @@ pub async fn scale(
         if dry_run {
             return Ok(json_response(StatusCode::OK, &scale_of(&new)));
         }
-        let stored =
-            serde_json::to_vec(&handlers::without_resource_version(&new)).unwrap_or_default();
-        match state.store.update(&key, stored, Some(prev.mod_revision)).await {
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(ApiError::from_store(e, res.plural, &name)),
-            Ok(kv) => return Ok(json_response(StatusCode::OK, &scale_of(&decode(&kv)?))),
+        match handlers::write(state, res, &key, &prev, &new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(json_response(StatusCode::OK, &scale_of(&obj))),
         }
     }
     Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
@@ -151,7 +149,7 @@ pub async fn evict(
         pod.pointer("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     );
-    let dry_run = q.get("dryRun").is_some_and(|v| v == "All")
+    let dry_run = handlers::is_dry_run(q)
         || eviction
             .pointer("/deleteOptions/dryRun")
             .and_then(Value::as_array)
