@@ -5,6 +5,7 @@
 
 pub mod cri_log;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,17 +18,67 @@ pub type ContainerId = String;
 pub type SandboxId = String;
 
 /// What the kubelet asks a runtime to set up for a pod before its containers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
     pub pod_uid: String,
     pub pod_namespace: String,
     pub pod_name: String,
     /// Directory for this pod's container logs (`<root>/pods/<ns>_<name>_<uid>`).
     pub log_directory: PathBuf,
+    /// Restarts of the sandbox so far (CRI `attempt`).
+    pub attempt: u32,
+    /// The pod's hostname (`spec.hostname`, else its name).
+    pub hostname: String,
+    /// Labels the runtime stores with the sandbox; the kubelet finds its sandboxes by them
+    /// after a restart ([`labels::POD_UID`], …).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.hostNetwork`: share the node's network namespace.
+    pub host_network: bool,
+    /// The address the kubelet chose for the pod, for runtimes that do not get one from a
+    /// network plugin (Wasm: its listeners bind it). `None` for CRI runtimes, whose network
+    /// plugin assigns it; see [`ContainerRuntime::sandbox_status`].
+    pub pod_ip: Option<String>,
+    /// Ports the pod's containers declare (the runtime may map or serve them).
+    pub ports: Vec<PortMapping>,
+    /// Cgroup parent for the pod (CRI runtimes), e.g. `/skiff/pod<uid>`.
+    pub cgroup_parent: Option<String>,
+}
+
+/// A declared container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    /// Name of the container that declares it.
+    pub container: String,
+    pub name: Option<String>,
+    pub container_port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    pub host_port: Option<u16>,
+}
+
+/// A host directory or file made visible inside a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Absolute path on the node (a volume's directory, or one file of it for `subPath`).
+    pub host_path: PathBuf,
+    /// Absolute path inside the container (`volumeMounts[].mountPath`).
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// Labels the kubelet puts on sandboxes and containers (the names Kubernetes' kubelet uses).
+pub mod labels {
+    pub const POD_NAME: &str = "io.kubernetes.pod.name";
+    pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    pub const POD_UID: &str = "io.kubernetes.pod.uid";
+    pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+    /// Annotation: the run number of a container (its restart count when it started).
+    pub const CONTAINER_RESTART: &str = "io.kubernetes.container.restartCount";
 }
 
 /// Everything a runtime needs to create one container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContainerConfig {
     pub sandbox_id: SandboxId,
     pub pod_uid: String,
@@ -37,11 +88,35 @@ pub struct ContainerConfig {
     /// `argv[0..]` for the guest: the pod's `command` (or the container name when empty)
     /// followed by its `args`.
     pub argv: Vec<String>,
+    /// The pod spec's `command` and `args` as written (OCI: they override the image's
+    /// ENTRYPOINT and CMD the Kubernetes way; empty keeps the image's).
+    pub command: Vec<String>,
+    pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     /// Hard memory limit in bytes; exceeding it ends the container as `OOMKilled`.
     pub memory_limit_bytes: u64,
-    /// CPU limit in millicores, if any.
+    /// CPU limit in millicores, if any (Wasm: the guest is throttled to it, not killed).
     pub cpu_limit_millis: Option<u64>,
+    /// CPU request in millicores (CRI: cpu shares), if any.
+    pub cpu_request_millis: Option<u64>,
+    /// Run number of this container within its pod (CRI `attempt`; the restart count).
+    pub attempt: u32,
+    /// `workingDir`; `None` keeps the image's (Wasm: `/`).
+    pub working_dir: Option<String>,
+    /// Volume mounts, in the pod spec's order.
+    pub mounts: Vec<Mount>,
+    /// Ports the container declares (Wasm: a `wasi:http` component is served on them).
+    pub ports: Vec<PortMapping>,
+    /// The pod's address (Wasm: listeners of `wasi:http` components bind it).
+    pub pod_ip: Option<String>,
+    /// Labels stored with the container ([`labels`]); a restarted kubelet adopts by them.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Where the container writes its termination message (OCI: a host file is mounted
+    /// there). `None`: no message file.
+    pub termination_message_path: Option<String>,
+    /// Host file backing `termination_message_path`.
+    pub termination_message_host_path: Option<PathBuf>,
     /// File the runtime appends stdout/stderr to, in the CRI log format (see [`cri_log`]).
     pub log_path: PathBuf,
 }
@@ -74,6 +149,46 @@ pub struct ContainerStatus {
     /// Resolved image id (`sha256:…`).
     pub image_id: String,
     pub state: ContainerState,
+    /// Labels given at creation ([`ContainerConfig::labels`]).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Sandbox the container belongs to.
+    pub sandbox_id: SandboxId,
+}
+
+/// Observed state of a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxStatus {
+    pub id: SandboxId,
+    pub ready: bool,
+    /// The pod's IP as the runtime's network plugin assigned it.
+    pub ip: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Result of running a command in a container ([`ContainerRuntime::exec_sync`]).
+#[derive(Debug, Clone)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Resource usage of one container, cumulative since it started.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerStats {
+    /// CPU time used, in nanoseconds.
+    pub cpu_usage_nanos: u64,
+    /// Memory in use now (Wasm: linear memories; OCI: the cgroup's working set).
+    pub memory_working_set_bytes: u64,
+}
+
+/// An image a runtime holds, with the names it answers to.
+#[derive(Debug, Clone)]
+pub struct ImageEntry {
+    pub id: String,
+    pub names: Vec<String>,
+    pub size_bytes: u64,
 }
 
 /// A state change a runtime pushes to the kubelet, so it need not poll.
@@ -107,6 +222,12 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// The operation is not something this runtime can do (e.g. exec into a Wasm guest).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Pulling an image failed (no registry reachable, unknown image).
+    #[error("pulling image {image:?}: {message}")]
+    PullFailed { image: String, message: String },
     #[error("runtime error: {0}")]
     Other(String),
 }
@@ -154,4 +275,65 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// A stream of state changes (start, exit). Each subscriber sees events from the time it
     /// subscribed; a lagging subscriber should fall back to `container_status`.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent>;
+
+    /// Fetch an image into the node (`imagePullPolicy` Always / IfNotPresent when absent).
+    async fn pull_image(&self, image: &str) -> Result<ImageInfo, RuntimeError> {
+        Err(RuntimeError::PullFailed {
+            image: image.to_string(),
+            message: format!(
+                "the {} runtime has no registry to pull from; import the image with `skiff images import`",
+                self.handler()
+            ),
+        })
+    }
+
+    /// Images held by this runtime (for the Node's `status.images`).
+    async fn list_images(&self) -> Result<Vec<ImageEntry>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    /// A sandbox's state and IP.
+    async fn sandbox_status(&self, sandbox: &SandboxId) -> Result<SandboxStatus, RuntimeError> {
+        Ok(SandboxStatus { id: sandbox.clone(), ready: true, ..Default::default() })
+    }
+
+    /// Sandboxes this runtime has (running or not), so a restarted kubelet can adopt or
+    /// clean them up.
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    /// Every container this runtime has, running or exited.
+    async fn list_containers(&self) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    /// Forget a stopped sandbox. Idempotent.
+    async fn remove_pod_sandbox(&self, _sandbox: &SandboxId) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Run `cmd` in a running container and wait for it (exec probes, exec hooks).
+    async fn exec_sync(
+        &self,
+        _id: &ContainerId,
+        _cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        Err(RuntimeError::Unsupported(format!(
+            "the {} runtime cannot run commands in a container",
+            self.handler()
+        )))
+    }
+
+    /// Tell the runtime the node's pod CIDR (CRI `UpdateRuntimeConfig`: the network plugin
+    /// assigns OCI pods' IPs from it). Runtimes without a network plugin ignore it.
+    async fn update_pod_cidr(&self, _cidr: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Usage of one container.
+    async fn container_stats(&self, _id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
+        Ok(ContainerStats::default())
+    }
 }

@@ -250,6 +250,7 @@ impl PodWorker {
                     .ctx
                     .pods_dir
                     .join(format!("{}_{}_{}", self.namespace, self.name, self.uid)),
+                ..Default::default()
             };
             match self.ctx.runtime.run_pod_sandbox(&config).await {
                 Ok(id) => self.sandbox = Some(id),
@@ -421,6 +422,7 @@ impl PodWorker {
                 &c.name,
                 restart,
             ),
+            ..Default::default()
         };
         let id = match rt.create_container(&config).await {
             Ok(id) => id,

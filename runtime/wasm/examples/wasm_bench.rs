@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         memory_limit_bytes: 64 << 20,
         cpu_limit_millis: None,
         log_path: dir.path().join(format!("logs/{i}.log")),
+        ..Default::default()
     };
 
     let t = Instant::now();

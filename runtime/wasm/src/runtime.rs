@@ -478,6 +478,9 @@ impl ContainerRuntime for WasmRuntime {
             image: c.config.image.clone(),
             image_id: c.image_id.clone(),
             state: c.state.clone(),
+            labels: c.config.labels.clone(),
+            annotations: c.config.annotations.clone(),
+            sandbox_id: c.config.sandbox_id.clone(),
         })
     }
 

@@ -127,6 +127,7 @@ impl Harness {
             memory_limit_bytes,
             cpu_limit_millis: None,
             log_path: self.dir.path().join("pods/default_p_uid").join(format!("{name}/0.log")),
+            ..Default::default()
         }
     }
 
@@ -322,6 +323,7 @@ async fn stop_pod_sandbox_should_stop_its_containers() {
             pod_namespace: "default".into(),
             pod_name: "p".into(),
             log_directory: h.dir.path().join("pods/default_p_uid"),
+            ..Default::default()
         })
         .await
         .expect("sandbox");
