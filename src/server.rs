@@ -48,6 +48,12 @@ pub struct ServerArgs {
     /// --listen address with port 6444, or port 0 (any free port) when --listen has port 0.
     #[arg(long)]
     peer_listen: Option<SocketAddr>,
+    /// The pod address space; each node gets a block of it (`spec.podCIDR`).
+    #[arg(long, default_value = "10.128.0.0/9")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR block.
+    #[arg(long, default_value_t = 18)]
+    node_cidr_mask_size: u32,
     /// Store snapshot interval in log entries (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
@@ -262,6 +268,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         SocketAddr::new(url_host, addr.port()).to_string(),
     )
     .with_unauthenticated_routes(join_service.router());
+    api.set_pod_cidrs(
+        skiff_apiserver::podcidr::PodCidrs::parse(&args.cluster_cidr, args.node_cidr_mask_size)
+            .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
+    );
     api.enable_service_account_tokens(&pki.ca_key_pem)
         .map_err(|e| anyhow::anyhow!("service account token signing: {e}"))?;
     api.state().metrics.register_collector(Box::new(store.metrics_collector()));
@@ -293,7 +303,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 String::new(),
             )]),
         };
-        let kubelet = Kubelet::new(config, api.client(), runtime);
+        let runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![runtime];
+        let kubelet = Kubelet::new(config, api.client(), runtimes);
         api.register_log_source(&node_name, kubelet.log_source());
         tokio::spawn(async move {
             if let Err(e) = kubelet.run().await {

@@ -50,7 +50,10 @@ fn kubectl_apply_should_run_hello_wasm_to_completion_and_show_logs() {
         serde_yaml_ng::from_str(&s.ok(&["get", "pod", "hello-wasm", "-o", "yaml"])).expect("yaml");
     assert_eq!(yaml["spec"]["nodeName"], "skiff-e2e");
     assert_eq!(yaml["status"]["hostIP"], "127.0.0.1");
-    assert_eq!(yaml["status"]["podIP"], "127.0.0.1");
+    // A pod address of its own, from the node's pod CIDR (Wasm half, routed locally).
+    let pod_ip = yaml["status"]["podIP"].as_str().unwrap_or_default();
+    assert!(pod_ip.starts_with("10.") && pod_ip != "127.0.0.1", "podIP {pod_ip}");
+    assert_eq!(yaml["status"]["podIPs"][0]["ip"], pod_ip);
     assert_eq!(yaml["status"]["containerStatuses"][0]["name"], "hello");
     assert!(
         yaml["status"]["containerStatuses"][0]["imageID"]
@@ -182,16 +185,20 @@ fn bad_input_should_get_kubernetes_errors_and_server_keeps_serving() {
         &["apply", "-f", "-"],
         &pod_yaml("ghost", "no-such-image:1.0", &[], "Always", None),
     );
-    let pod = s.wait_pod("ghost", Duration::from_secs(30), "ErrImageNeverPull", |p| {
-        p.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str)
-            == Some("ErrImageNeverPull")
+    // No registry to pull from: ErrImagePull, then ImagePullBackOff, as on Kubernetes.
+    let pod = s.wait_pod("ghost", Duration::from_secs(30), "ErrImagePull", |p| {
+        matches!(
+            p.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
     });
     let msg = pod
         .pointer("/status/containerStatuses/0/state/waiting/message")
         .and_then(Value::as_str)
         .unwrap_or("");
     assert!(msg.contains("skiff images import"), "{msg}");
-    assert!(s.ok(&["get", "pods"]).contains("ErrImageNeverPull"));
+    let table = s.ok(&["get", "pods"]);
+    assert!(table.contains("ErrImagePull") || table.contains("ImagePullBackOff"), "{table}");
     // Importing the image later lets the pod start.
     s.import(&guest("test-guest.wasip2.wasm"), "no-such-image:1.0");
     s.wait_pod("ghost", Duration::from_secs(30), "Running", |p| {

@@ -89,6 +89,17 @@ pub fn skiff_bin() -> PathBuf {
 impl Skiff {
     /// Start `skiff server` on a free port with `dir` as its data dir; wait until it is ready.
     pub fn start(dir: &Path) -> Skiff {
+        Skiff::start_with(dir, &[])
+    }
+
+    /// `start` with extra `skiff server` flags. Each server gets a pod address space of its
+    /// own (a /16 of 10.128.0.0/9), so servers of concurrent tests never hand out the same
+    /// pod address.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Skiff {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let block = (std::process::id().wrapping_mul(7).wrapping_add(n)) % 128;
+        let cidr = format!("10.{}.0.0/16", 128 + block);
         let mut child = Command::new(skiff_bin())
             .args([
                 "server",
@@ -98,9 +109,12 @@ impl Skiff {
                 "skiff-e2e",
                 "--node-ip",
                 "127.0.0.1",
+                "--cluster-cidr",
+                &cidr,
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env("SKIFF_LOG", "info,openraft=warn,kube=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -262,6 +262,9 @@ async fn store_new(
     if res.group.is_empty() && res.kind == "Service" {
         return create_service(state, obj, key, dry_run).await;
     }
+    if res.group.is_empty() && res.kind == "Node" {
+        return create_node(state, obj, key, dry_run).await;
+    }
     if dry_run {
         return Ok(obj);
     }
@@ -316,6 +319,61 @@ pub async fn create_service(
         }
     }
     Err(ApiError::internal("could not allocate a free service address; try again"))
+}
+
+/// Create a Node together with the claim of its pod CIDR (the lowest free block, unless it
+/// names one); a block another node took meanwhile is retried with the next one.
+async fn create_node(
+    state: &State,
+    obj: Value,
+    key: &str,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = name_of(&obj).to_string();
+    let cidrs = state.pod_cidrs();
+    for _ in 0..8 {
+        let taken: Vec<String> = state
+            .store
+            .list(crate::podcidr::claim_prefix())
+            .await
+            .map_err(|e| ApiError::from_store(e, "nodes", &name))?
+            .items
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        let mut node = obj.clone();
+        let mut ops = crate::podcidr::assign(&cidrs, &mut node, &taken)?;
+        if dry_run {
+            return Ok(node);
+        }
+        ops.insert(0, skiff_store::TxnOp::Create { key: key.to_string(), value: encode(&node) });
+        match state.store.txn(ops).await {
+            Ok(kvs) => {
+                let kv =
+                    kvs.first().ok_or_else(|| ApiError::internal("empty transaction result"))?;
+                return decode(kv);
+            }
+            Err(StoreError::AlreadyExists(k)) if k != key => {
+                if obj
+                    .pointer("/spec/podCIDR")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    return Err(ApiError::invalid(
+                        "Node",
+                        &name,
+                        vec![(
+                            "spec.podCIDR".to_string(),
+                            "Invalid value: the pod CIDR is already allocated to another node"
+                                .to_string(),
+                        )],
+                    ));
+                }
+            }
+            Err(e) => return Err(ApiError::from_store(e, "nodes", &name)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a free pod CIDR; try again"))
 }
 
 pub async fn get(state: &Arc<State>, target: &Target) -> Result<Value, ApiError> {
@@ -917,6 +975,12 @@ pub async fn delete(
                     for claim in crate::services::release(&obj) {
                         let _ = state.store.delete(&claim, None).await;
                     }
+                }
+                if res.group.is_empty()
+                    && res.kind == "Node"
+                    && let Some(claim) = crate::podcidr::release(&obj)
+                {
+                    let _ = state.store.delete(&claim, None).await;
                 }
                 if opts.propagation.as_deref() != Some("Orphan") && crate::gc::may_own(res) {
                     let ns = objects::namespace_of(&obj).map(str::to_string);

@@ -19,6 +19,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod podcidr;
 pub mod printers;
 pub mod reviews;
 pub mod selectors;
@@ -59,6 +60,14 @@ pub struct State {
     server_address: String,
     /// Signs and verifies service account tokens, once configured.
     pub token_signer: std::sync::OnceLock<tokens::TokenSigner>,
+    /// The cluster's pod address space, split among nodes.
+    pod_cidrs: RwLock<podcidr::PodCidrs>,
+}
+
+impl State {
+    pub fn pod_cidrs(&self) -> podcidr::PodCidrs {
+        self.pod_cidrs.read().map(|c| *c).unwrap_or_default()
+    }
 }
 
 /// Marks a request that came through the in-process transport (never set from the network).
@@ -81,6 +90,7 @@ impl ApiServer {
             log_sources: RwLock::new(HashMap::new()),
             server_address,
             token_signer: std::sync::OnceLock::new(),
+            pod_cidrs: RwLock::new(podcidr::PodCidrs::default()),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -96,6 +106,13 @@ impl ApiServer {
         let signer = tokens::TokenSigner::from_pem(key_pem)?;
         let _ = self.state.token_signer.set(signer);
         Ok(())
+    }
+
+    /// Allocate nodes' pod CIDRs from `cidrs` instead of the default 10.128.0.0/9 in /18s.
+    pub fn set_pod_cidrs(&self, cidrs: podcidr::PodCidrs) {
+        if let Ok(mut c) = self.state.pod_cidrs.write() {
+            *c = cidrs;
+        }
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -152,6 +169,10 @@ impl ApiServer {
         wanted.push((
             "runtimeclasses",
             json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "wasmtime"}, "handler": "wasmtime"}),
+        ));
+        wanted.push((
+            "runtimeclasses",
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "runc"}, "handler": "runc"}),
         ));
         for (plural, mut obj) in wanted {
             let group = if plural == "runtimeclasses" { "node.k8s.io" } else { "" };

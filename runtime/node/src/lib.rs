@@ -1,9 +1,14 @@
 //! The node daemon (kubelet): registers the Node, renews its Lease, runs a worker per pod bound
 //! here, and serves the pods' logs. It talks to the control plane only through the API.
 
+pub mod env;
+pub mod events;
 pub mod logs;
+pub mod network;
+pub mod probing;
 pub mod quantity;
 pub mod state;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,8 +27,9 @@ use serde_json::json;
 use skiff_runtime_core::ContainerRuntime;
 use tokio::sync::{mpsc, watch};
 
+use crate::network::PodNetwork;
 use crate::state::NodeState;
-use crate::worker::{PodWorker, WorkerContext, WorkerInboxes};
+use crate::worker::{Leftovers, PodWorker, Runtimes, WorkerContext, WorkerInboxes};
 
 pub const KUBELET_VERSION: &str = concat!("v1.35.0-skiff.", env!("CARGO_PKG_VERSION"));
 const LEASE_DURATION_SECONDS: i32 = 40;
@@ -56,17 +62,21 @@ pub struct NodeConfig {
 pub struct Kubelet {
     config: NodeConfig,
     client: kube::Client,
-    runtime: Arc<dyn ContainerRuntime>,
+    runtimes: Runtimes,
     state: Arc<NodeState>,
 }
 
 impl Kubelet {
+    /// A node running pods on `runtimes` (at least one; each serves its RuntimeClass handler).
     pub fn new(
         config: NodeConfig,
         client: kube::Client,
-        runtime: Arc<dyn ContainerRuntime>,
+        runtimes: Vec<Arc<dyn ContainerRuntime>>,
     ) -> Arc<Self> {
-        Arc::new(Kubelet { config, client, runtime, state: Arc::new(NodeState::default()) })
+        let runtimes = Runtimes {
+            by_handler: runtimes.into_iter().map(|r| (r.handler().to_string(), r)).collect(),
+        };
+        Arc::new(Kubelet { config, client, runtimes, state: Arc::new(NodeState::default()) })
     }
 
     /// The `pods/log` reader the api server calls for pods on this node.
@@ -134,13 +144,13 @@ impl Kubelet {
                     "bootID": boot_id,
                     "kernelVersion": kernel,
                     "osImage": os_image,
-                    "containerRuntimeVersion": format!("{}://skiff-{}", self.runtime.handler(), env!("CARGO_PKG_VERSION")),
+                    "containerRuntimeVersion": format!("{}://skiff-{}", self.runtimes.all().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join("+"), env!("CARGO_PKG_VERSION")),
                     "kubeletVersion": KUBELET_VERSION,
                     "kubeProxyVersion": "",
                     "operatingSystem": "linux",
                     "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
                 },
-                "runtimeHandlers": [{"name": self.runtime.handler(), "features": {"recursiveReadOnlyMounts": false, "userNamespaces": false}}],
+                "runtimeHandlers": self.runtimes.all().map(|(h, _)| json!({"name": h, "features": {"recursiveReadOnlyMounts": false, "userNamespaces": false}})).collect::<Vec<_>>(),
             }
         })
     }
@@ -204,21 +214,124 @@ impl Kubelet {
         }
     }
 
+    /// The node's pod CIDR as the control plane assigned it (waits a little for it).
+    async fn pod_cidr(&self) -> Option<String> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        for _ in 0..50 {
+            if let Ok(node) = nodes.get(&self.config.name).await
+                && let Some(cidr) = node.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty())
+            {
+                return Some(cidr);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// What the runtimes still hold from an earlier life of this node.
+    async fn leftovers(&self) -> Leftovers {
+        let mut l = Leftovers::default();
+        for (handler, rt) in self.runtimes.all() {
+            for sb in rt.list_sandboxes().await.unwrap_or_default() {
+                l.sandboxes.push((handler.clone(), sb));
+            }
+            for c in rt.list_containers().await.unwrap_or_default() {
+                l.containers.push((handler.clone(), c));
+            }
+        }
+        l
+    }
+
+    /// Refresh `status.images` now and then.
+    async fn report_images_forever(self: Arc<Self>) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let mut last = serde_json::Value::Null;
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let mut images = Vec::new();
+            for (_, rt) in self.runtimes.all() {
+                for img in rt.list_images().await.unwrap_or_default() {
+                    if img.names.is_empty() {
+                        continue;
+                    }
+                    images.push(json!({"names": img.names, "sizeBytes": img.size_bytes}));
+                }
+            }
+            let images = serde_json::Value::Array(images);
+            if images == last {
+                continue;
+            }
+            let patch = json!({"status": {"images": images}});
+            if nodes
+                .patch_status(&self.config.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .is_ok()
+            {
+                last = images;
+            }
+        }
+    }
+
     /// Run the node until the pod watch ends.
     pub async fn run(self: Arc<Self>) -> Result<(), NodeError> {
         self.register().await?;
         tokio::spawn(self.clone().renew_lease_forever());
+        tokio::spawn(self.clone().report_images_forever());
 
+        let pod_cidr = self.pod_cidr().await;
+        let network = Arc::new(PodNetwork::setup(pod_cidr.as_deref()));
+        if let Some(cidr) = &network.cri_cidr {
+            for (handler, rt) in self.runtimes.all() {
+                if let Err(e) = rt.update_pod_cidr(cidr).await {
+                    tracing::warn!(%handler, error = %e, "telling the runtime its pod CIDR failed");
+                }
+            }
+        }
+        tracing::info!(node = %self.config.name, pod_cidr = ?pod_cidr, wasm_pods = %network.wasm_range(), "pod network ready");
+        let leftovers = self.leftovers().await;
+        let allocatable = BTreeMap::from([
+            (
+                "cpu".to_string(),
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64,
+            ),
+            ("memory".to_string(), memory_bytes() as f64),
+        ]);
         let ctx = Arc::new(WorkerContext {
             client: self.client.clone(),
-            runtime: self.runtime.clone(),
+            runtimes: self.runtimes.clone(),
             state: self.state.clone(),
             pods_dir: self.config.pods_dir.clone(),
             node_name: self.config.name.clone(),
             node_ip: self.config.ip.clone(),
+            network,
+            allocatable,
+            leftovers: std::sync::Mutex::new(leftovers),
         });
         let inboxes: WorkerInboxes = Arc::default();
-        let mut runtime_events = self.runtime.subscribe();
+        let (merged_tx, mut runtime_events) =
+            tokio::sync::broadcast::channel::<skiff_runtime_core::ContainerEvent>(4096);
+        for (_, rt) in self.runtimes.all() {
+            let mut rx = rt.subscribe();
+            let tx = merged_tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) => {
+                            let _ = tx.send(ev);
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let _ = tx.send(skiff_runtime_core::ContainerEvent {
+                                pod_uid: String::new(),
+                                container_id: String::new(),
+                            });
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        drop(merged_tx);
         let routes = inboxes.clone();
         tokio::spawn(async move {
             loop {
@@ -277,6 +390,7 @@ impl Kubelet {
                             let _ = tx.send(None);
                         }
                     }
+                    self.remove_orphans(&ctx).await;
                 }
                 Event::Apply(pod) => self.dispatch(&ctx, &inboxes, &mut workers, pod),
                 Event::Delete(pod) => {
@@ -285,6 +399,27 @@ impl Kubelet {
                         let _ = tx.send(None);
                     }
                 }
+            }
+        }
+    }
+
+    /// Stop and remove what the runtimes run for pods this node no longer has.
+    async fn remove_orphans(&self, ctx: &Arc<WorkerContext>) {
+        let left = match ctx.leftovers.lock() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(_) => return,
+        };
+        for (handler, c) in left.containers {
+            if let Some(rt) = self.runtimes.get(&handler) {
+                tracing::info!(container = %c.id, %handler, "removing a container of a pod that is gone");
+                let _ = rt.stop_container(&c.id, Duration::from_secs(2)).await;
+                let _ = rt.remove_container(&c.id).await;
+            }
+        }
+        for (handler, sb) in left.sandboxes {
+            if let Some(rt) = self.runtimes.get(&handler) {
+                let _ = rt.stop_pod_sandbox(&sb.id).await;
+                let _ = rt.remove_pod_sandbox(&sb.id).await;
             }
         }
     }

@@ -1,0 +1,157 @@
+//! Node pod CIDRs: every Node created without `spec.podCIDR` is given the lowest free block of
+//! the cluster CIDR, held by a claim key written in the Node's own transaction (so two nodes
+//! never share a block) and released when the Node is deleted.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{Value, json};
+use skiff_store::TxnOp;
+
+use crate::errors::ApiError;
+
+const CLAIM_PREFIX: &str = "/registry/ranges/podcidrs/";
+
+/// The cluster's pod address space and the size of each node's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodCidrs {
+    pub network: Ipv4Addr,
+    pub prefix: u32,
+    /// Prefix length of one node's block.
+    pub node_prefix: u32,
+}
+
+impl Default for PodCidrs {
+    /// 10.128.0.0/9 in /18 blocks: 512 nodes of 16,382 pod addresses each (a node runs
+    /// thousands of Wasm pods). Clear of the service CIDR 10.96.0.0/12.
+    fn default() -> Self {
+        PodCidrs { network: Ipv4Addr::new(10, 128, 0, 0), prefix: 9, node_prefix: 18 }
+    }
+}
+
+impl PodCidrs {
+    /// Parse `a.b.c.d/n` and a node prefix length.
+    pub fn parse(cidr: &str, node_prefix: u32) -> Result<Self, String> {
+        let (ip, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
+        let network: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+        let prefix: u32 = bits.parse().map_err(|_| format!("{bits:?} is not a prefix length"))?;
+        if prefix > 30 || node_prefix > 30 || node_prefix < prefix {
+            return Err(format!(
+                "a node block of /{node_prefix} does not fit the cluster CIDR /{prefix}"
+            ));
+        }
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        if u32::from(network) & !mask != 0 {
+            return Err(format!("{cidr} has host bits set"));
+        }
+        Ok(PodCidrs { network, prefix, node_prefix })
+    }
+
+    fn blocks(&self) -> u32 {
+        1u32 << (self.node_prefix - self.prefix)
+    }
+
+    fn block(&self, index: u32) -> String {
+        let base = u32::from(self.network) + (index << (32 - self.node_prefix));
+        format!("{}/{}", Ipv4Addr::from(base), self.node_prefix)
+    }
+}
+
+fn claim_key(cidr: &str) -> String {
+    format!("{CLAIM_PREFIX}{}", cidr.replace('/', "_"))
+}
+
+/// The claim keys already taken, to pick a free block.
+pub fn claim_prefix() -> &'static str {
+    CLAIM_PREFIX
+}
+
+/// Give `node` the lowest block not in `taken` (claim keys), unless it names its own
+/// `spec.podCIDR`; returns the claim to write with it.
+pub fn assign(
+    cidrs: &PodCidrs,
+    node: &mut Value,
+    taken: &[String],
+) -> Result<Vec<TxnOp>, ApiError> {
+    let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let claim =
+        |cidr: &str| TxnOp::Create { key: claim_key(cidr), value: name.clone().into_bytes() };
+    if let Some(own) =
+        node.pointer("/spec/podCIDR").and_then(Value::as_str).filter(|s| !s.is_empty())
+    {
+        let own = own.to_string();
+        if node.pointer("/spec/podCIDRs").is_none() {
+            node["spec"]["podCIDRs"] = json!([own]);
+        }
+        // Claimed when inside the cluster CIDR, so no other node is given it.
+        return Ok(if cidrs.contains(&own) { vec![claim(&own)] } else { Vec::new() });
+    }
+    let free = (0..cidrs.blocks()).map(|i| cidrs.block(i)).find(|b| !taken.contains(&claim_key(b)));
+    let Some(block) = free else {
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "no pod CIDR left for node {name:?}: all {} blocks of /{} in {}/{} are taken",
+                cidrs.blocks(),
+                cidrs.node_prefix,
+                cidrs.network,
+                cidrs.prefix
+            ),
+        ));
+    };
+    if !node.get("spec").is_some_and(Value::is_object) {
+        node["spec"] = json!({});
+    }
+    node["spec"]["podCIDR"] = json!(block);
+    node["spec"]["podCIDRs"] = json!([block]);
+    Ok(vec![claim(&block)])
+}
+
+impl PodCidrs {
+    fn contains(&self, cidr: &str) -> bool {
+        let Some((ip, _)) = cidr.split_once('/') else { return false };
+        let Ok(ip) = ip.parse::<Ipv4Addr>() else { return false };
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+        u32::from(ip) & mask == u32::from(self.network)
+    }
+}
+
+/// The claim a Node holds, to delete with it.
+pub fn release(node: &Value) -> Option<String> {
+    node.pointer("/spec/podCIDR").and_then(Value::as_str).map(claim_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assign_should_pick_the_lowest_free_block() {
+        let cidrs = PodCidrs::parse("10.200.0.0/16", 18).unwrap();
+        let mut a = json!({"metadata": {"name": "a"}});
+        let ops = assign(&cidrs, &mut a, &[]).unwrap();
+        assert_eq!(a["spec"]["podCIDR"], "10.200.0.0/18");
+        assert_eq!(a["spec"]["podCIDRs"], json!(["10.200.0.0/18"]));
+        let TxnOp::Create { key, .. } = &ops[0] else { panic!("claim expected") };
+        let mut b = json!({"metadata": {"name": "b"}, "spec": {}});
+        assign(&cidrs, &mut b, std::slice::from_ref(key)).unwrap();
+        assert_eq!(b["spec"]["podCIDR"], "10.200.64.0/18");
+        assert_eq!(release(&a).as_deref(), Some(key.as_str()));
+    }
+
+    #[test]
+    fn assign_should_fail_clearly_when_the_space_is_full() {
+        let cidrs = PodCidrs::parse("10.200.0.0/17", 18).unwrap();
+        let taken: Vec<String> = (0..2).map(|i| claim_key(&cidrs.block(i))).collect();
+        let err = assign(&cidrs, &mut json!({"metadata": {"name": "c"}}), &taken).unwrap_err();
+        assert_eq!(err.code, 503);
+        assert!(err.message.contains("no pod CIDR left"), "{}", err.message);
+    }
+
+    #[test]
+    fn parse_should_reject_bad_cidrs() {
+        assert!(PodCidrs::parse("10.0.0.1/8", 16).is_err());
+        assert!(PodCidrs::parse("10.0.0.0/16", 8).is_err());
+        assert!(PodCidrs::parse("nonsense", 18).is_err());
+    }
+}
