@@ -503,6 +503,55 @@ pub fn validate_pod_spec(spec: &Value, prefix: &str, causes: &mut Vec<(String, S
             }
         }
     }
+    if spec.get("runtimeClassName").and_then(Value::as_str) == Some("wasmtime") {
+        validate_wasm_pod(spec, prefix, causes);
+    }
+}
+
+/// What a pod on the `wasmtime` RuntimeClass cannot ask for: its containers are WebAssembly
+/// guests in the node's process, so there are no Linux processes, namespaces or privileges
+/// to share or grant. (A pod runs all its containers on one runtime; OCI containers need the
+/// `runc` RuntimeClass.)
+fn validate_wasm_pod(spec: &Map<String, Value>, prefix: &str, causes: &mut Vec<(String, String)>) {
+    let why = "WebAssembly pods (runtimeClassName: wasmtime) run guests inside the node, with no Linux processes to share; use runtimeClassName: runc for OCI containers";
+    for field in ["hostPID", "hostIPC", "shareProcessNamespace"] {
+        if spec.get(field).and_then(Value::as_bool) == Some(true) {
+            causes.push((format!("{prefix}.{field}"), format!("Forbidden: {why}")));
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let path = format!("{prefix}.{list}[{i}]");
+            let sc = c.get("securityContext");
+            for flag in ["privileged", "allowPrivilegeEscalation"] {
+                if sc.and_then(|s| s.get(flag)).and_then(Value::as_bool) == Some(true) {
+                    causes.push((
+                        format!("{path}.securityContext.{flag}"),
+                        format!("Forbidden: {why}"),
+                    ));
+                }
+            }
+            if sc
+                .and_then(|s| s.pointer("/capabilities/add"))
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+            {
+                causes.push((
+                    format!("{path}.securityContext.capabilities.add"),
+                    format!("Forbidden: {why}"),
+                ));
+            }
+            if c.get("stdin").and_then(Value::as_bool) == Some(true)
+                || c.get("tty").and_then(Value::as_bool) == Some(true)
+            {
+                causes.push((
+                    format!("{path}.stdin"),
+                    "Forbidden: WebAssembly guests have no terminal or standard input to attach to"
+                        .into(),
+                ));
+            }
+        }
+    }
 }
 
 /// Labels of an object, for selectors.
@@ -514,6 +563,23 @@ pub fn labels_of(obj: &Value) -> Option<&Value> {
 mod tests {
     use super::*;
     use skiff_api::Registry;
+
+    #[test]
+    fn wasm_pods_should_refuse_what_guests_cannot_have() {
+        let spec = json!({"runtimeClassName": "wasmtime", "restartPolicy": "Always", "hostPID": true,
+            "containers": [{"name": "a", "image": "x", "securityContext": {"privileged": true}}]});
+        let mut causes = Vec::new();
+        validate_pod_spec(&spec, "spec", &mut causes);
+        let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["spec.hostPID", "spec.containers[0].securityContext.privileged"]);
+        assert!(causes[0].1.contains("runtimeClassName: runc"), "{}", causes[0].1);
+        // The same pod on runc is fine.
+        let mut oci = spec.clone();
+        oci["runtimeClassName"] = json!("runc");
+        let mut causes = Vec::new();
+        validate_pod_spec(&oci, "spec", &mut causes);
+        assert!(causes.is_empty(), "{causes:?}");
+    }
 
     #[test]
     fn prepare_create_should_default_pod_and_generate_name() {
