@@ -307,6 +307,7 @@ impl Kubelet {
             network,
             allocatable,
             leftovers: std::sync::Mutex::new(leftovers),
+            runtime_classes: std::sync::Mutex::default(),
         });
         let inboxes: WorkerInboxes = Arc::default();
         let (merged_tx, mut runtime_events) =

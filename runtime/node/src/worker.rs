@@ -31,6 +31,8 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const IMAGE_RETRY: Duration = Duration::from_secs(2);
 
+/// How long a RuntimeClass lookup is reused.
+const RUNTIME_CLASS_TTL: Duration = Duration::from_secs(30);
 /// How often configMap/secret/downwardAPI volume contents are refreshed.
 const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 
@@ -74,6 +76,8 @@ pub struct WorkerContext {
     /// Node allocatable amounts (cores, bytes) for `resourceFieldRef` limits left unset.
     pub allocatable: BTreeMap<String, f64>,
     pub leftovers: std::sync::Mutex<Leftovers>,
+    /// RuntimeClass name → (handler, when read): pods of one class share one lookup.
+    pub runtime_classes: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl WorkerContext {
@@ -469,11 +473,30 @@ impl PodWorker {
         let spec = pod.spec.clone().unwrap_or_default();
         let handler = match spec.runtime_class_name.as_deref().filter(|c| !c.is_empty()) {
             Some(class) => {
-                let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
-                match api.get_opt(class).await {
-                    Ok(Some(rc)) => rc.handler,
-                    Ok(None) => return Err(format!("RuntimeClass \"{class}\" not found")),
-                    Err(e) => return Err(format!("reading RuntimeClass \"{class}\": {e}")),
+                let cached = self.ctx.runtime_classes.lock().ok().and_then(|m| {
+                    m.get(class)
+                        .filter(|(_, at)| at.elapsed() < RUNTIME_CLASS_TTL)
+                        .map(|(h, _)| h.clone())
+                });
+                match cached {
+                    Some(handler) => handler,
+                    None => {
+                        let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
+                        let handler = match api.get_opt(class).await {
+                            Ok(Some(rc)) => rc.handler,
+                            Ok(None) => return Err(format!("RuntimeClass \"{class}\" not found")),
+                            Err(e) => {
+                                return Err(format!("reading RuntimeClass \"{class}\": {e}"));
+                            }
+                        };
+                        if let Ok(mut m) = self.ctx.runtime_classes.lock() {
+                            m.insert(
+                                class.to_string(),
+                                (handler.clone(), std::time::Instant::now()),
+                            );
+                        }
+                        handler
+                    }
                 }
             }
             None => {
