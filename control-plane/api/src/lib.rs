@@ -3,6 +3,7 @@
 //! helpers over generic (JSON) objects.
 
 pub mod logs;
+pub mod nodes;
 pub mod protobuf;
 pub mod registry;
 pub mod schema;

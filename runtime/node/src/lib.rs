@@ -3,11 +3,16 @@
 
 pub mod env;
 pub mod events;
+pub mod hooks;
 pub mod logs;
 pub mod network;
+pub mod probes;
 pub mod probing;
 pub mod quantity;
 pub mod state;
+pub mod stats;
+#[cfg(test)]
+mod testing;
 pub mod volumes;
 pub mod worker;
 
