@@ -82,7 +82,7 @@ impl Registry {
             resource!("", "v1", "Namespace", "namespaces", "namespace", false,
                 short: &["ns"], categories: NONE, sub: &["status", "finalize"], spec: false),
             resource!("", "v1", "Node", "nodes", "node", false,
-                short: &["no"], categories: NONE, sub: STATUS, spec: false),
+                short: &["no"], categories: NONE, sub: &["status", "proxy"], spec: false),
             resource!("", "v1", "Pod", "pods", "pod", true,
                 short: &["po"], categories: ALL, sub: &["status", "log", "binding", "eviction"], spec: false),
             resource!("", "v1", "Service", "services", "service", true,

@@ -121,6 +121,7 @@ fn subresource_shape(
     match sub {
         "status" => (r.group, r.version, r.kind, &["get", "patch", "update"]),
         "log" => ("", "v1", "Pod", &["get"]),
+        "proxy" => ("", "v1", "NodeProxyOptions", &["get"]),
         "binding" => ("", "v1", "Binding", &["create"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),

@@ -42,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use skiff_api::Registry;
 use skiff_api::logs::PodLogSource;
+use skiff_api::nodes::NodeEndpoints;
 use skiff_store::Store;
 use tower::ServiceExt;
 
@@ -57,6 +58,8 @@ pub struct State {
     admin_token: String,
     /// `pods/log` endpoints of nodes, by node name.
     pub log_sources: RwLock<HashMap<String, Arc<dyn PodLogSource>>>,
+    /// `nodes/proxy` endpoints of nodes, by node name.
+    pub node_endpoints: RwLock<HashMap<String, Arc<dyn NodeEndpoints>>>,
     server_address: String,
     /// Signs and verifies service account tokens, once configured.
     pub token_signer: std::sync::OnceLock<tokens::TokenSigner>,
@@ -88,6 +91,7 @@ impl ApiServer {
             metrics: Metrics::new(),
             admin_token,
             log_sources: RwLock::new(HashMap::new()),
+            node_endpoints: RwLock::new(HashMap::new()),
             server_address,
             token_signer: std::sync::OnceLock::new(),
             pod_cidrs: RwLock::new(podcidr::PodCidrs::default()),
@@ -134,6 +138,13 @@ impl ApiServer {
     pub fn register_log_source(&self, node: &str, source: Arc<dyn PodLogSource>) {
         if let Ok(mut m) = self.state.log_sources.write() {
             m.insert(node.to_string(), source);
+        }
+    }
+
+    /// Register the node `name`'s HTTP endpoints (served as `nodes/{name}/proxy/{path}`).
+    pub fn register_node_endpoints(&self, node: &str, endpoints: Arc<dyn NodeEndpoints>) {
+        if let Ok(mut m) = self.state.node_endpoints.write() {
+            m.insert(node.to_string(), endpoints);
         }
     }
 
@@ -460,6 +471,16 @@ async fn route(
             &parts,
             q.get("hash"),
         )),
+        ["api", "v1", "nodes", node, "proxy", rest @ ..] => {
+            info.verb = parts.method.to_string();
+            info.version = "v1".into();
+            info.resource = "nodes".into();
+            info.subresource = "proxy".into();
+            info.scope = "resource".into();
+            let query = parts.uri.query().unwrap_or("").to_string();
+            subresources::node_proxy(state, parts.method.as_str(), node, &rest.join("/"), query)
+                .await
+        }
         ["api", version, rest @ ..] => {
             let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");
             let r = resource_request(state, parts, body, "", version, rest, &q, info).await;

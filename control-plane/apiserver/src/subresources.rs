@@ -1,4 +1,5 @@
-//! The `scale` subresource of the replicated kinds and the `eviction` subresource of pods.
+//! The `scale` subresource of the replicated kinds, the `eviction` subresource of pods and the
+//! `proxy` subresource of nodes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -269,4 +270,47 @@ mod tests {
             json!({"metadata": {"name": "rc"}, "spec": {"replicas": 1, "selector": {"app": "x"}}});
         assert_eq!(scale_of(&rc)["status"]["selector"], "app=x");
     }
+}
+
+/// `nodes/{node}/proxy/{path}`: pass the request to the node's registered endpoints and its
+/// answer back as is.
+pub async fn node_proxy(
+    state: &Arc<State>,
+    method: &str,
+    node: &str,
+    path: &str,
+    query: String,
+) -> Result<Response, ApiError> {
+    let endpoints = state
+        .node_endpoints
+        .read()
+        .map_err(|_| ApiError::internal("node endpoint registry poisoned"))?
+        .get(node)
+        .cloned();
+    let Some(endpoints) = endpoints else {
+        let target = handlers::parse_target(state, "", "v1", &["nodes", node])?;
+        handlers::get(state, &target).await?;
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("node {node:?} has no endpoints registered with this api server"),
+        ));
+    };
+    let request = skiff_api::nodes::NodeProxyRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        query,
+    };
+    let resp = endpoints.proxy(request).await.map_err(|e| match e {
+        skiff_api::nodes::NodeProxyError::NotFound(m) => ApiError::new(404, "NotFound", m),
+        skiff_api::nodes::NodeProxyError::MethodNotAllowed(m) => ApiError::method_not_allowed(m),
+        skiff_api::nodes::NodeProxyError::Internal(m) => ApiError::internal(m),
+    })?;
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = if method == "HEAD" { axum::body::Body::empty() } else { resp.body.into() };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, resp.content_type)
+        .body(body)
+        .map_err(|e| ApiError::internal(format!("building the proxied answer: {e}")))
 }
