@@ -253,25 +253,6 @@ async fn check_disruption_budgets(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scale_should_report_selector_and_replicas() {
-        let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let s = scale_of(&d);
-        assert_eq!(s["spec"]["replicas"], 3);
-        assert_eq!(s["status"]["replicas"], 2);
-        assert_eq!(s["status"]["selector"], "app=web");
-        assert_eq!(s["metadata"]["resourceVersion"], "7");
-        let rc =
-            json!({"metadata": {"name": "rc"}, "spec": {"replicas": 1, "selector": {"app": "x"}}});
-        assert_eq!(scale_of(&rc)["status"]["selector"], "app=x");
-    }
-}
-
 /// `nodes/{node}/proxy/{path}`: pass the request to the node's registered endpoints and its
 /// answer back as is.
 pub async fn node_proxy(
@@ -313,4 +294,23 @@ pub async fn node_proxy(
         .header(header::CONTENT_TYPE, resp.content_type)
         .body(body)
         .map_err(|e| ApiError::internal(format!("building the proxied answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_should_report_selector_and_replicas() {
+        let d = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = scale_of(&d);
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["replicas"], 2);
+        assert_eq!(s["status"]["selector"], "app=web");
+        assert_eq!(s["metadata"]["resourceVersion"], "7");
+        let rc =
+            json!({"metadata": {"name": "rc"}, "spec": {"replicas": 1, "selector": {"app": "x"}}});
+        assert_eq!(scale_of(&rc)["status"]["selector"], "app=x");
+    }
 }

@@ -20,7 +20,7 @@ struct FakeNode {
 #[async_trait::async_trait]
 impl NodeEndpoints for FakeNode {
     async fn proxy(&self, req: NodeProxyRequest) -> Result<NodeProxyResponse, NodeProxyError> {
-        self.asked.lock().unwrap().push(req.clone());
+        self.asked.lock().expect("lock").push(req.clone());
         match req.path.as_str() {
             "stats/summary" => Ok(NodeProxyResponse::ok(
                 "application/json",
@@ -44,16 +44,17 @@ async fn call(
         .uri(uri)
         .header("content-type", "application/json")
         .body(body)
-        .unwrap();
+        .expect("request");
     req.extensions_mut().insert(InProcess);
-    let resp = server.router().oneshot(req).await.unwrap();
+    let resp = server.router().oneshot(req).await.expect("response");
     let status = resp.status();
     let ct = resp
         .headers()
         .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
         .unwrap_or_default();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
     (status, ct, bytes.to_vec())
 }
 

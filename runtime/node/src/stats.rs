@@ -228,6 +228,9 @@ fn node_usage() -> NodeUsage {
     usage
 }
 
+/// (namespace, name, uid) of a pod.
+type PodKey = (String, String, String);
+
 /// One scrape: the node's usage and each running container's.
 pub struct Sample {
     pub time: DateTime<Utc>,
@@ -301,10 +304,7 @@ impl NodeStats {
             r.retain(|k, _| k.is_empty() || live.contains(k.as_str()));
         }
         // Pods by uid, in (namespace, name) order.
-        let mut pods: BTreeMap<
-            (String, String, String),
-            Vec<(&RunningContainer, &ContainerStats)>,
-        > = BTreeMap::new();
+        let mut pods: BTreeMap<PodKey, Vec<(&RunningContainer, &ContainerStats)>> = BTreeMap::new();
         for (c, stats) in &sample.containers {
             if let Ok(stats) = stats {
                 pods.entry((c.namespace.clone(), c.pod.clone(), c.pod_uid.clone()))
