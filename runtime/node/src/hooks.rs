@@ -96,6 +96,25 @@ pub async fn run_pre_stop(
     PreStopOutcome { remaining_grace, error, timed_out }
 }
 
+/// Run one lifecycle `handler` for at most `timeout`: `Err` has the kubelet's message (without
+/// the `PostStartHookError:` prefix). For callers that word errors themselves.
+pub async fn run_hook(
+    handler: &LifecycleHandler,
+    container: &Container,
+    ctx: &ProbeContext,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, run_handler(handler, container, ctx, timeout)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "Lifecycle hook for Container {:?} in Pod {:?} did not complete within {}s",
+            container.name,
+            pod_label(ctx),
+            timeout.as_secs()
+        )),
+    }
+}
+
 /// `name_namespace(uid)`, the kubelet's way of naming a pod in messages.
 fn pod_label(ctx: &ProbeContext) -> String {
     format!("{}_{}({})", ctx.pod_name, ctx.pod_namespace, ctx.pod_uid)

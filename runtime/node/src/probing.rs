@@ -1,6 +1,5 @@
-//! How a pod worker probes its containers and runs their lifecycle hooks.
-//! (Interim: every container counts as started and ready as soon as it runs; the probers
-//! arrive with the probes module.)
+//! How a pod worker probes its containers and runs their lifecycle hooks: the worker-facing
+//! shape over [`crate::probes`] and [`crate::hooks`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +9,28 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use skiff_runtime_core::{ContainerId, ContainerRuntime};
 use tokio::time::Instant;
 
+use crate::probes::{ProbeContext, ProbeEvent, ProbeSet};
+
 /// What a probe or hook acts on.
 pub struct ProbeTarget {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub container_id: ContainerId,
     pub pod_ip: String,
     pub container: Container,
+}
+
+impl ProbeTarget {
+    fn context(&self) -> ProbeContext {
+        ProbeContext {
+            runtime: self.runtime.clone(),
+            container_id: self.container_id.clone(),
+            pod_ip: self.pod_ip.clone(),
+            pod_namespace: String::new(),
+            pod_name: String::new(),
+            pod_uid: String::new(),
+            metrics: None,
+        }
+    }
 }
 
 /// What one round of probing found.
@@ -29,30 +44,57 @@ pub struct ProbeOutcome {
     pub grace: Option<i64>,
 }
 
-pub struct ContainerProbes {}
+/// The probes of one running container.
+pub struct ContainerProbes {
+    set: ProbeSet,
+}
 
 impl ContainerProbes {
-    pub fn new(_c: &Container, _started_at: DateTime<Utc>) -> Self {
-        ContainerProbes {}
+    pub fn new(c: &Container, started_at: DateTime<Utc>) -> Self {
+        let age = (Utc::now() - started_at).to_std().unwrap_or_default();
+        let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        ContainerProbes { set: ProbeSet::new(c, started) }
     }
-    pub async fn run_due(&mut self, _t: &ProbeTarget) -> ProbeOutcome {
-        ProbeOutcome::default()
+
+    pub async fn run_due(&mut self, t: &ProbeTarget) -> ProbeOutcome {
+        let mut outcome = ProbeOutcome::default();
+        for event in self.set.run_due(&t.context()).await {
+            match event {
+                ProbeEvent::Unhealthy { kind, message } => {
+                    let prefix = format!("{} probe failed: ", kind.as_str());
+                    let message = message.strip_prefix(&prefix).unwrap_or(&message).to_string();
+                    outcome.failures.push((kind.as_str().to_string(), message));
+                }
+                ProbeEvent::Restart { kind, grace_period_seconds, .. } => {
+                    outcome.restart =
+                        Some(format!("failed {} probe", kind.as_str().to_lowercase()));
+                    outcome.grace = grace_period_seconds;
+                }
+                ProbeEvent::StartedChanged { .. } | ProbeEvent::ReadyChanged { .. } => {}
+            }
+        }
+        outcome
     }
+
     pub fn ready(&self) -> bool {
-        true
+        self.set.ready()
     }
+
     pub fn started(&self) -> bool {
-        true
+        self.set.started()
     }
+
     pub fn next_due(&self) -> Option<Instant> {
-        None
+        self.set.next_due()
     }
 }
 
+/// Run a postStart or preStop handler for at most `timeout`; `Err` carries the kubelet's
+/// message.
 pub async fn run_hook(
-    _hook: &LifecycleHandler,
-    _t: &ProbeTarget,
-    _timeout: Duration,
+    hook: &LifecycleHandler,
+    t: &ProbeTarget,
+    timeout: Duration,
 ) -> Result<(), String> {
-    Ok(())
+    crate::hooks::run_hook(hook, &t.container, &t.context(), timeout).await
 }
