@@ -48,6 +48,11 @@ pub struct ServerArgs {
     /// --listen address with port 6444, or port 0 (any free port) when --listen has port 0.
     #[arg(long)]
     peer_listen: Option<SocketAddr>,
+    /// CRI endpoint of the OCI runtime (containerd), e.g. unix:///run/containerd/containerd.sock.
+    /// Without it the node runs Wasm pods only; OCI pods (RuntimeClass `runc`) wait with a
+    /// message saying so.
+    #[arg(long, env = "SKIFF_CONTAINER_RUNTIME_ENDPOINT")]
+    container_runtime_endpoint: Option<String>,
     /// The pod address space; each node gets a block of it (`spec.podCIDR`).
     #[arg(long, default_value = "10.128.0.0/9")]
     cluster_cidr: String,
@@ -303,9 +308,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 String::new(),
             )]),
         };
-        let runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![runtime];
+        let mut runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![runtime];
+        if let Some(endpoint) = &args.container_runtime_endpoint {
+            let cri = skiff_runtime_cri::CriRuntime::connect(endpoint)
+                .await
+                .with_context(|| format!("connecting to the container runtime at {endpoint}"))?;
+            tracing::info!(%endpoint, "OCI runtime connected (RuntimeClass runc)");
+            runtimes.push(Arc::new(cri));
+        }
         let kubelet = Kubelet::new(config, api.client(), runtimes);
         api.register_log_source(&node_name, kubelet.log_source());
+        api.register_node_endpoints(&node_name, kubelet.endpoints());
         tokio::spawn(async move {
             if let Err(e) = kubelet.run().await {
                 tracing::error!(error = %e, "node stopped");

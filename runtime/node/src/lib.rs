@@ -69,6 +69,7 @@ pub struct Kubelet {
     client: kube::Client,
     runtimes: Runtimes,
     state: Arc<NodeState>,
+    metrics: Arc<stats::KubeletMetrics>,
 }
 
 impl Kubelet {
@@ -81,7 +82,30 @@ impl Kubelet {
         let runtimes = Runtimes {
             by_handler: runtimes.into_iter().map(|r| (r.handler().to_string(), r)).collect(),
         };
-        Arc::new(Kubelet { config, client, runtimes, state: Arc::new(NodeState::default()) })
+        let metrics = Arc::new(stats::KubeletMetrics::new(&config.name));
+        Arc::new(Kubelet {
+            config,
+            client,
+            runtimes,
+            state: Arc::new(NodeState::default()),
+            metrics,
+        })
+    }
+
+    /// The node's `healthz`, `stats/summary`, `metrics/resource` and `metrics` endpoints, which
+    /// the api server serves as `nodes/<name>/proxy/...`.
+    pub fn endpoints(&self) -> Arc<stats::NodeStats> {
+        let state = self.state.clone();
+        let metrics = self.metrics.clone();
+        let running = move || {
+            let list = state.running_containers();
+            let pods: std::collections::HashSet<&str> =
+                list.iter().map(|c| c.pod_uid.as_str()).collect();
+            metrics.set_running_pods(pods.len() as i64);
+            metrics.set_running_containers("running", list.len() as i64);
+            list
+        };
+        stats::NodeStats::new(&self.config.name, Arc::new(running), self.metrics.clone())
     }
 
     /// The `pods/log` reader the api server calls for pods on this node.
@@ -313,6 +337,7 @@ impl Kubelet {
             allocatable,
             leftovers: std::sync::Mutex::new(leftovers),
             runtime_classes: std::sync::Mutex::default(),
+            metrics: self.metrics.clone(),
         });
         let inboxes: WorkerInboxes = Arc::default();
         let (merged_tx, mut runtime_events) =

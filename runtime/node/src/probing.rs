@@ -17,6 +17,10 @@ pub struct ProbeTarget {
     pub container_id: ContainerId,
     pub pod_ip: String,
     pub container: Container,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub pod_uid: String,
+    pub metrics: Option<Arc<crate::stats::KubeletMetrics>>,
 }
 
 impl ProbeTarget {
@@ -25,10 +29,10 @@ impl ProbeTarget {
             runtime: self.runtime.clone(),
             container_id: self.container_id.clone(),
             pod_ip: self.pod_ip.clone(),
-            pod_namespace: String::new(),
-            pod_name: String::new(),
-            pod_uid: String::new(),
-            metrics: None,
+            pod_namespace: self.pod_namespace.clone(),
+            pod_name: self.pod_name.clone(),
+            pod_uid: self.pod_uid.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }

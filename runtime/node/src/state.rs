@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::stats::RunningContainer;
+
 /// container name → (restart count of the current run, running now)
 type PodRuns = HashMap<String, (u32, bool)>;
 
@@ -11,6 +13,8 @@ type PodRuns = HashMap<String, (u32, bool)>;
 pub struct NodeState {
     /// pod uid → its containers' runs
     runs: Mutex<HashMap<String, PodRuns>>,
+    /// (pod uid, container) → the running container, for stats.
+    running: Mutex<HashMap<(String, String), RunningContainer>>,
 }
 
 impl NodeState {
@@ -28,5 +32,28 @@ impl NodeState {
         if let Ok(mut m) = self.runs.lock() {
             m.remove(uid);
         }
+        if let Ok(mut m) = self.running.lock() {
+            m.retain(|(u, _), _| u != uid);
+        }
+    }
+
+    /// Record that a container runs (`Some`) or no longer does (`None`).
+    pub fn set_running(&self, uid: &str, container: &str, running: Option<RunningContainer>) {
+        if let Ok(mut m) = self.running.lock() {
+            let key = (uid.to_string(), container.to_string());
+            match running {
+                Some(r) => {
+                    m.insert(key, r);
+                }
+                None => {
+                    m.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Every running container of the node.
+    pub fn running_containers(&self) -> Vec<RunningContainer> {
+        self.running.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }

@@ -78,6 +78,7 @@ pub struct WorkerContext {
     pub leftovers: std::sync::Mutex<Leftovers>,
     /// RuntimeClass name → (handler, when read): pods of one class share one lookup.
     pub runtime_classes: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+    pub metrics: Arc<crate::stats::KubeletMetrics>,
 }
 
 impl WorkerContext {
@@ -269,6 +270,8 @@ pub struct PodWorker {
     deadline_exceeded: bool,
     /// Containers found running in the runtime after a node restart, to adopt.
     adoptable: Vec<(String, ContainerStatus)>,
+    /// The pod's start (all containers running) went into the start-duration metric.
+    start_observed: bool,
 }
 
 impl PodWorker {
@@ -382,6 +385,7 @@ impl PodWorker {
             start_time,
             last_status: None,
             deadline_exceeded: false,
+            start_observed: false,
             adoptable,
             ctx,
         };
@@ -409,6 +413,9 @@ impl PodWorker {
                     }
                 });
             }
+        }
+        for i in 0..w.slots.len() {
+            w.publish_running(i);
         }
         w
     }
@@ -462,6 +469,44 @@ impl PodWorker {
             host_ip: self.ctx.node_ip.clone(),
             pod_ip: self.pod_ip.clone().unwrap_or_default(),
         }
+    }
+
+    fn target(
+        &self,
+        runtime: Arc<dyn ContainerRuntime>,
+        container_id: ContainerId,
+        container: Container,
+    ) -> crate::probing::ProbeTarget {
+        crate::probing::ProbeTarget {
+            runtime,
+            container_id,
+            pod_ip: self.pod_ip.clone().unwrap_or_else(|| self.ctx.node_ip.clone()),
+            container,
+            pod_namespace: self.namespace.clone(),
+            pod_name: self.name.clone(),
+            pod_uid: self.uid.clone(),
+            metrics: Some(self.ctx.metrics.clone()),
+        }
+    }
+
+    /// Publish slot `i`'s running container (or its end) for the node's stats.
+    fn publish_running(&self, i: usize) {
+        let slot = &self.slots[i];
+        let running = match (&slot.phase, &slot.id, &self.runtime) {
+            (Phase::Running { started_at }, Some(id), Some(rt)) => {
+                Some(crate::stats::RunningContainer {
+                    namespace: self.namespace.clone(),
+                    pod: self.name.clone(),
+                    pod_uid: self.uid.clone(),
+                    container: slot.name.clone(),
+                    container_id: id.clone(),
+                    runtime: rt.clone(),
+                    started_at: *started_at,
+                })
+            }
+            _ => None,
+        };
+        self.ctx.state.set_running(&self.uid, &slot.name, running);
     }
 
     /// Pick the runtime for this pod: its RuntimeClass's handler, else the Wasm runtime when
@@ -743,16 +788,10 @@ impl PodWorker {
         let Some(id) = self.slots[i].id.clone() else { return None };
         let Phase::Running { started_at } = self.slots[i].phase.clone() else { return None };
         let rt = self.runtime.clone()?;
-        let pod_ip = self.pod_ip.clone().unwrap_or_else(|| self.ctx.node_ip.clone());
+        let target = self.target(rt, id, c.clone());
         let slot = &mut self.slots[i];
         let probes =
             slot.probes.get_or_insert_with(|| crate::probing::ContainerProbes::new(c, started_at));
-        let target = crate::probing::ProbeTarget {
-            runtime: rt,
-            container_id: id,
-            pod_ip,
-            container: c.clone(),
-        };
         let outcome = probes.run_due(&target).await;
         slot.ready = probes.ready();
         slot.started = probes.started();
@@ -820,6 +859,7 @@ impl PodWorker {
             self.ctx.state.set_run(&self.uid, &slot.name, slot.restart_count(), false);
             let _ = rt.remove_container(&id).await;
             slot.id = None;
+            self.publish_running(i);
         }
     }
 
@@ -1122,13 +1162,9 @@ impl PodWorker {
         slot.started = false;
         slot.probes = None;
         self.ctx.state.set_run(&self.uid, &slot.name, slot.restart_count(), true);
+        self.publish_running(i);
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
-            let target = crate::probing::ProbeTarget {
-                runtime: rt.clone(),
-                container_id: id,
-                pod_ip: self.pod_ip.clone().unwrap_or_else(|| self.ctx.node_ip.clone()),
-                container: c.clone(),
-            };
+            let target = self.target(rt.clone(), id, c.clone());
             if let Err(message) =
                 crate::probing::run_hook(&hook, &target, Duration::from_secs(30)).await
             {
@@ -1331,6 +1367,18 @@ impl PodWorker {
 
     async fn write_status(&mut self, pod: &Pod) {
         let status = self.compute_status(pod);
+        if !self.start_observed
+            && self
+                .slots
+                .iter()
+                .filter(|s| !s.init)
+                .all(|s| matches!(s.phase, Phase::Running { .. }))
+            && let Some(start) = parse_time(Some(&json!(self.start_time)))
+        {
+            self.start_observed = true;
+            let took = (Utc::now() - start).to_std().unwrap_or_default();
+            self.ctx.metrics.observe_pod_start(took);
+        }
         if self.last_status.as_ref() == Some(&status) {
             return;
         }
@@ -1353,12 +1401,7 @@ impl PodWorker {
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone())
             && matches!(self.slots[i].phase, Phase::Running { .. })
         {
-            let target = crate::probing::ProbeTarget {
-                runtime: rt.clone(),
-                container_id: id.clone(),
-                pod_ip: self.pod_ip.clone().unwrap_or_else(|| self.ctx.node_ip.clone()),
-                container: c.clone(),
-            };
+            let target = self.target(rt.clone(), id.clone(), c.clone());
             if let Err(message) = crate::probing::run_hook(&hook, &target, grace).await {
                 tracing::info!(pod = %self.name, container = %c.name, %message, "preStop hook failed");
             }
@@ -1412,12 +1455,7 @@ impl PodWorker {
                         continue;
                     };
                     let rt = rt.clone();
-                    let target = crate::probing::ProbeTarget {
-                        runtime: rt.clone(),
-                        container_id: id.clone(),
-                        pod_ip: self.pod_ip.clone().unwrap_or_else(|| self.ctx.node_ip.clone()),
-                        container: c.clone(),
-                    };
+                    let target = self.target(rt.clone(), id.clone(), c.clone());
                     stops.push(async move {
                         let started = Instant::now();
                         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) {
