@@ -280,6 +280,20 @@ async fn exits_should_report_code_reason_termination_message_and_events() -> any
     let exit = run_to_exit(&rt, &quiet).await?;
     assert_eq!((exit.exit_code, exit.reason.as_str(), exit.message), (0, "Completed", None));
 
+    // A command the image lacks: the start fails and the container ends as StartError.
+    let mut missing = container_config(&sandbox, &sid, "missing", "");
+    missing.command = vec!["/no/such/binary".into()];
+    missing.args = Vec::new();
+    let id = rt.create_container(&missing).await?;
+    match rt.start_container(&id).await {
+        Err(RuntimeError::Other(message)) => assert!(message.contains("no such file"), "{message}"),
+        other => bail!("expected a start error, got {other:?}"),
+    }
+    let ContainerState::Exited(exit) = rt.container_status(&id).await?.state else {
+        bail!("a container that failed to start is not exited");
+    };
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (128, "StartError"));
+
     // The poller reports the exit of a container it saw running.
     let sleeper = container_config(&sandbox, &sid, "sleeper", "sleep 1");
     let id = rt.create_container(&sleeper).await?;
