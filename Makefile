@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store bench-api
+.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -45,3 +45,18 @@ BENCH_API_ARGS ?=
 bench-api: bootstrap
 	cargo build --release --bin skiff --bin skiff-bench-api
 	$(CARGO_TARGET_DIR)/release/skiff-bench-api --skiff $(CARGO_TARGET_DIR)/release/skiff $(BENCH_API_ARGS)
+
+# The node: Wasm pod start (create -> Running, p50/p99, 1 and 16 clients), density of idle
+# wasi:http pods (RSS per pod), and HTTP requests/s of one pod against `wasmtime serve` of the
+# same component (wrk). BENCH_NODE_ARGS=--with-containerd adds OCI pod start through a containerd
+# it starts itself; e.g. BENCH_NODE_ARGS="--only start --pods 200" for a shorter run.
+WASMTIME_DIR ?= $(CURDIR)/.tools/wasmtime
+BENCH_NODE_ARGS ?=
+bench-node: bootstrap guests
+	command -v wrk >/dev/null || { s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$s apt-get update -qq && $$s apt-get install -y -qq wrk; }
+	case "$(BENCH_NODE_ARGS)" in *--with-containerd*) bash scripts/containerd.sh install ;; esac
+	bash scripts/fetch-wasmtime.sh $(WASMTIME_DIR) >/dev/null
+	cargo build --release --bin skiff --bin skiff-bench-node
+	$(CARGO_TARGET_DIR)/release/skiff-bench-node --skiff $(CARGO_TARGET_DIR)/release/skiff \
+		--guests-dir $(SKIFF_GUESTS_DIR) --wasmtime $(WASMTIME_DIR)/bin/wasmtime $(BENCH_NODE_ARGS)

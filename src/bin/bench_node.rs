@@ -1,0 +1,1192 @@
+//! Benchmark of the node: how fast pods start, how many idle Wasm HTTP pods fit, and how fast a
+//! Wasm HTTP pod serves, each next to a peer measured in the same run.
+//!
+//! Sections (all by default; `--only start,density,http,oci` picks some):
+//! - `start`: Wasm pod start, API create → Running, per pod (one watch started before the
+//!   creates), for 1 client and for N concurrent clients, each client creating its next pod once
+//!   its last one runs. Printed next to the Kubernetes pod startup SLO and runwasi's published
+//!   figure (neither can run here).
+//! - `oci`: the same for busybox pods through containerd (`--with-containerd` starts one with
+//!   scripts/containerd.sh, `--containerd-socket` uses a running one).
+//! - `density`: N idle wasi:http pods, server RSS per pod, and a sample of them answering HTTP.
+//! - `http`: requests/s of one wasi:http pod against `wasmtime serve` of the same component,
+//!   both driven by `wrk` with the same arguments.
+//!
+//! Every section starts its own `skiff server` (port 0, data dir under the temp dir) and removes
+//! it afterwards. Wasm pods get addresses in 127.0.0.0/8 (the server is given a loopback pod
+//! CIDR), so all traffic stays on loopback.
+//!
+//! `skiff-bench-node --skiff target/release/skiff --guests-dir GUESTS --wasmtime bin/wasmtime`
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum Section {
+    Start,
+    Oci,
+    Density,
+    Http,
+}
+
+#[derive(Parser)]
+struct Args {
+    /// The skiff binary to benchmark.
+    #[arg(long)]
+    skiff: PathBuf,
+    /// Where scripts/build-guests.sh put the guests (test-guest.*.wasm, hello-http.wasip2.wasm).
+    #[arg(long, env = "SKIFF_GUESTS_DIR")]
+    guests_dir: PathBuf,
+    /// Sections to run (comma-separated). Default: start, density, http, and oci when a
+    /// containerd is given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+
+    /// Wasm pods started per client count (`start`).
+    #[arg(long, default_value_t = 1000)]
+    pods: usize,
+    /// Client counts of the start measurements; each client creates its next pod once its
+    /// previous one is Running.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16])]
+    clients: Vec<usize>,
+    /// The guest of the `start` pods (in --guests-dir); it runs `sleep 3600`.
+    #[arg(long, default_value = "test-guest.wasip1.wasm")]
+    start_guest: String,
+    /// Longest a single pod may take to be Running before the run fails.
+    #[arg(long, default_value_t = 120)]
+    pod_timeout_secs: u64,
+
+    /// Start an isolated containerd (scripts/containerd.sh start DIR BRIDGE) for the `oci` section.
+    #[arg(long)]
+    with_containerd: bool,
+    /// Use the containerd listening on this socket for the `oci` section.
+    #[arg(long, value_name = "SOCK", conflicts_with = "with_containerd")]
+    containerd_socket: Option<PathBuf>,
+    /// The script that runs containerd.
+    #[arg(long, default_value = "scripts/containerd.sh")]
+    containerd_script: PathBuf,
+    /// OCI (busybox) pods started per client count (`oci`).
+    #[arg(long, default_value_t = 50)]
+    oci_pods: usize,
+    /// Pod address space of the `oci` server: OCI pods get addresses on containerd's bridge
+    /// from its lower half. No traffic is sent to them.
+    #[arg(long, default_value = "10.250.0.0/16")]
+    oci_cluster_cidr: String,
+
+    /// Idle wasi:http pods of the `density` section.
+    #[arg(long, default_value_t = 10_000)]
+    density_pods: usize,
+    /// Concurrent create requests of the `density` section.
+    #[arg(long, default_value_t = 32)]
+    density_clients: usize,
+    /// Density pods asked for `GET /` afterwards (spread over all of them).
+    #[arg(long, default_value_t = 100)]
+    http_sample: usize,
+    /// Longest the `density` pods may take to be all Running.
+    #[arg(long, default_value_t = 1800)]
+    density_timeout_secs: u64,
+
+    /// The wasi:http component of `density` and `http` (in --guests-dir).
+    #[arg(long, default_value = "hello-http.wasip2.wasm")]
+    http_guest: String,
+    /// The peer: `wasmtime` CLI (scripts/fetch-wasmtime.sh installs it).
+    #[arg(long, default_value = "wasmtime")]
+    wasmtime: PathBuf,
+    /// Flags of `wasmtime serve` besides --addr and the component: `-Scli` links the
+    /// wasi:cli interfaces a component built by Rust's std imports.
+    #[arg(long, default_value = "-Scli", allow_hyphen_values = true)]
+    wasmtime_serve_args: String,
+    /// The load generator.
+    #[arg(long, default_value = "wrk")]
+    wrk: PathBuf,
+    /// wrk's arguments besides the URL (the same for both servers).
+    #[arg(long, default_value = "-t2 -c32 -d10s", allow_hyphen_values = true)]
+    wrk_args: String,
+    /// wrk runs per server, alternating between them; the best of each is compared.
+    #[arg(long, default_value_t = 2)]
+    http_rounds: usize,
+
+    /// Targets printed next to the figures.
+    #[arg(long, default_value_t = 50.0)]
+    target_start_p99_ms: f64,
+    #[arg(long, default_value_t = 256.0)]
+    target_kib_per_pod: f64,
+    #[arg(long, default_value_t = 0.8)]
+    target_http_ratio: f64,
+}
+
+/// Reference lines for pod start: published figures of systems that cannot run here.
+const K8S_STARTUP_SLO_MS: f64 = 5000.0;
+const RUNWASI_SPIN_START_MS: f64 = 1000.0;
+
+/// Label every benchmark pod carries (its value names the run), for the watch.
+const RUN_LABEL: &str = "skiff-bench-node/run";
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field).map(|v| v.trim().trim_end_matches("kB").trim().to_string())
+            })
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fds_open(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
+/// Each idle wasi:http pod holds a listening socket in the server.
+fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur >= want {
+            return Ok(lim.rlim_cur);
+        }
+        let mut new = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max.max(want) };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+            // Not allowed to raise the hard limit: go as far as it allows.
+            new = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+                bail!("setrlimit: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(new.rlim_cur)
+    }
+}
+
+/// A `skiff server` with its own data dir; killed and the dir removed on drop.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    client: kube::Client,
+    started_in: Duration,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Start `skiff server` on a fresh data dir with `images` (file, name) imported, and wait
+/// until its node is registered.
+async fn start_server(
+    skiff: &Path,
+    name: &str,
+    images: &[(PathBuf, &str)],
+    extra: &[String],
+) -> anyhow::Result<Server> {
+    let dir = std::env::temp_dir().join(format!("skiff-bench-node-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    for (file, image) in images {
+        let out = Command::new(skiff)
+            .args(["images", "import", "--name", image, "--data-dir"])
+            .arg(&dir)
+            .arg(file)
+            .output()
+            .context("running skiff images import")?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            bail!("importing {}: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
+    let log = std::fs::File::create(dir.join("server.log"))?;
+    let t0 = Instant::now();
+    let mut child = Command::new(skiff)
+        .args(["server", "--listen", "127.0.0.1:0", "--node-name", "bench"])
+        .args(["--node-ip", "127.0.0.1", "--data-dir"])
+        .arg(&dir)
+        .args(extra)
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting skiff server")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("READY "));
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ready
+    });
+    let ready = match tokio::time::timeout(Duration::from_secs(120), ready).await {
+        Ok(Ok(Some(line))) => line,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            bail!("skiff server did not print READY; its log:\n{log}");
+        }
+    };
+    let started_in = t0.elapsed();
+    let kubeconfig = PathBuf::from(ready.split_whitespace().nth(2).context("kubeconfig path")?);
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    let server = Server { child, dir, client: kube::Client::try_from(config)?, started_in };
+    let nodes: Api<Node> = Api::all(server.client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = nodes.get_opt("bench").await?;
+        let ready = node
+            .as_ref()
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("node did not become Ready within 60 s; server log:\n{}", server.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(server)
+}
+
+/// The flags that give a Wasm-only server `pods` pods, with Wasm pod addresses in
+/// 127.0.0.0/8: the node's block is the smallest whose upper (Wasm) half holds them all.
+fn wasm_server_flags(pods: usize) -> Vec<String> {
+    let need = (pods + 2) as u64;
+    let half_bits = 64 - (need - 1).leading_zeros(); // 2^half_bits >= need
+    let node_prefix = (31 - half_bits).clamp(10, 24);
+    vec![
+        "--max-pods".into(),
+        (pods + 8).to_string(),
+        "--cluster-cidr".into(),
+        "127.192.0.0/10".into(),
+        "--node-cidr-mask-size".into(),
+        node_prefix.to_string(),
+    ]
+}
+
+/// A containerd started by scripts/containerd.sh; stopped and its dir removed on drop.
+struct Containerd {
+    script: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_containerd(script: &Path) -> anyhow::Result<(Containerd, PathBuf)> {
+    let pid = std::process::id();
+    // Short: the socket path under it must fit a unix socket address.
+    let dir = std::env::temp_dir().join(format!("sbn-ctrd-{pid}"));
+    let bridge = format!("sbn{}", pid % 1_000_000);
+    let guard = Containerd { script: script.to_path_buf(), dir: dir.clone() };
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("start")
+        .arg(&dir)
+        .arg(&bridge)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} start failed", script.display());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sock = text.lines().last().map(str::trim).filter(|l| !l.is_empty());
+    let sock = PathBuf::from(sock.context("containerd.sh start printed no socket path")?);
+    Ok((guard, sock))
+}
+
+/// A `wasmtime serve` process; killed on drop.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pod start latency
+
+type Outcome = Result<Duration, String>;
+
+/// When each benchmark pod's create request was sent, and who waits for it to run. One watch
+/// (started before the first create) settles them: latency = first event showing the pod
+/// Running minus the instant just before its create request.
+#[derive(Default)]
+struct StartTracker {
+    pending: Mutex<HashMap<String, (Instant, oneshot::Sender<Outcome>)>>,
+}
+
+impl StartTracker {
+    /// Note that `name`'s create is about to be sent; the receiver gets its start latency.
+    fn expect(&self, name: &str) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(name.to_string(), (Instant::now(), tx));
+        }
+        rx
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(name);
+        }
+    }
+
+    fn observe(&self, pod: &Pod, now: Instant) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+        let outcome = match phase {
+            "Running" => None,
+            "Failed" | "Succeeded" => Some(format!(
+                "pod ended {phase} before it was seen Running: {}",
+                pod.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default()
+            )),
+            _ => return,
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        let Some((sent, tx)) = self.pending.lock().ok().and_then(|mut p| p.remove(name)) else {
+            return;
+        };
+        let _ = tx.send(match outcome {
+            None => Ok(now - sent),
+            Some(e) => Err(e),
+        });
+    }
+}
+
+/// Watch the pods labelled `run` and settle them in `tracker`; returns once the watch is
+/// established, the watch task running until aborted.
+async fn watch_starts(
+    pods: Api<Pod>,
+    run: &str,
+    tracker: Arc<StartTracker>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run}"));
+    let task = tokio::spawn(async move {
+        let mut ready_tx = Some(ready_tx);
+        let mut stream = watcher::watcher(pods, config).boxed();
+        while let Some(ev) = stream.next().await {
+            let now = Instant::now();
+            match ev {
+                Ok(Event::Apply(p) | Event::InitApply(p)) => tracker.observe(&p, now),
+                Ok(Event::InitDone) => {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("  (watch error, the watcher retries: {e})"),
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .context("the pod watch was not established within 30 s")?
+        .context("the pod watch ended")?;
+    Ok(task)
+}
+
+/// Why a pod is not Running, from its status, for error messages.
+async fn pod_diagnosis(pods: &Api<Pod>, name: &str) -> String {
+    let Ok(pod) = pods.get(name).await else { return "pod not found".into() };
+    let status = pod.status.unwrap_or_default();
+    let mut why = format!("phase {}", status.phase.unwrap_or_default());
+    for c in status.container_statuses.unwrap_or_default() {
+        if let Some(w) = c.state.and_then(|s| s.waiting) {
+            why += &format!(
+                "; {}: {} {}",
+                c.name,
+                w.reason.unwrap_or_default(),
+                w.message.unwrap_or_default()
+            );
+        }
+    }
+    why
+}
+
+struct Starts {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+/// Start `n` pods made by `make(name)`, `clients` at a time: each client creates a pod and
+/// waits until it is Running before creating its next.
+async fn measure_starts(
+    client: &kube::Client,
+    run: &str,
+    n: usize,
+    clients: usize,
+    timeout: Duration,
+    make: &(dyn Fn(&str) -> anyhow::Result<Pod> + Sync),
+) -> anyhow::Result<Starts> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let tracker = Arc::new(StartTracker::default());
+    let watch = watch_starts(pods.clone(), run, tracker.clone()).await?;
+    let t0 = Instant::now();
+    let result = futures::stream::iter(0..n)
+        .map(|i| {
+            let (pods, tracker) = (&pods, &tracker);
+            async move {
+                let name = format!("{run}-{i:05}");
+                let mut pod = make(&name)?;
+                pod.metadata.labels.get_or_insert_default().insert(RUN_LABEL.into(), run.into());
+                let rx = tracker.expect(&name);
+                if let Err(e) = pods.create(&PostParams::default(), &pod).await {
+                    tracker.forget(&name);
+                    return Err(anyhow::Error::from(e).context(format!("creating {name}")));
+                }
+                match tokio::time::timeout(timeout, rx).await {
+                    Ok(Ok(Ok(latency))) => Ok(latency),
+                    Ok(Ok(Err(why))) => bail!("{name}: {why}"),
+                    Ok(Err(_)) => bail!("{name}: the watch ended"),
+                    Err(_) => bail!(
+                        "{name} not Running within {} s: {}",
+                        timeout.as_secs(),
+                        pod_diagnosis(pods, &name).await
+                    ),
+                }
+            }
+        })
+        .buffer_unordered(clients.max(1))
+        .try_collect::<Vec<_>>()
+        .await;
+    let elapsed = t0.elapsed();
+    watch.abort();
+    let mut latencies = result?;
+    latencies.sort();
+    Ok(Starts { latencies, elapsed })
+}
+
+/// Create `n` pods with `clients` create requests in flight (not waiting for them to run), then
+/// wait until all are Running. Latencies are each pod's create → Running under that burst.
+async fn burst_starts(
+    client: &kube::Client,
+    run: &str,
+    n: usize,
+    clients: usize,
+    timeout: Duration,
+    make: &(dyn Fn(&str) -> anyhow::Result<Pod> + Sync),
+) -> anyhow::Result<(Starts, Duration)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let tracker = Arc::new(StartTracker::default());
+    let watch = watch_starts(pods.clone(), run, tracker.clone()).await?;
+    let t0 = Instant::now();
+    let receivers = futures::stream::iter(0..n)
+        .map(|i| {
+            let (pods, tracker) = (&pods, &tracker);
+            async move {
+                let name = format!("{run}-{i:05}");
+                let mut pod = make(&name)?;
+                pod.metadata.labels.get_or_insert_default().insert(RUN_LABEL.into(), run.into());
+                let rx = tracker.expect(&name);
+                if let Err(e) = pods.create(&PostParams::default(), &pod).await {
+                    tracker.forget(&name);
+                    return Err(anyhow::Error::from(e).context(format!("creating {name}")));
+                }
+                Ok((name, rx))
+            }
+        })
+        .buffer_unordered(clients.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    let created = t0.elapsed();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut latencies = Vec::with_capacity(n);
+    for (name, rx) in receivers {
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(latency))) => latencies.push(latency),
+            Ok(Ok(Err(why))) => bail!("{name}: {why}"),
+            Ok(Err(_)) => bail!("{name}: the watch ended"),
+            Err(_) => {
+                let running = latencies.len();
+                bail!(
+                    "only {running} of {n} pods Running after {} s; {name}: {}",
+                    timeout.as_secs(),
+                    pod_diagnosis(&pods, &name).await
+                )
+            }
+        }
+    }
+    let elapsed = t0.elapsed();
+    watch.abort();
+    latencies.sort();
+    Ok((Starts { latencies, elapsed }, created))
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_starts(label: &str, s: &Starts) {
+    println!(
+        "  {label:<34} {:>6} pods {:>7.1} pods/s   p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms",
+        s.latencies.len(),
+        s.latencies.len() as f64 / s.elapsed.as_secs_f64(),
+        ms(percentile(&s.latencies, 0.5)),
+        ms(percentile(&s.latencies, 0.99)),
+        ms(percentile(&s.latencies, 1.0)),
+    );
+}
+
+fn target_line(label: &str, measured: f64, unit: &str, target: f64, higher_is_better: bool) {
+    let ok = if higher_is_better { measured >= target } else { measured <= target };
+    let cmp = if higher_is_better { ">=" } else { "<=" };
+    println!(
+        "  {label:<44} {measured:>10.2} {unit:<5} target {cmp} {target:<7} {}",
+        if ok { "met" } else { "MISSED" }
+    );
+}
+
+fn print_start_references() {
+    println!(
+        "  reference: Kubernetes pod startup SLO      p99 <= {K8S_STARTUP_SLO_MS:.0} ms \
+         (stateless pods, image pull excluded; published, not run here)"
+    );
+    println!(
+        "  reference: runwasi containerd-shim-spin    ~{RUNWASI_SPIN_START_MS:.0} ms to Running \
+         (published figure; it needs a containerd with the shim installed, which cannot run here)"
+    );
+}
+
+fn pod_from_json(v: serde_json::Value) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(v)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+async fn section_start(args: &Args) -> anyhow::Result<()> {
+    let guest = args.guests_dir.join(&args.start_guest);
+    let total = args.pods * args.clients.len();
+    let server = start_server(
+        &args.skiff,
+        "start",
+        &[(guest.clone(), "bench-guest:1")],
+        &wasm_server_flags(total),
+    )
+    .await?;
+    let rss_idle = server.rss_kib();
+    println!();
+    println!(
+        "Wasm pod start: API create -> first watch event showing the pod Running ({}, \
+         `sleep 3600`, runtimeClassName wasmtime); each client creates its next pod once its \
+         previous one is Running",
+        args.start_guest
+    );
+    println!("  server ready after start {:.0} ms", ms(server.started_in));
+    let make = |name: &str| {
+        pod_from_json(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "runtimeClassName": "wasmtime",
+                "containers": [{
+                    "name": "main", "image": "bench-guest:1", "imagePullPolicy": "IfNotPresent",
+                    "args": ["sleep", "3600"]
+                }]
+            }
+        }))
+    };
+    let timeout = Duration::from_secs(args.pod_timeout_secs);
+    let mut results = Vec::new();
+    for &c in &args.clients {
+        let run = format!("wasm-c{c}");
+        let s = measure_starts(&server.client, &run, args.pods, c, timeout, &make)
+            .await
+            .with_context(|| format!("{c} clients; server log:\n{}", server.log_tail()))?;
+        print_starts(&format!("{c} client(s)"), &s);
+        results.push((c, s));
+    }
+    print_start_references();
+    println!(
+        "  server RSS {:.1} MiB idle, {:.1} MiB with {total} sleeping pods",
+        rss_idle as f64 / 1024.0,
+        server.rss_kib() as f64 / 1024.0
+    );
+    for (c, s) in &results {
+        target_line(
+            &format!("Wasm start p99, {c} client(s)"),
+            ms(percentile(&s.latencies, 0.99)),
+            "ms",
+            args.target_start_p99_ms,
+            false,
+        );
+    }
+    drop(server);
+    Ok(())
+}
+
+async fn section_oci(args: &Args) -> anyhow::Result<()> {
+    let (_containerd, sock) = match (&args.containerd_socket, args.with_containerd) {
+        (Some(sock), _) => (None, sock.clone()),
+        (None, true) => {
+            println!();
+            println!("Starting containerd ({} start) ...", args.containerd_script.display());
+            let (guard, sock) = start_containerd(&args.containerd_script)?;
+            (Some(guard), sock)
+        }
+        (None, false) => bail!("the oci section needs --with-containerd or --containerd-socket"),
+    };
+    let total = args.oci_pods * args.clients.len();
+    let extra: Vec<String> = vec![
+        "--container-runtime-endpoint".into(),
+        format!("unix://{}", sock.display()),
+        "--max-pods".into(),
+        (total + 8).to_string(),
+        "--cluster-cidr".into(),
+        args.oci_cluster_cidr.clone(),
+        "--node-cidr-mask-size".into(),
+        "22".into(),
+    ];
+    let server = start_server(&args.skiff, "oci", &[], &extra).await?;
+    println!();
+    println!(
+        "OCI pod start through containerd ({}): API create -> Running (skiff.local/busybox:1.36, \
+         `sleep 3600`, runtimeClassName runc)",
+        sock.display()
+    );
+    let make = |name: &str| {
+        pod_from_json(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "runtimeClassName": "runc",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "main", "image": "skiff.local/busybox:1.36",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "3600"]
+                }]
+            }
+        }))
+    };
+    let timeout = Duration::from_secs(args.pod_timeout_secs);
+    let mut results = Vec::new();
+    let mut failure = None;
+    for &c in &args.clients {
+        let run = format!("oci-c{c}");
+        match measure_starts(&server.client, &run, args.oci_pods, c, timeout, &make).await {
+            Ok(s) => {
+                print_starts(&format!("{c} client(s)"), &s);
+                results.push((c, s));
+            }
+            Err(e) => {
+                failure =
+                    Some(e.context(format!("{c} clients; server log:\n{}", server.log_tail())));
+                break;
+            }
+        }
+    }
+    // The containers live in containerd, not in the server: delete the pods through the API so
+    // that the node stops them before the server goes away.
+    delete_all_pods(&server.client, Duration::from_secs(120)).await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    print_start_references();
+    for (c, s) in &results {
+        target_line(
+            &format!("OCI start p99, {c} client(s)"),
+            ms(percentile(&s.latencies, 0.99)),
+            "ms",
+            K8S_STARTUP_SLO_MS,
+            false,
+        );
+    }
+    drop(server);
+    Ok(())
+}
+
+/// Delete the benchmark's pods and wait (bounded) until they are gone.
+async fn delete_all_pods(client: &kube::Client, within: Duration) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().labels(RUN_LABEL);
+    if let Err(e) = pods.delete_collection(&DeleteParams::default(), &lp).await {
+        eprintln!("  (deleting the pods failed: {e})");
+        return;
+    }
+    let deadline = Instant::now() + within;
+    loop {
+        match pods.list(&lp).await {
+            Ok(list) if list.items.is_empty() => return,
+            Ok(list) if Instant::now() > deadline => {
+                eprintln!(
+                    "  ({} pods still present {} s after their deletion)",
+                    list.items.len(),
+                    within.as_secs()
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("  (listing the pods failed: {e})");
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn http_pod(name: &str) -> anyhow::Result<Pod> {
+    pod_from_json(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "runtimeClassName": "wasmtime",
+            "containers": [{
+                "name": "http", "image": "hello-http:bench", "imagePullPolicy": "IfNotPresent",
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+            }]
+        }
+    }))
+}
+
+/// `GET path` over HTTP/1.1 on a fresh connection: the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        anyhow::Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .context("no answer within 5 s")??;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {text:.80}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The pod's address on port 8080, refusing any address outside loopback: the benchmark only
+/// sends traffic on this machine's loopback.
+fn loopback_addr(pod: &Pod) -> anyhow::Result<SocketAddr> {
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).unwrap_or("");
+    let ip: IpAddr = ip.parse().with_context(|| format!("pod IP {ip:?}"))?;
+    if !ip.is_loopback() {
+        bail!("pod IP {ip} is not a loopback address; not sending traffic to it");
+    }
+    Ok(SocketAddr::new(ip, 8080))
+}
+
+async fn section_density(args: &Args) -> anyhow::Result<()> {
+    let n = args.density_pods;
+    let component = args.guests_dir.join(&args.http_guest);
+    let nofile = raise_nofile_limit((n as u64) * 2 + 4096)?;
+    let server = start_server(
+        &args.skiff,
+        "density",
+        &[(component, "hello-http:bench")],
+        &wasm_server_flags(n),
+    )
+    .await?;
+    // Let the fresh server settle (startup allocations, first lease and status writes).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = server.rss_kib();
+    let fds_idle = fds_open(server.pid());
+    println!();
+    println!(
+        "Density: {n} idle wasi:http pods ({}, containerPort 8080 on each pod's own IP), \
+         {} create requests in flight; open-file limit {nofile}",
+        args.http_guest, args.density_clients
+    );
+    let (starts, created) = burst_starts(
+        &server.client,
+        "density",
+        n,
+        args.density_clients,
+        Duration::from_secs(args.density_timeout_secs),
+        &http_pod,
+    )
+    .await
+    .with_context(|| format!("server log:\n{}", server.log_tail()))?;
+    println!(
+        "  {n} creates answered in {:.1} s; all Running after {:.1} s ({:.0} pods/s)",
+        created.as_secs_f64(),
+        starts.elapsed.as_secs_f64(),
+        n as f64 / starts.elapsed.as_secs_f64()
+    );
+    print_starts("create -> Running under the burst", &starts);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = server.rss_kib();
+    let hwm = proc_status_kib(server.pid(), "VmHWM:");
+    let fds = fds_open(server.pid());
+    let per_pod = (rss.saturating_sub(rss_idle)) as f64 / n.max(1) as f64;
+    println!("  server RSS idle (no pods)          {:>9.1} MiB", rss_idle as f64 / 1024.0);
+    println!("  server RSS with {n:>6} pods         {:>9.1} MiB", rss as f64 / 1024.0);
+    println!("  server peak RSS (VmHWM)            {:>9.1} MiB", hwm as f64 / 1024.0);
+    println!("  RSS per pod ((with - idle) / N)    {per_pod:>9.1} KiB");
+    println!("  server open fds                    {fds_idle} idle, {fds} with the pods");
+
+    // Ask a sample spread over all pods.
+    let pods: Api<Pod> = Api::namespaced(server.client.clone(), "default");
+    let list = pods.list(&ListParams::default().labels(&format!("{RUN_LABEL}=density"))).await?;
+    let mut items = list.items;
+    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let sample = args.http_sample.min(items.len());
+    let step = items.len().checked_div(sample).unwrap_or(1).max(1);
+    let picked: Vec<&Pod> = items.iter().step_by(step).take(sample).collect();
+    let answers = futures::stream::iter(picked)
+        .map(|pod| async move {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let addr = loopback_addr(pod)?;
+            // Running is reported once the listener is up; allow a moment anyway.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match http_get(addr, "/").await {
+                    Ok((200, body)) => return anyhow::Ok((name, addr, true, body)),
+                    Ok((code, body)) if Instant::now() > deadline => {
+                        return Ok((name, addr, false, format!("{code} {body:.80}")));
+                    }
+                    Err(e) if Instant::now() > deadline => {
+                        return Ok((name, addr, false, e.to_string()));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let ok = answers.iter().filter(|a| a.2).count();
+    let names_itself = answers.iter().filter(|a| a.2 && a.3.contains(&a.0)).count();
+    println!(
+        "  HTTP GET / on podIP:8080, sample of {}: {ok} answered 200 ({names_itself} naming their \
+         own pod)",
+        answers.len()
+    );
+    for (name, addr, _, why) in answers.iter().filter(|a| !a.2).take(5) {
+        println!("    {name} at {addr}: {why}");
+    }
+    target_line("RSS per idle wasi:http pod", per_pod, "KiB", args.target_kib_per_pod, false);
+    if ok < answers.len() {
+        bail!("{} of {} sampled pods did not answer HTTP 200", answers.len() - ok, answers.len());
+    }
+    drop(server);
+    Ok(())
+}
+
+/// What one wrk run reported.
+struct WrkRun {
+    requests_per_s: f64,
+    latency_avg: String,
+    latency_p99: String,
+    non_2xx: u64,
+    socket_errors: String,
+}
+
+async fn run_wrk(args: &Args, url: &str) -> anyhow::Result<WrkRun> {
+    let out = tokio::process::Command::new(&args.wrk)
+        .args(args.wrk_args.split_whitespace())
+        .arg("--latency")
+        .arg(url)
+        .output()
+        .await
+        .with_context(|| {
+            format!("running {} (Debian package `wrk`: apt-get install wrk)", args.wrk.display())
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+    };
+    let requests_per_s = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    Ok(WrkRun {
+        requests_per_s,
+        latency_avg: field("Latency").unwrap_or_default(),
+        latency_p99: field("99%").unwrap_or_default(),
+        non_2xx: field("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0),
+        socket_errors: text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("Socket errors:"))
+            .unwrap_or("")
+            .to_string(),
+    })
+}
+
+/// Start `wasmtime serve` of `component` on a free loopback port; answers its address.
+async fn start_wasmtime_serve(args: &Args, component: &Path) -> anyhow::Result<(Peer, SocketAddr)> {
+    let mut child = Command::new(&args.wasmtime)
+        .arg("serve")
+        .args(args.wasmtime_serve_args.split_whitespace())
+        .args(["--addr", "127.0.0.1:0", "--env", "POD_NAME=web"])
+        .arg(component)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} serve (scripts/fetch-wasmtime.sh installs it)",
+                args.wasmtime.display()
+            )
+        })?;
+    let stderr = child.stderr.take().context("wasmtime stderr")?;
+    let peer = Peer(child);
+    let found = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
+                let addr = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok(addr);
+            }
+            seen.push(line);
+        }
+        Err(seen.join("\n"))
+    });
+    match tokio::time::timeout(Duration::from_secs(60), found).await {
+        Ok(Ok(Ok(Some(addr)))) => Ok((peer, addr)),
+        Ok(Ok(Err(output))) => bail!("wasmtime serve exited:\n{output}"),
+        _ => bail!("wasmtime serve did not say where it serves within 60 s"),
+    }
+}
+
+/// Poll `GET /` until it answers 200 (bounded).
+async fn wait_http_ok(addr: SocketAddr, within: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = http_get(addr, "/").await;
+        match answer {
+            Ok((200, body)) => return Ok(body),
+            _ if Instant::now() > deadline => {
+                bail!("{addr} did not answer 200 within {} s: {answer:?}", within.as_secs())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn section_http(args: &Args) -> anyhow::Result<()> {
+    let component = args.guests_dir.join(&args.http_guest);
+    let server = start_server(
+        &args.skiff,
+        "http",
+        &[(component.clone(), "hello-http:bench")],
+        &wasm_server_flags(1),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(server.client.clone(), "default");
+    measure_starts(
+        &server.client,
+        "web",
+        1,
+        1,
+        Duration::from_secs(args.pod_timeout_secs),
+        &http_pod,
+    )
+    .await?;
+    let pod = pods.get("web-00000").await?;
+    let skiff_addr = loopback_addr(&pod)?;
+    let skiff_body = wait_http_ok(skiff_addr, Duration::from_secs(10)).await?;
+    let (_peer, peer_addr) = start_wasmtime_serve(args, &component).await?;
+    let peer_body = wait_http_ok(peer_addr, Duration::from_secs(10)).await?;
+    let version = Command::new(&args.wasmtime)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!();
+    println!(
+        "HTTP throughput: one wasi:http pod ({}) vs `{} serve {} {}` ({version}), \
+         `wrk {} --latency`, {} round(s) alternating",
+        args.http_guest,
+        args.wasmtime.display(),
+        args.wasmtime_serve_args,
+        args.http_guest,
+        args.wrk_args,
+        args.http_rounds
+    );
+    println!(
+        "  both answer GET / with 200 ({} and {} body bytes); each request gets a fresh instance \
+         in both",
+        skiff_body.len(),
+        peer_body.len()
+    );
+    let targets = [
+        ("skiff pod", format!("http://{skiff_addr}/")),
+        ("wasmtime serve", format!("http://{peer_addr}/")),
+    ];
+    let mut best = [0.0f64; 2];
+    for round in 1..=args.http_rounds.max(1) {
+        for (i, (label, url)) in targets.iter().enumerate() {
+            let r = run_wrk(args, url).await.with_context(|| format!("wrk against {label}"))?;
+            println!(
+                "  round {round} {label:<16} {:>10.0} req/s   latency avg {:>8}  p99 {:>8}{}{}",
+                r.requests_per_s,
+                r.latency_avg,
+                r.latency_p99,
+                if r.non_2xx > 0 { format!("   {} non-2xx", r.non_2xx) } else { String::new() },
+                if r.socket_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("   {}", r.socket_errors)
+                }
+            );
+            best[i] = best[i].max(r.requests_per_s);
+        }
+    }
+    println!(
+        "  best: skiff pod {:.0} req/s, wasmtime serve {:.0} req/s (server RSS after: {:.1} MiB)",
+        best[0],
+        best[1],
+        server.rss_kib() as f64 / 1024.0
+    );
+    target_line(
+        "HTTP req/s, skiff pod / wasmtime serve",
+        best[0] / best[1].max(f64::MIN_POSITIVE),
+        "x",
+        args.target_http_ratio,
+        true,
+    );
+    drop(server);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn sections(args: &Args) -> Vec<Section> {
+    if !args.only.is_empty() {
+        let mut s = args.only.clone();
+        s.dedup();
+        return s;
+    }
+    let mut s = vec![Section::Start];
+    if args.with_containerd || args.containerd_socket.is_some() {
+        s.push(Section::Oci);
+    }
+    s.extend([Section::Density, Section::Http]);
+    s
+}
+
+/// Fail before anything runs when a section's inputs are missing.
+fn check_inputs(args: &Args, sections: &[Section]) -> anyhow::Result<()> {
+    let need = |file: &str| -> anyhow::Result<()> {
+        let path = args.guests_dir.join(file);
+        if !path.is_file() {
+            bail!("{} is missing: build the guests with scripts/build-guests.sh", path.display());
+        }
+        Ok(())
+    };
+    for s in sections {
+        match s {
+            Section::Start => need(&args.start_guest)?,
+            Section::Density | Section::Http => need(&args.http_guest)?,
+            Section::Oci => {
+                if !args.with_containerd && args.containerd_socket.is_none() {
+                    bail!("--only oci needs --with-containerd or --containerd-socket SOCK");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let sections = sections(args);
+    check_inputs(args, &sections)?;
+    println!(
+        "skiff-bench-node: {} ({} CPUs), sections {:?}",
+        args.skiff.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        sections
+    );
+    for s in sections {
+        match s {
+            Section::Start => section_start(args).await.context("start section")?,
+            Section::Oci => section_oci(args).await.context("oci section")?,
+            Section::Density => section_density(args).await.context("density section")?,
+            Section::Http => section_http(args).await.context("http section")?,
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // On Ctrl-C the run's future is dropped, so its guards stop servers and containerd.
+    tokio::select! {
+        r = run(&args) => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
