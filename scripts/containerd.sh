@@ -91,8 +91,8 @@ build_image() {
         "$manifest_hex" "$manifest_size" "$ref" "$ref" "$arch" >"$work/layout/index.json"
     printf '{"imageLayoutVersion":"1.0.0"}' >"$work/layout/oci-layout"
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-        -C "$work/layout" -cf "$out.tmp" oci-layout index.json blobs
-    mv "$out.tmp" "$out"
+        -C "$work/layout" -cf "$out.tmp.$$" oci-layout index.json blobs
+    mv "$out.tmp.$$" "$out"
     rm -rf "$work"
 }
 
@@ -110,6 +110,9 @@ cmd_images() {
     local out="${1:?usage: containerd.sh images OUTDIR}"
     mkdir -p "$out"
     out="$(cd "$out" && pwd)"
+    # Instances started at once share the image cache: one builds, the others wait for it.
+    exec 9>"$out/.lock"
+    flock 9
     local busybox pause_src="$repo/runtime/cri/pause/pause.c" self="${BASH_SOURCE[0]}"
     busybox="$(busybox_path)" || die "busybox not found (containerd.sh install)"
     busybox_is_static || die "$busybox is not statically linked (install busybox-static)"
