@@ -256,7 +256,7 @@ pub(crate) fn wasi_context(config: &ContainerConfig) -> Result<WasiCtxBuilder, S
     if let Some(wd) = &config.working_dir {
         builder.env("PWD", wd);
     }
-    for m in crate::mounts::preopens(config)? {
+    for m in &config.mounts {
         let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
         builder.preopened_dir(&m.host_path, &m.container_path, perms).map_err(|e| {
             format!(
@@ -344,8 +344,6 @@ async fn exec_guest(
 ) -> Result<ExecResult, RuntimeError> {
     const CAP: usize = 1 << 20;
     config.argv = argv;
-    // The exec shares the container's mounts but not its termination message file.
-    config.termination_message_host_path = None;
     let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(CAP);
     let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(CAP);
     let mut builder = wasi_context(&config).map_err(RuntimeError::Other)?;
@@ -470,6 +468,14 @@ impl ContainerRuntime for WasmRuntime {
             self.inner.programs.get(&image.wasm_digest, &image.wasm_path).await.map_err(|e| {
                 RuntimeError::InvalidImage { image: config.image.clone(), message: e.to_string() }
             })?;
+        // File mounts are gathered into directories once, here: the run, its exec probes and
+        // (for wasi:http) every request's instance share them.
+        let mut config = config.clone();
+        config.mounts = crate::mounts::preopens(&config).map_err(|message| {
+            RuntimeError::Other(format!("preparing the mounts of {}: {message}", config.name))
+        })?;
+        config.termination_message_host_path = None;
+        let config = &config;
         let log = CriLog::open(&config.log_path).map_err(|source| RuntimeError::Io {
             context: format!("opening log file {}", config.log_path.display()),
             source,

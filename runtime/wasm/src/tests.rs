@@ -623,6 +623,15 @@ async fn wasi_http_component_should_be_served_on_its_pod_ip_and_port() {
     let (code, body) = first.expect("served");
     assert_eq!(code, 200);
     assert!(body.contains("hello from Skiff, pod web-1"), "{body}");
+    // Concurrent requests each get an instance of their own, and all succeed.
+    let mut many = Vec::new();
+    for _ in 0..32 {
+        let a = addr.clone();
+        many.push(tokio::task::spawn_blocking(move || http_get(&a, "/").map(|r| r.0)));
+    }
+    for r in many {
+        assert_eq!(r.await.expect("join"), Some(200));
+    }
     let a = addr.clone();
     let ready = tokio::task::spawn_blocking(move || http_get(&a, "/ready")).await.expect("join");
     assert_eq!(ready.map(|r| r.0), Some(503));
