@@ -1,6 +1,7 @@
 # Two entry points for a fresh Debian machine with only the Rust toolchain:
 #   make run   builds Skiff and runs `skiff server` on the embedded defaults
-#   make test  runs the whole test suite (unit + end-to-end with the real kubectl)
+#   make test  runs the whole test suite (unit + end-to-end with the real kubectl, helm and
+#              containerd, which the OCI tests start themselves)
 # Both install what they need first (scripts/bootstrap.sh).
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
@@ -24,6 +25,7 @@ run: build guests
 
 test: bootstrap guests
 	bash scripts/fetch-tools.sh $(SKIFF_TOOLS_DIR)
+	bash scripts/containerd.sh install
 	bash scripts/test.sh
 
 bench: bootstrap guests

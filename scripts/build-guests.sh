@@ -5,6 +5,7 @@
 #   $SKIFF_GUESTS_DIR (default: ${CARGO_TARGET_DIR:-target}/guests/out)
 #     hello-wasm.wasip1.wasm  hello-wasm.wasip2.wasm
 #     test-guest.wasip1.wasm  test-guest.wasip2.wasm
+#     hello-http.wasip2.wasm  (a wasi:http component)
 #
 # The runtime's tests look for the guests there (set SKIFF_GUESTS_DIR to the same value).
 set -euo pipefail
@@ -29,5 +30,11 @@ build() { # <project dir> <bin name> <output stem>
 
 build examples/hello-wasm hello-wasm hello-wasm
 build tests/guests skiff-test-guest test-guest
+
+# A wasi:http component (a library exporting wasi:http/incoming-handler): wasip2 only.
+CARGO_TARGET_DIR="$guest_target" cargo build --quiet --release \
+    --manifest-path "$repo/examples/hello-http/Cargo.toml" --target wasm32-wasip2
+cp "$guest_target/wasm32-wasip2/release/hello_http.wasm" "$out/hello-http.wasip2.wasm.tmp"
+mv "$out/hello-http.wasip2.wasm.tmp" "$out/hello-http.wasip2.wasm"
 
 echo "$out"

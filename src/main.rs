@@ -31,7 +31,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImagesCommand {
-    /// Import an OCI image-layout tarball holding a Wasm artifact, or a bare `.wasm` file.
+    /// Import an image: a bare `.wasm` file or an OCI tarball holding a Wasm artifact goes to
+    /// the node's Wasm store; an OCI container image (non-Wasm layers) goes to containerd.
     Import {
         file: PathBuf,
         /// Name (`repo:tag`) for a bare module, or to override the tarball's own names.
@@ -39,6 +40,9 @@ enum ImagesCommand {
         name: Option<String>,
         #[arg(long, env = "SKIFF_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// containerd's socket (`unix:///path` or a path), for OCI container images.
+        #[arg(long, env = "SKIFF_CONTAINER_RUNTIME_ENDPOINT")]
+        container_runtime_endpoint: Option<String>,
     },
     /// List imported images.
     List {
@@ -65,12 +69,29 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(server::run(args))
         }
-        Command::Images { command: ImagesCommand::Import { file, name, data_dir } } => {
+        Command::Images {
+            command: ImagesCommand::Import { file, name, data_dir, container_runtime_endpoint },
+        } => {
             let store = skiff_runtime_wasm::images::ImageStore::open(
                 &server::data_dir(data_dir).join("images"),
             )?;
-            for image in store.import(&file, name.as_deref())? {
-                println!("imported {} ({})", image.name, image.digest);
+            match store.import(&file, name.as_deref()) {
+                Ok(images) => {
+                    for image in images {
+                        println!("imported {} ({})", image.name, image.digest);
+                    }
+                }
+                Err(skiff_runtime_wasm::images::ImageError::NoWasmLayer { .. }) => {
+                    let names = skiff_runtime_cri::import::import_oci_image(
+                        container_runtime_endpoint.as_deref(),
+                        &file,
+                        name.as_deref(),
+                    )?;
+                    for name in names {
+                        println!("imported {name} into containerd");
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
             Ok(())
         }

@@ -9,6 +9,7 @@
 
 mod convert;
 mod events;
+pub mod import;
 
 use std::collections::HashMap;
 use std::io;
@@ -65,8 +66,17 @@ fn rpc_error(what: &str, status: Status) -> RuntimeError {
     RuntimeError::Other(format!("CRI {what}: {}: {}", status.code(), status.message()))
 }
 
+/// `NotFound` for an object the runtime does not have, else the call's error.
+fn object_error(what: &str, id: &str, status: Status) -> RuntimeError {
+    if is_not_found(&status) {
+        RuntimeError::NotFound(id.to_string())
+    } else {
+        rpc_error(what, status)
+    }
+}
+
 fn is_not_found(status: &Status) -> bool {
-    status.code() == Code::NotFound || status.message().contains("not found")
+    status.code() == Code::NotFound
 }
 
 fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
@@ -172,13 +182,7 @@ impl CriRuntime {
                 verbose: false,
             })
             .await
-            .map_err(|s| {
-                if is_not_found(&s) {
-                    RuntimeError::NotFound(id.to_string())
-                } else {
-                    rpc_error("PodSandboxStatus", s)
-                }
-            })?;
+            .map_err(|s| object_error("PodSandboxStatus", id, s))?;
         response
             .into_inner()
             .status
@@ -193,13 +197,7 @@ impl CriRuntime {
                 verbose: false,
             })
             .await
-            .map_err(|s| {
-                if is_not_found(&s) {
-                    RuntimeError::NotFound(id.to_string())
-                } else {
-                    rpc_error("ContainerStatus", s)
-                }
-            })?;
+            .map_err(|s| object_error("ContainerStatus", id, s))?;
         response
             .into_inner()
             .status
@@ -494,13 +492,7 @@ impl ContainerRuntime for CriRuntime {
         self.rt()
             .start_container(cri::StartContainerRequest { container_id: id.clone() })
             .await
-            .map_err(|s| {
-                if s.code() == Code::NotFound {
-                    RuntimeError::NotFound(id.clone())
-                } else {
-                    rpc_error("StartContainer", s)
-                }
-            })?;
+            .map_err(|s| object_error("StartContainer", id, s))?;
         self.notify_container(id).await;
         Ok(())
     }
@@ -617,13 +609,7 @@ impl ContainerRuntime for CriRuntime {
             .rt()
             .container_stats(cri::ContainerStatsRequest { container_id: id.clone() })
             .await
-            .map_err(|s| {
-                if is_not_found(&s) {
-                    RuntimeError::NotFound(id.clone())
-                } else {
-                    rpc_error("ContainerStats", s)
-                }
-            })?
+            .map_err(|s| object_error("ContainerStats", id, s))?
             .into_inner()
             .stats
             .unwrap_or_default();

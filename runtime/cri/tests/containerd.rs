@@ -82,11 +82,16 @@ impl Containerd {
     fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Stop the instance (idempotent; dropping stops it too).
+    fn stop(&self) {
+        let _ = Command::new("bash").arg(script()).arg("stop").arg(self.dir.path()).status();
+    }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).arg("stop").arg(self.dir.path()).status();
+        self.stop();
     }
 }
 
@@ -280,6 +285,20 @@ async fn exits_should_report_code_reason_termination_message_and_events() -> any
     let exit = run_to_exit(&rt, &quiet).await?;
     assert_eq!((exit.exit_code, exit.reason.as_str(), exit.message), (0, "Completed", None));
 
+    // A command the image lacks: the start fails and the container ends as StartError.
+    let mut missing = container_config(&sandbox, &sid, "missing", "");
+    missing.command = vec!["/no/such/binary".into()];
+    missing.args = Vec::new();
+    let id = rt.create_container(&missing).await?;
+    match rt.start_container(&id).await {
+        Err(RuntimeError::Other(message)) => assert!(message.contains("no such file"), "{message}"),
+        other => bail!("expected a start error, got {other:?}"),
+    }
+    let ContainerState::Exited(exit) = rt.container_status(&id).await?.state else {
+        bail!("a container that failed to start is not exited");
+    };
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (128, "StartError"));
+
     // The poller reports the exit of a container it saw running.
     let sleeper = container_config(&sandbox, &sid, "sleeper", "sleep 1");
     let id = rt.create_container(&sleeper).await?;
@@ -389,8 +408,37 @@ async fn exec_stop_stats_and_absent_images_should_behave() -> anyhow::Result<()>
         Err(RuntimeError::PullFailed { .. })
     ));
 
-    rt.stop_pod_sandbox(&sid).await?;
-    rt.remove_pod_sandbox(&sid).await?;
+    // `skiff images import` of an OCI image: into containerd, under the given name, runnable.
+    let tarball = std::env::temp_dir().join("skiff-oci-images/busybox.tar");
+    let endpoint = format!("unix://{}", cd.socket);
+    let names = skiff_runtime_cri::import::import_oci_image(
+        Some(&endpoint),
+        &tarball,
+        Some("skiff.local/renamed:2"),
+    )?;
+    assert_eq!(names, ["skiff.local/renamed:2"]);
+    let mut renamed = container_config(&sandbox, &sid, "renamed", "echo renamed; sleep 600");
+    renamed.image = "skiff.local/renamed:2".into();
+    let id = rt.create_container(&renamed).await?;
+    rt.start_container(&id).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_lines(&renamed.log_path) != ["renamed"] {
+        assert!(Instant::now() < deadline, "log: {:?}", log_lines(&renamed.log_path));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Stopping the instance with the pod still running leaves nothing of it behind.
+    drop(rt);
+    let bridge = std::fs::read_to_string(cd.path().join("bridge"))?.trim().to_string();
+    assert!(Command::new("ip").args(["link", "show", &bridge]).output()?.status.success());
+    cd.stop();
+    let dir = cd.path().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    assert!(!mounts.contains(&dir), "mounts left under {dir}");
+    let shims = Command::new("pgrep").args(["-f", &format!("-address {}", cd.socket)]).output()?;
+    assert!(shims.stdout.is_empty(), "shims left: {}", String::from_utf8_lossy(&shims.stdout));
+    let link = Command::new("ip").args(["link", "show", &bridge]).output()?;
+    assert!(!link.status.success(), "bridge {bridge} not removed");
     Ok(())
 }
 

@@ -126,6 +126,73 @@ pub(crate) struct MemoryLimiter {
     limit: usize,
     used: usize,
     pub(crate) denied: bool,
+    usage: Option<Arc<Usage>>,
+}
+
+/// What a container uses, readable while it runs (stats).
+#[derive(Default, Debug)]
+pub(crate) struct Usage {
+    /// Time spent running the guest's code, in nanoseconds.
+    pub(crate) cpu_nanos: std::sync::atomic::AtomicU64,
+    /// Linear memory the guest holds now, in bytes.
+    pub(crate) memory_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// Runs a guest future, counting the time its polls take as the guest's CPU time, and, with
+/// a CPU limit, throttles it: once it has used more than its share of one core since it
+/// started, it sleeps (at its next epoch yield) until it is back within the limit. A guest
+/// over its limit is slowed down, never killed.
+pub(crate) struct Metered<F> {
+    inner: std::pin::Pin<Box<F>>,
+    usage: Arc<Usage>,
+    limit_millis: Option<u64>,
+    started: Instant,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F> Metered<F> {
+    pub(crate) fn new(inner: F, usage: Arc<Usage>, limit_millis: Option<u64>) -> Self {
+        Metered {
+            inner: Box::pin(inner),
+            usage,
+            limit_millis: limit_millis.filter(|l| *l > 0),
+            started: Instant::now(),
+            sleep: None,
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if let Some(sleep) = self.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            self.sleep = None;
+        }
+        let t = Instant::now();
+        let out = self.inner.as_mut().poll(cx);
+        let spent = t.elapsed().as_nanos() as u64;
+        let used = self.usage.cpu_nanos.fetch_add(spent, Ordering::Relaxed) + spent;
+        if out.is_pending()
+            && let Some(limit) = self.limit_millis
+        {
+            let allowed = self.started.elapsed().as_nanos() as u64 * limit / 1000;
+            if used > allowed {
+                // Sleep until the budget has caught up with what was used.
+                let wait = Duration::from_nanos((used - allowed) * 1000 / limit);
+                let mut sleep = Box::pin(tokio::time::sleep(wait.min(Duration::from_secs(1))));
+                let _ = sleep.as_mut().poll(cx);
+                self.sleep = Some(sleep);
+            }
+        }
+        out
+    }
 }
 
 impl MemoryLimiter {
@@ -136,7 +203,13 @@ impl MemoryLimiter {
         } else {
             usize::try_from(limit_bytes).unwrap_or(usize::MAX)
         };
-        MemoryLimiter { limit, used: 0, denied: false }
+        MemoryLimiter { limit, used: 0, denied: false, usage: None }
+    }
+
+    /// Also publish the memory in use to `usage`.
+    pub(crate) fn with_usage(mut self, usage: Arc<Usage>) -> Self {
+        self.usage = Some(usage);
+        self
     }
 }
 
@@ -154,6 +227,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         self.used = total;
+        if let Some(u) = &self.usage {
+            u.memory_bytes.store(total as u64, Ordering::Relaxed);
+        }
         Ok(true)
     }
 
@@ -178,6 +254,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 pub(crate) enum Program {
     Module(wasmtime::InstancePre<P1Host>),
     Component(CommandPre<P2Host>),
+    /// A component exporting `wasi:http/incoming-handler`: served, an instance per request.
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<crate::http::HttpHost>),
     /// Compiles but cannot be linked (an import Skiff does not provide, no `wasi:cli/run`).
     /// Kept so each container of the image ends as `Error` with this message, like a binary
     /// whose shared library is missing, instead of failing to be created.
@@ -189,6 +267,7 @@ impl Program {
         match self {
             Program::Module(_) => "module",
             Program::Component(_) => "component",
+            Program::Http(_) => "wasi:http component",
             Program::Unlinkable(_) => "unlinkable",
         }
     }
@@ -219,6 +298,7 @@ pub(crate) struct ProgramCache {
     cache_dir: PathBuf,
     p1_linker: Arc<wasmtime::Linker<P1Host>>,
     p2_linker: Arc<wasmtime::component::Linker<P2Host>>,
+    http_linker: Arc<wasmtime::component::Linker<crate::http::HttpHost>>,
     programs: Mutex<HashMap<String, Arc<OnceCell<Arc<Program>>>>>,
 }
 
@@ -229,11 +309,16 @@ impl ProgramCache {
             .map_err(CompileError::Link)?;
         let mut p2_linker = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(CompileError::Link)?;
+        let mut http_linker = wasmtime::component::Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(CompileError::Link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(CompileError::Link)?;
         Ok(ProgramCache {
             engine: engine.clone(),
             cache_dir: cache_dir.to_path_buf(),
             p1_linker: Arc::new(p1_linker),
             p2_linker: Arc::new(p2_linker),
+            http_linker: Arc::new(http_linker),
             programs: Mutex::new(HashMap::new()),
         })
     }
@@ -257,9 +342,10 @@ impl ProgramCache {
                 let cwasm = self.cwasm_path(wasm_digest);
                 let wasm_path = wasm_path.to_path_buf();
                 let (p1, p2) = (self.p1_linker.clone(), self.p2_linker.clone());
+                let http = self.http_linker.clone();
                 let digest = wasm_digest.to_string();
                 tokio::task::spawn_blocking(move || {
-                    load_or_compile(&engine, &digest, &wasm_path, &cwasm, &p1, &p2)
+                    load_or_compile(&engine, &digest, &wasm_path, &cwasm, &p1, &p2, &http)
                 })
                 .await
                 .map_err(|e| CompileError::Join(e.to_string()))?
@@ -287,6 +373,7 @@ fn load_or_compile(
     cwasm: &Path,
     p1: &wasmtime::Linker<P1Host>,
     p2: &wasmtime::component::Linker<P2Host>,
+    http: &wasmtime::component::Linker<crate::http::HttpHost>,
 ) -> Result<Program, CompileError> {
     let started = Instant::now();
     let compiled = match load_cached(engine, cwasm) {
@@ -321,13 +408,25 @@ fn load_or_compile(
             Ok(pre) => Program::Module(pre),
             Err(e) => unlinkable("cannot link module against WASI preview 1", e),
         },
-        Compiled::Component(c) => match p2.instantiate_pre(&c) {
-            Err(e) => unlinkable("cannot link component against WASI preview 2", e),
-            Ok(pre) => match CommandPre::new(pre) {
-                Ok(pre) => Program::Component(pre),
-                Err(e) => unlinkable("component is not a wasi:cli command", e),
-            },
-        },
+        Compiled::Component(c) => {
+            // A wasi:http proxy (exports wasi:http/incoming-handler) is served; anything else
+            // must be a wasi:cli command.
+            let proxy =
+                http.instantiate_pre(&c).and_then(wasmtime_wasi_http::p2::bindings::ProxyPre::new);
+            match proxy {
+                Ok(pre) => Program::Http(pre),
+                Err(_) => match p2.instantiate_pre(&c) {
+                    Err(e) => unlinkable("cannot link component against WASI preview 2", e),
+                    Ok(pre) => match CommandPre::new(pre) {
+                        Ok(pre) => Program::Component(pre),
+                        Err(e) => unlinkable(
+                            "component is neither a wasi:cli command nor a wasi:http proxy",
+                            e,
+                        ),
+                    },
+                },
+            }
+        }
     })
 }
 

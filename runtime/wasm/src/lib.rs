@@ -7,8 +7,10 @@
 //!   interruption limits, stdout/stderr into CRI log files.
 
 mod engine;
+mod http;
 pub mod images;
 mod log;
+mod mounts;
 mod runtime;
 
 pub use engine::EngineOptions;

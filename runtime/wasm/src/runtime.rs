@@ -11,17 +11,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use skiff_runtime_core::cri_log::LogStream;
 use skiff_runtime_core::{
-    ContainerConfig, ContainerEvent, ContainerId, ContainerRuntime, ContainerState,
-    ContainerStatus, ExitInfo, ImageInfo, RuntimeError, SandboxConfig, SandboxId,
+    ContainerConfig, ContainerEvent, ContainerId, ContainerRuntime, ContainerState, ContainerStats,
+    ContainerStatus, ExecResult, ExitInfo, ImageEntry, ImageInfo, RuntimeError, SandboxConfig,
+    SandboxId, SandboxStatus,
 };
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::engine::{
-    self, EngineOptions, EpochTicker, MemoryLimiter, P1Host, P2Host, Program, ProgramCache,
+    self, EngineOptions, EpochTicker, MemoryLimiter, Metered, P1Host, P2Host, Program,
+    ProgramCache, Usage,
 };
 use crate::images::ImageStore;
 use crate::log::CriLog;
@@ -71,6 +73,7 @@ struct Container {
     log: CriLog,
     state: ContainerState,
     task: Option<AbortHandle>,
+    usage: Arc<Usage>,
 }
 
 impl WasmRuntime {
@@ -243,14 +246,34 @@ fn classify(result: wasmtime::Result<()>) -> Outcome {
     }
 }
 
-fn wasi_builder(config: &ContainerConfig, log: &CriLog) -> WasiCtxBuilder {
+/// The guest's WASI context: its argv and env, and its volume mounts as preopened
+/// directories (cap-std handles underneath: `..`, absolute paths and symlinks cannot leave a
+/// mount). `workingDir` is passed as `PWD` (WASI has no working directory of its own).
+/// Outbound networking (WASI sockets, name lookups) is allowed, like a container's.
+pub(crate) fn wasi_context(config: &ContainerConfig) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
-    builder
-        .args(&config.argv)
-        .envs(&config.env)
-        .stdout(log.stream(LogStream::Stdout))
-        .stderr(log.stream(LogStream::Stderr));
-    builder
+    builder.args(&config.argv).envs(&config.env).inherit_network().allow_ip_name_lookup(true);
+    if let Some(wd) = &config.working_dir {
+        builder.env("PWD", wd);
+    }
+    for m in crate::mounts::preopens(config)? {
+        let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        builder.preopened_dir(&m.host_path, &m.container_path, perms).map_err(|e| {
+            format!(
+                "mounting {} at {}: {}",
+                m.host_path.display(),
+                m.container_path,
+                error_chain(&e)
+            )
+        })?;
+    }
+    Ok(builder)
+}
+
+fn wasi_builder(config: &ContainerConfig, log: &CriLog) -> Result<WasiCtxBuilder, String> {
+    let mut builder = wasi_context(config)?;
+    builder.stdout(log.stream(LogStream::Stdout)).stderr(log.stream(LogStream::Stderr));
+    Ok(builder)
 }
 
 /// Instantiate and run one guest to completion. Cancelling the future (abort) drops the
@@ -260,11 +283,16 @@ async fn run_guest(
     program: Arc<Program>,
     config: ContainerConfig,
     log: CriLog,
+    usage: Arc<Usage>,
 ) -> (Outcome, bool) {
-    let limiter = MemoryLimiter::new(config.memory_limit_bytes);
+    let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
+    let mut builder = match wasi_builder(&config, &log) {
+        Ok(b) => b,
+        Err(message) => return (Outcome::CannotRun(message), false),
+    };
     match &*program {
         Program::Module(pre) => {
-            let wasi = wasi_builder(&config, &log).build_p1();
+            let wasi = builder.build_p1();
             let mut store = Store::new(&engine, P1Host { wasi, limiter });
             store.limiter(|h| &mut h.limiter);
             store.set_epoch_deadline(1);
@@ -281,7 +309,7 @@ async fn run_guest(
             (outcome, store.data().limiter.denied)
         }
         Program::Component(pre) => {
-            let ctx = wasi_builder(&config, &log).build();
+            let ctx = builder.build();
             let mut store =
                 Store::new(&engine, P2Host { ctx, table: ResourceTable::new(), limiter });
             store.limiter(|h| &mut h.limiter);
@@ -297,8 +325,84 @@ async fn run_guest(
             };
             (outcome, store.data().limiter.denied)
         }
+        Program::Http(pre) => {
+            let message = crate::http::serve(engine, pre.clone(), config, log).await;
+            (Outcome::CannotRun(message), false)
+        }
         Program::Unlinkable(message) => (Outcome::CannotRun(message.clone()), false),
     }
+}
+
+/// Run `program` once more as a separate instance with `argv` (exec probes and hooks): the
+/// container's env and mounts, output captured (1 MiB each), ended after `timeout`.
+async fn exec_guest(
+    engine: Engine,
+    program: Arc<Program>,
+    mut config: ContainerConfig,
+    argv: Vec<String>,
+    timeout: Duration,
+) -> Result<ExecResult, RuntimeError> {
+    const CAP: usize = 1 << 20;
+    config.argv = argv;
+    // The exec shares the container's mounts but not its termination message file.
+    config.termination_message_host_path = None;
+    let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(CAP);
+    let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(CAP);
+    let mut builder = wasi_context(&config).map_err(RuntimeError::Other)?;
+    builder.stdout(stdout.clone()).stderr(stderr.clone());
+    let limiter = MemoryLimiter::new(config.memory_limit_bytes);
+    let run = async move {
+        match &*program {
+            Program::Module(pre) => {
+                let mut store = Store::new(&engine, P1Host { wasi: builder.build_p1(), limiter });
+                store.limiter(|h| &mut h.limiter);
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_async_yield_and_update(1);
+                match pre.instantiate_async(&mut store).await {
+                    Err(e) => instantiate_failure(e),
+                    Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                        Err(e) => Outcome::CannotRun(format!("no usable _start export: {e}")),
+                        Ok(start) => classify(start.call_async(&mut store, ()).await),
+                    },
+                }
+            }
+            Program::Component(pre) => {
+                let ctx = builder.build();
+                let mut store =
+                    Store::new(&engine, P2Host { ctx, table: ResourceTable::new(), limiter });
+                store.limiter(|h| &mut h.limiter);
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_async_yield_and_update(1);
+                match pre.instantiate_async(&mut store).await {
+                    Err(e) => instantiate_failure(e),
+                    Ok(command) => match command.wasi_cli_run().call_run(&mut store).await {
+                        Ok(Ok(())) => Outcome::Returned,
+                        Ok(Err(())) => Outcome::Failed,
+                        Err(e) => classify(Err(e)),
+                    },
+                }
+            }
+            Program::Unlinkable(message) => Outcome::CannotRun(message.clone()),
+            Program::Http(_) => Outcome::CannotRun(String::new()),
+        }
+    };
+    let outcome = tokio::time::timeout(timeout, run).await.map_err(|_| {
+        RuntimeError::Other(format!("command {:?} timed out after {timeout:?}", config.argv))
+    })?;
+    let exit_code = match outcome {
+        Outcome::Returned | Outcome::Exit(0) => 0,
+        Outcome::Exit(code) => code,
+        Outcome::Failed => 1,
+        Outcome::Trap(_) => EXIT_TRAP,
+        Outcome::CannotRun(m) => {
+            return Err(RuntimeError::Other(format!("cannot run {:?}: {m}", config.argv)));
+        }
+    };
+    Ok(ExecResult {
+        exit_code,
+        stdout: stdout.contents().to_vec(),
+        stderr: stderr.contents().to_vec(),
+    })
 }
 
 /// Instantiation runs start functions too, so an exit or trap there is the guest's own.
@@ -382,6 +486,7 @@ impl ContainerRuntime for WasmRuntime {
                 log,
                 state: ContainerState::Created,
                 task: None,
+                usage: Arc::default(),
             },
         );
         Ok(id)
@@ -408,12 +513,15 @@ impl ContainerRuntime for WasmRuntime {
             let inner = self.inner.clone();
             let (engine, program, config, log) =
                 (inner.engine.clone(), c.program.clone(), c.config.clone(), c.log.clone());
+            let usage = c.usage.clone();
+            let cpu_limit = config.cpu_limit_millis;
             let container_id = id.clone();
             let limit = config.memory_limit_bytes;
             // Spawned while holding the lock so the task cannot record its exit before
             // `task` is set.
             let task = handle.spawn(async move {
-                let (outcome, denied) = run_guest(engine, program, config, log).await;
+                let guest = run_guest(engine, program, config, log, usage.clone());
+                let (outcome, denied) = Metered::new(guest, usage, cpu_limit).await;
                 inner.record_exit(&container_id, |started_at| {
                     exit_info(outcome, denied, limit, started_at)
                 });
@@ -486,5 +594,86 @@ impl ContainerRuntime for WasmRuntime {
 
     fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Runs `cmd` as a new instance of the container's program (there are no processes to
+    /// enter): same env and mounts, so it sees what the container sees.
+    async fn exec_sync(
+        &self,
+        id: &ContainerId,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let (program, config) = {
+            let containers = self.inner.lock_containers();
+            let c = containers.get(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+            if !matches!(c.state, ContainerState::Running { .. }) {
+                return Err(RuntimeError::Other(format!("container {id} is not running")));
+            }
+            (c.program.clone(), c.config.clone())
+        };
+        if matches!(&*program, Program::Http(_)) {
+            return Err(RuntimeError::Unsupported(
+                "this container is a wasi:http component: it has no command to run; probe it with httpGet or tcpSocket".into(),
+            ));
+        }
+        let handle = self.guest_handle()?.clone();
+        let engine = self.inner.engine.clone();
+        let argv = cmd.to_vec();
+        handle
+            .spawn(exec_guest(engine, program, config, argv, timeout))
+            .await
+            .map_err(|e| RuntimeError::Other(format!("exec task failed: {e}")))?
+    }
+
+    async fn list_containers(&self) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        let containers = self.inner.lock_containers();
+        Ok(containers
+            .iter()
+            .map(|(id, c)| ContainerStatus {
+                id: id.clone(),
+                name: c.config.name.clone(),
+                image: c.config.image.clone(),
+                image_id: c.image_id.clone(),
+                state: c.state.clone(),
+                labels: c.config.labels.clone(),
+                annotations: c.config.annotations.clone(),
+                sandbox_id: c.config.sandbox_id.clone(),
+            })
+            .collect())
+    }
+
+    async fn sandbox_status(&self, sandbox: &SandboxId) -> Result<SandboxStatus, RuntimeError> {
+        let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let config =
+            sandboxes.get(sandbox).ok_or_else(|| RuntimeError::NotFound(sandbox.clone()))?;
+        Ok(SandboxStatus {
+            id: sandbox.clone(),
+            ready: true,
+            ip: config.pod_ip.clone(),
+            labels: config.labels.clone(),
+        })
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageEntry>, RuntimeError> {
+        let mut by_digest: HashMap<String, ImageEntry> = HashMap::new();
+        for image in self.inner.images.list().unwrap_or_default() {
+            let e = by_digest.entry(image.entry.digest.clone()).or_insert_with(|| ImageEntry {
+                id: image.entry.digest.clone(),
+                names: Vec::new(),
+                size_bytes: image.entry.size,
+            });
+            e.names.push(image.name.clone());
+        }
+        Ok(by_digest.into_values().collect())
+    }
+
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
+        let containers = self.inner.lock_containers();
+        let c = containers.get(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+        Ok(ContainerStats {
+            cpu_usage_nanos: c.usage.cpu_nanos.load(Ordering::Relaxed),
+            memory_working_set_bytes: c.usage.memory_bytes.load(Ordering::Relaxed),
+        })
     }
 }

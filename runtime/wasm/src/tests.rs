@@ -453,3 +453,203 @@ async fn rust_test_guest_behaviours_should_map_to_exit_info() {
         h.rt.stop_container(&spin_id, Duration::ZERO).await.expect("stop spinner");
     }
 }
+
+/// A guest run with `mounts`; returns its exit and log.
+async fn run_with_mounts(
+    h: &mut Harness,
+    image: &str,
+    script: &str,
+    mounts: Vec<skiff_runtime_core::Mount>,
+) -> (ExitInfo, Vec<(LogStream, String)>) {
+    let mut config = h.config(image, &["script", script], 64 * MIB);
+    config.mounts = mounts;
+    let id = h.rt.create_container(&config).await.expect("create");
+    h.rt.start_container(&id).await.expect("start");
+    let exit = wait_exit(&h.rt, &id, Duration::from_secs(30)).await;
+    (exit, read_log(&config.log_path))
+}
+
+fn mount(host: &Path, guest: &str, read_only: bool) -> skiff_runtime_core::Mount {
+    skiff_runtime_core::Mount {
+        host_path: host.to_path_buf(),
+        container_path: guest.to_string(),
+        read_only,
+    }
+}
+
+#[tokio::test]
+async fn guest_should_reach_only_its_mounts() {
+    let Some(guest) = rust_guest("test-guest.wasip1.wasm") else { return };
+    let mut h = Harness::new();
+    h.import_file("guest", &guest);
+    let outside = h.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), "node secret").expect("write");
+    let data = h.dir.path().join("vol-data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("hello"), "from the volume").expect("write");
+    std::os::unix::fs::symlink(&outside, data.join("link-out")).expect("symlink");
+    std::os::unix::fs::symlink("../outside/secret", data.join("rel-out")).expect("symlink");
+    let ro = h.dir.path().join("vol-ro");
+    std::fs::create_dir_all(&ro).expect("mkdir");
+    let mounts = || vec![mount(&data, "/data", false), mount(&ro, "/ro", true)];
+
+    // Reading and writing inside a mount works, and the node sees the write.
+    let (exit, log) =
+        run_with_mounts(&mut h, "guest", "cat /data/hello; write /data/out written", mounts())
+            .await;
+    assert_eq!(exit.exit_code, 0, "{log:?}");
+    assert!(stdout_lines(&log).contains(&"from the volume"), "{log:?}");
+    assert_eq!(std::fs::read_to_string(data.join("out")).expect("read"), "written");
+
+    // Every way out fails: `..`, absolute paths elsewhere, symlinks (absolute and relative)
+    // leading out of the mount, and a write to a read-only mount.
+    for attempt in [
+        "cat /data/../outside/secret",
+        "cat /data/../../../../etc/passwd",
+        "cat /etc/passwd",
+        &format!("cat {}", outside.join("secret").display()),
+        "cat /data/link-out/secret",
+        "cat /data/rel-out",
+        "write /ro/file x",
+        "write /data/../vol-ro/file x",
+    ] {
+        let (exit, log) = run_with_mounts(&mut h, "guest", attempt, mounts()).await;
+        assert_ne!(exit.exit_code, 0, "{attempt} succeeded: {log:?}");
+        assert!(!stdout_lines(&log).contains(&"node secret"), "{attempt} leaked: {log:?}");
+    }
+    assert!(!ro.join("file").exists(), "a read-only mount was written");
+    assert!(!h.dir.path().join("vol-ro/file").exists());
+}
+
+#[tokio::test]
+async fn exec_should_run_the_program_again_with_the_containers_mounts() {
+    let Some(guest) = rust_guest("test-guest.wasip1.wasm") else { return };
+    let mut h = Harness::new();
+    h.import_file("guest", &guest);
+    let data = h.dir.path().join("vol-exec");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("alive"), "yes").expect("write");
+    let mut config = h.config("guest", &["sleep", "60"], 64 * MIB);
+    config.mounts = vec![mount(&data, "/work", false)];
+    let id = h.rt.create_container(&config).await.expect("create");
+    h.rt.start_container(&id).await.expect("start");
+    let argv = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let ok =
+        h.rt.exec_sync(&id, &argv(&["guest", "exists", "/work/alive"]), Duration::from_secs(5))
+            .await
+            .expect("exec");
+    assert_eq!(ok.exit_code, 0);
+    let missing =
+        h.rt.exec_sync(&id, &argv(&["guest", "exists", "/work/nope"]), Duration::from_secs(5))
+            .await
+            .expect("exec");
+    assert_eq!(missing.exit_code, 1);
+    let out =
+        h.rt.exec_sync(&id, &argv(&["guest", "script", "cat /work/alive"]), Duration::from_secs(5))
+            .await
+            .expect("exec");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+    let slow =
+        h.rt.exec_sync(&id, &argv(&["guest", "sleep", "30"]), Duration::from_millis(300)).await;
+    assert!(slow.is_err_and(|e| e.to_string().contains("timed out")), "exec timeout not enforced");
+    h.rt.stop_container(&id, Duration::ZERO).await.expect("stop");
+}
+
+#[tokio::test]
+async fn cpu_limit_should_throttle_a_spinning_guest() {
+    let Some(guest) = rust_guest("test-guest.wasip1.wasm") else { return };
+    let mut h = Harness::new();
+    h.import_file("guest", &guest);
+    let mut config = h.config("guest", &["spin"], 64 * MIB);
+    config.cpu_limit_millis = Some(100);
+    let id = h.rt.create_container(&config).await.expect("create");
+    let started = Instant::now();
+    h.rt.start_container(&id).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let stats = h.rt.container_stats(&id).await.expect("stats");
+    let share = stats.cpu_usage_nanos as f64 / started.elapsed().as_nanos() as f64;
+    h.rt.stop_container(&id, Duration::ZERO).await.expect("stop");
+    // 100m is a tenth of a core: throttled, still running (not killed).
+    assert!(share > 0.02 && share < 0.2, "spinning guest used {share:.3} of a core");
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn wasi_http_component_should_be_served_on_its_pod_ip_and_port() {
+    let Some(component) = rust_guest("hello-http.wasip2.wasm") else { return };
+    let mut h = Harness::new();
+    h.import_file("web", &component);
+    let data = h.dir.path().join("vol-web");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    // A free port on a loopback address of its own.
+    let ip = "127.0.0.77";
+    let port =
+        std::net::TcpListener::bind((ip, 0)).expect("bind").local_addr().expect("addr").port();
+    let mut config = h.config("web", &[], 64 * MIB);
+    config.pod_ip = Some(ip.into());
+    config.env.push(("POD_NAME".into(), "web-1".into()));
+    config.mounts = vec![mount(&data, "/data", true)];
+    config.ports = vec![skiff_runtime_core::PortMapping {
+        container: "c".into(),
+        name: None,
+        container_port: port,
+        protocol: "TCP".into(),
+        host_port: None,
+    }];
+    let id = h.rt.create_container(&config).await.expect("create");
+    h.rt.start_container(&id).await.expect("start");
+    let addr = format!("{ip}:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut first = None;
+    while first.is_none() && Instant::now() < deadline {
+        let a = addr.clone();
+        first = tokio::task::spawn_blocking(move || http_get(&a, "/")).await.expect("join");
+        if first.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (code, body) = first.expect("served");
+    assert_eq!(code, 200);
+    assert!(body.contains("hello from Skiff, pod web-1"), "{body}");
+    let a = addr.clone();
+    let ready = tokio::task::spawn_blocking(move || http_get(&a, "/ready")).await.expect("join");
+    assert_eq!(ready.map(|r| r.0), Some(503));
+    std::fs::write(data.join("ready"), "").expect("write");
+    let a = addr.clone();
+    let ready = tokio::task::spawn_blocking(move || http_get(&a, "/ready")).await.expect("join");
+    assert_eq!(ready.map(|r| r.0), Some(200));
+    // Still running (an instance per request; nothing between requests).
+    assert!(matches!(
+        h.rt.container_status(&id).await.expect("status").state,
+        ContainerState::Running { .. }
+    ));
+    let exec = h.rt.exec_sync(&id, &["x".to_string()], Duration::from_secs(1)).await;
+    assert!(matches!(exec, Err(RuntimeError::Unsupported(_))), "{exec:?}");
+    h.rt.stop_container(&id, Duration::ZERO).await.expect("stop");
+    let a = addr.clone();
+    let after = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if http_get(&a, "/").is_none() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    })
+    .await
+    .expect("join");
+    assert!(after, "the port stayed open after stop");
+}

@@ -1,6 +1,8 @@
 //! A guest with one behaviour per first argument, for the runtime's tests:
 //! `sleep SECONDS`, `exit CODE`, `trap`, `oom`, `spin`, `print N [sleep SECONDS]`.
 
+mod script;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::process::ExitCode;
@@ -54,8 +56,17 @@ fn main() -> ExitCode {
                 std::thread::sleep(Duration::from_secs(secs));
             }
         }
+        // `script "CMD ARGS; CMD ARGS"` (see script.rs); `exists PATH` exits 0 iff PATH exists.
+        "script" => return ExitCode::from(script::run(args.get(2).map(String::as_str).unwrap_or("")) as u8),
+        "exists" => {
+            return if std::fs::metadata(args.get(2).map(String::as_str).unwrap_or("")).is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
         other => {
-            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print");
+            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists");
             return ExitCode::from(2);
         }
     }
