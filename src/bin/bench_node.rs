@@ -157,7 +157,7 @@ fn fds_open(pid: u32) -> usize {
 }
 
 /// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
-/// Each idle wasi:http pod holds a listening socket in the server.
+/// Each idle wasi:http pod holds fds in the server (its listener, its log): about 3.
 fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
@@ -890,7 +890,7 @@ fn loopback_addr(pod: &Pod) -> anyhow::Result<SocketAddr> {
 async fn section_density(args: &Args) -> anyhow::Result<()> {
     let n = args.density_pods;
     let component = args.guests_dir.join(&args.http_guest);
-    let nofile = raise_nofile_limit((n as u64) * 2 + 4096)?;
+    let nofile = raise_nofile_limit((n as u64) * 4 + 4096)?;
     let server = start_server(
         &args.skiff,
         "density",
@@ -1035,7 +1035,7 @@ async fn start_wasmtime_serve(args: &Args, component: &Path) -> anyhow::Result<(
     let mut child = Command::new(&args.wasmtime)
         .arg("serve")
         .args(args.wasmtime_serve_args.split_whitespace())
-        .args(["--addr", "127.0.0.1:0", "--env", "POD_NAME=web"])
+        .args(["--addr", "127.0.0.1:0", "--env", "POD_NAME=web-00000"])
         .arg(component)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
