@@ -1134,6 +1134,7 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
         ("wasmtime serve", format!("http://{peer_addr}/")),
     ];
     let mut best = [0.0f64; 2];
+    let mut failed = [0u64; 2];
     for round in 1..=args.http_rounds.max(1) {
         for (i, (label, url)) in targets.iter().enumerate() {
             let r = run_wrk(args, url).await.with_context(|| format!("wrk against {label}"))?;
@@ -1150,6 +1151,7 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
                 }
             );
             best[i] = best[i].max(r.requests_per_s);
+            failed[i] += r.non_2xx;
         }
     }
     println!(
@@ -1158,6 +1160,15 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
         best[1],
         server.rss_kib() as f64 / 1024.0
     );
+    for (i, (label, _)) in targets.iter().enumerate() {
+        if failed[i] > 0 {
+            println!(
+                "  WARNING: {label} answered {} requests with a non-2xx status (counted in its \
+                 req/s by wrk); the pod's container log says why",
+                failed[i]
+            );
+        }
+    }
     target_line(
         "HTTP req/s, skiff pod / wasmtime serve",
         best[0] / best[1].max(f64::MIN_POSITIVE),
