@@ -157,7 +157,7 @@ fn fds_open(pid: u32) -> usize {
 }
 
 /// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
-/// Each idle wasi:http pod holds a listening socket in the server.
+/// Each idle wasi:http pod holds fds in the server (its listener, its log): about 3.
 fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
@@ -187,6 +187,9 @@ struct Server {
     dir: PathBuf,
     client: kube::Client,
     started_in: Duration,
+    /// The server's `--cluster-cidr`: the node routes its Wasm pods' half of its block as
+    /// `local` on loopback and leaves the route behind; removed on drop.
+    cluster_cidr: Option<String>,
 }
 
 impl Server {
@@ -210,6 +213,37 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(cidr) = &self.cluster_cidr {
+            remove_local_routes_within(cidr);
+        }
+    }
+}
+
+/// `a.b.c.d/n` as (network, prefix length).
+fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, bits) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+    Some((u32::from(ip), bits))
+}
+
+/// Delete the `local` routes on loopback whose range lies inside `cidr`.
+fn remove_local_routes_within(cidr: &str) {
+    let Some((net, bits)) = parse_cidr(cidr) else { return };
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let Ok(out) = Command::new("ip").args(["-4", "route", "show", "table", "local"]).output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut words = line.split_whitespace();
+        let (Some("local"), Some(dst)) = (words.next(), words.next()) else { continue };
+        let Some((ip, len)) = parse_cidr(dst) else { continue };
+        if len >= bits && ip & mask == net & mask && line.contains("dev lo") {
+            let _ = Command::new("ip")
+                .args(["route", "del", "local", dst, "dev", "lo", "table", "local"])
+                .status();
+        }
     }
 }
 
@@ -273,7 +307,10 @@ async fn start_server(
         &KubeConfigOptions::default(),
     )
     .await?;
-    let server = Server { child, dir, client: kube::Client::try_from(config)?, started_in };
+    let cluster_cidr =
+        extra.iter().position(|a| a == "--cluster-cidr").and_then(|i| extra.get(i + 1)).cloned();
+    let server =
+        Server { child, dir, client: kube::Client::try_from(config)?, started_in, cluster_cidr };
     let nodes: Api<Node> = Api::all(server.client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -654,6 +691,10 @@ async fn section_start(args: &Args) -> anyhow::Result<()> {
         }))
     };
     let timeout = Duration::from_secs(args.pod_timeout_secs);
+    let first = measure_starts(&server.client, "wasm-first", 1, 1, timeout, &make)
+        .await
+        .with_context(|| format!("first pod; server log:\n{}", server.log_tail()))?;
+    print_starts("first pod (compiles the module)", &first);
     let mut results = Vec::new();
     for &c in &args.clients {
         let run = format!("wasm-c{c}");
@@ -729,7 +770,13 @@ async fn section_oci(args: &Args) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.pod_timeout_secs);
     let mut results = Vec::new();
     let mut failure = None;
-    for &c in &args.clients {
+    match measure_starts(&server.client, "oci-first", 1, 1, timeout, &make).await {
+        Ok(s) => print_starts("first pod (unpacks the image)", &s),
+        Err(e) => {
+            failure = Some(e.context(format!("first pod; server log:\n{}", server.log_tail())))
+        }
+    }
+    for &c in args.clients.iter().filter(|_| failure.is_none()) {
         let run = format!("oci-c{c}");
         match measure_starts(&server.client, &run, args.oci_pods, c, timeout, &make).await {
             Ok(s) => {
@@ -843,7 +890,7 @@ fn loopback_addr(pod: &Pod) -> anyhow::Result<SocketAddr> {
 async fn section_density(args: &Args) -> anyhow::Result<()> {
     let n = args.density_pods;
     let component = args.guests_dir.join(&args.http_guest);
-    let nofile = raise_nofile_limit((n as u64) * 2 + 4096)?;
+    let nofile = raise_nofile_limit((n as u64) * 4 + 4096)?;
     let server = start_server(
         &args.skiff,
         "density",
@@ -988,7 +1035,7 @@ async fn start_wasmtime_serve(args: &Args, component: &Path) -> anyhow::Result<(
     let mut child = Command::new(&args.wasmtime)
         .arg("serve")
         .args(args.wasmtime_serve_args.split_whitespace())
-        .args(["--addr", "127.0.0.1:0", "--env", "POD_NAME=web"])
+        .args(["--addr", "127.0.0.1:0", "--env", "POD_NAME=web-00000"])
         .arg(component)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1087,6 +1134,7 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
         ("wasmtime serve", format!("http://{peer_addr}/")),
     ];
     let mut best = [0.0f64; 2];
+    let mut failed = [0u64; 2];
     for round in 1..=args.http_rounds.max(1) {
         for (i, (label, url)) in targets.iter().enumerate() {
             let r = run_wrk(args, url).await.with_context(|| format!("wrk against {label}"))?;
@@ -1103,6 +1151,7 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
                 }
             );
             best[i] = best[i].max(r.requests_per_s);
+            failed[i] += r.non_2xx;
         }
     }
     println!(
@@ -1111,6 +1160,15 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
         best[1],
         server.rss_kib() as f64 / 1024.0
     );
+    for (i, (label, _)) in targets.iter().enumerate() {
+        if failed[i] > 0 {
+            println!(
+                "  WARNING: {label} answered {} requests with a non-2xx status (counted in its \
+                 req/s by wrk); the pod's container log says why",
+                failed[i]
+            );
+        }
+    }
     target_line(
         "HTTP req/s, skiff pod / wasmtime serve",
         best[0] / best[1].max(f64::MIN_POSITIVE),
