@@ -34,6 +34,7 @@ stringData:
 
 /// A pod on `runtime` whose containers run `init`, `main` and `sidecar` (command lines for the
 /// image), probed by `live`/`ready` exec commands.
+#[allow(clippy::too_many_arguments)]
 fn pod_manifest(
     name: &str,
     runtime: &str,

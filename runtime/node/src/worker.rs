@@ -56,6 +56,10 @@ impl Runtimes {
     }
 }
 
+/// Sandboxes and containers, each with the handler of the runtime that has it.
+pub type HandlerSandboxes = Vec<(String, SandboxStatus)>;
+pub type HandlerContainers = Vec<(String, ContainerStatus)>;
+
 /// What a restarted node found still running in its runtimes (adopted by pod uid).
 #[derive(Default)]
 pub struct Leftovers {
@@ -82,10 +86,7 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    fn take_leftovers(
-        &self,
-        uid: &str,
-    ) -> (Vec<(String, SandboxStatus)>, Vec<(String, ContainerStatus)>) {
+    fn take_leftovers(&self, uid: &str) -> (HandlerSandboxes, HandlerContainers) {
         let Ok(mut l) = self.leftovers.lock() else { return (Vec::new(), Vec::new()) };
         let of_pod = |labels: &BTreeMap<String, String>| {
             labels.get(labels::POD_UID).map(String::as_str) == Some(uid)
@@ -785,7 +786,7 @@ impl PodWorker {
     /// Run the container's due probes and act on them: readiness and startup change its
     /// status, a failed liveness (or startup) probe restarts it.
     async fn probe(&mut self, i: usize, c: &Container, pod: &Pod) -> Option<Instant> {
-        let Some(id) = self.slots[i].id.clone() else { return None };
+        let id = self.slots[i].id.clone()?;
         let Phase::Running { started_at } = self.slots[i].phase.clone() else { return None };
         let rt = self.runtime.clone()?;
         let target = self.target(rt, id, c.clone());
