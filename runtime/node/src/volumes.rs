@@ -106,38 +106,14 @@ async fn prepare_one(
         return Ok(PreparedVolume { path, read_only: false });
     }
     if let Some(c) = &v.config_map {
-        let optional = c.optional.unwrap_or(false);
-        let files = match get::<ConfigMap>(client, ns, &c.name).await {
-            Some(cm) => {
-                let mut data: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                for (k, b) in cm.binary_data.unwrap_or_default() {
-                    data.insert(k, b.0);
-                }
-                select(name, &data, c.items.as_deref(), optional, "configmap", &c.name)?
-            }
-            None if optional => Vec::new(),
-            None => return Err(setup_err(name, format!("configmap {:?} not found", c.name))),
-        };
+        let source = Source::ConfigMap(&c.name);
+        let files = source_files(client, ns, name, source, c.items.as_deref(), c.optional).await?;
         write_atomic(name, &dir, &files, c.default_mode.unwrap_or(0o644))?;
         return Ok(own(true));
     }
     if let Some(s) = &v.secret {
-        let secret_name = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional.unwrap_or(false);
-        let files = match get::<Secret>(client, ns, &secret_name).await {
-            Some(secret) => {
-                let data: BTreeMap<String, Vec<u8>> =
-                    secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                select(name, &data, s.items.as_deref(), optional, "secret", &secret_name)?
-            }
-            None if optional => Vec::new(),
-            None => return Err(setup_err(name, format!("secret {secret_name:?} not found"))),
-        };
+        let source = Source::Secret(s.secret_name.as_deref().unwrap_or_default());
+        let files = source_files(client, ns, name, source, s.items.as_deref(), s.optional).await?;
         write_atomic(name, &dir, &files, s.default_mode.unwrap_or(0o644))?;
         return Ok(own(true));
     }
@@ -150,55 +126,16 @@ async fn prepare_one(
         let mut files = Vec::new();
         for source in p.sources.clone().unwrap_or_default() {
             if let Some(c) = source.config_map {
-                let optional = c.optional.unwrap_or(false);
-                match get::<ConfigMap>(client, ns, &c.name).await {
-                    Some(cm) => {
-                        let mut data: BTreeMap<String, Vec<u8>> = cm
-                            .data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.into_bytes()))
-                            .collect();
-                        for (k, b) in cm.binary_data.unwrap_or_default() {
-                            data.insert(k, b.0);
-                        }
-                        files.extend(select(
-                            name,
-                            &data,
-                            c.items.as_deref(),
-                            optional,
-                            "configmap",
-                            &c.name,
-                        )?);
-                    }
-                    None if optional => {}
-                    None => {
-                        return Err(setup_err(name, format!("configmap {:?} not found", c.name)));
-                    }
-                }
+                let from = Source::ConfigMap(&c.name);
+                files.extend(
+                    source_files(client, ns, name, from, c.items.as_deref(), c.optional).await?,
+                );
             }
             if let Some(s) = source.secret {
-                let optional = s.optional.unwrap_or(false);
-                match get::<Secret>(client, ns, &s.name).await {
-                    Some(secret) => {
-                        let data: BTreeMap<String, Vec<u8>> = secret
-                            .data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0))
-                            .collect();
-                        files.extend(select(
-                            name,
-                            &data,
-                            s.items.as_deref(),
-                            optional,
-                            "secret",
-                            &s.name,
-                        )?);
-                    }
-                    None if optional => {}
-                    None => return Err(setup_err(name, format!("secret {:?} not found", s.name))),
-                }
+                let from = Source::Secret(&s.name);
+                files.extend(
+                    source_files(client, ns, name, from, s.items.as_deref(), s.optional).await?,
+                );
             }
             if let Some(d) = source.downward_api {
                 files.extend(downward_files(name, d.items.as_deref().unwrap_or(&[]), pod, fields)?);
@@ -236,6 +173,52 @@ async fn prepare_one(
         name,
         "this volume type is not supported by Skiff nodes (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim of local or hostPath PersistentVolumes)",
     ))
+}
+
+/// Where a configMap/secret volume or projection takes its files from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    ConfigMap(&'a str),
+    Secret(&'a str),
+}
+
+/// The files of a ConfigMap or Secret source: all its keys, or `items`. A missing object is
+/// an error unless the source is optional (then it contributes nothing).
+async fn source_files(
+    client: &kube::Client,
+    ns: &str,
+    volume: &str,
+    source: Source<'_>,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+) -> Result<Vec<File>, VolumeError> {
+    let optional = optional.unwrap_or(false);
+    let (kind, object, data) = match source {
+        Source::ConfigMap(name) => {
+            let data = get::<ConfigMap>(client, ns, name).await.map(|cm| {
+                let mut data: BTreeMap<String, Vec<u8>> = cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, b)| (k, b.0)));
+                data
+            });
+            ("configmap", name, data)
+        }
+        Source::Secret(name) => {
+            let data = get::<Secret>(client, ns, name)
+                .await
+                .map(|s| s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect());
+            ("secret", name, data)
+        }
+    };
+    match data {
+        Some(data) => select(volume, &data, items, optional, kind, object),
+        None if optional => Ok(Vec::new()),
+        None => Err(setup_err(volume, format!("{kind} {object:?} not found"))),
+    }
 }
 
 async fn get<K>(client: &kube::Client, ns: &str, name: &str) -> Option<K>

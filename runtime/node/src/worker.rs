@@ -173,17 +173,17 @@ fn restarts(policy: &str, code: i32) -> bool {
     policy == "Always" || (policy == "OnFailure" && code != 0)
 }
 
+/// Init containers, then the others.
+fn all_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Container> {
+    let inits = spec.init_containers.iter().flatten();
+    inits.chain(spec.containers.iter()).cloned().collect()
+}
+
 /// The pod's QoS class, Kubernetes' rules: Guaranteed when every container has CPU and memory
 /// limits equal to its requests, BestEffort when none has any, Burstable otherwise.
 pub fn qos_class(pod: &Pod) -> &'static str {
     let spec = pod.spec.clone().unwrap_or_default();
-    let all: Vec<Container> = spec
-        .init_containers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .chain(spec.containers)
-        .collect();
+    let all = all_containers(&spec);
     let mut any = false;
     let mut guaranteed = true;
     for c in &all {
@@ -472,6 +472,31 @@ impl PodWorker {
         }
     }
 
+    /// `status.startTime`, parsed.
+    fn started_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.start_time).ok().map(|d| d.with_timezone(&Utc))
+    }
+
+    /// Record an event about this pod (and `container`).
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        crate::events::record(
+            &self.ctx.client,
+            &self.ctx.node_name,
+            pod,
+            container,
+            warning,
+            reason,
+            message,
+        );
+    }
+
     fn target(
         &self,
         runtime: Arc<dyn ContainerRuntime>,
@@ -596,14 +621,12 @@ impl PodWorker {
             return None;
         }
         if let Some(deadline) = spec.active_deadline_seconds
-            && let Some(start) = parse_time(Some(&json!(self.start_time)))
+            && let Some(start) = self.started_at()
         {
             let end = start + chrono::Duration::seconds(deadline);
             if Utc::now() >= end {
                 self.deadline_exceeded = true;
-                crate::events::record(
-                    &self.ctx.client,
-                    &self.ctx.node_name,
+                self.event(
                     pod,
                     None,
                     true,
@@ -621,15 +644,7 @@ impl PodWorker {
             }
             Err(message) => {
                 if self.runtime_error.as_ref() != Some(&message) {
-                    crate::events::record(
-                        &self.ctx.client,
-                        &self.ctx.node_name,
-                        pod,
-                        None,
-                        true,
-                        "FailedCreatePodSandBox",
-                        message.clone(),
-                    );
+                    self.event(pod, None, true, "FailedCreatePodSandBox", message.clone());
                 }
                 self.runtime_error = Some(message);
                 return Some(Instant::now() + Duration::from_secs(5));
@@ -656,13 +671,6 @@ impl PodWorker {
             labels_map.insert(labels::POD_UID.into(), self.uid.clone());
             labels_map.insert(labels::POD_NAME.into(), self.name.clone());
             labels_map.insert(labels::POD_NAMESPACE.into(), self.namespace.clone());
-            let all: Vec<Container> = spec
-                .init_containers
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .chain(spec.containers.clone())
-                .collect();
             let config = SandboxConfig {
                 pod_uid: self.uid.clone(),
                 pod_namespace: self.namespace.clone(),
@@ -677,7 +685,6 @@ impl PodWorker {
                 ports: port_mappings(&spec.containers),
                 cgroup_parent: None,
             };
-            let _ = all;
             match rt.run_pod_sandbox(&config).await {
                 Ok(id) => {
                     self.pod_ip = match pod_ip {
@@ -690,15 +697,7 @@ impl PodWorker {
                 Err(e) => {
                     let message = format!("Failed to create pod sandbox: {e}");
                     if self.runtime_error.as_ref() != Some(&message) {
-                        crate::events::record(
-                            &self.ctx.client,
-                            &self.ctx.node_name,
-                            pod,
-                            None,
-                            true,
-                            "FailedCreatePodSandBox",
-                            message.clone(),
-                        );
+                        self.event(pod, None, true, "FailedCreatePodSandBox", message.clone());
                     }
                     tracing::warn!(pod = %self.name, error = %e, "sandbox failed");
                     self.runtime_error = Some(message);
@@ -720,15 +719,7 @@ impl PodWorker {
                 Err(e) => {
                     let message = e.to_string();
                     if self.volume_error.as_ref() != Some(&message) {
-                        crate::events::record(
-                            &self.ctx.client,
-                            &self.ctx.node_name,
-                            pod,
-                            None,
-                            true,
-                            "FailedMount",
-                            message.clone(),
-                        );
+                        self.event(pod, None, true, "FailedMount", message.clone());
                     }
                     self.volume_error = Some(message);
                     if self.volumes.is_none() {
@@ -746,7 +737,7 @@ impl PodWorker {
             }
         };
         if let Some(deadline) = spec.active_deadline_seconds
-            && let Some(start) = parse_time(Some(&json!(self.start_time)))
+            && let Some(start) = self.started_at()
         {
             let left = (start + chrono::Duration::seconds(deadline) - Utc::now())
                 .to_std()
@@ -798,9 +789,7 @@ impl PodWorker {
         slot.started = probes.started();
         let next = probes.next_due();
         for (kind, message) in outcome.failures {
-            crate::events::record(
-                &self.ctx.client,
-                &self.ctx.node_name,
+            self.event(
                 pod,
                 Some(&c.name),
                 true,
@@ -810,15 +799,7 @@ impl PodWorker {
         }
         if let Some(reason) = outcome.restart {
             let message = format!("Container {} {reason}, will be restarted", c.name);
-            crate::events::record(
-                &self.ctx.client,
-                &self.ctx.node_name,
-                pod,
-                Some(&c.name),
-                false,
-                "Killing",
-                message.clone(),
-            );
+            self.event(pod, Some(&c.name), false, "Killing", message.clone());
             self.slots[i].kill_reason = Some(message);
             let grace = outcome
                 .grace
@@ -990,15 +971,7 @@ impl PodWorker {
                         "Failed to pull image \"{image}\": {e}; import it into node {} with `skiff images import`",
                         self.ctx.node_name
                     );
-                    crate::events::record(
-                        &self.ctx.client,
-                        &self.ctx.node_name,
-                        pod,
-                        Some(&c.name),
-                        true,
-                        "Failed",
-                        message.clone(),
-                    );
+                    self.event(pod, Some(&c.name), true, "Failed", message.clone());
                     // Kubernetes shows ErrImagePull, then ImagePullBackOff while it waits.
                     // Skiff's pulls fail at once (no registry), so looking again is cheap:
                     // an image imported meanwhile is picked up within seconds.
@@ -1110,7 +1083,7 @@ impl PodWorker {
             labels: container_labels,
             annotations: BTreeMap::from([(
                 labels::CONTAINER_RESTART.to_string(),
-                restart.saturating_sub(0).to_string(),
+                restart.to_string(),
             )]),
             termination_message_path: Some(termination_path),
             termination_message_host_path: Some(termination_file.clone()),
@@ -1137,15 +1110,7 @@ impl PodWorker {
                 let backoff =
                     (self.slots[i].backoff * 2).clamp(Duration::from_secs(10), MAX_BACKOFF);
                 self.slots[i].backoff = backoff;
-                crate::events::record(
-                    &self.ctx.client,
-                    &self.ctx.node_name,
-                    pod,
-                    Some(&c.name),
-                    true,
-                    "Failed",
-                    format!("Error: {e}"),
-                );
+                self.event(pod, Some(&c.name), true, "Failed", format!("Error: {e}"));
                 return self.waiting(i, "CreateContainerError", e.to_string(), backoff);
             }
         };
@@ -1169,15 +1134,7 @@ impl PodWorker {
             if let Err(message) =
                 crate::probing::run_hook(&hook, &target, Duration::from_secs(30)).await
             {
-                crate::events::record(
-                    &self.ctx.client,
-                    &self.ctx.node_name,
-                    pod,
-                    Some(&c.name),
-                    true,
-                    "FailedPostStartHook",
-                    message.clone(),
-                );
+                self.event(pod, Some(&c.name), true, "FailedPostStartHook", message.clone());
                 self.slots[i].kill_reason = Some(format!("PostStartHookError: {message}"));
                 self.stop_one(i, c, pod, Duration::from_secs(0)).await;
             }
@@ -1374,7 +1331,7 @@ impl PodWorker {
                 .iter()
                 .filter(|s| !s.init)
                 .all(|s| matches!(s.phase, Phase::Running { .. }))
-            && let Some(start) = parse_time(Some(&json!(self.start_time)))
+            && let Some(start) = self.started_at()
         {
             self.start_observed = true;
             let took = (Utc::now() - start).to_std().unwrap_or_default();
@@ -1416,13 +1373,7 @@ impl PodWorker {
         let spec = pod.spec.clone().unwrap_or_default();
         let grace =
             Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
-        let all: Vec<Container> = spec
-            .init_containers
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .chain(spec.containers)
-            .collect();
+        let all = all_containers(&spec);
         for i in 0..self.slots.len() {
             if self.slots[i].id.is_none() {
                 continue;
@@ -1440,13 +1391,7 @@ impl PodWorker {
         if let Some(rt) = self.runtime.clone() {
             if let Some(pod) = pod {
                 let spec = pod.spec.clone().unwrap_or_default();
-                let all: Vec<Container> = spec
-                    .init_containers
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .chain(spec.containers)
-                    .collect();
+                let all = all_containers(&spec);
                 // Containers stop in parallel, each with the whole grace period.
                 let mut stops = Vec::new();
                 for slot in &self.slots {

@@ -285,15 +285,29 @@ async fn run_guest(
     log: CriLog,
     usage: Arc<Usage>,
 ) -> (Outcome, bool) {
+    if let Program::Http(pre) = &*program {
+        let message = crate::http::serve(engine, pre.clone(), config, log).await;
+        return (Outcome::CannotRun(message), false);
+    }
     let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
-    let mut builder = match wasi_builder(&config, &log) {
-        Ok(b) => b,
-        Err(message) => return (Outcome::CannotRun(message), false),
-    };
-    match &*program {
+    match wasi_builder(&config, &log) {
+        Ok(builder) => run_command(&engine, &program, builder, limiter).await,
+        Err(message) => (Outcome::CannotRun(message), false),
+    }
+}
+
+/// Run a command program (a p1 module's `_start`, a p2 component's `wasi:cli/run`) in a new
+/// store with `builder`'s WASI context; returns how it ended and whether memory was refused.
+async fn run_command(
+    engine: &Engine,
+    program: &Program,
+    mut builder: WasiCtxBuilder,
+    limiter: MemoryLimiter,
+) -> (Outcome, bool) {
+    match program {
         Program::Module(pre) => {
             let wasi = builder.build_p1();
-            let mut store = Store::new(&engine, P1Host { wasi, limiter });
+            let mut store = Store::new(engine, P1Host { wasi, limiter });
             store.limiter(|h| &mut h.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
@@ -311,7 +325,7 @@ async fn run_guest(
         Program::Component(pre) => {
             let ctx = builder.build();
             let mut store =
-                Store::new(&engine, P2Host { ctx, table: ResourceTable::new(), limiter });
+                Store::new(engine, P2Host { ctx, table: ResourceTable::new(), limiter });
             store.limiter(|h| &mut h.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
@@ -325,9 +339,8 @@ async fn run_guest(
             };
             (outcome, store.data().limiter.denied)
         }
-        Program::Http(pre) => {
-            let message = crate::http::serve(engine, pre.clone(), config, log).await;
-            (Outcome::CannotRun(message), false)
+        Program::Http(_) => {
+            (Outcome::CannotRun("a wasi:http component has no command to run".into()), false)
         }
         Program::Unlinkable(message) => (Outcome::CannotRun(message.clone()), false),
     }
@@ -349,42 +362,8 @@ async fn exec_guest(
     let mut builder = wasi_context(&config).map_err(RuntimeError::Other)?;
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     let limiter = MemoryLimiter::new(config.memory_limit_bytes);
-    let run = async move {
-        match &*program {
-            Program::Module(pre) => {
-                let mut store = Store::new(&engine, P1Host { wasi: builder.build_p1(), limiter });
-                store.limiter(|h| &mut h.limiter);
-                store.set_epoch_deadline(1);
-                store.epoch_deadline_async_yield_and_update(1);
-                match pre.instantiate_async(&mut store).await {
-                    Err(e) => instantiate_failure(e),
-                    Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                        Err(e) => Outcome::CannotRun(format!("no usable _start export: {e}")),
-                        Ok(start) => classify(start.call_async(&mut store, ()).await),
-                    },
-                }
-            }
-            Program::Component(pre) => {
-                let ctx = builder.build();
-                let mut store =
-                    Store::new(&engine, P2Host { ctx, table: ResourceTable::new(), limiter });
-                store.limiter(|h| &mut h.limiter);
-                store.set_epoch_deadline(1);
-                store.epoch_deadline_async_yield_and_update(1);
-                match pre.instantiate_async(&mut store).await {
-                    Err(e) => instantiate_failure(e),
-                    Ok(command) => match command.wasi_cli_run().call_run(&mut store).await {
-                        Ok(Ok(())) => Outcome::Returned,
-                        Ok(Err(())) => Outcome::Failed,
-                        Err(e) => classify(Err(e)),
-                    },
-                }
-            }
-            Program::Unlinkable(message) => Outcome::CannotRun(message.clone()),
-            Program::Http(_) => Outcome::CannotRun(String::new()),
-        }
-    };
-    let outcome = tokio::time::timeout(timeout, run).await.map_err(|_| {
+    let run = run_command(&engine, &program, builder, limiter);
+    let (outcome, _) = tokio::time::timeout(timeout, run).await.map_err(|_| {
         RuntimeError::Other(format!("command {:?} timed out after {timeout:?}", config.argv))
     })?;
     let exit_code = match outcome {
