@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
 # RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
-# (the client tests), and the Rust wasm targets for the example guests. Idempotent.
+# (the client tests), iproute2 (pod addresses), and the Rust wasm targets for the example
+# guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -9,6 +10,8 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+# The node routes its Wasm pods' addresses locally with `ip route` (iproute2).
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The Python client tests run in a venv (scripts/fetch-tools.sh); Debian splits venv out.
