@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use skiff_apiserver::ApiServer;
@@ -59,6 +60,10 @@ pub struct ServerArgs {
     /// Prefix length of each node's pod CIDR block.
     #[arg(long, default_value_t = 18)]
     node_cidr_mask_size: u32,
+    /// How long a node may go without renewing its Lease before the node lifecycle
+    /// controller marks it NotReady and taints it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    node_monitor_grace_period: u64,
     /// Store snapshot interval in log entries (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
@@ -293,6 +298,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "scheduler stopped");
         }
     });
+
+    let controller_options = skiff_controllers::Options {
+        identity: format!("{node_name}_{node_id}"),
+        node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+        ..Default::default()
+    };
+    tokio::spawn(skiff_controllers::run(api.client(), controller_options));
 
     if !args.disable_agent {
         let runtime = Arc::new(
