@@ -348,7 +348,11 @@ pub(crate) async fn drive<K, C, F>(
 {
     let error_policy = |_: Arc<K>, e: &Error, _: Arc<C>| {
         tracing::debug!(controller = name, error = %e, "reconcile failed; retrying");
-        Action::requeue(Duration::from_secs(1))
+        // A conflict means our cache was behind a write: look again soon.
+        match e {
+            Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(100)),
+            _ => Action::requeue(Duration::from_secs(1)),
+        }
     };
     let mut reconcile = reconcile;
     let queue = queue.map(Ok::<_, Infallible>);
