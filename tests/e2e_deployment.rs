@@ -1,7 +1,8 @@
 //! End-to-end: a Deployment of Wasm pods driven by the real kubectl — scale 3→10→2, a deleted
 //! pod healed, a rolling update with maxUnavailable=0 during which a watcher asserts on every
 //! pod event that at least `replicas` pods are Ready, `kubectl rollout status|history|undo|
-//! pause|resume|restart`, and the events and status fields kubectl reads.
+//! pause|resume|restart`, the events and status fields kubectl reads, Recreate, and a rollout
+//! that exceeds its progress deadline.
 
 mod support;
 
@@ -417,6 +418,79 @@ fn deployment_should_scale_heal_roll_out_and_roll_back_wasm_pods() {
         );
         assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "5");
         assert_settled(&s, 3);
+    });
+
+    c.check("Recreate replaces every pod at once", || {
+        let m =
+            manifest(2).replace("name: web", "name: rec").replace("app: web", "app: rec").replace(
+                "type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}",
+                "type: Recreate",
+            );
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &m);
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+        s.ok(&["rollout", "status", "deployment/rec", "--timeout=120s"]);
+        let first = s.json(&["get", "rs", "-l", "app=rec"])["items"][0]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        s.ok(&["set", "env", "deployment/rec", "VERSION=2"]);
+        s.ok(&["rollout", "status", "deployment/rec", "--timeout=120s"]);
+        let ev = s.ok(&["get", "events", "--field-selector", "involvedObject.name=rec"]);
+        assert!(ev.contains(&format!("Scaled down replica set {first} from 2 to 0")), "{ev}");
+        let rs = s.json(&["get", "rs", "-l", "app=rec"]);
+        let sizes: Vec<(String, i64)> = rs["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                            r["spec"]["replicas"].as_i64().unwrap_or(-1),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert!(
+            sizes.iter().any(|(n, r)| *n != first && *r == 2)
+                && sizes.iter().any(|(n, r)| *n == first && *r == 0),
+            "{sizes:?}"
+        );
+    });
+
+    c.check("a rollout that never becomes Ready exceeds its progress deadline", || {
+        let m = manifest(1)
+            .replace("name: web", "name: stuck")
+            .replace("app: web", "app: stuck")
+            .replace(
+                "revisionHistoryLimit: 10",
+                "revisionHistoryLimit: 10\n  progressDeadlineSeconds: 3",
+            )
+            .replace("/work/ready\"]", "/work/never\"]");
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &m);
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+        let out = s.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "rollout status succeeded on a stuck rollout");
+        assert!(err.contains("exceeded its progress deadline"), "{err}");
+        let d = s.json(&["get", "deployment", "stuck"]);
+        let p = condition(&d, "Progressing");
+        assert_eq!(
+            (p["status"].as_str(), p["reason"].as_str()),
+            (Some("False"), Some("ProgressDeadlineExceeded")),
+            "{p}"
+        );
+        assert!(
+            p["message"].as_str().unwrap_or_default().ends_with("has timed out progressing."),
+            "{p}"
+        );
+        let a = condition(&d, "Available");
+        assert_eq!(
+            (a["status"].as_str(), a["reason"].as_str()),
+            (Some("False"), Some("MinimumReplicasUnavailable")),
+            "{a}"
+        );
     });
 
     c.finish("deployment");
