@@ -1,0 +1,232 @@
+//! End-to-end: a cluster of two nodes — `skiff server` with its embedded node and a
+//! `skiff agent` joined with the server's token — driven by the real kubectl. Pods run on
+//! both nodes; when the agent is killed its node turns `Unknown`, is tainted `unreachable`,
+//! and its pods are evicted once their toleration runs out while pods that tolerate longer
+//! stay; the controllers move the Deployment's pods to the node that is left; a restarted
+//! agent makes its node Ready again and finishes what was deleted meanwhile.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Agent, Skiff, guest, phase};
+
+/// Grace before an unrenewed node is marked Unknown, and the Lease duration of both nodes:
+/// shortened for the test (Kubernetes: 40 s and 40 s).
+const SERVER_FLAGS: &[&str] =
+    &["--node-monitor-grace-period", "5", "--node-lease-duration-seconds", "4"];
+const AGENT_FLAGS: &[&str] = &["--node-lease-duration-seconds", "4"];
+const IMAGE: &str = "test-guest:e2e";
+
+fn cluster(dir: &std::path::Path) -> (Skiff, Agent) {
+    let s = Skiff::start_with(&dir.join("server"), SERVER_FLAGS);
+    s.import(&guest("test-guest.wasip1.wasm"), IMAGE);
+    let agent = s.start_agent(&dir.join("agent"), "skiff-agent", AGENT_FLAGS);
+    agent.import(&guest("test-guest.wasip1.wasm"), IMAGE);
+    (s, agent)
+}
+
+/// A sleeping Wasm pod pinned to `node`, tolerating `unreachable` for `seconds` when given.
+fn pinned_pod(name: &str, node: &str, unreachable_seconds: Option<u32>) -> String {
+    let toleration = unreachable_seconds.map_or(String::new(), |s| {
+        format!(
+            "  tolerations:\n    - key: node.kubernetes.io/unreachable\n      operator: Exists\n      effect: NoExecute\n      tolerationSeconds: {s}\n"
+        )
+    });
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  runtimeClassName: wasmtime\n  nodeSelector:\n    kubernetes.io/hostname: {node}\n{toleration}  containers:\n    - name: main\n      image: {IMAGE}\n      args: [sleep, \"3600\"]\n"
+    )
+}
+
+fn node_ready(s: &Skiff, node: &str) -> String {
+    let out = s.kubectl(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn taints(s: &Skiff, node: &str) -> Vec<(String, String)> {
+    let n = s.json(&["get", "node", node]);
+    n["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or("").to_string(),
+                t["effect"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn terminating(p: &Value) -> bool {
+    p["metadata"]["deletionTimestamp"].is_string()
+}
+
+#[test]
+fn agent_pods_should_be_evicted_when_their_node_becomes_unreachable() {
+    let _serial = support::serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, mut agent) = cluster(dir.path());
+
+    // The agent's node is a node like the server's: its own pod CIDR, runtime handlers, Lease.
+    let node = s.json(&["get", "node", "skiff-agent"]);
+    let cidr_agent = node["spec"]["podCIDR"].as_str().unwrap_or_default().to_string();
+    let cidr_server = s.json(&["get", "node", "skiff-e2e"])["spec"]["podCIDR"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!cidr_agent.is_empty() && cidr_agent != cidr_server, "{cidr_agent} vs {cidr_server}");
+    assert!(
+        node["status"]["runtimeHandlers"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["name"] == "wasmtime")),
+        "{}",
+        node["status"]
+    );
+    assert!(
+        s.json(&["get", "lease", "skiff-agent", "-n", "kube-node-lease"])["spec"]["renewTime"]
+            .is_string()
+    );
+
+    // Three pods on the agent: one tolerating unreachable for 1 s, one for an hour, one with
+    // the api server's default (300 s, added at create); one on the server node.
+    for (name, node, secs) in [
+        ("short", "skiff-agent", Some(1)),
+        ("long", "skiff-agent", Some(3600)),
+        ("default", "skiff-agent", None),
+        ("home", "skiff-e2e", Some(1)),
+    ] {
+        {
+            let out = s.kubectl_stdin(&["apply", "-f", "-"], &pinned_pod(name, node, secs));
+            assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let default = s.json(&["get", "pod", "default"]);
+    let defaults: Vec<(&str, i64)> = default["spec"]["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| (t["key"].as_str().unwrap_or(""), t["tolerationSeconds"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(
+        defaults,
+        [("node.kubernetes.io/not-ready", 300), ("node.kubernetes.io/unreachable", 300)],
+        "DefaultTolerationSeconds"
+    );
+    for name in ["short", "long", "default", "home"] {
+        let p = s.wait_pod(name, Duration::from_secs(60), "Running", |p| phase(p) == "Running");
+        let ip = p["status"]["podIP"].as_str().unwrap_or_default().to_string();
+        assert!(!ip.is_empty(), "{name} has no pod IP: {}", p["status"]);
+    }
+    assert_eq!(s.json(&["get", "pod", "short"])["spec"]["nodeName"], "skiff-agent");
+    assert_eq!(s.json(&["get", "pod", "home"])["spec"]["nodeName"], "skiff-e2e");
+
+    // The agent dies without a word.
+    agent.kill();
+    s.wait_for("the agent's node to turn Unknown", Duration::from_secs(30), || {
+        node_ready(&s, "skiff-agent") == "Unknown"
+    });
+    let n = s.json(&["get", "node", "skiff-agent"]);
+    let ready = n["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["reason"], "NodeStatusUnknown", "{ready}");
+    assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+    s.wait_for("unreachable taints", Duration::from_secs(10), || {
+        let t = taints(&s, "skiff-agent");
+        t.contains(&("node.kubernetes.io/unreachable".into(), "NoExecute".into()))
+            && t.contains(&("node.kubernetes.io/unreachable".into(), "NoSchedule".into()))
+    });
+    assert_eq!(node_ready(&s, "skiff-e2e"), "True", "the server's node is untouched");
+    assert!(taints(&s, "skiff-e2e").is_empty());
+
+    // `short` goes after its second; the others stay, not ready.
+    let short = s.wait_pod("short", Duration::from_secs(20), "evicted", terminating);
+    let target = short["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "DisruptionTarget"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(target["reason"], "DeletionByTaintManager", "{}", short["status"]);
+    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.name=short"]);
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+    for name in ["long", "default", "home"] {
+        let p = s.json(&["get", "pod", name]);
+        assert!(!terminating(&p), "{name} was evicted too early");
+    }
+    let long = s.json(&["get", "pod", "long"]);
+    let ready = long["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "False", "pods of an unreachable node are not ready: {ready}");
+    let home = s.json(&["get", "pod", "home"]);
+    assert_eq!(phase(&home), "Running");
+
+    // The agent comes back: Ready again, taints gone, the evicted pod finished, the others
+    // ready again.
+    let agent = s.start_agent(&dir.path().join("agent"), "skiff-agent", AGENT_FLAGS);
+    s.wait_for("taints removed", Duration::from_secs(15), || taints(&s, "skiff-agent").is_empty());
+    s.wait_for("the evicted pod to be gone", Duration::from_secs(30), || {
+        !s.kubectl(&["get", "pod", "short"]).status.success()
+    });
+    s.wait_pod("long", Duration::from_secs(30), "Ready again", |p| {
+        p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    });
+    drop(agent);
+}
+
+/// Deployment pods spread over both nodes move to the server's node when the agent dies.
+#[test]
+fn deployment_pods_should_move_to_the_surviving_node() {
+    let _serial = support::serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, mut agent) = cluster(dir.path());
+    let manifest = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 4\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      runtimeClassName: wasmtime\n      tolerations:\n        - key: node.kubernetes.io/unreachable\n          operator: Exists\n          effect: NoExecute\n          tolerationSeconds: 2\n      containers:\n        - name: main\n          image: {IMAGE}\n          args: [sleep, \"3600\"]\n"
+    );
+    {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    s.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let per_node = |s: &Skiff| -> BTreeMap<String, usize> {
+        let pods = s.json(&["get", "pods", "-l", "app=web"]);
+        let mut m = BTreeMap::new();
+        for p in pods["items"].as_array().into_iter().flatten() {
+            if !terminating(p) && phase(p) == "Running" {
+                *m.entry(p["spec"]["nodeName"].as_str().unwrap_or("").to_string()).or_default() +=
+                    1;
+            }
+        }
+        m
+    };
+    let before = per_node(&s);
+    assert_eq!(before.values().sum::<usize>(), 4, "{before:?}");
+    assert!(
+        before.get("skiff-agent").copied().unwrap_or(0) > 0,
+        "the scheduler used both nodes: {before:?}"
+    );
+
+    agent.kill();
+    s.wait_for("all 4 replicas running on the server's node", Duration::from_secs(60), || {
+        let m = per_node(&s);
+        m.get("skiff-e2e").copied() == Some(4) && !m.contains_key("skiff-agent")
+    });
+    s.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let d = s.json(&["get", "deployment", "web"]);
+    assert_eq!(d["status"]["readyReplicas"], 4, "{}", d["status"]);
+}
