@@ -322,7 +322,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
         ..Default::default()
     };
-    tokio::spawn(skiff_controllers::run(api.client(), controller_options));
+    // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:
+    // a busy api server does not starve them, and their CPU time can be told apart.
+    let controller_client = api.client();
+    std::thread::Builder::new().name("skiff-ctrl".into()).spawn(move || {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("skiff-ctrl")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(skiff_controllers::run(controller_client, controller_options)),
+            Err(e) => tracing::error!(error = %e, "the controller manager could not start"),
+        }
+    })?;
 
     if !args.disable_agent {
         let node = crate::node::NodeArgs {
