@@ -230,3 +230,59 @@ fn deployment_pods_should_move_to_the_surviving_node() {
     let d = s.json(&["get", "deployment", "web"]);
     assert_eq!(d["status"]["readyReplicas"], 4, "{}", d["status"]);
 }
+
+/// A Deployment heals both ways: a guest that crashes (a Wasm trap) is restarted in place by
+/// its node, and a deleted pod is replaced by its ReplicaSet.
+#[test]
+fn wasm_deployment_should_heal_a_crashed_guest_and_a_deleted_pod() {
+    let _serial = support::serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Skiff::start(&dir.path().join("server"));
+    s.import(&guest("test-guest.wasip1.wasm"), IMAGE);
+    // Each guest waits for a file named after its pod in a host directory, removes it and
+    // traps: writing that file "kills" the guest.
+    let ctl = dir.path().join("ctl");
+    std::fs::create_dir_all(&ctl).expect("ctl dir");
+    let manifest = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: heal\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: heal}}\n  template:\n    metadata:\n      labels: {{app: heal}}\n    spec:\n      runtimeClassName: wasmtime\n      volumes:\n        - name: ctl\n          hostPath: {{path: {}, type: Directory}}\n      containers:\n        - name: main\n          image: {IMAGE}\n          env:\n            - name: POD_NAME\n              valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n          args: [script, \"await /ctl/$(POD_NAME); rm /ctl/$(POD_NAME); trap\"]\n          volumeMounts:\n            - {{name: ctl, mountPath: /ctl}}\n",
+        ctl.display()
+    );
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    s.ok(&["rollout", "status", "deployment/heal", "--timeout=60s"]);
+    let names = || -> Vec<String> {
+        let pods = s.json(&["get", "pods", "-l", "app=heal"]);
+        let mut v: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| !terminating(p))
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names();
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // Crash the first guest: its node restarts it, the pod stays.
+    std::fs::write(ctl.join(&before[0]), "die").expect("kill file");
+    let p = s.wait_pod(&before[0], Duration::from_secs(30), "restarted and ready", |p| {
+        let c = &p["status"]["containerStatuses"][0];
+        c["restartCount"].as_i64().unwrap_or(0) >= 1 && c["ready"] == true
+    });
+    let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["reason"], "Error", "{last}");
+    assert!(!ctl.join(&before[0]).exists(), "the guest removed its file before trapping");
+    assert_eq!(names(), before, "a crashed guest is restarted in place, not replaced");
+
+    // Delete the second pod: the ReplicaSet makes a new one.
+    s.ok(&["delete", "pod", &before[1], "--wait=false"]);
+    s.wait_for("a replacement pod", Duration::from_secs(30), || {
+        let now = names();
+        now.len() == 2 && now.contains(&before[0]) && !now.contains(&before[1])
+    });
+    s.ok(&["rollout", "status", "deployment/heal", "--timeout=60s"]);
+    let d = s.json(&["get", "deployment", "heal"]);
+    assert_eq!(d["status"]["readyReplicas"], 2, "{}", d["status"]);
+}
