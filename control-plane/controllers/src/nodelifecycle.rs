@@ -358,7 +358,7 @@ mod tests {
         let f = desired_taints(&t, Some("False"), now);
         assert!(f.iter().all(|t| t.key != TAINT_UNREACHABLE));
         assert_eq!(f.iter().filter(|t| t.key == TAINT_NOT_READY).count(), 2);
-        assert_eq!(desired_taints(&f, Some("True"), now), [other.clone()]);
+        assert_eq!(desired_taints(&f, Some("True"), now), std::slice::from_ref(&other));
         // Stable: an existing taint keeps its timeAdded.
         let later = now.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap();
         assert_eq!(desired_taints(&t, Some("Unknown"), later), t);
