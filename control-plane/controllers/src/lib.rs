@@ -10,8 +10,10 @@
 
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod leader;
 pub mod pods;
+pub mod workqueue;
 
 pub mod cronjob;
 pub mod daemonset;
