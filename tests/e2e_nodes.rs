@@ -272,7 +272,7 @@ fn wasm_deployment_should_heal_a_crashed_guest_and_a_deleted_pod() {
         c["restartCount"].as_i64().unwrap_or(0) >= 1 && c["ready"] == true
     });
     let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
-    assert_eq!(last["reason"], "Error", "{last}");
+    assert_eq!(last["reason"], "Trap", "{last}");
     assert!(!ctl.join(&before[0]).exists(), "the guest removed its file before trapping");
     assert_eq!(names(), before, "a crashed guest is restarted in place, not replaced");
 
@@ -285,4 +285,65 @@ fn wasm_deployment_should_heal_a_crashed_guest_and_a_deleted_pod() {
     s.ok(&["rollout", "status", "deployment/heal", "--timeout=60s"]);
     let d = s.json(&["get", "deployment", "heal"]);
     assert_eq!(d["status"]["readyReplicas"], 2, "{}", d["status"]);
+}
+
+/// A DaemonSet runs one pod on each of the two nodes, and its pods tolerate their node
+/// becoming unreachable (the DaemonSet controller's default tolerations) instead of being
+/// evicted like other pods.
+#[test]
+fn daemonset_should_run_one_pod_on_each_node() {
+    let _serial = support::serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, mut agent) = cluster(dir.path());
+    let manifest = format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: everywhere\nspec:\n  selector:\n    matchLabels: {{app: everywhere}}\n  template:\n    metadata:\n      labels: {{app: everywhere}}\n    spec:\n      runtimeClassName: wasmtime\n      containers:\n        - name: main\n          image: {IMAGE}\n          args: [sleep, \"3600\"]\n"
+    );
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    s.ok(&["rollout", "status", "daemonset/everywhere", "--timeout=60s"]);
+    let nodes_of = |s: &Skiff| -> Vec<String> {
+        let pods = s.json(&["get", "pods", "-l", "app=everywhere"]);
+        let mut v: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| !terminating(p) && phase(p) == "Running")
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(nodes_of(&s), ["skiff-agent", "skiff-e2e"]);
+    let ds = s.json(&["get", "daemonset", "everywhere"]);
+    for field in [
+        "desiredNumberScheduled",
+        "currentNumberScheduled",
+        "numberReady",
+        "updatedNumberScheduled",
+    ] {
+        assert_eq!(ds["status"][field], 2, "{field}: {}", ds["status"]);
+    }
+    assert_eq!(ds["status"]["numberMisscheduled"], 0, "{}", ds["status"]);
+
+    agent.kill();
+    s.wait_for("unreachable taints", Duration::from_secs(30), || {
+        taints(&s, "skiff-agent")
+            .contains(&("node.kubernetes.io/unreachable".into(), "NoExecute".into()))
+    });
+    // Give the taint manager time to act on anything it would evict.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let pods = s.json(&[
+            "get",
+            "pods",
+            "-l",
+            "app=everywhere",
+            "--field-selector",
+            "spec.nodeName=skiff-agent",
+        ]);
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        assert_eq!(items.len(), 1, "{pods}");
+        assert!(!terminating(&items[0]), "a DaemonSet pod was evicted: {}", items[0]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
