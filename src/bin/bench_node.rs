@@ -13,8 +13,8 @@
 //!   both driven by `wrk` with the same arguments.
 //! - `scale` (only when asked for): one Deployment of idle Wasm pods scaled 0 → N; time until
 //!   its pods exist and until all are Ready, and the CPU time of the controller manager's
-//!   threads (`skiff-ctrl`: the controllers, and the api server work of their own requests,
-//!   which the in-process client runs in the caller's thread) next to the whole server's.
+//!   threads (`skiff-ctrl`: the controllers and their client side; the api server serves their
+//!   requests on its own threads) next to the whole server's.
 //!
 //! Every section starts its own `skiff server` (port 0, data dir under the temp dir) and removes
 //! it afterwards. Wasm pods get addresses in 127.0.0.0/8 (the server is given a loopback pod
