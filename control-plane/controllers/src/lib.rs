@@ -13,6 +13,8 @@ pub mod expectations;
 pub mod leader;
 pub mod pods;
 
+pub mod batch;
+pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
