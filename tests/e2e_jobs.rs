@@ -1,6 +1,7 @@
 //! End-to-end: Jobs and CronJobs of Wasm pods on a real server, driven by the real kubectl —
 //! completions=5 with parallelism=2 (a watch asserts never more than 2 active pods), a Job
-//! that fails past its backoffLimit, one that succeeds after a failed pod, an Indexed Job,
+//! that fails past its backoffLimit, one failed by its podFailurePolicy, one past its
+//! activeDeadlineSeconds, one that succeeds after a failed pod, an Indexed Job,
 //! ttlSecondsAfterFinished, and a CronJob firing for real once a minute.
 
 mod support;
@@ -46,7 +47,10 @@ fn apply(s: &Skiff, manifest: &str) {
 }
 
 fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_ && c["status"] == "True")
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
 }
 
 fn pods_of(s: &Skiff, job: &str) -> Vec<Value> {
@@ -65,12 +69,23 @@ fn events_of(s: &Skiff, kind: &str, name: &str) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
 fn wait_condition(s: &Skiff, job: &str, cond: &str, timeout: &str) {
-    s.ok(&["wait", &format!("--for=condition={cond}"), &format!("job/{job}"), &format!("--timeout={timeout}")]);
+    s.ok(&[
+        "wait",
+        &format!("--for=condition={cond}"),
+        &format!("job/{job}"),
+        &format!("--timeout={timeout}"),
+    ]);
 }
 
 /// Follows `kubectl get pods -w` for the Job's pods and records the most pods active (not
@@ -97,11 +112,14 @@ impl ActiveWatch {
         let seen = max.clone();
         std::thread::spawn(move || {
             let mut active: HashMap<String, bool> = HashMap::new();
-            for pod in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>() {
+            for pod in
+                serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>()
+            {
                 let Ok(pod) = pod else { break };
                 let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
                 let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
-                let is_active = !matches!(phase, "Succeeded" | "Failed") && pod["metadata"]["deletionTimestamp"].is_null();
+                let is_active = !matches!(phase, "Succeeded" | "Failed")
+                    && pod["metadata"]["deletionTimestamp"].is_null();
                 active.insert(name, is_active);
                 let n = active.values().filter(|a| **a).count();
                 let mut m = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,16 +193,27 @@ spec:
         assert_eq!(pods.len(), 5, "one pod per completion");
         for p in &pods {
             assert_eq!(p["status"]["phase"], "Succeeded");
-            assert!(p["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty), "tracking finalizer left: {}", p["metadata"]);
+            assert!(
+                p["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty),
+                "tracking finalizer left: {}",
+                p["metadata"]
+            );
             assert_eq!(p["metadata"]["labels"]["job-name"], "par");
-            assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/controller-uid"], j["metadata"]["uid"]);
+            assert_eq!(
+                p["metadata"]["labels"]["batch.kubernetes.io/controller-uid"],
+                j["metadata"]["uid"]
+            );
             assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Job");
         }
         let max = watch.max();
         assert!(max <= 2, "{max} pods were active at once with parallelism 2");
         assert!(max >= 1, "the watch saw no active pod");
         let events = events_of(&s, "Job", "par");
-        assert_eq!(events.iter().filter(|e| e.starts_with("SuccessfulCreate Created pod: par-")).count(), 5, "{events:?}");
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("SuccessfulCreate Created pod: par-")).count(),
+            5,
+            "{events:?}"
+        );
         assert!(events.iter().any(|e| e == "Completed Job completed"), "{events:?}");
     });
 
@@ -201,12 +230,48 @@ spec:
         let pods = pods_of(&s, "fails");
         assert_eq!(pods.len(), 2);
         // The replacement waited out the back-off (10 s after the first failure).
-        let mut finished: Vec<_> = pods.iter().map(|p| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string()).collect();
+        let mut finished: Vec<_> = pods
+            .iter()
+            .map(|p| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string())
+            .collect();
         finished.sort();
         let t = |s: &str| s.parse::<Timestamp>().map(|t| t.as_second()).unwrap_or(0);
         assert!(t(&finished[1]) - t(&finished[0]) >= 9, "replacement came too soon: {finished:?}");
         let events = events_of(&s, "Job", "fails");
-        assert!(events.iter().any(|e| e == "BackoffLimitExceeded Job has reached the specified backoff limit"), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e == "BackoffLimitExceeded Job has reached the specified backoff limit"),
+            "{events:?}"
+        );
+    });
+
+    checks.check("podFailurePolicy FailJob", || {
+        let policy = "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n      - action: FailJob\n        onExitCodes: {containerName: main, operator: In, values: [42]}";
+        apply(&s, &job("policy", policy, "exit 42", ""));
+        wait_condition(&s, "policy", "failed", "60s");
+        let j = s.json(&["get", "job", "policy"]);
+        let failed = condition(&j, "Failed").expect("Failed");
+        assert_eq!(failed["reason"], "PodFailurePolicy");
+        let message = failed["message"].as_str().unwrap_or("");
+        assert!(message.starts_with("Container main for pod default/policy-"), "{message}");
+        assert!(message.ends_with("failed with exit code 42 matching FailJob rule at index 0"), "{message}");
+        assert_eq!(j["status"]["failed"], 1, "no retry despite backoffLimit 6");
+    });
+
+    checks.check("activeDeadlineSeconds", || {
+        apply(&s, &job("slow", "  activeDeadlineSeconds: 2", "sleep 600", ""));
+        wait_condition(&s, "slow", "failed", "60s");
+        let j = s.json(&["get", "job", "slow"]);
+        let failed = condition(&j, "Failed").expect("Failed");
+        assert_eq!(failed["reason"], "DeadlineExceeded");
+        assert_eq!(failed["message"], "Job was active longer than specified deadline");
+        assert!(j["status"]["active"].is_null(), "{}", j["status"]);
+        s.wait_for("the running pod to be stopped", Duration::from_secs(30), || {
+            pods_of(&s, "slow").iter().all(|p| {
+                p["status"]["phase"] != "Running" || !p["metadata"]["deletionTimestamp"].is_null()
+            })
+        });
     });
 
     checks.check("success after a failed pod", || {
@@ -235,7 +300,10 @@ spec:
     });
 
     checks.check("Indexed", || {
-        apply(&s, &job("idx", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed", "env", ""));
+        apply(
+            &s,
+            &job("idx", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed", "env", ""),
+        );
         wait_condition(&s, "idx", "complete", "90s");
         let j = s.json(&["get", "job", "idx"]);
         assert_eq!(j["status"]["completedIndexes"], "0-2", "{}", j["status"]);
@@ -243,12 +311,21 @@ spec:
         let mut seen = Vec::new();
         for p in pods_of(&s, "idx") {
             let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let index = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().unwrap_or("").to_string();
-            assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"], index.as_str());
+            let index = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            assert_eq!(
+                p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"],
+                index.as_str()
+            );
             assert_eq!(p["spec"]["hostname"], format!("idx-{index}"));
             assert!(name.starts_with(&format!("idx-{index}-")), "{name}");
             let logs = s.ok(&["logs", &name]);
-            assert!(logs.lines().any(|l| l == format!("JOB_COMPLETION_INDEX={index}")), "{name}: {logs}");
+            assert!(
+                logs.lines().any(|l| l == format!("JOB_COMPLETION_INDEX={index}")),
+                "{name}: {logs}"
+            );
             seen.push(index);
         }
         seen.sort();
@@ -264,7 +341,9 @@ spec:
             !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
         });
         assert!(done.elapsed() >= Duration::from_secs(1), "deleted before its TTL");
-        s.wait_for("its pods to be deleted", Duration::from_secs(30), || pods_of(&s, "short").is_empty());
+        s.wait_for("its pods to be deleted", Duration::from_secs(30), || {
+            pods_of(&s, "short").is_empty()
+        });
     });
 
     checks.check("CronJob fires", || {
@@ -281,18 +360,26 @@ spec:
             }
         });
         let name = fired["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let minutes: i64 = name.strip_prefix("tick-").and_then(|m| m.parse().ok()).expect("tick-<minutes>");
-        let stamp = fired["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().unwrap_or("");
+        let minutes: i64 =
+            name.strip_prefix("tick-").and_then(|m| m.parse().ok()).expect("tick-<minutes>");
+        let stamp =
+            fired["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+                .as_str()
+                .unwrap_or("");
         let at: Timestamp = stamp.parse().expect("scheduled timestamp");
         assert_eq!(at.as_second(), minutes * 60, "{stamp} vs {name}");
         assert_eq!(fired["metadata"]["ownerReferences"][0]["kind"], "CronJob");
         wait_condition(&s, &name, "complete", "60s");
         s.wait_for("lastSuccessfulTime", Duration::from_secs(20), || {
             let cj = s.json(&["get", "cronjob", "tick"]);
-            cj["status"]["lastSuccessfulTime"].is_string() && cj["status"]["lastScheduleTime"].is_string()
+            cj["status"]["lastSuccessfulTime"].is_string()
+                && cj["status"]["lastScheduleTime"].is_string()
         });
         let events = events_of(&s, "CronJob", "tick");
-        assert!(events.iter().any(|e| *e == format!("SuccessfulCreate Created job {name}")), "{events:?}");
+        assert!(
+            events.iter().any(|e| *e == format!("SuccessfulCreate Created job {name}")),
+            "{events:?}"
+        );
     });
 
     checks.finish("jobs e2e");

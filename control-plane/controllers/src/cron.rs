@@ -106,7 +106,9 @@ impl Field {
             }
             let step = step.unwrap_or(1);
             if step == 0 {
-                return Err(ParseError(format!("step of range should be a positive number: {part}")));
+                return Err(ParseError(format!(
+                    "step of range should be a positive number: {part}"
+                )));
             }
             star |= is_star && step == 1;
             let mut v = lo;
@@ -174,7 +176,8 @@ impl Schedule {
         let mut t = t.with_second(0)?.with_nanosecond(0)?;
         while t.year() <= limit {
             if self.months & (1 << t.month()) == 0 {
-                let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+                let (y, m) =
+                    if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
                 t = NaiveDate::from_ymd_opt(y, m, 1)?.and_time(NaiveTime::MIN);
                 continue;
             }

@@ -29,7 +29,8 @@ const MAX_MISSED: usize = 100;
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let (cronjobs, cj_events) = batch::reflect(Api::<CronJob>::all(client.clone()), watcher::Config::default());
+    let (cronjobs, cj_events) =
+        batch::reflect(Api::<CronJob>::all(client.clone()), watcher::Config::default());
     let (jobs, job_events) = batch::reflect(Api::<Job>::all(client), watcher::Config::default());
     let (queue, rx) = batch::queue();
     let q = queue.clone();
@@ -71,9 +72,7 @@ struct CronJobController {
 impl CronJobController {
     async fn reconcile(&self, k: &str) -> Result<Requeue, Error> {
         let (ns, name) = split_key(k);
-        let Some(cj) = self.cronjobs.state().into_iter().find(|c| {
-            c.metadata.namespace.as_deref() == Some(ns) && c.metadata.name.as_deref() == Some(name)
-        }) else {
+        let Some(cj) = batch::cached(&self.cronjobs, ns, name) else {
             return Ok(None);
         };
         let uid = cj.metadata.uid.clone().unwrap_or_default();
@@ -82,7 +81,8 @@ impl CronJobController {
             .state()
             .into_iter()
             .filter(|j| {
-                j.metadata.namespace.as_deref() == Some(ns) && controller_of(&j.metadata).is_some_and(|r| r.uid == uid)
+                j.metadata.namespace.as_deref() == Some(ns)
+                    && controller_of(&j.metadata).is_some_and(|r| r.uid == uid)
             })
             .collect();
         let plan = plan(&cj, &jobs, Utc::now());
@@ -94,17 +94,28 @@ impl CronJobController {
             }
         }
         let jobs_api: Api<Job> = Api::namespaced(self.ctx.client.clone(), ns);
-        let background = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let background = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
         for (job, replaced) in &plan.delete {
             match jobs_api.delete(job, &background).await {
                 Ok(_) => {
                     if *replaced {
-                        self.ctx.recorder.normal(cj.as_ref(), "SuccessfulDelete", format!("Deleted job {job}"));
+                        self.ctx.recorder.normal(
+                            cj.as_ref(),
+                            "SuccessfulDelete",
+                            format!("Deleted job {job}"),
+                        );
                     }
                 }
                 Err(e) if api_code(&e) == Some(404) => {}
                 Err(e) => {
-                    self.ctx.recorder.warning(cj.as_ref(), "FailedDelete", format!("Deleted job: {e}"));
+                    self.ctx.recorder.warning(
+                        cj.as_ref(),
+                        "FailedDelete",
+                        format!("Deleted job: {e}"),
+                    );
                     return Err(e.into());
                 }
             }
@@ -114,7 +125,11 @@ impl CronJobController {
             let job_name = job.metadata.name.clone().unwrap_or_default();
             match jobs_api.create(&PostParams::default(), job).await {
                 Ok(created) => {
-                    self.ctx.recorder.normal(cj.as_ref(), "SuccessfulCreate", format!("Created job {job_name}"));
+                    self.ctx.recorder.normal(
+                        cj.as_ref(),
+                        "SuccessfulCreate",
+                        format!("Created job {job_name}"),
+                    );
                     let active = status.active.get_or_insert_with(Vec::new);
                     if !active.iter().any(|r| r.name.as_deref() == Some(job_name.as_str())) {
                         active.push(job_ref(&created));
@@ -123,7 +138,11 @@ impl CronJobController {
                 // Created by an earlier sync whose status write was lost: it counts.
                 Err(e) if api_code(&e) == Some(409) => {}
                 Err(e) => {
-                    self.ctx.recorder.warning(cj.as_ref(), "FailedCreate", format!("Error creating job: {e}"));
+                    self.ctx.recorder.warning(
+                        cj.as_ref(),
+                        "FailedCreate",
+                        format!("Error creating job: {e}"),
+                    );
                     return Err(e.into());
                 }
             }
@@ -171,14 +190,18 @@ pub struct Plan {
     /// Jobs to delete: `(name, replaced)` — replaced by concurrencyPolicy Replace, or else
     /// beyond the history limits.
     pub delete: Vec<(String, bool)>,
-    /// `(warning, reason, message)`.
-    pub events: Vec<(bool, String, String)>,
+    pub events: crate::job::Events,
     pub requeue: Requeue,
 }
 
 /// The times the schedule fired in `(earliest, now]`: the latest, and whether there were more
 /// than [`MAX_MISSED`]. Bounded work however long the gap.
-pub fn most_recent(sched: &Schedule, tz: Tz, earliest: DateTime<Utc>, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, bool) {
+pub fn most_recent(
+    sched: &Schedule,
+    tz: Tz,
+    earliest: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, bool) {
     let mut count = 0;
     let mut t = earliest;
     let mut last = None;
@@ -236,7 +259,11 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
                 }
             }
             Some(c) if c.type_ == "Complete" => {
-                let done = j.status.as_ref().and_then(|s| s.completion_time.clone()).or(c.last_transition_time.clone());
+                let done = j
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.clone())
+                    .or(c.last_transition_time.clone());
                 if let Some(done) = done
                     && st.last_successful_time.as_ref().is_none_or(|t| t.0 < done.0)
                 {
@@ -256,7 +283,10 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
         if list.len() > limit {
             list.sort_by_key(|j| {
                 let start = j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
-                (start.or(j.metadata.creation_timestamp.as_ref().map(|t| t.0)), j.metadata.name.clone())
+                (
+                    start.or(j.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+                    j.metadata.name.clone(),
+                )
             });
             let extra = list.len() - limit;
             plan.delete.extend(
@@ -268,7 +298,9 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
         }
     }
     let mut events = Vec::new();
-    let mut event = |warning: bool, reason: &str, message: String| events.push((warning, reason.to_string(), message));
+    let mut event = |warning: bool, reason: &str, message: String| {
+        events.push((warning, reason.to_string(), message))
+    };
 
     let schedule_next = (|| {
         if cj.metadata.deletion_timestamp.is_some() {
@@ -279,7 +311,11 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
             Some(z) => match z.parse() {
                 Ok(tz) => tz,
                 Err(_) => {
-                    event(true, "UnknownTimeZone", format!("invalid timeZone: {z:?}: unknown time zone {z}"));
+                    event(
+                        true,
+                        "UnknownTimeZone",
+                        format!("invalid timeZone: {z:?}: unknown time zone {z}"),
+                    );
                     return None;
                 }
             },
@@ -287,7 +323,11 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
         let sched: Schedule = match spec.schedule.parse() {
             Ok(s) => s,
             Err(e) => {
-                event(true, "UnparseableSchedule", format!("unparseable schedule: {:?} : {e}", spec.schedule));
+                event(
+                    true,
+                    "UnparseableSchedule",
+                    format!("unparseable schedule: {:?} : {e}", spec.schedule),
+                );
                 return None;
             }
         };
@@ -299,8 +339,10 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
         if spec.suspend == Some(true) {
             return None;
         }
-        let created = cj.metadata.creation_timestamp.as_ref().map(|t| to_chrono(t.0)).unwrap_or(now);
-        let mut earliest = st.last_schedule_time.as_ref().map(|t| to_chrono(t.0)).unwrap_or(created);
+        let created =
+            cj.metadata.creation_timestamp.as_ref().map(|t| to_chrono(t.0)).unwrap_or(now);
+        let mut earliest =
+            st.last_schedule_time.as_ref().map(|t| to_chrono(t.0)).unwrap_or(created);
         if let Some(sds) = spec.starting_deadline_seconds {
             earliest = earliest.max(now - chrono::Duration::seconds(sds));
         }
@@ -316,7 +358,11 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], now: DateTime<Utc>) -> Plan {
         if let Some(sds) = spec.starting_deadline_seconds
             && due + chrono::Duration::seconds(sds) < now
         {
-            event(true, "MissSchedule", format!("Missed scheduled time to start a job: {}", due.to_rfc2822()));
+            event(
+                true,
+                "MissSchedule",
+                format!("Missed scheduled time to start a job: {}", due.to_rfc2822()),
+            );
             return until_next(now);
         }
         let name = job_name(&cj_name, due);

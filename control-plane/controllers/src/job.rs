@@ -34,6 +34,7 @@ use crate::{Context, Error};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
 const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
 /// Back-off between failed pods' replacements: 10 s, doubled per consecutive failure,
@@ -52,10 +53,17 @@ const MSG_BACKOFF: &str = "Job has reached the specified backoff limit";
 const REASON_DEADLINE: &str = "DeadlineExceeded";
 const MSG_DEADLINE: &str = "Job was active longer than specified deadline";
 const REASON_POLICY: &str = "PodFailurePolicy";
+const REASON_FAILED_INDEXES: &str = "FailedIndexes";
+const MSG_FAILED_INDEXES: &str = "Job has failed indexes";
+const REASON_MAX_FAILED_INDEXES: &str = "MaxFailedIndexesExceeded";
+const MSG_MAX_FAILED_INDEXES: &str =
+    "Job has exceeded the specified maximal number of failed indexes";
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (jobs, job_events) = batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
-    let (pods, pod_events) = batch::reflect(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
+    let (jobs, job_events) =
+        batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
+    let (pods, pod_events) =
+        batch::reflect(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
     let (queue, rx) = batch::queue();
     let c = Arc::new(JobController { ctx, jobs, pods, pending: Mutex::default() });
     let q = queue.clone();
@@ -119,9 +127,7 @@ fn name(pod: &Pod) -> &str {
 impl JobController {
     async fn reconcile(&self, k: &str) -> Result<Requeue, Error> {
         let (ns, job_name) = split_key(k);
-        let job = self.jobs.state().into_iter().find(|j| {
-            j.metadata.namespace.as_deref() == Some(ns) && j.metadata.name.as_deref() == Some(job_name)
-        });
+        let job = batch::cached(&self.jobs, ns, job_name);
         let job_uid = job.as_ref().and_then(|j| j.metadata.uid.clone());
         let mut own = Vec::new();
         let mut orphans = Vec::new();
@@ -129,7 +135,9 @@ impl JobController {
             if p.metadata.namespace.as_deref() != Some(ns) {
                 continue;
             }
-            let Some(r) = controller_of(&p.metadata).filter(|r| r.kind == "Job" && r.name == job_name) else {
+            let Some(r) =
+                controller_of(&p.metadata).filter(|r| r.kind == "Job" && r.name == job_name)
+            else {
                 continue;
             };
             if Some(&r.uid) == job_uid.as_ref() {
@@ -171,14 +179,16 @@ impl JobController {
             }
         }
         // Finished pods now recorded as uncounted lose their finalizer.
-        let done: Vec<_> = own.iter().filter(|p| plan.unfinalize.contains(uid(p))).cloned().collect();
+        let done: Vec<_> =
+            own.iter().filter(|p| plan.unfinalize.contains(uid(p))).cloned().collect();
         self.remove_finalizers(ns, &done).await?;
         if trusted {
             self.apply(&job, &own, &plan).await;
         }
         let mut requeue = plan.requeue;
         if !trusted || !plan.unfinalize.is_empty() {
-            requeue = Some(requeue.map_or(Duration::from_secs(1), |r| r.min(Duration::from_secs(1))));
+            requeue =
+                Some(requeue.map_or(Duration::from_secs(1), |r| r.min(Duration::from_secs(1))));
         }
         Ok(requeue)
     }
@@ -191,7 +201,9 @@ impl JobController {
         let by_name: HashMap<&str, &Arc<Pod>> = own.iter().map(|p| (name(p), p)).collect();
         let by_uid: HashMap<&str, &Arc<Pod>> = own.iter().map(|p| (uid(p), p)).collect();
         p.created.retain(|n| !by_name.contains_key(n.as_str()));
-        p.deleted.retain(|u| by_uid.get(u.as_str()).is_some_and(|p| p.metadata.deletion_timestamp.is_none()));
+        p.deleted.retain(|u| {
+            by_uid.get(u.as_str()).is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+        });
         p.unfinalized.retain(|u| by_uid.get(u.as_str()).is_some_and(|p| has_finalizer(p)));
         let expired = p.since.is_some_and(|s| s.elapsed() > PENDING_TTL);
         if expired {
@@ -255,8 +267,11 @@ impl JobController {
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
         // Pods deleted for suspension or lower parallelism are not failures: their finalizer
         // goes first so they are never counted.
-        let uncount: Vec<_> =
-            own.iter().filter(|p| plan.delete_uncounted.contains(uid(p)) && has_finalizer(p)).cloned().collect();
+        let uncount: Vec<_> = own
+            .iter()
+            .filter(|p| plan.delete_uncounted.contains(uid(p)) && has_finalizer(p))
+            .cloned()
+            .collect();
         if let Err(e) = self.remove_finalizers(&ns, &uncount).await {
             tracing::warn!(job = %k, error = %e, "removing tracking finalizers");
             return;
@@ -274,13 +289,21 @@ impl JobController {
         .await;
         for (p, r) in deleted {
             match r {
-                Ok(_) => self.ctx.recorder.normal(job.as_ref(), "SuccessfulDelete", format!("Deleted pod: {}", name(p))),
+                Ok(_) => self.ctx.recorder.normal(
+                    job.as_ref(),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", name(p)),
+                ),
                 Err(e) => {
                     self.pending(&k, |pend| {
                         pend.deleted.remove(uid(p));
                     });
                     if api_code(&e) != Some(404) {
-                        self.ctx.recorder.warning(job.as_ref(), "FailedDelete", format!("Error deleting: {e}"));
+                        self.ctx.recorder.warning(
+                            job.as_ref(),
+                            "FailedDelete",
+                            format!("Error deleting: {e}"),
+                        );
                     }
                 }
             }
@@ -290,6 +313,9 @@ impl JobController {
         }
         let Some(template) = job.spec.as_ref().map(|s| &s.template) else { return };
         let owner = controller_ref(job.as_ref());
+        let per_index = job.spec.as_ref().is_some_and(|s| {
+            s.backoff_limit_per_index.is_some() && s.completion_mode.as_deref() == Some("Indexed")
+        });
         let job_name = job.metadata.name.clone().unwrap_or_default();
         // Slow start, as Kubernetes: batches of 1, 2, 4, … stop at the first failure.
         let mut rest: &[Option<i32>] = &plan.create;
@@ -299,7 +325,9 @@ impl JobController {
             rest = later;
             size *= 2;
             let made = join_all(now.iter().map(|index| {
-                let pod = new_pod(template, &ns, owner.clone(), &job_name, *index);
+                let failures = index
+                    .and_then(|i| plan.index_failures.get(&i).copied().or(per_index.then_some(0)));
+                let pod = new_pod(template, &ns, owner.clone(), &job_name, *index, failures);
                 let api = api.clone();
                 async move { api.create(&PostParams::default(), &pod).await }
             }))
@@ -312,11 +340,19 @@ impl JobController {
                         self.pending(&k, |pend| {
                             pend.created.insert(n.clone());
                         });
-                        self.ctx.recorder.normal(job.as_ref(), "SuccessfulCreate", format!("Created pod: {n}"));
+                        self.ctx.recorder.normal(
+                            job.as_ref(),
+                            "SuccessfulCreate",
+                            format!("Created pod: {n}"),
+                        );
                     }
                     Err(e) => {
                         failed = true;
-                        self.ctx.recorder.warning(job.as_ref(), "FailedCreate", format!("Error creating: {e}"));
+                        self.ctx.recorder.warning(
+                            job.as_ref(),
+                            "FailedCreate",
+                            format!("Error creating: {e}"),
+                        );
                     }
                 }
             }
@@ -335,6 +371,7 @@ fn new_pod(
     owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     job_name: &str,
     index: Option<i32>,
+    failures: Option<u32>,
 ) -> Pod {
     let mut pod = pod_from_template(template, ns, owner);
     pod.metadata.finalizers.get_or_insert_with(Vec::new).push(TRACKING_FINALIZER.to_string());
@@ -348,8 +385,15 @@ fn new_pod(
     pod.metadata.generate_name = Some(prefix);
     if let Some(i) = index {
         let value = i.to_string();
-        pod.metadata.annotations.get_or_insert_with(Default::default).insert(COMPLETION_INDEX.into(), value.clone());
-        pod.metadata.labels.get_or_insert_with(Default::default).insert(COMPLETION_INDEX.into(), value);
+        let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
+        annotations.insert(COMPLETION_INDEX.into(), value.clone());
+        if let Some(n) = failures {
+            annotations.insert(INDEX_FAILURE_COUNT.into(), n.to_string());
+        }
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(COMPLETION_INDEX.into(), value);
         if let Some(spec) = pod.spec.as_mut() {
             if spec.hostname.is_none() {
                 spec.hostname = Some(format!("{job_name}-{i}"));
@@ -365,7 +409,8 @@ fn new_pod(
                     ..Default::default()
                 }),
             };
-            let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
+            let containers =
+                spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
             for c in containers {
                 let vars = c.env.get_or_insert_with(Vec::new);
                 if !vars.iter().any(|v| v.name == INDEX_ENV) {
@@ -383,16 +428,20 @@ pub struct Plan {
     pub status: JobStatus,
     /// Pods to create: `None` for a NonIndexed Job, else the completion index.
     pub create: Vec<Option<i32>>,
+    /// With backoffLimitPerIndex: how often each index to create has failed so far.
+    pub index_failures: std::collections::BTreeMap<i32, u32>,
     /// UIDs of pods to delete, counted as failed (the Job is failing or past its deadline).
     pub delete: BTreeSet<String>,
     /// UIDs of pods to delete without counting them (suspension, lower parallelism).
     pub delete_uncounted: BTreeSet<String>,
     /// UIDs of finished pods whose tracking finalizer is to go once the status is written.
     pub unfinalize: BTreeSet<String>,
-    /// `(warning, reason, message)`.
-    pub events: Vec<(bool, String, String)>,
+    pub events: Events,
     pub requeue: Requeue,
 }
+
+/// Events to record: `(warning, reason, message)`.
+pub type Events = Vec<(bool, String, String)>;
 
 /// How a failed pod counts under the Job's `podFailurePolicy`.
 #[derive(Debug, Clone, PartialEq)]
@@ -410,9 +459,12 @@ pub fn match_failure_policy(rules: &[PodFailurePolicyRule], pod: &Pod) -> Failur
     let status = pod.status.as_ref();
     for (i, rule) in rules.iter().enumerate() {
         let matched: Option<String> = if let Some(on) = &rule.on_exit_codes {
-            let statuses = status
-                .into_iter()
-                .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()));
+            let statuses = status.into_iter().flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+            });
             statuses
                 .filter(|cs| on.container_name.as_ref().is_none_or(|n| *n == cs.name))
                 .find_map(|cs| {
@@ -431,7 +483,9 @@ pub fn match_failure_policy(rules: &[PodFailurePolicyRule], pod: &Pod) -> Failur
         } else {
             rule.on_pod_conditions.iter().flatten().find_map(|want| {
                 let conds = status.and_then(|s| s.conditions.as_ref());
-                let has = conds.into_iter().flatten().any(|c| c.type_ == want.type_ && c.status == want.status.as_deref().unwrap_or("True"));
+                let has = conds.into_iter().flatten().any(|c| {
+                    c.type_ == want.type_ && c.status == want.status.as_deref().unwrap_or("True")
+                });
                 has.then(|| {
                     format!(
                         "Pod {ns}/{} has condition {} matching {} rule at index {i}",
@@ -461,6 +515,18 @@ pub fn backoff_delay(failures: u32) -> Duration {
     }
     let factor = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
     BACKOFF_BASE.checked_mul(factor).map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
+}
+
+/// What is left of `delay` counted from `since`, if anything.
+fn remaining(delay: Duration, since: Timestamp, now: Timestamp) -> Option<Duration> {
+    let left = delay.as_millis() as i64 - (now.as_millisecond() - since.as_millisecond());
+    (left > 0).then(|| Duration::from_millis(left as u64))
+}
+
+/// How often the pod's index failed before it (`job-index-failure-count`).
+fn index_failures(pod: &Pod) -> i32 {
+    let a = pod.metadata.annotations.as_ref();
+    a.and_then(|a| a.get(INDEX_FAILURE_COUNT)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// When a finished pod finished: its containers' last termination, else its deletion.
@@ -513,9 +579,19 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
     parts.join(",")
 }
 
-fn set_condition(conds: &mut Vec<JobCondition>, type_: &str, status: &str, reason: &str, message: &str, now: Timestamp) -> bool {
+fn set_condition(
+    conds: &mut Vec<JobCondition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> bool {
     if let Some(c) = conds.iter_mut().find(|c| c.type_ == type_) {
-        if c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(message) {
+        if c.status == status
+            && c.reason.as_deref() == Some(reason)
+            && c.message.as_deref() == Some(message)
+        {
             return false;
         }
         if c.status != status {
@@ -557,15 +633,22 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
     let restart_on_failure =
         spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("OnFailure");
     let mut conds = st.conditions.take().unwrap_or_default();
-    let finished = conds.iter().any(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
+    let finished = conds
+        .iter()
+        .any(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
 
     // Count what finished.
     let mut uncounted = st.uncounted_terminated_pods.take().unwrap_or_default();
     let mut unc_ok: Vec<String> = uncounted.succeeded.take().unwrap_or_default();
     let mut unc_failed: Vec<String> = uncounted.failed.take().unwrap_or_default();
     let mut completed: BTreeSet<i32> = parse_indexes(st.completed_indexes.as_deref().unwrap_or(""));
+    // backoffLimitPerIndex: each index retries on its own and fails on its own.
+    let per_index = indexed.then_some(spec.backoff_limit_per_index).flatten();
+    let mut failed_indexes: BTreeSet<i32> =
+        parse_indexes(st.failed_indexes.as_deref().unwrap_or(""));
     let by_uid: HashMap<&str, &Arc<Pod>> = pods.iter().map(|p| (uid(p), p)).collect();
-    let tracked = |u: &str| by_uid.get(u).is_some_and(|p| has_finalizer(p) && !unfinalized.contains(u));
+    let tracked =
+        |u: &str| by_uid.get(u).is_some_and(|p| has_finalizer(p) && !unfinalized.contains(u));
     // Uncounted pods whose finalizer is gone move into the counters.
     let before = unc_ok.len();
     unc_ok.retain(|u| tracked(u));
@@ -577,11 +660,17 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
     st.failed = Some(st.failed.unwrap_or(0) + (before - unc_failed.len()) as i32);
 
     let mut failure: Option<(String, String)> = None;
-    let is_failed = |p: &Pod| phase(p) == "Failed" || (p.metadata.deletion_timestamp.is_some() && phase(p) != "Succeeded");
+    let is_failed = |p: &Pod| {
+        phase(p) == "Failed" || (p.metadata.deletion_timestamp.is_some() && phase(p) != "Succeeded")
+    };
     let rules = spec.pod_failure_policy.as_ref().map(|p| p.rules.as_slice()).unwrap_or_default();
     for p in pods {
         let u = uid(p);
-        if !has_finalizer(p) || unfinalized.contains(u) || unc_ok.iter().any(|x| x == u) || unc_failed.iter().any(|x| x == u) {
+        if !has_finalizer(p)
+            || unfinalized.contains(u)
+            || unc_ok.iter().any(|x| x == u)
+            || unc_failed.iter().any(|x| x == u)
+        {
             continue;
         }
         if phase(p) == "Succeeded" {
@@ -590,15 +679,26 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
                 completed.insert(i);
             }
         } else if is_failed(p) {
-            let action = if phase(p) == "Failed" { match_failure_policy(rules, p) } else { FailureAction::Count };
+            let action = if phase(p) == "Failed" {
+                match_failure_policy(rules, p)
+            } else {
+                FailureAction::Count
+            };
             plan.unfinalize.insert(u.to_string());
-            match action {
+            match action.clone() {
                 FailureAction::Ignore => {}
                 FailureAction::FailJob(msg) => {
                     failure.get_or_insert((REASON_POLICY.into(), msg));
                     unc_failed.push(u.to_string());
                 }
-                FailureAction::Count | FailureAction::FailIndex => unc_failed.push(u.to_string()),
+                FailureAction::Count | FailureAction::FailIndex => {
+                    unc_failed.push(u.to_string());
+                    if let (Some(limit), Some(i)) = (per_index, index_of(p)) {
+                        if action == FailureAction::FailIndex || index_failures(p) + 1 > limit {
+                            failed_indexes.insert(i);
+                        }
+                    }
+                }
             }
         }
     }
@@ -613,17 +713,28 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
         }
         st.succeeded = Some(completed.len() as i32);
         st.completed_indexes = Some(format_indexes(&completed));
+        if per_index.is_some() {
+            st.failed_indexes = Some(format_indexes(&failed_indexes));
+        }
     }
-    let succeeded = if indexed { completed.len() as i32 } else { st.succeeded.unwrap_or(0) + unc_ok.len() as i32 };
+    let succeeded = if indexed {
+        completed.len() as i32
+    } else {
+        st.succeeded.unwrap_or(0) + unc_ok.len() as i32
+    };
     let failed = st.failed.unwrap_or(0) + unc_failed.len() as i32;
 
     let active: Vec<&Arc<Pod>> = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && !matches!(phase(p), "Succeeded" | "Failed"))
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none() && !matches!(phase(p), "Succeeded" | "Failed")
+        })
         .collect();
     let terminating = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_some() && !matches!(phase(p), "Succeeded" | "Failed"))
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_some() && !matches!(phase(p), "Succeeded" | "Failed")
+        })
         .count() as i32;
 
     // Suspension.
@@ -631,8 +742,16 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
     let was_suspended = conds.iter().any(|c| c.type_ == "Suspended" && c.status == "True");
     let interim = conds
         .iter()
-        .find(|c| matches!(c.type_.as_str(), "FailureTarget" | "SuccessCriteriaMet") && c.status == "True")
-        .map(|c| (c.type_.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+        .find(|c| {
+            matches!(c.type_.as_str(), "FailureTarget" | "SuccessCriteriaMet") && c.status == "True"
+        })
+        .map(|c| {
+            (
+                c.type_.clone(),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        });
     if !finished && interim.is_none() {
         if suspended && !was_suspended {
             set_condition(&mut conds, "Suspended", "True", "JobSuspended", "Job suspended", now);
@@ -653,7 +772,14 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
         let restarts: i32 = if restart_on_failure {
             active
                 .iter()
-                .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten())))
+                .flat_map(|p| {
+                    p.status.iter().flat_map(|s| {
+                        s.container_statuses
+                            .iter()
+                            .flatten()
+                            .chain(s.init_container_statuses.iter().flatten())
+                    })
+                })
                 .map(|cs| cs.restart_count)
                 .sum()
         } else {
@@ -665,12 +791,17 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
             .filter(|_| !suspended)
             .map(|(secs, start)| start.0.as_second() + secs);
         let done = match (indexed, completions) {
-            (true, Some(c)) => completed.len() as i32 >= c,
+            (true, Some(c)) => (completed.len() + failed_indexes.len()) as i32 >= c,
             (false, Some(c)) => succeeded >= c,
             (_, None) => succeeded > 0 && active.is_empty(),
         };
+        let max_failed = spec.max_failed_indexes.filter(|_| per_index.is_some());
         let failure = failure.or_else(|| {
-            if failed + restarts > backoff_limit {
+            if max_failed.is_some_and(|m| failed_indexes.len() as i32 > m) {
+                Some((REASON_MAX_FAILED_INDEXES.into(), MSG_MAX_FAILED_INDEXES.into()))
+            } else if done && !failed_indexes.is_empty() {
+                Some((REASON_FAILED_INDEXES.into(), MSG_FAILED_INDEXES.into()))
+            } else if failed.saturating_add(restarts) > backoff_limit {
                 Some((REASON_BACKOFF.into(), MSG_BACKOFF.into()))
             } else if deadline.is_some_and(|d| now.as_second() >= d) {
                 Some((REASON_DEADLINE.into(), MSG_DEADLINE.into()))
@@ -683,8 +814,19 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
             event(true, &reason, &message);
             interim = Some(("FailureTarget".into(), reason, message));
         } else if done {
-            set_condition(&mut conds, "SuccessCriteriaMet", "True", REASON_COMPLETIONS, MSG_COMPLETIONS, now);
-            interim = Some(("SuccessCriteriaMet".into(), REASON_COMPLETIONS.into(), MSG_COMPLETIONS.into()));
+            set_condition(
+                &mut conds,
+                "SuccessCriteriaMet",
+                "True",
+                REASON_COMPLETIONS,
+                MSG_COMPLETIONS,
+                now,
+            );
+            interim = Some((
+                "SuccessCriteriaMet".into(),
+                REASON_COMPLETIONS.into(),
+                MSG_COMPLETIONS.into(),
+            ));
         } else if let Some(d) = deadline {
             plan.requeue = Some(Duration::from_secs((d - now.as_second()).max(1) as u64));
         }
@@ -722,8 +864,30 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
             }
         }
         let want = (parallelism - running).max(0) as usize;
-        let free = (0..c).filter(|i| !seen.contains(i) && !completed.contains(i));
-        plan.create = free.take(want.min(MAX_BATCH)).map(Some).collect();
+        let mut free: Vec<i32> = (0..c)
+            .filter(|i| !seen.contains(i) && !completed.contains(i) && !failed_indexes.contains(i))
+            .collect();
+        if per_index.is_some() {
+            // Each index waits out its own back-off.
+            let mut history: HashMap<i32, (u32, Timestamp)> = HashMap::new();
+            for p in pods.iter().filter(|p| phase(p) == "Failed") {
+                if let (Some(i), Some(t)) = (index_of(p), finish_time(p)) {
+                    let e = history.entry(i).or_insert((0, t));
+                    e.0 = e.0.max(index_failures(p) as u32 + 1);
+                    e.1 = e.1.max(t);
+                }
+            }
+            free.retain(|i| {
+                let Some(&(n, last)) = history.get(i) else { return true };
+                plan.index_failures.insert(*i, n);
+                let left = remaining(backoff_delay(n), last, now);
+                if let Some(left) = left {
+                    plan.requeue = Some(plan.requeue.map_or(left, |q| q.min(left)));
+                }
+                left.is_none()
+            });
+        }
+        plan.create = free.into_iter().take(want.min(MAX_BATCH)).map(Some).collect();
     } else {
         let want = match completions {
             None if succeeded > 0 => 0,
@@ -734,31 +898,36 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
         if n > want {
             // Fewer pods wanted: the least advanced go (not ready, then the newest).
             let mut extra: Vec<&&Arc<Pod>> = active.iter().collect();
-            extra.sort_by_key(|p| (is_ready(p), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0))));
-            plan.delete_uncounted.extend(extra.iter().take((n - want) as usize).map(|p| uid(p).to_string()));
+            extra.sort_by_key(|p| {
+                (
+                    is_ready(p),
+                    std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+                )
+            });
+            plan.delete_uncounted
+                .extend(extra.iter().take((n - want) as usize).map(|p| uid(p).to_string()));
         } else if n < want {
             plan.create = vec![None; ((want - n) as usize).min(MAX_BATCH)];
         }
     }
 
     // Back-off between failures: pods are replaced only once it has passed.
-    if !plan.create.is_empty() && !restart_on_failure {
-        let last_success = pods.iter().filter(|p| phase(p) == "Succeeded").filter_map(|p| finish_time(p)).max();
+    if !plan.create.is_empty() && !restart_on_failure && per_index.is_none() {
+        let last_success =
+            pods.iter().filter(|p| phase(p) == "Succeeded").filter_map(|p| finish_time(p)).max();
         let failures: Vec<Timestamp> = pods
             .iter()
             .filter(|p| phase(p) == "Failed")
             .filter_map(|p| finish_time(p))
             .filter(|t| last_success.is_none_or(|s| *t > s))
             .collect();
-        if let Some(last) = failures.iter().max() {
-            let delay = backoff_delay(failures.len() as u32);
-            let elapsed_ms = now.as_millisecond() - last.as_millisecond();
-            let remaining = delay.as_millis() as i64 - elapsed_ms;
-            if remaining > 0 {
-                plan.create.clear();
-                let r = Duration::from_millis(remaining as u64);
-                plan.requeue = Some(plan.requeue.map_or(r, |q| q.min(r)));
-            }
+        if let Some(r) = failures
+            .iter()
+            .max()
+            .and_then(|last| remaining(backoff_delay(failures.len() as u32), *last, now))
+        {
+            plan.create.clear();
+            plan.requeue = Some(plan.requeue.map_or(r, |q| q.min(r)));
         }
     }
 

@@ -15,7 +15,8 @@ use crate::batch::{self, Requeue, api_code, finished_at, key_of, split_key};
 use crate::{Context, Error};
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (jobs, events) = batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
+    let (jobs, events) =
+        batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
     let (queue, rx) = batch::queue();
     let q = queue.clone();
     let feed = events.for_each(move |j| {
@@ -51,9 +52,7 @@ pub fn expires_in(job: &Job, now: Timestamp) -> Option<Duration> {
 
 async fn reconcile(ctx: &Context, jobs: &Store<Job>, k: &str) -> Result<Requeue, Error> {
     let (ns, name) = split_key(k);
-    let Some(cached) = jobs.state().into_iter().find(|j| {
-        j.metadata.namespace.as_deref() == Some(ns) && j.metadata.name.as_deref() == Some(name)
-    }) else {
+    let Some(cached) = batch::cached(jobs, ns, name) else {
         return Ok(None);
     };
     match expires_in(&cached, Timestamp::now()) {
@@ -75,7 +74,10 @@ async fn reconcile(ctx: &Context, jobs: &Store<Job>, k: &str) -> Result<Requeue,
     }
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
-        preconditions: Some(Preconditions { uid: job.metadata.uid.clone(), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: job.metadata.uid.clone(),
+            resource_version: None,
+        }),
         ..Default::default()
     };
     match api.delete(name, &params).await {
@@ -114,12 +116,19 @@ mod tests {
     #[test]
     fn expires_in_should_count_from_the_finish() {
         let now = Timestamp::from_second(1_000).expect("time");
-        assert_eq!(expires_in(&job(Some(10), Some(("Complete", 995))), now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            expires_in(&job(Some(10), Some(("Complete", 995))), now),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(expires_in(&job(Some(10), Some(("Failed", 980))), now), Some(Duration::ZERO));
         assert_eq!(expires_in(&job(Some(0), Some(("Complete", 1_000))), now), Some(Duration::ZERO));
         assert_eq!(expires_in(&job(None, Some(("Complete", 900))), now), None, "no TTL");
         assert_eq!(expires_in(&job(Some(10), None), now), None, "not finished");
-        assert_eq!(expires_in(&job(Some(10), Some(("SuccessCriteriaMet", 900))), now), None, "not yet terminal");
+        assert_eq!(
+            expires_in(&job(Some(10), Some(("SuccessCriteriaMet", 900))), now),
+            None,
+            "not yet terminal"
+        );
         let mut deleting = job(Some(10), Some(("Complete", 900)));
         deleting.metadata.deletion_timestamp = Some(Time(now));
         assert_eq!(expires_in(&deleting, now), None, "already being deleted");

@@ -13,7 +13,10 @@ fn cronjob(schedule: &str, created: &str, f: impl FnOnce(&mut CronJobSpec)) -> C
         successful_jobs_history_limit: Some(3),
         failed_jobs_history_limit: Some(1),
         job_template: JobTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some([("app".to_string(), "tick".to_string())].into()), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some([("app".to_string(), "tick".to_string())].into()),
+                ..Default::default()
+            }),
             spec: Some(JobSpec::default()),
         },
         ..Default::default()
@@ -72,7 +75,10 @@ fn plan_should_create_the_job_for_the_latest_due_time_and_requeue_for_the_next()
     assert_eq!(job.metadata.name.as_deref(), Some(format!("cj-{}", due.timestamp() / 60).as_str()));
     let ann = job.metadata.annotations.unwrap_or_default();
     assert_eq!(ann.get(SCHEDULED_TIMESTAMP).map(String::as_str), Some("2024-01-01T10:01:00Z"));
-    assert_eq!(job.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("tick"));
+    assert_eq!(
+        job.metadata.labels.unwrap_or_default().get("app").map(String::as_str),
+        Some("tick")
+    );
     let owner = job.metadata.owner_references.unwrap_or_default();
     assert_eq!((owner[0].kind.as_str(), owner[0].controller), ("CronJob", Some(true)));
     assert_eq!(p.status.last_schedule_time, Some(to_time(due)));
@@ -97,8 +103,13 @@ fn plan_should_follow_the_concurrency_policy() {
     let now = t("2024-01-01T10:02:01Z");
     let running = job("cj-old", "2024-01-01T10:01:00Z", None);
     let at = |policy: &str| {
-        let mut cj = cronjob("*/1 * * * *", "2024-01-01T09:00:00Z", |s| s.concurrency_policy = Some(policy.into()));
-        cj.status = Some(CronJobStatus { last_schedule_time: Some(to_time(t("2024-01-01T10:01:00Z"))), ..Default::default() });
+        let mut cj = cronjob("*/1 * * * *", "2024-01-01T09:00:00Z", |s| {
+            s.concurrency_policy = Some(policy.into())
+        });
+        cj.status = Some(CronJobStatus {
+            last_schedule_time: Some(to_time(t("2024-01-01T10:01:00Z"))),
+            ..Default::default()
+        });
         plan(&cj, std::slice::from_ref(&running), now)
     };
     let allow = at("Allow");
@@ -108,7 +119,11 @@ fn plan_should_follow_the_concurrency_policy() {
     let forbid = at("Forbid");
     assert!(forbid.create.is_none());
     assert_eq!(reasons(&forbid), ["JobAlreadyActive"]);
-    assert_eq!(forbid.status.last_schedule_time, Some(to_time(t("2024-01-01T10:01:00Z"))), "still due once it ends");
+    assert_eq!(
+        forbid.status.last_schedule_time,
+        Some(to_time(t("2024-01-01T10:01:00Z"))),
+        "still due once it ends"
+    );
     let replace = at("Replace");
     assert!(replace.create.is_some());
     assert_eq!(replace.delete, [("cj-old".to_string(), true)]);
@@ -117,8 +132,12 @@ fn plan_should_follow_the_concurrency_policy() {
 
 #[test]
 fn plan_should_honour_the_starting_deadline() {
-    let mut cj = cronjob("*/5 * * * *", "2024-01-01T09:00:00Z", |s| s.starting_deadline_seconds = Some(10));
-    cj.status = Some(CronJobStatus { last_schedule_time: Some(to_time(t("2024-01-01T10:00:00Z"))), ..Default::default() });
+    let mut cj =
+        cronjob("*/5 * * * *", "2024-01-01T09:00:00Z", |s| s.starting_deadline_seconds = Some(10));
+    cj.status = Some(CronJobStatus {
+        last_schedule_time: Some(to_time(t("2024-01-01T10:00:00Z"))),
+        ..Default::default()
+    });
     let late = plan(&cj, &[], t("2024-01-01T10:05:30Z"));
     assert!(late.create.is_none(), "10:05 is 30 s past, the deadline is 10 s");
     assert_eq!(late.requeue, Some(Duration::from_millis(270_100)));
@@ -134,13 +153,19 @@ fn plan_should_report_too_many_missed_times_and_run_the_latest() {
     assert_eq!(reasons(&p), ["TooManyMissedTimes"]);
     assert_eq!(p.status.last_schedule_time, Some(to_time(t("2024-01-01T12:34:00Z"))));
     // With a starting deadline bounding the look-back there is no such warning.
-    let bounded = cronjob("* * * * *", "2023-01-01T00:00:00Z", |s| s.starting_deadline_seconds = Some(120));
+    let bounded =
+        cronjob("* * * * *", "2023-01-01T00:00:00Z", |s| s.starting_deadline_seconds = Some(120));
     let p = plan(&bounded, &[], now);
     assert!(p.events.is_empty(), "{:?}", p.events);
     assert!(p.create.is_some());
     // A rare schedule far back: the latest is found too.
     let monthly = cronjob("@monthly", "2015-01-01T00:00:00Z", |_| {});
-    let (latest, many) = most_recent(&"@monthly".parse().expect("schedule"), Tz::UTC, t("2015-01-01T00:00:00Z"), now);
+    let (latest, many) = most_recent(
+        &"@monthly".parse().expect("schedule"),
+        Tz::UTC,
+        t("2015-01-01T00:00:00Z"),
+        now,
+    );
     assert!(many);
     assert_eq!(latest, Some(t("2024-01-01T00:00:00Z")));
     assert!(plan(&monthly, &[], now).create.is_some());
@@ -162,25 +187,31 @@ fn plan_should_keep_the_history_limits() {
     assert_eq!(deleted, ["ok-0", "ok-1", "bad-0"], "the oldest beyond 3 successful and 1 failed");
     assert!(p.delete.iter().all(|(_, replaced)| !replaced));
     assert_eq!(p.status.last_successful_time, Some(to_time(t("2024-01-01T01:04:00Z"))));
-    let active: Vec<_> = p.status.active.iter().flatten().filter_map(|r| r.name.as_deref()).collect();
+    let active: Vec<_> =
+        p.status.active.iter().flatten().filter_map(|r| r.name.as_deref()).collect();
     assert_eq!(active, ["running"]);
 }
 
 #[test]
 fn plan_should_refuse_an_unknown_time_zone_and_schedule_in_a_known_one() {
-    let bad = cronjob("0 9 * * *", "2024-01-01T00:00:00Z", |s| s.time_zone = Some("Mars/Olympus".into()));
+    let bad =
+        cronjob("0 9 * * *", "2024-01-01T00:00:00Z", |s| s.time_zone = Some("Mars/Olympus".into()));
     let p = plan(&bad, &[], t("2024-01-02T12:00:00Z"));
     assert!(p.create.is_none() && p.requeue.is_none());
     assert_eq!(p.events[0].1, "UnknownTimeZone");
     assert!(p.events[0].2.contains("Mars/Olympus"));
-    let tokyo = cronjob("0 9 * * *", "2024-01-01T00:00:00Z", |s| s.time_zone = Some("Asia/Tokyo".into()));
+    let tokyo =
+        cronjob("0 9 * * *", "2024-01-01T00:00:00Z", |s| s.time_zone = Some("Asia/Tokyo".into()));
     let p = plan(&tokyo, &[], t("2024-01-02T00:30:00Z"));
     let job = p.create.expect("09:00 in Tokyo is 00:00 UTC");
     let ann = job.metadata.annotations.unwrap_or_default();
     assert_eq!(ann.get(SCHEDULED_TIMESTAMP).map(String::as_str), Some("2024-01-02T09:00:00+09:00"));
     assert_eq!(job.metadata.name, Some(job_name("cj", t("2024-01-02T00:00:00Z"))));
     let unparseable = cronjob("61 * * * *", "2024-01-01T00:00:00Z", |_| {});
-    assert_eq!(reasons(&plan(&unparseable, &[], t("2024-01-02T00:30:00Z"))), ["UnparseableSchedule"]);
+    assert_eq!(
+        reasons(&plan(&unparseable, &[], t("2024-01-02T00:30:00Z"))),
+        ["UnparseableSchedule"]
+    );
 }
 
 #[test]
