@@ -332,6 +332,49 @@ spec:
         assert_eq!(seen, ["0", "1", "2"]);
     });
 
+    checks.check("suspend and resume", || {
+        apply(
+            &s,
+            &job("later", "  suspend: true\n  completions: 2\n  parallelism: 2", "exit 0", ""),
+        );
+        s.wait_for("the Suspended condition", Duration::from_secs(30), || {
+            condition(&s.json(&["get", "job", "later"]), "Suspended")
+                .is_some_and(|c| c["reason"] == "JobSuspended")
+        });
+        assert!(pods_of(&s, "later").is_empty(), "a suspended Job runs no pod");
+        s.ok(&["patch", "job", "later", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+        wait_condition(&s, "later", "complete", "60s");
+        let j = s.json(&["get", "job", "later"]);
+        let c = j["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Suspended");
+        assert_eq!(
+            c.map(|c| (c["status"].clone(), c["reason"].clone())),
+            Some(("False".into(), "JobResumed".into()))
+        );
+        let events = events_of(&s, "Job", "later");
+        assert!(events.iter().any(|e| e == "Suspended Job suspended"), "{events:?}");
+        assert!(events.iter().any(|e| e == "Resumed Job resumed"), "{events:?}");
+    });
+
+    checks.check("deleting a running Job lets its pods go", || {
+        apply(&s, &job("busy", "  completions: 4\n  parallelism: 2", "sleep 600", ""));
+        s.wait_for("two running pods", Duration::from_secs(60), || {
+            pods_of(&s, "busy").iter().filter(|p| p["status"]["phase"] == "Running").count() == 2
+        });
+        let pods = pods_of(&s, "busy");
+        assert!(
+            pods.iter()
+                .all(|p| p["metadata"]["finalizers"][0] == "batch.kubernetes.io/job-tracking")
+        );
+        s.ok(&["delete", "job", "busy", "--wait=true", "--timeout=60s"]);
+        s.wait_for("the pods to be gone", Duration::from_secs(60), || {
+            pods_of(&s, "busy").is_empty()
+        });
+    });
+
     checks.check("ttlSecondsAfterFinished", || {
         apply(&s, &job("short", "  ttlSecondsAfterFinished: 2", "exit 0", ""));
         wait_condition(&s, "short", "complete", "60s");
