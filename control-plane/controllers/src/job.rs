@@ -693,10 +693,10 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], unfinalized: &HashSet<String>, now: Ti
                 }
                 FailureAction::Count | FailureAction::FailIndex => {
                     unc_failed.push(u.to_string());
-                    if let (Some(limit), Some(i)) = (per_index, index_of(p)) {
-                        if action == FailureAction::FailIndex || index_failures(p) + 1 > limit {
-                            failed_indexes.insert(i);
-                        }
+                    if let (Some(limit), Some(i)) = (per_index, index_of(p))
+                        && (action == FailureAction::FailIndex || index_failures(p) + 1 > limit)
+                    {
+                        failed_indexes.insert(i);
                     }
                 }
             }
