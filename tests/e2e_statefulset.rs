@@ -431,6 +431,19 @@ spec:
     assert_eq!(sts["status"]["currentRevision"], rev2.as_str());
     let history = s.ok(&["rollout", "history", "statefulset/db"]);
     assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    // Undo: the first revision's template comes back (renumbered 3, same name).
+    s.ok(&["rollout", "undo", "statefulset/db"]);
+    rollout_status(&s, "statefulset/db");
+    s.wait_for("every pod back at the first revision", WAIT, || {
+        let now = pods(&s, "app=db");
+        now.len() == 3 && now.values().all(|p| is_ready(p) && rev_of(p) == rev1)
+    });
+    let sts = s.json(&["get", "statefulset", "db"]);
+    assert_eq!(sts["status"]["updateRevision"], rev1.as_str());
+    assert_eq!(sts["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "v1");
+    let rev = s.json(&["get", "controllerrevision", &rev1]);
+    assert_eq!(rev["revision"], 3);
 }
 
 fn daemonset(name: &str, extra_pod_spec: &str, env: &str) -> String {
@@ -449,35 +462,55 @@ spec:
     )
 }
 
+/// Wait for DaemonSet `name` to have rolled out (kubectl) with exactly one Ready pod on each
+/// of `nodes`, each bound to its node and pinned there by node affinity; returns the pods
+/// by name. Made to be called with every node of a cluster.
+fn daemon_pods_on(s: &Skiff, name: &str, nodes: &[&str]) -> BTreeMap<String, Value> {
+    let out = rollout_status(s, &format!("daemonset/{name}"));
+    assert!(out.contains(&format!("daemon set \"{name}\" successfully rolled out")), "{out}");
+    let mut last = BTreeMap::new();
+    s.wait_for(&format!("one Ready {name} pod on each of {nodes:?}"), WAIT, || {
+        last = pods(s, &format!("app={name}"));
+        let mut on: Vec<&str> =
+            last.values().filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
+        on.sort();
+        let mut want = nodes.to_vec();
+        want.sort();
+        on == want && last.values().all(is_ready)
+    });
+    for (pod_name, pod) in &last {
+        assert!(pod_name.starts_with(&format!("{name}-")), "{pod_name}");
+        let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+        let term = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0];
+        assert_eq!(term["matchFields"][0]["key"], "metadata.name");
+        assert_eq!(term["matchFields"][0]["values"][0], node);
+    }
+    let ds = s.json(&["get", "daemonset", name]);
+    let n = nodes.len();
+    for field in [
+        "desiredNumberScheduled",
+        "currentNumberScheduled",
+        "numberReady",
+        "numberAvailable",
+        "updatedNumberScheduled",
+    ] {
+        assert_eq!(ds["status"][field], n, "status.{field}: {}", ds["status"]);
+    }
+    assert_eq!(ds["status"]["numberMisscheduled"], 0);
+    last
+}
+
 #[test]
 fn daemonset_should_run_on_the_node_follow_its_selector_and_roll_out() {
     let _serial = support::serial();
     let (_dir, s) = start();
     apply(&s, &daemonset("agent", "", "v1"));
-    let out = rollout_status(&s, "daemonset/agent");
-    assert!(out.contains("daemon set \"agent\" successfully rolled out"), "{out}");
-    let first = pods(&s, "app=agent");
-    assert_eq!(first.len(), 1, "one pod per node: {:?}", first.keys());
+    let first = daemon_pods_on(&s, "agent", &[NODE]);
     let (name, pod) = first.iter().next().unwrap();
-    assert!(name.starts_with("agent-"), "{name}");
-    assert_eq!(pod["spec"]["nodeName"], NODE);
-    let field = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"][0]["matchFields"][0];
-    assert_eq!(field["key"], "metadata.name");
-    assert_eq!(field["values"][0], NODE);
     let tolerations = pod["spec"]["tolerations"].to_string();
     assert!(tolerations.contains("node.kubernetes.io/unreachable"), "{tolerations}");
     let ds = s.json(&["get", "daemonset", "agent"]);
-    for (field, want) in [
-        ("desiredNumberScheduled", 1),
-        ("currentNumberScheduled", 1),
-        ("numberReady", 1),
-        ("numberAvailable", 1),
-        ("updatedNumberScheduled", 1),
-        ("numberMisscheduled", 0),
-    ] {
-        assert_eq!(ds["status"][field], want, "status.{field}: {}", ds["status"]);
-    }
     assert_eq!(ds["status"]["observedGeneration"], ds["metadata"]["generation"]);
 
     // A deleted pod is replaced.
@@ -511,6 +544,12 @@ fn daemonset_should_run_on_the_node_follow_its_selector_and_roll_out() {
             .any(|r| r["metadata"]["name"] == format!("agent-{hash}").as_str())
     );
 
+    // Undo: back to the first template.
+    s.ok(&["rollout", "undo", "daemonset/agent"]);
+    let back = daemon_pods_on(&s, "agent", &[NODE]);
+    let pod = back.values().next().unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "v1");
+
     // A node selector: no pod until the node carries the label, none once it is removed.
     apply(&s, &daemonset("ssd", "\n      nodeSelector: {disk: ssd}", "v1"));
     s.wait_for("ssd status observed", WAIT, || {
@@ -530,4 +569,24 @@ fn daemonset_should_run_on_the_node_follow_its_selector_and_roll_out() {
         events.contains("Created pod: ssd-") && events.contains("Deleted pod: ssd-"),
         "{events}"
     );
+
+    // A NoSchedule taint: the running daemon pod stays, a new DaemonSet gets no pod until
+    // it tolerates the taint.
+    s.ok(&["taint", "node", NODE, "dedicated=infra:NoSchedule"]);
+    apply(&s, &daemonset("late", "", "v1"));
+    s.wait_for("late status observed", WAIT, || {
+        let ds = s.json(&["get", "daemonset", "late"]);
+        ds["status"]["observedGeneration"] == ds["metadata"]["generation"]
+    });
+    assert_eq!(s.json(&["get", "daemonset", "late"])["status"]["desiredNumberScheduled"], 0);
+    assert!(pods(&s, "app=late").is_empty());
+    assert_eq!(pods(&s, "app=agent").len(), 1, "NoSchedule does not evict");
+    let tolerant = daemonset(
+        "late",
+        "\n      tolerations: [{key: dedicated, operator: Equal, value: infra, effect: NoSchedule}]",
+        "v1",
+    );
+    apply(&s, &tolerant);
+    daemon_pods_on(&s, "late", &[NODE]);
+    s.ok(&["taint", "node", NODE, "dedicated-"]);
 }
