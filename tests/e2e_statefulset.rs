@@ -114,14 +114,14 @@ impl PodWatch {
             let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout));
             for ev in stream.into_iter::<Value>().map_while(Result::ok) {
                 let ty = ev["type"].as_str().unwrap_or("").to_string();
-                sink.lock().unwrap().push((ty, ev["object"].clone()));
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push((ty, ev["object"].clone()));
             }
         });
         PodWatch { child, events }
     }
 
     fn events(&self) -> Vec<(String, Value)> {
-        self.events.lock().unwrap().clone()
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Names in the order they first showed up (ADDED), and in the order their deletion
