@@ -12,6 +12,7 @@ pub mod events;
 pub mod expectations;
 pub mod leader;
 pub mod pods;
+pub mod queue;
 
 pub mod cronjob;
 pub mod daemonset;
@@ -21,6 +22,7 @@ pub mod gc;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -56,6 +58,9 @@ pub struct Options {
     pub default_toleration_seconds: i64,
     /// Leader-election Lease duration; the holder renews it every third of that.
     pub lease_duration: Duration,
+    /// How many finished pods may exist before the pod garbage collector deletes the oldest
+    /// (`--terminated-pod-gc-threshold`; 0 turns it off; Kubernetes' default is 12500).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 impl Default for Options {
@@ -65,6 +70,7 @@ impl Default for Options {
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
             lease_duration: Duration::from_secs(15),
+            terminated_pod_gc_threshold: 12500,
         }
     }
 }
@@ -99,6 +105,7 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("serviceaccount", Box::pin(serviceaccount::run(ctx.clone()))),
         ("nodelifecycle", Box::pin(nodelifecycle::run(ctx.clone()))),
         ("disruption", Box::pin(disruption::run(ctx.clone()))),
+        ("podgc", Box::pin(podgc::run(ctx.clone()))),
         ("ttl-after-finished", Box::pin(ttl::run(ctx.clone()))),
     ]
 }
