@@ -641,8 +641,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "garbage collector discovery failed"),
         }
+        // Until the first discovery worked, try again soon.
+        let next = if started { REDISCOVERY } else { RETRY };
         tokio::select! {
-            _ = tokio::time::sleep(REDISCOVERY) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = crds.notified() => {
                 // A new definition is served once established: give it a moment.
                 tokio::time::sleep(Duration::from_millis(500)).await;
