@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node
+.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node bench-controllers
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -60,3 +60,9 @@ bench-node: bootstrap guests
 	cargo build --release --bin skiff --bin skiff-bench-node
 	$(CARGO_TARGET_DIR)/release/skiff-bench-node --skiff $(CARGO_TARGET_DIR)/release/skiff \
 		--guests-dir $(SKIFF_GUESTS_DIR) --wasmtime $(WASMTIME_DIR)/bin/wasmtime $(BENCH_NODE_ARGS)
+
+# Scale one Deployment of Wasm pods 0 -> 5,000 on one node (issue target: all Ready < 15 s).
+bench-controllers: bootstrap guests
+	cargo build --release --bin skiff --bin skiff-bench-node
+	$(CARGO_TARGET_DIR)/release/skiff-bench-node --skiff $(CARGO_TARGET_DIR)/release/skiff \
+		--guests-dir $(SKIFF_GUESTS_DIR) --only scale $(BENCH_CONTROLLERS_ARGS)

@@ -1,6 +1,8 @@
 //! `skiff`: the whole system in one binary. `skiff server` runs a control plane with an
 //! embedded node; `skiff images` manages the node-local image store.
 
+mod agent;
+mod node;
 mod server;
 
 use std::path::PathBuf;
@@ -20,8 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a control plane (store, api server, scheduler) with an embedded node.
+    /// Run a control plane (store, api server, scheduler, controllers) with an embedded node.
     Server(server::ServerArgs),
+    /// Run a node only, joined to a cluster (`--server URL --token T`).
+    Agent(agent::AgentArgs),
     /// Manage the node-local image store.
     Images {
         #[command(subcommand)]
@@ -68,6 +72,13 @@ fn main() -> anyhow::Result<()> {
                 .thread_name("skiff-api")
                 .build()?;
             rt.block_on(server::run(args))
+        }
+        Command::Agent(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("skiff-agent")
+                .build()?;
+            rt.block_on(agent::run(args))
         }
         Command::Images {
             command: ImagesCommand::Import { file, name, data_dir, container_runtime_endpoint },

@@ -10,7 +10,6 @@ use anyhow::Context;
 use skiff_apiserver::ApiServer;
 use skiff_apiserver::join::{JoinService, JoinToken};
 use skiff_apiserver::pki::{Pki, write_private};
-use skiff_node::{Kubelet, NodeConfig};
 use skiff_store::{PeerOptions, PeerTls, RaftStore, RaftStoreOptions};
 
 /// Port of the raft peer listener when `--listen` names a fixed port.
@@ -67,6 +66,17 @@ pub struct ServerArgs {
     /// Finished pods kept before the pod garbage collector deletes the oldest (0: no limit).
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// Seconds a new pod tolerates its node being not ready before eviction, unless the pod
+    /// says otherwise (the default toleration the api server adds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds a new pod tolerates its node being unreachable before eviction, unless the pod
+    /// says otherwise.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+    /// Duration of the embedded node's Lease; it renews every quarter of it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    node_lease_duration_seconds: u64,
     /// Store snapshot interval in log entries (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
@@ -129,7 +139,7 @@ pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
     home.join(".local/share/skiff")
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_lowercase())
         .ok()
@@ -138,7 +148,7 @@ fn host_name() -> String {
 }
 
 /// The first non-loopback IPv4 address of an interface that is up.
-fn default_node_ip() -> IpAddr {
+pub fn default_node_ip() -> IpAddr {
     let mut found = None;
     // SAFETY: getifaddrs fills a list we only read and then free with freeifaddrs.
     #[allow(unsafe_code)]
@@ -302,37 +312,48 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     });
 
+    {
+        use skiff_apiserver::objects as o;
+        use std::sync::atomic::Ordering::Relaxed;
+        o::DEFAULT_NOT_READY_TOLERATION_SECONDS
+            .store(args.default_not_ready_toleration_seconds, Relaxed);
+        o::DEFAULT_UNREACHABLE_TOLERATION_SECONDS
+            .store(args.default_unreachable_toleration_seconds, Relaxed);
+    }
     let controller_options = skiff_controllers::Options {
         identity: format!("{node_name}_{node_id}"),
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         ..Default::default()
     };
-    tokio::spawn(skiff_controllers::run(api.client(), controller_options));
+    // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:
+    // a busy api server does not starve them, and their CPU time can be told apart.
+    let controller_client = api.client();
+    std::thread::Builder::new().name("skiff-ctrl".into()).spawn(move || {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("skiff-ctrl")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(skiff_controllers::run(controller_client, controller_options)),
+            Err(e) => tracing::error!(error = %e, "the controller manager could not start"),
+        }
+    })?;
 
     if !args.disable_agent {
-        let runtime = Arc::new(
-            skiff_runtime_wasm::WasmRuntime::new(&dir).context("starting the Wasm runtime")?,
-        );
-        let config = NodeConfig {
+        let node = crate::node::NodeArgs {
             name: node_name.clone(),
-            ip: node_ip.to_string(),
-            pods_dir: dir.join("pods"),
+            ip: node_ip,
             max_pods: args.max_pods,
+            container_runtime_endpoint: args.container_runtime_endpoint.clone(),
+            lease_duration: Duration::from_secs(args.node_lease_duration_seconds),
             labels: BTreeMap::from([(
                 "node-role.kubernetes.io/control-plane".to_string(),
                 String::new(),
             )]),
         };
-        let mut runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![runtime];
-        if let Some(endpoint) = &args.container_runtime_endpoint {
-            let cri = skiff_runtime_cri::CriRuntime::connect(endpoint)
-                .await
-                .with_context(|| format!("connecting to the container runtime at {endpoint}"))?;
-            tracing::info!(%endpoint, "OCI runtime connected (RuntimeClass runc)");
-            runtimes.push(Arc::new(cri));
-        }
-        let kubelet = Kubelet::new(config, api.client(), runtimes);
+        let kubelet = crate::node::start(&dir, node, api.client()).await?;
         api.register_log_source(&node_name, kubelet.log_source());
         api.register_node_endpoints(&node_name, kubelet.endpoints());
         tokio::spawn(async move {

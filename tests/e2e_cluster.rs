@@ -640,3 +640,66 @@ async fn cluster_should_catch_up_a_wiped_member_from_a_snapshot() {
     clients[2] = client;
     assert_three_voters(&clients).await;
 }
+
+/// The holder of the controller manager's Lease, read through `client`.
+async fn controller_lease(client: &kube::Client) -> Option<(String, i32)> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let spec = leases.get_opt("kube-controller-manager").await.ok()??.spec?;
+    Some((spec.holder_identity?, spec.lease_transitions.unwrap_or(0)))
+}
+
+/// Only the member holding the `kube-system/kube-controller-manager` Lease runs the
+/// controllers; when it dies another member takes the Lease over and starts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_manager_should_run_on_one_member_and_move_when_it_dies() {
+    let _serial = serial();
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, _token) = start_cluster(root.path(), &[]);
+    let mut clients = Vec::new();
+    for m in &cluster {
+        clients.push(m.client().await);
+    }
+    let holder_index = |cluster: &[Member], holder: &str| {
+        cluster.iter().position(|m| holder.starts_with(&format!("{}_", m.name)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(found) = controller_lease(&clients[0]).await {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no controller manager lease holder within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (holder, transitions) = first;
+    let leading =
+        holder_index(&cluster, &holder).unwrap_or_else(|| panic!("unknown holder {holder}"));
+    let leads = |m: &Member| {
+        std::fs::read_to_string(&m.log).unwrap_or_default().contains("leading: controllers start")
+    };
+    for (i, m) in cluster.iter().enumerate() {
+        assert_eq!(leads(m), i == leading, "{}: only the holder {holder} runs controllers", m.name);
+    }
+
+    cluster[leading].kill9();
+    let witness = clients[(leading + 1) % 3].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        if let Some(found) = controller_lease(&witness).await.filter(|(h, _)| *h != holder) {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no other member took the lease within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (new_holder, new_transitions) = next;
+    let now_leading = holder_index(&cluster, &new_holder)
+        .unwrap_or_else(|| panic!("unknown holder {new_holder}"));
+    assert_ne!(now_leading, leading);
+    assert_eq!(new_transitions, transitions + 1, "leaseTransitions counts the handover");
+    wait_for("the new holder to start its controllers", Duration::from_secs(10), || {
+        let started = leads(&cluster[now_leading]);
+        async move { started }
+    })
+    .await;
+    let third = (0..3).find(|&i| i != leading && i != now_leading).expect("third member");
+    assert!(!leads(&cluster[third]), "the member without the lease runs no controllers");
+}

@@ -11,6 +11,10 @@
 //! - `density`: N idle wasi:http pods, server RSS per pod, and a sample of them answering HTTP.
 //! - `http`: requests/s of one wasi:http pod against `wasmtime serve` of the same component,
 //!   both driven by `wrk` with the same arguments.
+//! - `scale` (only when asked for): one Deployment of idle Wasm pods scaled 0 → N; time until
+//!   its pods exist and until all are Ready, and the CPU time of the controller manager's
+//!   threads (`skiff-ctrl`: the controllers and their client side; the api server serves their
+//!   requests on its own threads) next to the whole server's.
 //!
 //! Every section starts its own `skiff server` (port 0, data dir under the temp dir) and removes
 //! it afterwards. Wasm pods get addresses in 127.0.0.0/8 (the server is given a loopback pod
@@ -42,6 +46,7 @@ enum Section {
     Oci,
     Density,
     Http,
+    Scale,
 }
 
 #[derive(Parser)]
@@ -121,6 +126,15 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     http_rounds: usize,
 
+    /// Replicas the `scale` section scales its Deployment to.
+    #[arg(long, default_value_t = 5000)]
+    scale_pods: usize,
+    /// Longest the `scale` section may take to have every replica Ready.
+    #[arg(long, default_value_t = 600)]
+    scale_timeout_secs: u64,
+    #[arg(long, default_value_t = 15.0)]
+    target_scale_secs: f64,
+
     /// Targets printed next to the figures.
     #[arg(long, default_value_t = 50.0)]
     target_start_p99_ms: f64,
@@ -150,6 +164,31 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) of process `pid`'s threads whose name starts with `prefix`, or of
+/// all of them when `prefix` is empty.
+fn threads_cpu(pid: u32, prefix: &str) -> Duration {
+    // SAFETY: sysconf only reads a configuration value.
+    #[allow(unsafe_code)]
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut ticks = 0u64;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.trim().starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        ticks += field(14) + field(15);
+    }
+    Duration::from_secs_f64(ticks as f64 / hz)
 }
 
 fn fds_open(pid: u32) -> usize {
@@ -1182,6 +1221,85 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 
+async fn section_scale(args: &Args) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    let n = args.scale_pods;
+    let limit = raise_nofile_limit(n as u64 * 4 + 4096)?;
+    let guest = args.guests_dir.join(&args.start_guest);
+    let server =
+        start_server(&args.skiff, "scale", &[(guest, "bench-guest:1")], &wasm_server_flags(n))
+            .await?;
+    let deployments: Api<Deployment> = Api::namespaced(server.client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "scale"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "scale"}},
+            "template": {
+                "metadata": {"labels": {"app": "scale"}},
+                "spec": {
+                    "runtimeClassName": "wasmtime",
+                    "containers": [{
+                        "name": "main", "image": "bench-guest:1",
+                        "imagePullPolicy": "IfNotPresent", "args": ["sleep", "3600"]
+                    }]
+                }
+            }
+        }
+    }))?;
+    deployments.create(&PostParams::default(), &d).await?;
+    println!();
+    println!(
+        "Scale one Deployment 0 -> {n} idle Wasm pods ({}, `sleep 3600`) on one node (open-file limit {limit})",
+        args.start_guest
+    );
+    let pid = server.pid();
+    let (ctrl0, all0) = (threads_cpu(pid, "skiff-ctrl"), threads_cpu(pid, ""));
+    let t0 = Instant::now();
+    let scale = serde_json::json!({"spec": {"replicas": n}});
+    deployments.patch_scale("scale", &PatchParams::default(), &Patch::Merge(&scale)).await?;
+    let timeout = Duration::from_secs(args.scale_timeout_secs);
+    let mut created = None;
+    let ready = loop {
+        let d = deployments.get_status("scale").await?;
+        let st = d.status.unwrap_or_default();
+        let want = i32::try_from(n).unwrap_or(i32::MAX);
+        if created.is_none() && st.replicas.unwrap_or(0) >= want {
+            created = Some(t0.elapsed());
+        }
+        if st.ready_replicas.unwrap_or(0) >= want {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > timeout {
+            let last = format!(
+                "replicas {} ready {}",
+                st.replicas.unwrap_or(0),
+                st.ready_replicas.unwrap_or(0)
+            );
+            bail!("not all Ready within {timeout:?}: {last}; server log:\n{}", server.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ctrl = threads_cpu(pid, "skiff-ctrl").saturating_sub(ctrl0);
+    let all = threads_cpu(pid, "").saturating_sub(all0);
+    if let Some(c) = created {
+        println!("  all {n} pods created (status.replicas)   {:>8.2} s", c.as_secs_f64());
+    }
+    target_line(
+        "all Ready (status.readyReplicas)",
+        ready.as_secs_f64(),
+        "s",
+        args.target_scale_secs,
+        false,
+    );
+    println!("  controller-manager CPU time          {:>8.2} s", ctrl.as_secs_f64());
+    println!("  whole server CPU time                {:>8.2} s", all.as_secs_f64());
+    println!("  server RSS after                     {:>8} MiB", server.rss_kib() / 1024);
+    Ok(())
+}
+
 fn sections(args: &Args) -> Vec<Section> {
     if !args.only.is_empty() {
         let mut s = args.only.clone();
@@ -1207,7 +1325,7 @@ fn check_inputs(args: &Args, sections: &[Section]) -> anyhow::Result<()> {
     };
     for s in sections {
         match s {
-            Section::Start => need(&args.start_guest)?,
+            Section::Start | Section::Scale => need(&args.start_guest)?,
             Section::Density | Section::Http => need(&args.http_guest)?,
             Section::Oci => {
                 if !args.with_containerd && args.containerd_socket.is_none() {
@@ -1234,6 +1352,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             Section::Oci => section_oci(args).await.context("oci section")?,
             Section::Density => section_density(args).await.context("density section")?,
             Section::Http => section_http(args).await.context("http section")?,
+            Section::Scale => section_scale(args).await.context("scale section")?,
         }
     }
     Ok(())

@@ -270,6 +270,73 @@ impl Skiff {
     }
 }
 
+/// A `skiff agent` process: a second node joined to a server.
+pub struct Agent {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub name: String,
+}
+
+impl Skiff {
+    /// Start `skiff agent` as node `name` with `dir` as its data dir, joined to this server
+    /// with the server's join token; wait until its Node is Ready.
+    pub fn start_agent(&self, dir: &Path, name: &str, extra: &[&str]) -> Agent {
+        let token = std::fs::read_to_string(self.dir.join("token")).expect("join token");
+        let mut child = Command::new(skiff_bin())
+            .args(["agent", "--server", &self.url, "--token", token.trim()])
+            .args(["--node-name", name, "--node-ip", "127.0.0.1", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("SKIFF_LOG", "info,kube=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning skiff agent");
+        let rx = ready_lines(&mut child);
+        rx.recv_timeout(Duration::from_secs(60)).expect("skiff agent did not start in 60 s");
+        let agent = Agent { child: Some(child), dir: dir.to_path_buf(), name: name.to_string() };
+        self.wait_for(&format!("node {name} Ready"), Duration::from_secs(30), || {
+            let out = self.kubectl(&[
+                "get",
+                "node",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True"
+        });
+        agent
+    }
+}
+
+impl Agent {
+    /// Import an image into this node's own store.
+    pub fn import(&self, file: &Path, name: &str) {
+        let out = Command::new(skiff_bin())
+            .args(["images", "import", "--data-dir"])
+            .arg(&self.dir)
+            .arg(file)
+            .args(["--name", name])
+            .output()
+            .expect("skiff images import");
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// SIGKILL the agent: the node and its pods vanish without a word to the control plane.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Drop for Skiff {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -36,6 +36,7 @@ const TOKEN_PREFIX: &str = "skiff1.";
 pub const PATH_CACERTS: &str = "/cacerts";
 pub const PATH_JOIN: &str = "/skiff/v1/join";
 pub const PATH_MEMBERS: &str = "/skiff/v1/members";
+pub const PATH_AGENTS: &str = "/skiff/v1/agents";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -177,6 +178,28 @@ impl std::fmt::Debug for JoinBundle {
     }
 }
 
+/// What a node agent sends: the token's secret and the node it will run.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentRequest {
+    secret: String,
+    node_name: String,
+}
+
+/// What a node agent gets: the cluster CA and the credential it talks to the API with.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentBundle {
+    pub ca_cert: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for AgentBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBundle").finish_non_exhaustive()
+    }
+}
+
 /// The join and member routes of one control-plane member.
 pub struct JoinService {
     pub token: JoinToken,
@@ -210,6 +233,7 @@ impl JoinService {
         Router::new()
             .route(PATH_CACERTS, get(cacerts))
             .route(PATH_JOIN, post(join))
+            .route(PATH_AGENTS, post(agent))
             .route(PATH_MEMBERS, get(members))
             .route(&format!("{PATH_MEMBERS}/{{id}}"), delete(remove_member))
             .with_state(self)
@@ -258,6 +282,26 @@ async fn join(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
         }
         Err(e) => membership_error(e),
     }
+}
+
+/// A node agent presents the token's secret and gets its API credential. Until node
+/// authorization lands, that is the cluster's admin credential.
+async fn agent(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<AgentRequest>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "expected {\"secret\": …, \"nodeName\": …}");
+    };
+    if !svc.token.secret_matches(&request.secret) {
+        tracing::warn!(node = %request.node_name, "agent refused: wrong secret");
+        return status(StatusCode::FORBIDDEN, "wrong join token secret");
+    }
+    tracing::info!(node = %request.node_name, "an agent joined");
+    let bundle = AgentBundle { ca_cert: svc.ca_cert_pem.clone(), token: svc.admin_token.clone() };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&bundle).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 async fn members(State(svc): State<Arc<JoinService>>, headers: HeaderMap) -> Response {
@@ -403,8 +447,31 @@ pub async fn request_join(
     token: &JoinToken,
     peer_url: &str,
 ) -> Result<JoinBundle, JoinError> {
+    let body = JoinRequest { secret: token.secret.clone(), peer_url: peer_url.to_string() };
+    post_verified(api_url, token, PATH_JOIN, &body).await
+}
+
+/// Ask the member at `api_url` for the credentials of a node agent running `node_name`.
+/// Verifies the member's CA against `token` first.
+pub async fn request_agent_credentials(
+    api_url: &str,
+    token: &JoinToken,
+    node_name: &str,
+) -> Result<AgentBundle, JoinError> {
+    let body = AgentRequest { secret: token.secret.clone(), node_name: node_name.to_string() };
+    post_verified(api_url, token, PATH_AGENTS, &body).await
+}
+
+/// POST `body` to `path` of the member at `api_url` over TLS verified against the CA that
+/// `token` names, and decode the answer.
+async fn post_verified<B: Serialize, R: serde::de::DeserializeOwned>(
+    api_url: &str,
+    token: &JoinToken,
+    path: &str,
+    body: &B,
+) -> Result<R, JoinError> {
     let ca = fetch_cluster_ca(api_url, token).await?;
-    let url = format!("{}{PATH_JOIN}", api_url.trim_end_matches('/'));
+    let url = format!("{}{path}", api_url.trim_end_matches('/'));
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
         let cert = cert.map_err(|_| JoinError::NoCertificate)?;
@@ -415,11 +482,7 @@ pub async fn request_join(
         .map_err(|e| tls_error(&url, e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let body = serde_json::to_vec(&JoinRequest {
-        secret: token.secret.clone(),
-        peer_url: peer_url.to_string(),
-    })
-    .unwrap_or_default();
+    let body = serde_json::to_vec(body).unwrap_or_default();
     let request = http::Request::post(&url)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))

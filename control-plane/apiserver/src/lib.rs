@@ -149,15 +149,24 @@ impl ApiServer {
     }
 
     /// A kube client that reaches this api server in-process: same router, no sockets.
+    /// Requests are served on the runtime this is called from (the api server's), whichever
+    /// runtime the caller runs on: components on threads of their own do not serve their own
+    /// requests on them.
     pub fn client(&self) -> kube::Client {
         let router = self.router.clone();
+        let runtime = tokio::runtime::Handle::current();
         let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
             let router = router.clone();
+            let runtime = runtime.clone();
             async move {
                 let (mut parts, body) = req.into_parts();
                 parts.extensions.insert(InProcess);
                 let req = http::Request::from_parts(parts, Body::new(body));
-                router.oneshot(req).await
+                match runtime.spawn(router.oneshot(req)).await {
+                    Ok(response) => response,
+                    Err(e) => Ok(ApiError::internal(format!("request task failed: {e}"))
+                        .into_response()),
+                }
             }
         });
         kube::Client::new(svc, "default")

@@ -1,6 +1,8 @@
 //! Per-kind semantics of generic (JSON) objects: metadata on create and update, defaulting,
 //! validation, and what an update of the main resource vs the status subresource may change.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use chrono::{SecondsFormat, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
@@ -277,10 +279,47 @@ pub fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// Seconds a new pod tolerates its node being `not-ready` or `unreachable` before the taint
+/// manager evicts it, unless it says otherwise (kube-apiserver's DefaultTolerationSeconds
+/// admission, `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`).
+pub static DEFAULT_NOT_READY_TOLERATION_SECONDS: AtomicI64 = AtomicI64::new(300);
+pub static DEFAULT_UNREACHABLE_TOLERATION_SECONDS: AtomicI64 = AtomicI64::new(300);
+
+/// Add the default `NoExecute` tolerations for the not-ready and unreachable taints to a new
+/// pod that has none for them.
+fn default_tolerations(spec: &mut Map<String, Value>) {
+    let wanted = [
+        ("node.kubernetes.io/not-ready", &DEFAULT_NOT_READY_TOLERATION_SECONDS),
+        ("node.kubernetes.io/unreachable", &DEFAULT_UNREACHABLE_TOLERATION_SECONDS),
+    ];
+    let list = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if list.is_null() {
+        *list = json!([]);
+    }
+    let Some(list) = list.as_array_mut() else { return };
+    for (key, seconds) in wanted {
+        let tolerated = list.iter().any(|t| {
+            let k = t["key"].as_str().unwrap_or("");
+            let effect = t["effect"].as_str().unwrap_or("");
+            (k == key || (k.is_empty() && t["operator"] == "Exists"))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            list.push(json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": seconds.load(Ordering::Relaxed),
+            }));
+        }
+    }
+}
+
 fn default_object(obj: &mut Value, res: &ResourceInfo) {
     match res.kind {
         "Pod" => {
             default_pod(obj);
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_tolerations(spec);
+            }
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 set_default(spec, "enableServiceLinks", json!(true));
                 set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
@@ -579,6 +618,28 @@ mod tests {
         let mut causes = Vec::new();
         validate_pod_spec(&oci, "spec", &mut causes);
         assert!(causes.is_empty(), "{causes:?}");
+    }
+
+    #[test]
+    fn new_pods_should_tolerate_unready_nodes_for_the_default_time() {
+        let reg = Registry::builtin();
+        let res = reg.by_plural("", "pods").unwrap().clone();
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i"}],
+                     "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                      "effect": "NoExecute", "tolerationSeconds": 2}]}});
+        prepare_create(&mut pod, &res, Some("default")).unwrap();
+        let t = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t[0]["tolerationSeconds"], 2, "the pod's own toleration is kept");
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[1]["effect"], "NoExecute");
+        assert_eq!(t[1]["tolerationSeconds"], 300);
+        // A toleration of every taint needs nothing added.
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "tolerations": [{"operator": "Exists"}]}});
+        prepare_create(&mut pod, &res, Some("default")).unwrap();
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -233,12 +233,16 @@ impl Pki {
 
     /// A kubeconfig for the admin user against `server_url` (e.g. `https://127.0.0.1:6443`).
     pub fn kubeconfig(&self, server_url: &str) -> String {
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_cert_pem.as_bytes());
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: skiff-admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: skiff-admin\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
-            token = self.admin_token
-        )
+        kubeconfig(server_url, &self.ca_cert_pem, "skiff-admin", &self.admin_token)
     }
+}
+
+/// A kubeconfig for `user` holding bearer `token`, trusting `ca_cert_pem` for `server_url`.
+pub fn kubeconfig(server_url: &str, ca_cert_pem: &str, user: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_cert_pem.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n"
+    )
 }
 
 #[cfg(test)]

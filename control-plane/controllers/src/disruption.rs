@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
@@ -18,11 +17,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
 use crate::pods::{controller_of, is_ready, selector_is_empty, selector_matches};
-use crate::queue::WorkQueue;
+use crate::workqueue::{self, WorkQueue, key_of, split_key};
 use crate::{Context, Error};
 
 /// How long an eviction recorded in `disruptedPods` may go without the pod being deleted
@@ -183,25 +182,23 @@ fn selects(selector: Option<&LabelSelector>, pod: &Pod) -> bool {
     selector.is_some_and(|s| selector_is_empty(s) || selector_matches(s, &labels))
 }
 
-type Key = (String, String);
-
 struct Disruption {
     ctx: Arc<Context>,
     budgets: Store<PodDisruptionBudget>,
     pods: Store<Pod>,
-    queue: Arc<WorkQueue<Key>>,
+    queue: WorkQueue,
 }
 
 impl Disruption {
     /// The budgets in the pod's namespace that select it.
-    fn budgets_of(&self, pod: &Pod) -> Vec<Key> {
+    fn budgets_of(budgets: &Store<PodDisruptionBudget>, pod: &Pod) -> Vec<String> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        self.budgets
+        budgets
             .state()
             .iter()
             .filter(|b| b.metadata.namespace.as_deref() == Some(ns))
             .filter(|b| selects(b.spec.as_ref().and_then(|s| s.selector.as_ref()), pod))
-            .map(|b| (ns.to_string(), b.metadata.name.clone().unwrap_or_default()))
+            .map(|b| key_of(b.as_ref()))
             .collect()
     }
 
@@ -269,8 +266,9 @@ impl Disruption {
         Ok(seen.values().sum())
     }
 
-    async fn sync(&self, key: &Key) -> Result<(), Error> {
-        let Some(pdb) = self.budgets.get(&ObjectRef::new(&key.1).within(&key.0)) else {
+    async fn sync(&self, key: &str) -> Result<(), Error> {
+        let (ns, name) = split_key(key);
+        let Some(pdb) = self.budgets.get(&ObjectRef::new(name).within(ns)) else {
             return Ok(());
         };
         let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
@@ -278,7 +276,7 @@ impl Disruption {
             .pods
             .state()
             .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(key.0.as_str()))
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
             .filter(|p| selects(selector, p))
             .collect();
         let scale = if needs_scale(&pdb) {
@@ -290,7 +288,7 @@ impl Disruption {
                     "Pods selected by this PodDisruptionBudget were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. To account for these pods please set \".spec.minAvailable\" field of the PDB to an integer value.",
                 );
             }
-            self.controllers_scale(&key.0, &pods).await
+            self.controllers_scale(ns, &pods).await
         } else {
             Ok(0)
         };
@@ -307,9 +305,9 @@ impl Disruption {
         }
         let mut updated = (*pdb).clone();
         updated.status = Some(status);
-        let api: Api<PodDisruptionBudget> = Api::namespaced(self.ctx.client.clone(), &key.0);
+        let api: Api<PodDisruptionBudget> = Api::namespaced(self.ctx.client.clone(), ns);
         // Over the resourceVersion read: an eviction counted meanwhile is not overwritten.
-        match api.replace_status(&key.1, &PostParams::default(), &updated).await {
+        match api.replace_status(name, &PostParams::default(), &updated).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
@@ -318,66 +316,44 @@ impl Disruption {
 }
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (budgets, budget_writer) = reflector::store::<PodDisruptionBudget>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let d = Arc::new(Disruption {
-        ctx: ctx.clone(),
-        budgets,
-        pods,
-        queue: Arc::new(WorkQueue::default()),
-    });
-    let mut tasks = tokio::task::JoinSet::new();
-    let budget_api: Api<PodDisruptionBudget> = Api::all(ctx.client.clone());
-    let budget_events = reflector::reflector(
-        budget_writer,
-        watcher::watcher(budget_api, watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let q = d.queue.clone();
-    tasks.spawn(async move {
-        let mut events = std::pin::pin!(budget_events);
-        while let Some(ev) = events.next().await {
-            if let Ok(pdb) = ev {
-                let ns = pdb.metadata.namespace.clone().unwrap_or_default();
-                q.add((ns, pdb.metadata.name.clone().unwrap_or_default()));
+    let queue = WorkQueue::new();
+    let q = queue.clone();
+    let budgets = workqueue::watch(
+        Api::<PodDisruptionBudget>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |pdb| q.add(&key_of(pdb)),
+    );
+    let (q, b) = (queue.clone(), budgets.clone());
+    let pods = workqueue::watch(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |pod| {
+            for key in Disruption::budgets_of(&b, pod) {
+                q.add(&key);
             }
-        }
-    });
-    let pod_api: Api<Pod> = Api::all(ctx.client.clone());
-    let pod_events =
-        reflector::reflector(pod_writer, watcher::watcher(pod_api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-    let dd = d.clone();
-    tasks.spawn(async move {
-        let mut events = std::pin::pin!(pod_events);
-        while let Some(ev) = events.next().await {
-            if let Ok(pod) = ev {
-                for key in dd.budgets_of(&pod) {
-                    dd.queue.add(key);
-                }
-            }
-        }
-    });
-    // Recorded disruptions expire without any event: look at every budget now and then.
-    let dd = d.clone();
-    tasks.spawn(async move {
-        loop {
-            tokio::time::sleep(RESYNC).await;
-            for b in dd.budgets.state() {
-                let ns = b.metadata.namespace.clone().unwrap_or_default();
-                dd.queue.add((ns, b.metadata.name.clone().unwrap_or_default()));
-            }
-        }
-    });
+        },
+    );
+    let d = Disruption { ctx, budgets, pods, queue };
     let _ = d.budgets.wait_until_ready().await;
     let _ = d.pods.wait_until_ready().await;
+    // Recorded disruptions expire without any event: every budget is looked at now and then.
+    let mut resync = tokio::time::interval(RESYNC);
     loop {
-        let key = d.queue.next().await;
-        if let Err(e) = d.sync(&key).await {
-            tracing::debug!(?key, error = %e, "disruption budget sync retried");
-            d.queue.add_after(key.clone(), Duration::from_secs(1));
+        let key = tokio::select! {
+            key = d.queue.next() => key,
+            _ = resync.tick() => {
+                for b in d.budgets.state() {
+                    d.queue.add(&key_of(b.as_ref()));
+                }
+                continue;
+            }
+        };
+        match d.sync(&key).await {
+            Ok(()) => d.queue.forget(&key),
+            Err(e) => {
+                tracing::debug!(%key, error = %e, "disruption budget sync retried");
+                d.queue.retry(&key);
+            }
         }
         d.queue.done(&key);
     }

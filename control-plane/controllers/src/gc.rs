@@ -31,7 +31,7 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::queue::WorkQueue;
+use crate::workqueue::WorkQueue;
 use crate::{Context, Error};
 
 /// The finalizers the garbage collector acts on.
@@ -40,6 +40,7 @@ pub const FOREGROUND: &str = "foregroundDeletion";
 
 const WORKERS: usize = 8;
 const REDISCOVERY: Duration = Duration::from_secs(30);
+/// How soon a failed first discovery is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 /// How long the workers wait for the first listing of every resource before starting.
 const SYNC_DEADLINE: Duration = Duration::from_secs(30);
@@ -82,13 +83,31 @@ impl Node {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Work {
     /// Look at an object: delete it if its owners are gone or deleting it in the
     /// foreground; for an owner deleting in the foreground, finish when it may.
     AttemptToDelete(String),
     /// Orphan the dependents of an owner carrying the `orphan` finalizer, then drop it.
     Orphan(String),
+}
+
+impl Work {
+    /// The work queue's key for it.
+    fn key(&self) -> String {
+        match self {
+            Work::AttemptToDelete(uid) => format!("delete/{uid}"),
+            Work::Orphan(uid) => format!("orphan/{uid}"),
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Work> {
+        match key.split_once('/')? {
+            ("delete", uid) => Some(Work::AttemptToDelete(uid.into())),
+            ("orphan", uid) => Some(Work::Orphan(uid.into())),
+            _ => None,
+        }
+    }
 }
 
 /// The ownership graph: objects by uid, and the uids naming each uid as an owner (owners
@@ -269,7 +288,7 @@ fn ignored(ar: &ApiResource) -> bool {
 struct Collector {
     client: Client,
     graph: Mutex<Graph>,
-    queue: Arc<WorkQueue<Work>>,
+    queue: WorkQueue,
     /// Watched resources by (group, kind), with their watch's handle.
     kinds: Mutex<HashMap<(String, String), (Arc<Kind>, AbortHandle)>>,
 }
@@ -285,7 +304,7 @@ fn is_gone(e: &kube::Error) -> bool {
 impl Collector {
     fn enqueue(&self, work: Vec<Work>) {
         for w in work {
-            self.queue.add(w);
+            self.queue.add(&w.key());
         }
     }
 
@@ -447,7 +466,7 @@ impl Collector {
             }
             for (dep, deleting) in blocking {
                 if !deleting {
-                    self.queue.add(Work::AttemptToDelete(dep));
+                    self.queue.add(&Work::AttemptToDelete(dep).key());
                 }
             }
             return Ok(());
@@ -592,12 +611,17 @@ impl Collector {
 
     async fn work(self: Arc<Self>) {
         loop {
-            let item = self.queue.next().await;
-            if let Err(e) = self.process(&item).await {
-                tracing::debug!(?item, error = %e, "garbage collection retried");
-                self.queue.add_after(item.clone(), RETRY);
+            let key = self.queue.next().await;
+            if let Some(work) = Work::from_key(&key) {
+                match self.process(&work).await {
+                    Ok(()) => self.queue.forget(&key),
+                    Err(e) => {
+                        tracing::debug!(?work, error = %e, "garbage collection retried");
+                        self.queue.retry(&key);
+                    }
+                }
             }
-            self.queue.done(&item);
+            self.queue.done(&key);
         }
     }
 }
@@ -619,7 +643,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let gc = Arc::new(Collector {
         client: ctx.client.clone(),
         graph: Mutex::new(Graph::default()),
-        queue: Arc::new(WorkQueue::default()),
+        queue: WorkQueue::new(),
         kinds: Mutex::new(HashMap::new()),
     });
     // Everything spawned here ends with this future (the JoinSet aborts on drop).

@@ -10,9 +10,10 @@
 
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod leader;
 pub mod pods;
-pub mod queue;
+pub mod workqueue;
 
 pub mod cronjob;
 pub mod daemonset;
@@ -53,9 +54,6 @@ pub struct Options {
     /// How long a node may go without renewing its Lease before it is marked NotReady
     /// (`--node-monitor-grace-period`; Kubernetes' default is 40 s).
     pub node_monitor_grace_period: Duration,
-    /// How long a node may stay NotReady before its pods are evicted when the pods carry no
-    /// toleration of their own (Kubernetes' DefaultTolerationSeconds, 300 s).
-    pub default_toleration_seconds: i64,
     /// Leader-election Lease duration; the holder renews it every third of that.
     pub lease_duration: Duration,
     /// How many finished pods may exist before the pod garbage collector deletes the oldest
@@ -68,7 +66,6 @@ impl Default for Options {
         Self {
             identity: "skiff-controller-manager".into(),
             node_monitor_grace_period: Duration::from_secs(40),
-            default_toleration_seconds: 300,
             lease_duration: Duration::from_secs(15),
             terminated_pod_gc_threshold: 12500,
         }

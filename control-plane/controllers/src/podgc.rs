@@ -11,12 +11,11 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-
-use futures::StreamExt;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 
 use crate::pods::phase;
+use crate::workqueue::watch;
 use crate::{Context, Error};
 
 /// How often the pods are looked over (Kubernetes' gcCheckPeriod).
@@ -154,21 +153,9 @@ impl PodGc {
 }
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let mut tasks = tokio::task::JoinSet::new();
-    let pod_api: Api<Pod> = Api::all(ctx.client.clone());
-    let node_api: Api<Node> = Api::all(ctx.client.clone());
-    tasks.spawn(
-        reflector::reflector(pod_writer, watcher::watcher(pod_api, watcher::Config::default()))
-            .default_backoff()
-            .for_each(|_| async {}),
-    );
-    tasks.spawn(
-        reflector::reflector(node_writer, watcher::watcher(node_api, watcher::Config::default()))
-            .default_backoff()
-            .for_each(|_| async {}),
-    );
+    let client = ctx.client.clone();
+    let pods = watch(Api::<Pod>::all(client.clone()), watcher::Config::default(), |_| {});
+    let nodes = watch(Api::<Node>::all(client), watcher::Config::default(), |_| {});
     let gc = PodGc { ctx, pods, nodes };
     let _ = gc.pods.wait_until_ready().await;
     let _ = gc.nodes.wait_until_ready().await;

@@ -37,8 +37,8 @@ use crate::state::NodeState;
 use crate::worker::{Leftovers, PodWorker, Runtimes, WorkerContext, WorkerInboxes};
 
 pub const KUBELET_VERSION: &str = concat!("v1.35.0-skiff.", env!("CARGO_PKG_VERSION"));
-const LEASE_DURATION_SECONDS: i32 = 40;
-const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Kubernetes' default node Lease duration; the kubelet renews every quarter of it.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(40);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub max_pods: u32,
     /// Extra labels, e.g. `node-role.kubernetes.io/control-plane`.
     pub labels: BTreeMap<String, String>,
+    /// The node Lease's duration (`nodeLeaseDurationSeconds`); renewed every quarter of it.
+    pub lease_duration: Duration,
 }
 
 pub struct Kubelet {
@@ -213,13 +215,14 @@ impl Kubelet {
     async fn renew_lease_forever(self: Arc<Self>) {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         let name = self.config.name.clone();
-        let mut tick = tokio::time::interval(LEASE_RENEW);
+        let duration = self.config.lease_duration.max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(duration / 4);
         loop {
             tick.tick().await;
             let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
             let spec = LeaseSpec {
                 holder_identity: Some(name.clone()),
-                lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+                lease_duration_seconds: Some(i32::try_from(duration.as_secs()).unwrap_or(40)),
                 renew_time: Some(now),
                 ..Default::default()
             };
@@ -237,8 +240,33 @@ impl Kubelet {
                 }
                 Err(e) => Err(e),
             };
-            if let Err(e) = result {
-                tracing::warn!(node = %name, error = %e, "lease renewal failed");
+            match result {
+                Err(e) => tracing::warn!(node = %name, error = %e, "lease renewal failed"),
+                Ok(()) => self.repost_ready_if_lost().await,
+            }
+        }
+    }
+
+    /// The node lifecycle controller marks a node whose Lease went unrenewed `Unknown`; once
+    /// this kubelet reaches the control plane again it says it is Ready again.
+    async fn repost_ready_if_lost(&self) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let Ok(node) = nodes.get(&self.config.name).await else { return };
+        let ready = node
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if !ready {
+            tracing::info!(node = %self.config.name, "node was marked not ready: posting Ready");
+            let desired = self.node_object();
+            let status = json!({"status": {"conditions": desired["status"]["conditions"]}});
+            if let Err(e) = nodes
+                .patch_status(&self.config.name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+            {
+                tracing::warn!(node = %self.config.name, error = %e, "posting Ready failed");
             }
         }
     }

@@ -1337,7 +1337,19 @@ impl PodWorker {
             let took = (Utc::now() - start).to_std().unwrap_or_default();
             self.ctx.metrics.observe_pod_start(took);
         }
-        if self.last_status.as_ref() == Some(&status) {
+        // Someone else may have changed the pod's readiness (the node lifecycle controller marks
+        // pods of an unreachable node not ready): what the API shows must match ours too.
+        let ready_in_api = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.as_str());
+        let ready_here = status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["status"].as_str());
+        if self.last_status.as_ref() == Some(&status) && ready_in_api == ready_here {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace);

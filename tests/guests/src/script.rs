@@ -1,7 +1,7 @@
 //! `script "CMD ARGS; CMD ARGS; …"`: run several small commands in one guest, in order, so a
 //! test pod can say what its container does in one line. Commands: `echo TEXT…`, `env`,
 //! `cat PATH`, `write PATH TEXT…`, `rm PATH`, `exists PATH` (stops with 1 when absent),
-//! `sleep SECONDS`, `exit CODE`.
+//! `await PATH` (waits until PATH exists), `sleep SECONDS`, `exit CODE`, `trap` (crashes).
 
 use std::io::Write;
 use std::time::Duration;
@@ -63,7 +63,17 @@ pub fn run(script: &str) -> i32 {
                 std::thread::sleep(Duration::from_secs_f64(secs));
                 0
             }
+            "await" => {
+                while std::fs::metadata(arg(0)).is_err() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                0
+            }
             "exit" => return arg(0).parse().unwrap_or(1),
+            "trap" => {
+                let _ = std::io::stdout().flush();
+                crate::trap_here()
+            }
             other => {
                 eprintln!("script: unknown command {other:?}");
                 return 2;

@@ -1,0 +1,48 @@
+//! Starting a node daemon (kubelet) with its runtimes: shared by `skiff server` (the embedded
+//! node) and `skiff agent`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use skiff_node::{Kubelet, NodeConfig};
+
+pub struct NodeArgs {
+    pub name: String,
+    pub ip: IpAddr,
+    pub max_pods: u32,
+    pub container_runtime_endpoint: Option<String>,
+    pub lease_duration: Duration,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A kubelet for this machine, keeping its state under `dir`: the Wasm runtime always, the
+/// OCI runtime when a CRI endpoint is given. Call `run` on it to start.
+pub async fn start(
+    dir: &Path,
+    args: NodeArgs,
+    client: kube::Client,
+) -> anyhow::Result<Arc<Kubelet>> {
+    let wasm =
+        Arc::new(skiff_runtime_wasm::WasmRuntime::new(dir).context("starting the Wasm runtime")?);
+    let config = NodeConfig {
+        name: args.name,
+        ip: args.ip.to_string(),
+        pods_dir: dir.join("pods"),
+        max_pods: args.max_pods,
+        labels: args.labels,
+        lease_duration: args.lease_duration,
+    };
+    let mut runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![wasm];
+    if let Some(endpoint) = &args.container_runtime_endpoint {
+        let cri = skiff_runtime_cri::CriRuntime::connect(endpoint)
+            .await
+            .with_context(|| format!("connecting to the container runtime at {endpoint}"))?;
+        tracing::info!(%endpoint, "OCI runtime connected (RuntimeClass runc)");
+        runtimes.push(Arc::new(cri));
+    }
+    Ok(Kubelet::new(config, client, runtimes))
+}
