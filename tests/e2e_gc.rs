@@ -128,17 +128,30 @@ fn background_deletion_should_remove_the_deployment_at_once_and_its_chain_after(
 fn foreground_deletion_should_keep_the_deployment_until_its_chain_is_gone() {
     let (_g, _d, s) = started();
     let pods = deployment_chain(&s, "fg");
+    // The pods stay terminating until the test lets them go, so that the chain's state can
+    // be looked at while the deletion is under way.
+    let hold = r#"{"metadata":{"finalizers":["e2e.skiff.dev/hold"]}}"#;
+    for p in &pods {
+        s.ok(&["patch", "pod", p, "--type=merge", "-p", hold]);
+    }
     s.ok(&["delete", "deployment", "fg", "--cascade=foreground", "--wait=false"]);
-    let d = get(&s, &["deployment", "fg"]).expect("the Deployment stays while its chain goes");
-    assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
-    assert_eq!(finalizers(&d), vec!["foregroundDeletion"]);
-    // The ReplicaSet has dependents of its own: it is deleted in the foreground too.
-    s.wait_for("ReplicaSet deleted in the foreground", WAIT, || {
-        get(&s, &["replicaset", "fg-rs"]).is_none_or(|rs| {
-            rs["metadata"]["deletionTimestamp"].is_string()
-                && finalizers(&rs).contains(&"foregroundDeletion")
-        })
+    let terminating = |o: &Value| o["metadata"]["deletionTimestamp"].is_string();
+    s.wait_for("every pod terminating", WAIT, || {
+        pods.iter().all(|p| get(&s, &["pod", p]).is_some_and(|p| terminating(&p)))
     });
+    // The ReplicaSet has dependents of its own: it is deleted in the foreground too, and
+    // the Deployment waits for it.
+    let rs = get(&s, &["replicaset", "fg-rs"]).expect("the ReplicaSet waits for its pods");
+    assert!(terminating(&rs), "{rs}");
+    assert_eq!(finalizers(&rs), vec!["foregroundDeletion"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let d = get(&s, &["deployment", "fg"]).expect("the Deployment stays while its chain goes");
+    assert!(terminating(&d), "{d}");
+    assert_eq!(finalizers(&d), vec!["foregroundDeletion"]);
+    let release = r#"{"metadata":{"finalizers":null}}"#;
+    for p in &pods {
+        s.ok(&["patch", "pod", p, "--type=merge", "-p", release]);
+    }
     // Until the last pod and the ReplicaSet are gone, the Deployment is there.
     s.wait_for("the Deployment gone last", WAIT, || {
         let deployment = get(&s, &["deployment", "fg"]);
