@@ -58,10 +58,10 @@ fn sleeper(name: &str, app: &str) -> String {
     )
 }
 
-/// A ReplicaSet of 2 replicas controlling two running pods. The pods come first so that a
-/// running ReplicaSet controller adopts them instead of making its own; the test then sets
-/// the same controller reference itself, for when none runs.
-fn replica_set(s: &Skiff, name: &str, app: &str, owner: &str) -> Vec<String> {
+/// A ReplicaSet of 2 replicas controlling two running pods of known names. The pods come
+/// first so that the ReplicaSet controller adopts them instead of making its own; the test
+/// sets the same controller reference itself so as not to depend on when it does.
+fn replica_set(s: &Skiff, name: &str, app: &str) -> Vec<String> {
     let pods: Vec<String> = (0..2).map(|i| format!("{name}-{i}")).collect();
     for p in &pods {
         apply(s, &sleeper(p, app));
@@ -69,7 +69,7 @@ fn replica_set(s: &Skiff, name: &str, app: &str, owner: &str) -> Vec<String> {
     apply(
         s,
         &format!(
-            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\n{owner}spec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      runtimeClassName: wasmtime\n      terminationGracePeriodSeconds: 5\n      containers: [{{name: c, image: test-guest:e2e, imagePullPolicy: IfNotPresent, command: [guest, sleep, \"3600\"]}}]\n"
+            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      runtimeClassName: wasmtime\n      terminationGracePeriodSeconds: 5\n      containers: [{{name: c, image: test-guest:e2e, imagePullPolicy: IfNotPresent, command: [guest, sleep, \"3600\"]}}]\n"
         ),
     );
     let rs = uid(s, "replicaset", name);
@@ -95,39 +95,60 @@ fn wait_ready(s: &Skiff, pod: &str) {
     });
 }
 
-/// A Deployment's chain as the workload controllers leave it: the Deployment, a
-/// ReplicaSet it owns and two running pods the ReplicaSet controls. The Deployment selects
-/// nothing and the ReplicaSet names it as a non-controlling owner, so neither workload
-/// controller (when running) adopts, scales or releases anything here: what happens is the
-/// garbage collector's doing alone.
-fn deployment_chain(s: &Skiff, name: &str) -> Vec<String> {
+/// A Deployment of two running Wasm pods, as the Deployment and ReplicaSet controllers
+/// make it: answers the name of its ReplicaSet and of its pods.
+fn deployment_chain(s: &Skiff, name: &str) -> (String, Vec<String>) {
     apply(
         s,
         &format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {name}-none}}}}\n  template:\n    metadata: {{labels: {{app: {name}-none}}}}\n    spec:\n      runtimeClassName: wasmtime\n      containers: [{{name: c, image: test-guest:e2e}}]\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      runtimeClassName: wasmtime\n      terminationGracePeriodSeconds: 5\n      containers: [{{name: c, image: test-guest:e2e, imagePullPolicy: IfNotPresent, command: [guest, sleep, \"3600\"]}}]\n"
         ),
     );
     let d = uid(s, "deployment", name);
-    let owner = format!(
-        "  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: {name}, uid: {d}, blockOwnerDeletion: true}}\n"
-    );
-    replica_set(s, &format!("{name}-rs"), name, &owner)
+    let owned_by = |o: &Value, uid: &str| o["metadata"]["ownerReferences"][0]["uid"] == uid;
+    let mut chain = (String::new(), Vec::new());
+    s.wait_for("the Deployment's ReplicaSet and two ready pods", WAIT, || {
+        let sets = s.json(&["get", "replicaset", "-l", &format!("app={name}")]);
+        let Some(rs) = sets["items"].as_array().and_then(|i| i.iter().find(|r| owned_by(r, &d)))
+        else {
+            return false;
+        };
+        let rs_uid = rs["metadata"]["uid"].as_str().unwrap_or_default();
+        let pods = s.json(&["get", "pod", "-l", &format!("app={name}")]);
+        let ready: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| owned_by(p, rs_uid))
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        chain = (rs["metadata"]["name"].as_str().unwrap_or_default().to_string(), ready);
+        chain.1.len() == 2
+    });
+    chain
 }
 
 #[test]
 fn background_deletion_should_remove_the_deployment_at_once_and_its_chain_after() {
     let (_g, _d, s) = started();
-    let pods = deployment_chain(&s, "bg");
+    let (rs, pods) = deployment_chain(&s, "bg");
     s.ok(&["delete", "deployment", "bg", "--cascade=background", "--wait=false"]);
     assert!(get(&s, &["deployment", "bg"]).is_none(), "the Deployment goes at once");
-    s.wait_for("ReplicaSet collected", WAIT, || get(&s, &["replicaset", "bg-rs"]).is_none());
+    s.wait_for("ReplicaSet collected", WAIT, || get(&s, &["replicaset", &rs]).is_none());
     s.wait_for("pods collected", WAIT, || pods.iter().all(|p| get(&s, &["pod", p]).is_none()));
 }
 
 #[test]
 fn foreground_deletion_should_keep_the_deployment_until_its_chain_is_gone() {
     let (_g, _d, s) = started();
-    let pods = deployment_chain(&s, "fg");
+    let (rs_name, pods) = deployment_chain(&s, "fg");
     // The pods stay terminating until the test lets them go, so that the chain's state can
     // be looked at while the deletion is under way.
     let hold = r#"{"metadata":{"finalizers":["e2e.skiff.dev/hold"]}}"#;
@@ -141,7 +162,7 @@ fn foreground_deletion_should_keep_the_deployment_until_its_chain_is_gone() {
     });
     // The ReplicaSet has dependents of its own: it is deleted in the foreground too, and
     // the Deployment waits for it.
-    let rs = get(&s, &["replicaset", "fg-rs"]).expect("the ReplicaSet waits for its pods");
+    let rs = get(&s, &["replicaset", &rs_name]).expect("the ReplicaSet waits for its pods");
     assert!(terminating(&rs), "{rs}");
     assert_eq!(finalizers(&rs), vec!["foregroundDeletion"]);
     std::thread::sleep(Duration::from_secs(2));
@@ -155,7 +176,7 @@ fn foreground_deletion_should_keep_the_deployment_until_its_chain_is_gone() {
     // Until the last pod and the ReplicaSet are gone, the Deployment is there.
     s.wait_for("the Deployment gone last", WAIT, || {
         let deployment = get(&s, &["deployment", "fg"]);
-        let rs = get(&s, &["replicaset", "fg-rs"]);
+        let rs = get(&s, &["replicaset", &rs_name]);
         let left = pods.iter().filter(|p| get(&s, &["pod", p]).is_some()).count();
         if deployment.is_none() {
             assert!(rs.is_none() && left == 0, "Deployment gone before its dependents");
@@ -172,11 +193,11 @@ fn foreground_deletion_should_keep_the_deployment_until_its_chain_is_gone() {
 #[test]
 fn orphan_deletion_should_leave_the_replicaset_and_pods_without_the_reference() {
     let (_g, _d, s) = started();
-    let pods = deployment_chain(&s, "or");
-    let rs_uid = uid(&s, "replicaset", "or-rs");
+    let (rs_name, pods) = deployment_chain(&s, "or");
+    let rs_uid = uid(&s, "replicaset", &rs_name);
     s.ok(&["delete", "deployment", "or", "--cascade=orphan", "--timeout=30s"]);
     assert!(get(&s, &["deployment", "or"]).is_none());
-    let rs = get(&s, &["replicaset", "or-rs"]).expect("the ReplicaSet stays");
+    let rs = get(&s, &["replicaset", &rs_name]).expect("the ReplicaSet stays");
     assert!(rs["metadata"]["ownerReferences"].is_null(), "{rs}");
     assert!(rs["metadata"]["deletionTimestamp"].is_null(), "{rs}");
     // Nothing is collected later either, and the pods keep their own owner.
@@ -186,7 +207,7 @@ fn orphan_deletion_should_leave_the_replicaset_and_pods_without_the_reference() 
         assert!(pod["metadata"]["deletionTimestamp"].is_null(), "{pod}");
         assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], rs_uid.as_str());
     }
-    assert!(get(&s, &["replicaset", "or-rs"]).is_some());
+    assert!(get(&s, &["replicaset", &rs_name]).is_some());
 }
 
 #[test]
@@ -311,7 +332,7 @@ fn every_namespace_should_get_a_default_service_account_back() {
 #[test]
 fn disruption_budget_status_should_follow_pods_and_refuse_evictions_past_it() {
     let (_g, dir, s) = started();
-    let pods = replica_set(&s, "guarded", "guarded", "");
+    let pods = replica_set(&s, "guarded", "guarded");
     apply(
         &s,
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: guard}\nspec:\n  maxUnavailable: 50%\n  selector: {matchLabels: {app: guarded}}\n",
