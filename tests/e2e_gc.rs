@@ -305,13 +305,26 @@ fn namespace_deletion_should_remove_its_content_and_then_itself() {
     );
     assert_eq!(
         condition(&ns, "NamespaceDeletionDiscoveryFailure"),
-        ("False".into(), "ResourcesDiscovered".into(), "All resources successfully discovered".into())
+        (
+            "False".into(),
+            "ResourcesDiscovered".into(),
+            "All resources successfully discovered".into()
+        )
     );
     assert_eq!(ns["spec"]["finalizers"][0], "kubernetes");
     for what in [["pod", "p"], ["secret", "s"], ["cronjob", "cj"], ["serviceaccount", "default"]] {
         assert!(get(&s, &[what[0], what[1], "-n", "doomed"]).is_none(), "{what:?} left");
     }
-    s.ok(&["patch", "cm", "held", "-n", "doomed", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    s.ok(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "doomed",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
     s.wait_for("the namespace gone", WAIT, || get(&s, &["namespace", "doomed"]).is_none());
 }
 
@@ -340,8 +353,13 @@ fn disruption_budget_status_should_follow_pods_and_refuse_evictions_past_it() {
     let pdb = || s.json(&["get", "pdb", "guard"]);
     let fields = |p: &Value| {
         let st = &p["status"];
-        [&st["expectedPods"], &st["desiredHealthy"], &st["currentHealthy"], &st["disruptionsAllowed"]]
-            .map(|v| v.as_i64().unwrap_or(-1))
+        [
+            &st["expectedPods"],
+            &st["desiredHealthy"],
+            &st["currentHealthy"],
+            &st["disruptionsAllowed"],
+        ]
+        .map(|v| v.as_i64().unwrap_or(-1))
     };
     // Half of the ReplicaSet's 2 replicas may be unavailable (rounded up): 1 must stay.
     s.wait_for("both pods healthy in the budget", WAIT, || fields(&pdb()) == [2, 1, 2, 1]);
@@ -354,7 +372,10 @@ fn disruption_budget_status_should_follow_pods_and_refuse_evictions_past_it() {
         .find(|c| c["type"] == "DisruptionAllowed")
         .cloned()
         .unwrap_or_default();
-    assert_eq!((allowed["status"].as_str(), allowed["reason"].as_str()), (Some("True"), Some("SufficientPods")));
+    assert_eq!(
+        (allowed["status"].as_str(), allowed["reason"].as_str()),
+        (Some("True"), Some("SufficientPods"))
+    );
 
     let evict = |pod: &str| {
         let file = dir.path().join(format!("eviction-{pod}.json"));
@@ -388,7 +409,12 @@ fn disruption_budget_status_should_follow_pods_and_refuse_evictions_past_it() {
     let out = evict(&pods[1]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{err}");
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{err}"
+    );
     assert!(err.contains("TooManyRequests") || err.contains("429"), "{err}");
-    assert!(get(&s, &["pod", &pods[1]]).is_some_and(|p| p["metadata"]["deletionTimestamp"].is_null()));
+    assert!(
+        get(&s, &["pod", &pods[1]]).is_some_and(|p| p["metadata"]["deletionTimestamp"].is_null())
+    );
 }

@@ -72,7 +72,8 @@ mod tests {
         let deploy = res("apps", "v1", "Deployment");
         let job = res("batch", "v1", "Job");
         let rc = res("", "v1", "ReplicationController");
-        let cases: &[(&ResourceInfo, Option<&str>, &[&str], Option<&str>)] = &[
+        type Case<'a> = (&'a ResourceInfo, Option<&'a str>, &'a [&'a str], Option<&'a str>);
+        let cases: &[Case] = &[
             (&deploy, None, &[], None),
             (&deploy, Some("Background"), &[ORPHAN], None),
             (&deploy, Some("Foreground"), &[], Some(FOREGROUND)),

@@ -147,10 +147,11 @@ pub async fn evict(
     }
     let pod = handlers::get(state, target).await?;
     // Pods that are finished, not started or already going are evicted without a budget.
-    let ignores_budgets = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed" | "Pending")
-    ) || pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+    let ignores_budgets =
+        matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed" | "Pending")
+        ) || pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
     let dry_run = handlers::is_dry_run(q)
         || eviction
             .pointer("/deleteOptions/dryRun")
@@ -223,23 +224,22 @@ async fn check_disruption_budgets(
         }
     }
     let (kv, mut pdb) = matching.remove(0);
-    let status_of = |field: &str| {
-        pdb.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0)
-    };
+    let status_of =
+        |field: &str| pdb.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0);
     let too_many = |cause: String, message: &str| ApiError {
         details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
         ..ApiError::new(429, "TooManyRequests", message)
     };
     // An unready pod may go while the budget is met without it (the default
     // `unhealthyPodEvictionPolicy: IfHealthyBudget`; `AlwaysAllow` lets it go regardless).
-    let ready = pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
-    });
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
     if !ready {
         let policy = pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str);
         let desired = status_of("desiredHealthy");
-        if policy == Some("AlwaysAllow")
-            || (status_of("currentHealthy") >= desired && desired > 0)
+        if policy == Some("AlwaysAllow") || (status_of("currentHealthy") >= desired && desired > 0)
         {
             return Ok(true);
         }
@@ -247,7 +247,10 @@ async fn check_disruption_budgets(
     let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
     if status_of("observedGeneration") < generation {
         return Err(too_many(
-            format!("The disruption budget {} is still being processed by the server.", name_of(&pdb)),
+            format!(
+                "The disruption budget {} is still being processed by the server.",
+                name_of(&pdb)
+            ),
             "Cannot evict pod as it would violate the pod's disruption budget.",
         ));
     }
@@ -255,7 +258,10 @@ async fn check_disruption_budgets(
     if allowed < 0 {
         return Err(ApiError::new(403, "Forbidden", "pdb disruptions allowed is negative"));
     }
-    if pdb.pointer("/status/disruptedPods").and_then(Value::as_object).is_some_and(|m| m.len() > 2000)
+    if pdb
+        .pointer("/status/disruptedPods")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.len() > 2000)
     {
         return Err(ApiError::new(
             403,

@@ -236,10 +236,9 @@ impl Disruption {
                                     let n = x.spec.and_then(|s| s.replicas).unwrap_or(1);
                                     (d.uid.clone(), n)
                                 }),
-                            None => Some((
-                                r.uid.clone(),
-                                rs.spec.and_then(|s| s.replicas).unwrap_or(1),
-                            )),
+                            None => {
+                                Some((r.uid.clone(), rs.spec.and_then(|s| s.replicas).unwrap_or(1)))
+                            }
                         },
                     }
                 }

@@ -258,7 +258,11 @@ pub(crate) enum Propagation {
 /// garbage collector decides: any solid owner keeps it; otherwise it is deleted, in the
 /// foreground when an owner waits for it and it has dependents of its own, else by the
 /// policy its own finalizers ask for.
-pub(crate) fn decide(item: &Node, owners: &[(String, OwnerState)], has_dependents: bool) -> Decision {
+pub(crate) fn decide(
+    item: &Node,
+    owners: &[(String, OwnerState)],
+    has_dependents: bool,
+) -> Decision {
     let solid = owners.iter().any(|(_, s)| *s == OwnerState::Solid);
     if solid {
         let gone: Vec<String> = owners
@@ -285,12 +289,14 @@ fn ignored(ar: &ApiResource) -> bool {
     ar.plural == "events" && (ar.group.is_empty() || ar.group == "events.k8s.io")
 }
 
+type GroupKind = (String, String);
+
 struct Collector {
     client: Client,
     graph: Mutex<Graph>,
     queue: WorkQueue,
     /// Watched resources by (group, kind), with their watch's handle.
-    kinds: Mutex<HashMap<(String, String), (Arc<Kind>, AbortHandle)>>,
+    kinds: Mutex<HashMap<GroupKind, (Arc<Kind>, AbortHandle)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -349,9 +355,8 @@ impl Collector {
         mut synced: Option<tokio::sync::oneshot::Sender<()>>,
     ) {
         let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(self.client.clone(), &kind.ar);
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut events =
+            watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
         let mut listed: HashSet<String> = HashSet::new();
         while let Some(event) = events.next().await {
             match event {
@@ -413,7 +418,7 @@ impl Collector {
         }
         let stale: Vec<Arc<Kind>> = {
             let mut kinds = lock(&self.kinds);
-            let gone: Vec<(String, String)> =
+            let gone: Vec<GroupKind> =
                 kinds.keys().filter(|k| !seen.contains(*k)).cloned().collect();
             gone.into_iter()
                 .filter_map(|k| kinds.remove(&k))
@@ -454,7 +459,11 @@ impl Collector {
                 .iter()
                 .map(|r| {
                     graph.node(&r.uid).map(|o| {
-                        if o.deleting_dependents() { OwnerState::Waiting } else { OwnerState::Solid }
+                        if o.deleting_dependents() {
+                            OwnerState::Waiting
+                        } else {
+                            OwnerState::Solid
+                        }
                     })
                 })
                 .collect();
@@ -500,7 +509,10 @@ impl Collector {
                     }),
                     ..DeleteParams::default()
                 };
-                match self.api(&item.kind, item.namespace.as_deref()).delete(&item.name, &params).await
+                match self
+                    .api(&item.kind, item.namespace.as_deref())
+                    .delete(&item.name, &params)
+                    .await
                 {
                     Ok(_) => Ok(()),
                     Err(e) if is_gone(&e) => Ok(()),
@@ -525,8 +537,7 @@ impl Collector {
         let live = self.api(&kind, item.namespace.as_deref()).get_opt(&r.name).await?;
         Ok(match live {
             Some(o) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => {
-                let foreground =
-                    o.metadata.finalizers.iter().flatten().any(|f| f == FOREGROUND);
+                let foreground = o.metadata.finalizers.iter().flatten().any(|f| f == FOREGROUND);
                 if o.metadata.deletion_timestamp.is_some() && foreground {
                     OwnerState::Waiting
                 } else {
@@ -629,9 +640,7 @@ impl Collector {
 /// A change to the CustomResourceDefinitions: time to look for new resources.
 async fn crd_changes(client: Client, changed: Arc<tokio::sync::Notify>) {
     let api = Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client);
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut events = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(event) = events.next().await {
         if matches!(event, Ok(Event::Apply(_) | Event::Delete(_))) {
             changed.notify_one();

@@ -47,9 +47,21 @@ impl Content {
 /// The condition types the namespace deleter maintains, in Kubernetes' order, with the
 /// reason and message of their "all is well" variant.
 const CONDITIONS: [(&str, &str, &str); 5] = [
-    ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered", "All resources successfully discovered"),
-    ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions", "All legacy kube types successfully parsed"),
-    ("NamespaceDeletionContentFailure", "ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+    (
+        "NamespaceDeletionDiscoveryFailure",
+        "ResourcesDiscovered",
+        "All resources successfully discovered",
+    ),
+    (
+        "NamespaceDeletionGroupVersionParsingFailure",
+        "ParsedGroupVersions",
+        "All legacy kube types successfully parsed",
+    ),
+    (
+        "NamespaceDeletionContentFailure",
+        "ContentDeleted",
+        "All content successfully deleted, may be waiting on finalization",
+    ),
     ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
     ("NamespaceFinalizersRemaining", "ContentRemoved", "All content successfully removed"),
 ];
@@ -170,10 +182,10 @@ async fn delete_content(client: &kube::Client, ns: &str) -> Content {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
             let background = DeleteParams::background();
             let label = format!("{}.{}", ar.plural, ar.group);
-            if caps.supports_operation(verbs::DELETE_COLLECTION) {
-                if let Err(e) = api.delete_collection(&background, &ListParams::default()).await {
-                    content.delete_errors.push(format!("{label}: {e}"));
-                }
+            if caps.supports_operation(verbs::DELETE_COLLECTION)
+                && let Err(e) = api.delete_collection(&background, &ListParams::default()).await
+            {
+                content.delete_errors.push(format!("{label}: {e}"));
             }
             let items = match api.list(&ListParams::default()).await {
                 Ok(list) => list.items,
@@ -207,9 +219,11 @@ async fn delete_content(client: &kube::Client, ns: &str) -> Content {
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let holds = ns.spec.as_ref().and_then(|s| s.finalizers.as_ref()).is_some_and(|f| {
-        f.iter().any(|f| f == FINALIZER)
-    });
+    let holds = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.as_ref())
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
     if ns.metadata.deletion_timestamp.is_none() || !holds {
         return Ok(Action::await_change());
     }
@@ -233,7 +247,8 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
         return Ok(Action::await_change());
     };
     if let Some(spec) = live.spec.as_mut() {
-        spec.finalizers = spec.finalizers.take().map(|f| f.into_iter().filter(|f| f != FINALIZER).collect());
+        spec.finalizers =
+            spec.finalizers.take().map(|f| f.into_iter().filter(|f| f != FINALIZER).collect());
     }
     match api.replace_subresource("finalize", &name, &PostParams::default(), &live).await {
         Ok(_) => Ok(Action::await_change()),
@@ -277,7 +292,11 @@ mod tests {
     #[test]
     fn updated_conditions_should_report_what_remains_like_kubernetes() {
         let content = Content {
-            remaining: BTreeMap::from([("pods.".into(), 2), ("configmaps.".into(), 1), ("widgets.example.com".into(), 0)]),
+            remaining: BTreeMap::from([
+                ("pods.".into(), 2),
+                ("configmaps.".into(), 1),
+                ("widgets.example.com".into(), 0),
+            ]),
             finalizers: BTreeMap::from([("example.com/hold".into(), 1)]),
             ..Content::default()
         };
@@ -285,7 +304,15 @@ mod tests {
         let c = updated_conditions(&[], &content, now).unwrap_or_default();
         let got = messages(&c);
         assert_eq!(got.len(), 5);
-        assert_eq!(got[0], ("NamespaceDeletionDiscoveryFailure".into(), "False".into(), "ResourcesDiscovered".into(), "All resources successfully discovered".into()));
+        assert_eq!(
+            got[0],
+            (
+                "NamespaceDeletionDiscoveryFailure".into(),
+                "False".into(),
+                "ResourcesDiscovered".into(),
+                "All resources successfully discovered".into()
+            )
+        );
         assert_eq!(got[2].2, "ContentDeleted");
         assert_eq!(
             got[3],
@@ -297,7 +324,10 @@ mod tests {
             )
         );
         assert_eq!(got[4].2, "SomeFinalizerRemain");
-        assert_eq!(got[4].3, "Some finalizers are remaining: example.com/hold in 1 resource instances");
+        assert_eq!(
+            got[4].3,
+            "Some finalizers are remaining: example.com/hold in 1 resource instances"
+        );
         // Same content again: nothing to write.
         assert!(updated_conditions(&c, &content, now).is_none());
         // Content gone: the failing ones flip back, with a new transition time.
@@ -307,7 +337,11 @@ mod tests {
         assert_eq!(remaining.status, "False");
         assert_eq!(remaining.reason.as_deref(), Some("ContentRemoved"));
         assert_eq!(remaining.last_transition_time, Some(Time(later)));
-        assert_eq!(done[0].last_transition_time, Some(Time(now)), "unchanged status keeps its time");
+        assert_eq!(
+            done[0].last_transition_time,
+            Some(Time(now)),
+            "unchanged status keeps its time"
+        );
     }
 
     #[test]

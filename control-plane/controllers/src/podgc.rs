@@ -33,10 +33,7 @@ pub(crate) struct Plan {
 }
 
 fn key(p: &Pod) -> (String, String) {
-    (
-        p.metadata.namespace.clone().unwrap_or_default(),
-        p.metadata.name.clone().unwrap_or_default(),
-    )
+    (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default())
 }
 
 pub(crate) fn plan(pods: &[Arc<Pod>], nodes: &HashSet<String>, threshold: usize) -> Plan {
@@ -108,7 +105,8 @@ impl PodGc {
                 last_transition_time: Some(Time(Timestamp::now())),
                 ..PodCondition::default()
             });
-            let patch = serde_json::json!({"status": {"phase": "Failed", "conditions": conditions}});
+            let patch =
+                serde_json::json!({"status": {"phase": "Failed", "conditions": conditions}});
             match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),

@@ -34,9 +34,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
     match api.create(&PostParams::default(), &sa).await {
         Ok(_) => Ok(Action::await_change()),
         // Created meanwhile, or the namespace started terminating: nothing to do.
-        Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 409) => {
-            Ok(Action::await_change())
-        }
+        Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 409) => Ok(Action::await_change()),
         Err(e) => Err(e.into()),
     }
 }

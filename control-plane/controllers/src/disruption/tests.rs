@@ -29,7 +29,11 @@ fn pod(name: &str, ready: bool, deleting: bool) -> Arc<Pod> {
 
 fn pdb(min: Option<IntOrString>, max: Option<IntOrString>) -> PodDisruptionBudget {
     PodDisruptionBudget {
-        metadata: ObjectMeta { name: Some("b".into()), generation: Some(3), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some("b".into()),
+            generation: Some(3),
+            ..ObjectMeta::default()
+        },
         spec: Some(PodDisruptionBudgetSpec {
             min_available: min,
             max_unavailable: max,
@@ -67,12 +71,23 @@ fn expected_and_desired_should_follow_min_available_or_max_unavailable() {
 #[test]
 fn status_for_should_count_healthy_pods_and_allowed_disruptions() {
     let now = at(1000);
-    let pods = vec![pod("a", true, false), pod("b", true, false), pod("c", false, false), pod("d", true, true)];
+    let pods = vec![
+        pod("a", true, false),
+        pod("b", true, false),
+        pod("c", false, false),
+        pod("d", true, true),
+    ];
     let s = status_for(&pdb(Some(IntOrString::Int(1)), None), &pods, Ok(0), now);
-    assert_eq!((s.current_healthy, s.desired_healthy, s.expected_pods, s.disruptions_allowed), (2, 1, 4, 1));
+    assert_eq!(
+        (s.current_healthy, s.desired_healthy, s.expected_pods, s.disruptions_allowed),
+        (2, 1, 4, 1)
+    );
     assert_eq!(s.observed_generation, Some(3));
     let c = &s.conditions.clone().unwrap_or_default()[0];
-    assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_str()), ("DisruptionAllowed", "True", "SufficientPods"));
+    assert_eq!(
+        (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+        ("DisruptionAllowed", "True", "SufficientPods")
+    );
 
     // A pod being evicted counts as unhealthy until it is deleted or two minutes pass.
     let mut budget = pdb(Some(IntOrString::Int(1)), None);
@@ -87,7 +102,8 @@ fn status_for_should_count_healthy_pods_and_allowed_disruptions() {
     let s = status_for(&budget, &pods, Ok(0), now);
     assert_eq!(s.current_healthy, 1);
     assert_eq!(s.disruptions_allowed, 0);
-    let kept: Vec<&String> = s.disrupted_pods.as_ref().map(|m| m.keys().collect()).unwrap_or_default();
+    let kept: Vec<&String> =
+        s.disrupted_pods.as_ref().map(|m| m.keys().collect()).unwrap_or_default();
     assert_eq!(kept, vec!["a"], "expired and deleted pods are forgotten");
     let c = &s.conditions.clone().unwrap_or_default()[0];
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "InsufficientPods"));
@@ -97,8 +113,16 @@ fn status_for_should_count_healthy_pods_and_allowed_disruptions() {
     assert_eq!(s.disruptions_allowed, 0);
 
     // A controller that cannot be found: fail safe.
-    let s = status_for(&pdb(None, Some(IntOrString::Int(1))), &pods, Err("found no controllers for pod \"a\"".into()), now);
+    let s = status_for(
+        &pdb(None, Some(IntOrString::Int(1))),
+        &pods,
+        Err("found no controllers for pod \"a\"".into()),
+        now,
+    );
     assert_eq!(s.disruptions_allowed, 0);
     let c = &s.conditions.clone().unwrap_or_default()[0];
-    assert_eq!((c.reason.as_str(), c.message.as_str()), ("SyncFailed", "found no controllers for pod \"a\""));
+    assert_eq!(
+        (c.reason.as_str(), c.message.as_str()),
+        ("SyncFailed", "found no controllers for pod \"a\"")
+    );
 }

@@ -59,7 +59,13 @@ fn decide_should_keep_delete_or_unlink_like_kubernetes() {
             true,
             Decision::RemoveOwners(vec!["b".into(), "c".into()]),
         ),
-        ("all owners gone", &plain, s(&[("a", Dangling)]), true, Decision::Delete(Propagation::Background)),
+        (
+            "all owners gone",
+            &plain,
+            s(&[("a", Dangling)]),
+            true,
+            Decision::Delete(Propagation::Background),
+        ),
         (
             "owner waiting, item has dependents: foreground",
             &plain,
@@ -118,7 +124,8 @@ fn graph_should_drive_foreground_deletion_until_no_blocking_dependent_is_left() 
             Work::AttemptToDelete("owner".into()),
         ]
     );
-    let blocking: Vec<&str> = g.blocking_dependents("owner").iter().map(|n| n.uid.as_str()).collect();
+    let blocking: Vec<&str> =
+        g.blocking_dependents("owner").iter().map(|n| n.uid.as_str()).collect();
     assert_eq!(blocking, vec!["blocker"]);
     // The non-blocking dependent going does not finish anything by itself…
     g.remove("loose");
