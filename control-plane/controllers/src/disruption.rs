@@ -322,7 +322,12 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         watcher::Config::default(),
         move |pdb| q.add(&key_of(pdb)),
     );
-    let (q, b) = (queue.clone(), budgets.clone());
+    let _ = budgets.wait_until_ready().await;
+    // Pods are watched once there is a budget to keep: most clusters' pods change far more
+    // often than their budgets, and many clusters have none.
+    let first = queue.next().await;
+    let b = budgets.clone();
+    let q = queue.clone();
     let pods = workqueue::watch(
         Api::<Pod>::all(ctx.client.clone()),
         watcher::Config::default(),
@@ -332,9 +337,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
             }
         },
     );
+    let _ = pods.wait_until_ready().await;
+    queue.done(&first);
+    queue.add(&first);
     let d = Disruption { ctx, budgets, pods, queue };
-    let _ = d.budgets.wait_until_ready().await;
-    let _ = d.pods.wait_until_ready().await;
     // Recorded disruptions expire without any event: every budget is looked at now and then.
     let mut resync = tokio::time::interval(RESYNC);
     loop {
