@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use skiff_apiserver::join::{JoinToken, request_agent_credentials};
-use skiff_apiserver::pki::{kubeconfig, write_private};
+use skiff_apiserver::pki::{kubeconfig, server_tls_config, write_private};
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
@@ -35,6 +35,10 @@ pub struct AgentArgs {
     /// CRI endpoint of the OCI runtime (containerd); without it the node runs Wasm pods only.
     #[arg(long, env = "SKIFF_CONTAINER_RUNTIME_ENDPOINT")]
     container_runtime_endpoint: Option<String>,
+    /// Address of the node's kubelet API (HTTPS; logs and node endpoints for the api server).
+    /// Default: the node IP, port 10250; port 0 picks a free port.
+    #[arg(long)]
+    kubelet_listen: Option<std::net::SocketAddr>,
     /// Duration of the node's Lease; it renews every quarter of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_lease_duration_seconds: u64,
@@ -46,7 +50,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", dir.display()))?;
     let name = args.node_name.unwrap_or_else(crate::server::host_name);
     let token = JoinToken::parse(&args.token)?;
-    let bundle = request_agent_credentials(&args.server, &token, &name)
+    let node_ip = args.node_ip.unwrap_or_else(crate::server::default_node_ip);
+    let kubelet_listen =
+        args.kubelet_listen.unwrap_or_else(|| std::net::SocketAddr::new(node_ip, 10250));
+    let listener = tokio::net::TcpListener::bind(kubelet_listen)
+        .await
+        .with_context(|| format!("binding the kubelet API on {kubelet_listen}"))?;
+    let kubelet_port = listener.local_addr()?.port();
+    let bundle = request_agent_credentials(&args.server, &token, &name, &node_ip.to_string())
         .await
         .with_context(|| format!("getting node credentials from {}", args.server))?;
     let kubeconfig_path = dir.join("kubelet.kubeconfig");
@@ -61,14 +72,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
     let node = crate::node::NodeArgs {
         name: name.clone(),
-        ip: args.node_ip.unwrap_or_else(crate::server::default_node_ip),
+        ip: node_ip,
         max_pods: args.max_pods,
         container_runtime_endpoint: args.container_runtime_endpoint,
         lease_duration: Duration::from_secs(args.node_lease_duration_seconds),
         labels: Default::default(),
+        kubelet_port,
     };
     let kubelet = crate::node::start(&dir, node, client).await?;
-    tracing::info!(node = %name, server = %args.server, "agent is ready");
+    let tls = server_tls_config(&bundle.kubelet_cert, &bundle.kubelet_key)?;
+    let api =
+        skiff_apiserver::kubelet::router(kubelet.log_source(), kubelet.endpoints(), bundle.token);
+    tokio::spawn(skiff_apiserver::kubelet::serve_tls(api, listener, tls));
+    tracing::info!(node = %name, server = %args.server, kubelet_port, "agent is ready");
     println!("READY {name} {}", kubeconfig_path.display());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -17,6 +17,7 @@ pub struct NodeArgs {
     pub container_runtime_endpoint: Option<String>,
     pub lease_duration: Duration,
     pub labels: BTreeMap<String, String>,
+    pub kubelet_port: u16,
 }
 
 /// A kubelet for this machine, keeping its state under `dir`: the Wasm runtime always, the
@@ -35,6 +36,7 @@ pub async fn start(
         max_pods: args.max_pods,
         labels: args.labels,
         lease_duration: args.lease_duration,
+        kubelet_port: args.kubelet_port,
     };
     let mut runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![wasm];
     if let Some(endpoint) = &args.container_runtime_endpoint {

@@ -295,6 +295,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         skiff_apiserver::podcidr::PodCidrs::parse(&args.cluster_cidr, args.node_cidr_mask_size)
             .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
     );
+    api.set_cluster_ca(&pki.ca_cert_pem);
     api.enable_service_account_tokens(&pki.ca_key_pem)
         .map_err(|e| anyhow::anyhow!("service account token signing: {e}"))?;
     api.state().metrics.register_collector(Box::new(store.metrics_collector()));
@@ -348,6 +349,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_pods: args.max_pods,
             container_runtime_endpoint: args.container_runtime_endpoint.clone(),
             lease_duration: Duration::from_secs(args.node_lease_duration_seconds),
+            kubelet_port: 0,
             labels: BTreeMap::from([(
                 "node-role.kubernetes.io/control-plane".to_string(),
                 String::new(),

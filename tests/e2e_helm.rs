@@ -1,6 +1,7 @@
 //! End-to-end: the real helm 3.19, 4.1 and 4.3, each against its own fresh `skiff server`,
 //! through a release's life (install, upgrade, rollback, history, list, uninstall) of
-//! charts/skiff-demo: a Wasm Deployment, a Service, a ConfigMap and a Secret.
+//! charts/skiff-demo: a Wasm Deployment, a Service, a ConfigMap and a Secret. Install and
+//! upgrade `--wait` for the Deployment's rollout.
 
 mod support;
 
@@ -78,7 +79,8 @@ fn suite(version: &str) {
     let _serial = support::serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Skiff::start(&dir.path().join("data"));
-    s.import(&guest("hello-wasm.wasip2.wasm"), "hello-wasm:latest");
+    // A guest that keeps serving, so that the Deployment becomes available and `--wait` ends.
+    s.import(&guest("hello-http.wasip2.wasm"), "hello-http:latest");
     let helm = Helm { bin: tool(&format!("helm-{version}")), home: dir.path(), skiff: &s };
     let v = helm.ok(&["version", "--short"]);
     assert!(v.starts_with(&format!("v{version}.")), "not helm {version}: {v}");
@@ -87,7 +89,16 @@ fn suite(version: &str) {
     let mut c = Checks::default();
 
     c.check("install", || {
-        let out = helm.ok(&["install", "demo", chart, "--create-namespace"]);
+        let out = helm.ok(&[
+            "install",
+            "demo",
+            chart,
+            "--create-namespace",
+            "--set",
+            "image=hello-http:latest",
+            "--wait",
+            "--timeout=120s",
+        ]);
         assert_eq!(field(&out, "NAME"), Some("demo"), "{out}");
         assert_eq!(field(&out, "NAMESPACE"), Some("e2e"), "{out}");
         assert_eq!(field(&out, "STATUS"), Some("deployed"), "{out}");
@@ -97,7 +108,10 @@ fn suite(version: &str) {
         let d = s.json(&["get", "deployment", "demo-skiff-demo", "-n", "e2e"]);
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["runtimeClassName"], "wasmtime");
-        assert_eq!(pod["containers"][0]["image"], "hello-wasm:latest");
+        assert_eq!(pod["containers"][0]["image"], "hello-http:latest");
+        // `--wait` returned: the Deployment is rolled out.
+        assert_eq!(d["status"]["availableReplicas"], 1, "{}", d["status"]);
+        assert_eq!(d["status"]["updatedReplicas"], 1, "{}", d["status"]);
         assert_eq!(d["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm");
         assert_eq!(d["metadata"]["annotations"]["meta.helm.sh/release-name"], "demo");
         let svc = s.json(&["get", "service", "demo-skiff-demo", "-n", "e2e"]);
@@ -136,13 +150,25 @@ fn suite(version: &str) {
             "greeting=bonjour",
             "--set",
             "password=s3cr3t",
+            "--set",
+            "image=hello-http:latest",
+            "--wait",
+            "--timeout=120s",
         ]);
         assert!(out.contains("has been upgraded"), "{out}");
         assert_eq!(field(&out, "REVISION"), Some("2"), "{out}");
         assert_eq!(field(&out, "STATUS"), Some("deployed"), "{out}");
         assert_eq!(release_state(&s), (2, "bonjour".into(), "czNjcjN0".into()));
+        // `--wait` returned: the new template is rolled out on both replicas.
+        let d = s.json(&["get", "deployment", "demo-skiff-demo", "-n", "e2e"]);
+        assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
+        assert_eq!(d["status"]["updatedReplicas"], 2, "{}", d["status"]);
+        assert_eq!(d["status"]["availableReplicas"], 2, "{}", d["status"]);
         let values = helm.json(&["get", "values", "demo"]);
-        assert_eq!(values, json!({"greeting": "bonjour", "password": "s3cr3t", "replicas": 2}));
+        assert_eq!(
+            values,
+            json!({"greeting": "bonjour", "password": "s3cr3t", "replicas": 2, "image": "hello-http:latest"})
+        );
     });
 
     c.check("history", || {

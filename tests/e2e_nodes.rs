@@ -17,7 +17,8 @@ use support::{Agent, Skiff, guest, phase};
 /// shortened for the test (Kubernetes: 40 s and 40 s).
 const SERVER_FLAGS: &[&str] =
     &["--node-monitor-grace-period", "5", "--node-lease-duration-seconds", "4"];
-const AGENT_FLAGS: &[&str] = &["--node-lease-duration-seconds", "4"];
+const AGENT_FLAGS: &[&str] =
+    &["--node-lease-duration-seconds", "4", "--kubelet-listen", "127.0.0.1:0"];
 const IMAGE: &str = "test-guest:e2e";
 
 fn cluster(dir: &std::path::Path) -> (Skiff, Agent) {
@@ -128,6 +129,30 @@ fn agent_pods_should_be_evicted_when_their_node_becomes_unreachable() {
     }
     assert_eq!(s.json(&["get", "pod", "short"])["spec"]["nodeName"], "skiff-agent");
     assert_eq!(s.json(&["get", "pod", "home"])["spec"]["nodeName"], "skiff-e2e");
+
+    // The agent's kubelet API, reached through the api server: logs and node endpoints.
+    let port = &s.json(&["get", "node", "skiff-agent"])["status"]["daemonEndpoints"]["kubeletEndpoint"]
+        ["Port"];
+    assert!(port.as_u64().is_some_and(|p| p > 0), "kubelet port {port}");
+    s.wait_for("the agent pod's log", Duration::from_secs(10), || {
+        String::from_utf8_lossy(&s.kubectl(&["logs", "long"]).stdout).contains("sleeping 3600")
+    });
+    let health = s.ok(&["get", "--raw", "/api/v1/nodes/skiff-agent/proxy/healthz"]);
+    assert_eq!(health.trim(), "ok");
+    let summary: Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/skiff-agent/proxy/stats/summary",
+    ]))
+    .expect("summary JSON");
+    assert_eq!(summary["node"]["nodeName"], "skiff-agent", "{summary}");
+    let pods: Vec<&str> = summary["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["podRef"]["name"].as_str())
+        .collect();
+    assert!(pods.contains(&"long") && !pods.contains(&"home"), "{pods:?}");
 
     // The agent dies without a word.
     agent.kill();

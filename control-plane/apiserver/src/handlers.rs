@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
+use skiff_api::logs::PodLogSource;
 use skiff_api::{ResourceInfo, list_prefix, object_key};
 use skiff_store::{Consistency, KeyValue, ListOptions, StoreError};
 
@@ -1206,10 +1207,16 @@ pub async fn pod_log(
         .map_err(|_| ApiError::internal("log source registry poisoned"))?
         .get(&node)
         .cloned();
-    let Some(source) = source else {
-        return Err(ApiError::internal(format!(
-            "node {node:?} has no log endpoint registered with this api server"
-        )));
+    let source: Arc<dyn PodLogSource> = match source {
+        Some(source) => source,
+        None => match state.remote_kubelet(&node).await? {
+            Some(remote) => remote,
+            None => {
+                return Err(ApiError::internal(format!(
+                    "node {node:?} serves no kubelet API and has no log endpoint registered with this api server"
+                )));
+            }
+        },
     };
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
     let request = skiff_api::logs::LogRequest {

@@ -86,7 +86,7 @@ pub fn ca_hash(ca_pem: &str) -> Result<String, JoinError> {
     Ok(hex::encode(Sha256::digest(der.as_ref())))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -184,6 +184,9 @@ impl std::fmt::Debug for JoinBundle {
 struct AgentRequest {
     secret: String,
     node_name: String,
+    /// The address the node's kubelet API serves on (its InternalIP).
+    #[serde(default)]
+    node_ip: String,
 }
 
 /// What a node agent gets: the cluster CA and the credential it talks to the API with.
@@ -192,6 +195,10 @@ struct AgentRequest {
 pub struct AgentBundle {
     pub ca_cert: String,
     pub token: String,
+    /// The certificate and key the node's kubelet API serves with, issued by the cluster CA
+    /// for the node's name and address.
+    pub kubelet_cert: String,
+    pub kubelet_key: String,
 }
 
 impl std::fmt::Debug for AgentBundle {
@@ -294,8 +301,28 @@ async fn agent(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
         tracing::warn!(node = %request.node_name, "agent refused: wrong secret");
         return status(StatusCode::FORBIDDEN, "wrong join token secret");
     }
+    let mut hosts = vec![request.node_name.clone()];
+    if !request.node_ip.is_empty() {
+        hosts.push(request.node_ip.clone());
+    }
+    let (kubelet_cert, kubelet_key) = match crate::pki::issue_serving_cert(
+        &svc.ca_cert_pem,
+        &svc.ca_key_pem,
+        &format!("system:node:{}", request.node_name),
+        &hosts,
+    ) {
+        Ok(pair) => pair,
+        Err(e) => {
+            return status(StatusCode::BAD_REQUEST, format!("node certificate for {hosts:?}: {e}"));
+        }
+    };
     tracing::info!(node = %request.node_name, "an agent joined");
-    let bundle = AgentBundle { ca_cert: svc.ca_cert_pem.clone(), token: svc.admin_token.clone() };
+    let bundle = AgentBundle {
+        ca_cert: svc.ca_cert_pem.clone(),
+        token: svc.admin_token.clone(),
+        kubelet_cert,
+        kubelet_key,
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -457,8 +484,13 @@ pub async fn request_agent_credentials(
     api_url: &str,
     token: &JoinToken,
     node_name: &str,
+    node_ip: &str,
 ) -> Result<AgentBundle, JoinError> {
-    let body = AgentRequest { secret: token.secret.clone(), node_name: node_name.to_string() };
+    let body = AgentRequest {
+        secret: token.secret.clone(),
+        node_name: node_name.to_string(),
+        node_ip: node_ip.to_string(),
+    };
     post_verified(api_url, token, PATH_AGENTS, &body).await
 }
 

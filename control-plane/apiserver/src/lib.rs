@@ -13,6 +13,7 @@ pub mod gnostic;
 pub mod handlers;
 pub mod join;
 pub mod kinds;
+pub mod kubelet;
 pub mod managed;
 pub mod metrics;
 pub mod objects;
@@ -65,11 +66,38 @@ pub struct State {
     pub token_signer: std::sync::OnceLock<tokens::TokenSigner>,
     /// The cluster's pod address space, split among nodes.
     pod_cidrs: RwLock<podcidr::PodCidrs>,
+    /// The cluster CA (PEM), which remote nodes' kubelet certificates are checked against.
+    cluster_ca: std::sync::OnceLock<String>,
 }
 
 impl State {
     pub fn pod_cidrs(&self) -> podcidr::PodCidrs {
         self.pod_cidrs.read().map(|c| *c).unwrap_or_default()
+    }
+
+    /// The kubelet API of `node` when it runs apart from this api server: found from its
+    /// Node object (InternalIP, kubelet port). `Ok(None)` when the node serves none.
+    pub async fn remote_kubelet(
+        &self,
+        node: &str,
+    ) -> Result<Option<Arc<kubelet::RemoteKubelet>>, ApiError> {
+        let Some(nodes) = self.registry.by_plural("", "nodes") else { return Ok(None) };
+        let key = skiff_api::object_key(nodes, None, node);
+        let Some(kv) =
+            self.store.get(&key).await.map_err(|e| ApiError::from_store(e, "nodes", node))?
+        else {
+            return Err(ApiError::not_found("nodes", node));
+        };
+        let obj: Value = serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("decoding node {node}: {e}")))?;
+        let (Some((host, port)), Some(ca)) =
+            (kubelet::kubelet_address(&obj), self.cluster_ca.get())
+        else {
+            return Ok(None);
+        };
+        kubelet::RemoteKubelet::new(node, &host, port, ca, &self.admin_token)
+            .map(|k| Some(Arc::new(k)))
+            .map_err(ApiError::internal)
     }
 }
 
@@ -95,6 +123,7 @@ impl ApiServer {
             server_address,
             token_signer: std::sync::OnceLock::new(),
             pod_cidrs: RwLock::new(podcidr::PodCidrs::default()),
+            cluster_ca: std::sync::OnceLock::new(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -117,6 +146,11 @@ impl ApiServer {
         if let Ok(mut c) = self.state.pod_cidrs.write() {
             *c = cidrs;
         }
+    }
+
+    /// The cluster CA (PEM): remote nodes' kubelet APIs must present certificates it issued.
+    pub fn set_cluster_ca(&self, ca_pem: &str) {
+        let _ = self.state.cluster_ca.set(ca_pem.to_string());
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -164,8 +198,9 @@ impl ApiServer {
                 let req = http::Request::from_parts(parts, Body::new(body));
                 match runtime.spawn(router.oneshot(req)).await {
                     Ok(response) => response,
-                    Err(e) => Ok(ApiError::internal(format!("request task failed: {e}"))
-                        .into_response()),
+                    Err(e) => {
+                        Ok(ApiError::internal(format!("request task failed: {e}")).into_response())
+                    }
                 }
             }
         });
@@ -269,41 +304,7 @@ impl ApiServer {
         listener: tokio::net::TcpListener,
         tls: Arc<rustls::ServerConfig>,
     ) {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let router = self.router.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let stream = match acceptor.accept(tcp).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "tls handshake failed");
-                        return;
-                    }
-                };
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let router = router.clone();
-                        async move { router.oneshot(req.map(Body::new)).await }
-                    });
-                let builder = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                if let Err(e) =
-                    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await
-                {
-                    tracing::debug!(%peer, error = %e, "connection ended with error");
-                }
-            });
-        }
+        kubelet::serve_tls(self.router.clone(), listener, tls).await
     }
 }
 

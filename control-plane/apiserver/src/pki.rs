@@ -213,28 +213,47 @@ impl Pki {
 
     /// A rustls server config serving the apiserver certificate (HTTP/2 and HTTP/1.1).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
-        let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| tls(&e))?;
-        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())
-            .map_err(|e| tls(&e))?
-            .ok_or_else(|| PkiError::Tls("no private key in apiserver.key".into()))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls(&e))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| tls(&e))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        server_tls_config(&self.server_cert_pem, &self.server_key_pem)
     }
 
     /// A kubeconfig for the admin user against `server_url` (e.g. `https://127.0.0.1:6443`).
     pub fn kubeconfig(&self, server_url: &str) -> String {
         kubeconfig(server_url, &self.ca_cert_pem, "skiff-admin", &self.admin_token)
     }
+}
+
+/// A rustls server config serving `cert_pem` with `key_pem` (HTTP/2 and HTTP/1.1).
+pub fn server_tls_config(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| tls(&e))?
+        .ok_or_else(|| PkiError::Tls("no private key in the key PEM".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A serving certificate for `hosts` issued by the cluster CA: `(cert_pem, key_pem)`.
+pub fn issue_serving_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    common_name: &str,
+    hosts: &[String],
+) -> Result<(String, String), PkiError> {
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    issue_leaf(&issuer, common_name, hosts, &[ExtendedKeyUsagePurpose::ServerAuth])
 }
 
 /// A kubeconfig for `user` holding bearer `token`, trusting `ca_cert_pem` for `server_url`.

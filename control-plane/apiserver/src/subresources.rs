@@ -319,14 +319,24 @@ pub async fn node_proxy(
         .map_err(|_| ApiError::internal("node endpoint registry poisoned"))?
         .get(node)
         .cloned();
-    let Some(endpoints) = endpoints else {
-        let target = handlers::parse_target(state, "", "v1", &["nodes", node])?;
-        handlers::get(state, &target).await?;
-        return Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!("node {node:?} has no endpoints registered with this api server"),
-        ));
+    let endpoints: Arc<dyn skiff_api::nodes::NodeEndpoints> = match endpoints {
+        Some(endpoints) => endpoints,
+        None => {
+            let target = handlers::parse_target(state, "", "v1", &["nodes", node])?;
+            handlers::get(state, &target).await?;
+            match state.remote_kubelet(node).await? {
+                Some(remote) => remote,
+                None => {
+                    return Err(ApiError::new(
+                        503,
+                        "ServiceUnavailable",
+                        format!(
+                            "node {node:?} serves no kubelet API and has no endpoints registered with this api server"
+                        ),
+                    ));
+                }
+            }
+        }
     };
     let request = skiff_api::nodes::NodeProxyRequest {
         method: method.to_string(),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -25,6 +25,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use crate::history::{self, POD_REVISION_LABEL};
 use crate::pods::{
@@ -36,6 +37,8 @@ use crate::{Context, Error};
 
 /// The template generation a daemon pod was made from (deprecated in Kubernetes, still set).
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
+/// Creations or deletions in flight at once for one object.
+const BURST: usize = 64;
 const WORKERS: usize = 2;
 /// How long a create or delete may go unseen in the cache before it is no longer waited for.
 const EXPECTATION_TTL: Duration = Duration::from_secs(60);
@@ -473,12 +476,17 @@ fn owner_key(meta: &kube::api::ObjectMeta) -> Option<String> {
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
     let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
     let q = queue.clone();
-    let sets = workqueue::watch(Api::all(client.clone()), watcher::Config::default(), move |d| {
-        q.add(&key_of::<DaemonSet>(d))
-    });
+    let sets = workqueue::watch(
+        &mut tasks,
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        move |d| q.add(&key_of::<DaemonSet>(d)),
+    );
     let q = queue.clone();
     let pods = workqueue::watch(
+        &mut tasks,
         Api::all(client.clone()),
         watcher::Config::default().labels(POD_REVISION_LABEL),
         move |p: &Pod| {
@@ -489,6 +497,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     );
     let q = queue.clone();
     let revisions = workqueue::watch(
+        &mut tasks,
         Api::all(client.clone()),
         watcher::Config::default(),
         move |r: &ControllerRevision| {
@@ -499,11 +508,16 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     );
     // Any node change may change where daemon pods belong: every DaemonSet looks again.
     let (q, all_sets) = (queue.clone(), sets.clone());
-    let nodes = workqueue::watch(Api::all(client), watcher::Config::default(), move |_: &Node| {
-        for d in all_sets.state() {
-            q.add(&key_of(d.as_ref()));
-        }
-    });
+    let nodes = workqueue::watch(
+        &mut tasks,
+        Api::all(client),
+        watcher::Config::default(),
+        move |_: &Node| {
+            for d in all_sets.state() {
+                q.add(&key_of(d.as_ref()));
+            }
+        },
+    );
     for ready in [
         sets.wait_until_ready().await.is_ok(),
         pods.wait_until_ready().await.is_ok(),
@@ -526,29 +540,12 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         revisions,
         pending: Mutex::new(HashMap::new()),
     });
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..WORKERS {
+    let queue = c.queue.clone();
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "daemonset", move |key| {
         let c = c.clone();
-        workers.spawn(async move {
-            loop {
-                let key = c.queue.next().await;
-                match c.sync(&key).await {
-                    Ok(requeue) => {
-                        c.queue.forget(&key);
-                        if let Some(d) = requeue {
-                            c.queue.add_after(&key, d);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(daemonset = %key, error = %e, "sync failed; retrying");
-                        c.queue.retry(&key);
-                    }
-                }
-                c.queue.done(&key);
-            }
-        });
-    }
-    while workers.join_next().await.is_some() {}
+        async move { c.sync(&key).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -644,12 +641,20 @@ impl Controller {
         if self.settled(key, &pods) {
             let plan = plan(&nodes, &hash, strategy, min_ready, now);
             requeue = plan.requeue;
-            let creates = plan.create.iter().map(|node| self.create_pod(key, &ds, &hash, node));
-            let deletes = plan.delete.iter().map(|pod| {
-                let uid = pods.iter().find(|p| &p.name_any() == pod).and_then(|p| p.uid());
-                self.delete_pod(key, &ds, pod, uid)
-            });
-            let (created, deleted) = futures::join!(join_all(creates), join_all(deletes));
+            let creates: Vec<_> =
+                plan.create.iter().map(|node| self.create_pod(key, &ds, &hash, node)).collect();
+            let deletes: Vec<_> = plan
+                .delete
+                .iter()
+                .map(|pod| {
+                    let uid = pods.iter().find(|p| &p.name_any() == pod).and_then(|p| p.uid());
+                    self.delete_pod(key, &ds, pod, uid)
+                })
+                .collect();
+            let (created, deleted) = futures::join!(
+                stream::iter(creates).buffer_unordered(BURST).collect::<Vec<_>>(),
+                stream::iter(deletes).buffer_unordered(BURST).collect::<Vec<_>>()
+            );
             created.into_iter().chain(deleted).collect::<Result<Vec<()>, Error>>()?;
         }
         // Pods Ready but not yet available: look again when they will be.

@@ -15,6 +15,8 @@ pub mod leader;
 pub mod pods;
 pub mod workqueue;
 
+pub mod batch;
+pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

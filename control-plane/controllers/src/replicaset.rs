@@ -41,6 +41,8 @@ pub const BURST_REPLICAS: usize = 500;
 /// The first slow-start batch; each next batch doubles.
 pub const SLOW_START_INITIAL_BATCH: usize = 1;
 
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
 /// What the controller needs from a ReplicaSet or a ReplicationController.
 pub trait ReplicaOwner:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -137,18 +139,25 @@ impl ReplicaStatus {
 
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 
+/// What the owner asks for, as far as its status goes.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    pub template_labels: BTreeMap<String, String>,
+    pub replicas: i32,
+    pub min_ready_seconds: i32,
+    pub generation: i64,
+}
+
 /// Kubernetes' `calculateStatus`: counts over the owner's active pods, and the ReplicaFailure
 /// condition set on a failed create/delete and cleared after a clean sync.
 pub fn compute_status(
     prev: &ReplicaStatus,
-    template_labels: &BTreeMap<String, String>,
+    wanted: &Wanted,
     pods: &[Arc<Pod>],
-    desired: i32,
-    min_ready_seconds: i32,
     manage_error: Option<&str>,
-    generation: i64,
     now: Timestamp,
 ) -> ReplicaStatus {
+    let (template_labels, min_ready_seconds) = (&wanted.template_labels, wanted.min_ready_seconds);
     let mut s = prev.clone();
     s.replicas = pods.len() as i32;
     s.fully_labeled_replicas = pods
@@ -161,11 +170,11 @@ pub fn compute_status(
     s.ready_replicas = pods.iter().filter(|p| is_ready(p)).count() as i32;
     s.available_replicas =
         pods.iter().filter(|p| crate::pods::is_available(p, min_ready_seconds, now)).count() as i32;
-    s.observed_generation = generation;
+    s.observed_generation = wanted.generation;
     let has_failure = s.conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
     match manage_error {
         Some(msg) if !has_failure => {
-            let reason = match (pods.len() as i32).cmp(&desired) {
+            let reason = match (pods.len() as i32).cmp(&wanted.replicas) {
                 Ordering::Less => "FailedCreate",
                 Ordering::Greater => "FailedDelete",
                 Ordering::Equal => "",
@@ -546,8 +555,8 @@ async fn reconcile<K: ReplicaOwner>(owner: Arc<K>, sh: Arc<Shared<K>>) -> Result
         if pod.metadata.namespace.as_deref() != Some(ns.as_str()) || !is_active(&pod) {
             continue;
         }
-        let matches =
-            !selector_is_empty(&selector) && selector_matches(&selector, &labels_of(&pod.metadata));
+        let matches = !selector_is_empty(&selector)
+            && selector_matches(&selector, pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS));
         match controller_of(&pod.metadata) {
             Some(r) if r.uid == uid => {
                 if matches {
@@ -566,29 +575,26 @@ async fn reconcile<K: ReplicaOwner>(owner: Arc<K>, sh: Arc<Shared<K>>) -> Result
     mine.extend(adopt.into_iter().zip(adopted).filter(|(_, ok)| *ok).map(|(p, _)| p));
 
     let mut manage_error = None;
-    if needs_sync && !deleting {
-        if let Err(e) = manage(&*owner, &mine, &sh, &pods_api, &key).await {
-            manage_error = Some(e);
-        }
+    if needs_sync
+        && !deleting
+        && let Err(e) = manage(&*owner, &mine, &sh, &pods_api, &key).await
+    {
+        manage_error = Some(e);
     }
 
     let now = Timestamp::now();
-    let template_labels = owner
-        .pod_template()
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let wanted = Wanted {
+        template_labels: owner
+            .pod_template()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        replicas: owner.desired_replicas(),
+        min_ready_seconds: owner.min_ready_seconds(),
+        generation: owner.meta().generation.unwrap_or(0),
+    };
     let prev = owner.current_status();
-    let status = compute_status(
-        &prev,
-        &template_labels,
-        &mine,
-        owner.desired_replicas(),
-        owner.min_ready_seconds(),
-        manage_error.as_deref(),
-        owner.meta().generation.unwrap_or(0),
-        now,
-    );
+    let status = compute_status(&prev, &wanted, &mine, manage_error.as_deref(), now);
     if status != prev {
         let api: Api<K> = Api::namespaced(sh.ctx.client.clone(), &ns);
         match api

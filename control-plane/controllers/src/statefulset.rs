@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
@@ -22,6 +22,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use crate::history::{self, POD_REVISION_LABEL};
 use crate::pods::{
@@ -33,6 +34,8 @@ use crate::{Context, Error};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Creations or deletions in flight at once for one object.
+const BURST: usize = 64;
 const WORKERS: usize = 4;
 
 /// `<set>-<ordinal>`.
@@ -400,13 +403,18 @@ fn owner_key(meta: &kube::api::ObjectMeta) -> Option<String> {
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
     let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
     let q = queue.clone();
-    let sets = workqueue::watch(Api::all(client.clone()), watcher::Config::default(), move |s| {
-        q.add(&key_of::<StatefulSet>(s))
-    });
+    let sets = workqueue::watch(
+        &mut tasks,
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        move |s| q.add(&key_of::<StatefulSet>(s)),
+    );
     let q = queue.clone();
     // Only pods with a revision label: StatefulSet and DaemonSet pods, not every pod.
     let pods = workqueue::watch(
+        &mut tasks,
         Api::all(client.clone()),
         watcher::Config::default().labels(POD_REVISION_LABEL),
         move |p: &Pod| {
@@ -417,6 +425,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     );
     let q = queue.clone();
     let revisions = workqueue::watch(
+        &mut tasks,
         Api::all(client.clone()),
         watcher::Config::default(),
         move |r: &ControllerRevision| {
@@ -425,7 +434,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
             }
         },
     );
-    let claims = workqueue::watch(Api::all(client), watcher::Config::default(), |_| {});
+    let claims = workqueue::watch(&mut tasks, Api::all(client), watcher::Config::default(), |_| {});
     for ready in [
         sets.wait_until_ready().await.is_ok(),
         pods.wait_until_ready().await.is_ok(),
@@ -437,29 +446,12 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         }
     }
     let c = Arc::new(Controller { ctx, queue, sets, pods, revisions, claims });
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..WORKERS {
+    let queue = c.queue.clone();
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "statefulset", move |key| {
         let c = c.clone();
-        workers.spawn(async move {
-            loop {
-                let key = c.queue.next().await;
-                match c.sync(&key).await {
-                    Ok(requeue) => {
-                        c.queue.forget(&key);
-                        if let Some(d) = requeue {
-                            c.queue.add_after(&key, d);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(statefulset = %key, error = %e, "sync failed; retrying");
-                        c.queue.retry(&key);
-                    }
-                }
-                c.queue.done(&key);
-            }
-        });
-    }
-    while workers.join_next().await.is_some() {}
+        async move { c.sync(&key).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -516,20 +508,31 @@ impl Controller {
         self.retain_claims(&set, &view, &pod_refs).await?;
         let plan = plan(&view, &pod_refs, now);
 
-        let creates = plan.create.iter().map(|&ord| {
-            let (template, rev) = if view.uses_current_revision(ord) {
-                (&current_template, current.name_any())
-            } else {
-                (&spec.template, update.name_any())
-            };
-            let pod = new_pod(&set, template, &rev, ord);
-            self.create_pod(&set, pod, ord)
-        });
-        let deletes = plan.delete.iter().map(|name| {
-            let uid = pods.iter().find(|p| &p.name_any() == name).and_then(|p| p.uid());
-            self.delete_pod(&set, name, uid)
-        });
-        let (created, deleted) = futures::join!(join_all(creates), join_all(deletes));
+        let creates: Vec<_> = plan
+            .create
+            .iter()
+            .map(|&ord| {
+                let (template, rev) = if view.uses_current_revision(ord) {
+                    (&current_template, current.name_any())
+                } else {
+                    (&spec.template, update.name_any())
+                };
+                let pod = new_pod(&set, template, &rev, ord);
+                self.create_pod(&set, pod, ord)
+            })
+            .collect::<Vec<_>>();
+        let deletes: Vec<_> = plan
+            .delete
+            .iter()
+            .map(|name| {
+                let uid = pods.iter().find(|p| &p.name_any() == name).and_then(|p| p.uid());
+                self.delete_pod(&set, name, uid)
+            })
+            .collect::<Vec<_>>();
+        let (created, deleted) = futures::join!(
+            stream::iter(creates).buffer_unordered(BURST).collect::<Vec<_>>(),
+            stream::iter(deletes).buffer_unordered(BURST).collect::<Vec<_>>()
+        );
         created.into_iter().chain(deleted).collect::<Result<Vec<()>, Error>>()?;
 
         let new_status = compute_status(

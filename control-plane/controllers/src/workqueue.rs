@@ -18,6 +18,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 const BASE_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -116,6 +117,42 @@ impl WorkQueue {
     }
 }
 
+/// Run `workers` tasks that take keys from `queue` and `sync` them: a success forgets the
+/// key's failures (and queues it again after the delay `sync` asks for), a failure queues
+/// it again with backoff. Runs until the task set is dropped.
+pub fn spawn_workers<F, Fut>(
+    tasks: &mut JoinSet<()>,
+    queue: &WorkQueue,
+    workers: usize,
+    what: &'static str,
+    sync: F,
+) where
+    F: Fn(String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Option<Duration>, crate::Error>> + Send,
+{
+    for _ in 0..workers {
+        let (queue, sync) = (queue.clone(), sync.clone());
+        tasks.spawn(async move {
+            loop {
+                let key = queue.next().await;
+                match sync(key.clone()).await {
+                    Ok(requeue) => {
+                        queue.forget(&key);
+                        if let Some(d) = requeue {
+                            queue.add_after(&key, d);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(controller = what, key = %key, error = %e, "sync failed; retrying");
+                        queue.retry(&key);
+                    }
+                }
+                queue.done(&key);
+            }
+        });
+    }
+}
+
 /// `namespace/name` of an object.
 pub fn key_of<K: Resource>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
@@ -127,9 +164,15 @@ pub fn split_key(key: &str) -> (&str, &str) {
 }
 
 /// Watch `api` into a reflector store, calling `on_change` with every object that is
-/// added, changed or deleted (to queue the keys it concerns). The watch runs until the
-/// process ends, retrying with backoff.
-pub fn watch<K, F>(api: Api<K>, config: watcher::Config, on_change: F) -> Store<K>
+/// added, changed or deleted (to queue the keys it concerns). The watch is a task of
+/// `tasks`, so it ends with them (a controller that stops leading drops its set); it
+/// retries with backoff until then.
+pub fn watch<K, F>(
+    tasks: &mut JoinSet<()>,
+    api: Api<K>,
+    config: watcher::Config,
+    on_change: F,
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -145,7 +188,7 @@ where
             }
             async {}
         });
-    tokio::spawn(stream);
+    tasks.spawn(stream);
     store
 }
 

@@ -64,6 +64,9 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// The node Lease's duration (`nodeLeaseDurationSeconds`); renewed every quarter of it.
     pub lease_duration: Duration,
+    /// Port of this node's kubelet API (`daemonEndpoints.kubeletEndpoint.Port`); 0 when it
+    /// serves none (an embedded node is reached in-process).
+    pub kubelet_port: u16,
 }
 
 pub struct Kubelet {
@@ -168,7 +171,7 @@ impl Kubelet {
                     cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
                 ],
                 "addresses": [{"type": "InternalIP", "address": c.ip}, {"type": "Hostname", "address": c.name}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": c.kubelet_port}},
                 "nodeInfo": {
                     "machineID": machine_id,
                     "systemUUID": machine_id,

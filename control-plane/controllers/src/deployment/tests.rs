@@ -125,11 +125,9 @@ fn fenceposts_should_round_like_kubernetes() {
     assert_eq!(max_unavailable(&deployment(2, "0", "5")), 2, "capped at replicas");
     assert_eq!(max_unavailable(&deployment(0, "1", "1")), 0, "zero replicas");
     let mut recreate = deployment(3, "1", "1");
-    recreate
-        .spec
-        .as_mut()
-        .and_then(|s| s.strategy.as_mut())
-        .map(|s| s.type_ = Some("Recreate".into()));
+    if let Some(s) = recreate.spec.as_mut().and_then(|s| s.strategy.as_mut()) {
+        s.type_ = Some("Recreate".into());
+    }
     assert_eq!((max_surge(&recreate), max_unavailable(&recreate)), (0, 0));
 }
 
@@ -152,7 +150,9 @@ fn template_hash_should_be_stable_and_ignore_its_own_label() {
     assert!(!equal_ignore_hash(&labeled, &template("web:2")));
     // A field left out equals one set empty.
     let mut empty = a.clone();
-    empty.metadata.as_mut().map(|m| m.annotations = Some(BTreeMap::new()));
+    if let Some(m) = empty.metadata.as_mut() {
+        m.annotations = Some(BTreeMap::new());
+    }
     assert!(equal_ignore_hash(&empty, &a));
 }
 

@@ -53,7 +53,8 @@ fn names(pods: &[Arc<Pod>]) -> Vec<String> {
 #[test]
 fn pods_to_delete_should_follow_kubernetes_ranking() {
     // (case, pods, how many, expected victims in order)
-    let cases: Vec<(&str, Vec<Arc<Pod>>, usize, Vec<&str>)> = vec![
+    type Case = (&'static str, Vec<Arc<Pod>>, usize, Vec<&'static str>);
+    let cases: Vec<Case> = vec![
         (
             "unassigned before assigned",
             vec![pod("a", "n1", "Running", Some(0), 0, 0), pod("u", "", "Pending", None, 0, 0)],
@@ -157,7 +158,13 @@ fn status_should_count_labeled_ready_and_available_pods() {
         pod("notready", "n1", "Running", None, 0, 0),
     ];
     // minReadySeconds 10 at t=100: "l" (ready since 0) is available, "recent" (since 95) not.
-    let s = compute_status(&ReplicaStatus::default(), &template, &pods, 3, 10, None, 7, ts(100));
+    let wanted = |replicas, min_ready_seconds, generation| Wanted {
+        template_labels: template.clone(),
+        replicas,
+        min_ready_seconds,
+        generation,
+    };
+    let s = compute_status(&ReplicaStatus::default(), &wanted(3, 10, 7), &pods, None, ts(100));
     assert_eq!(
         (
             s.replicas,
@@ -171,13 +178,13 @@ fn status_should_count_labeled_ready_and_available_pods() {
     assert!(s.conditions.is_empty());
 
     // A failed create sets ReplicaFailure/FailedCreate; a clean sync clears it.
-    let failed = compute_status(&s, &template, &pods, 5, 0, Some("quota exceeded"), 7, ts(100));
+    let failed = compute_status(&s, &wanted(5, 0, 7), &pods, Some("quota exceeded"), ts(100));
     let c = failed.conditions.iter().find(|c| c.type_ == REPLICA_FAILURE).expect("condition");
     assert_eq!((c.status.as_str(), c.reason.as_deref()), ("True", Some("FailedCreate")));
     assert_eq!(c.message.as_deref(), Some("quota exceeded"));
-    let failed_delete = compute_status(&s, &template, &pods, 1, 0, Some("boom"), 7, ts(100));
+    let failed_delete = compute_status(&s, &wanted(1, 0, 7), &pods, Some("boom"), ts(100));
     assert_eq!(failed_delete.conditions[0].reason.as_deref(), Some("FailedDelete"));
-    let cleared = compute_status(&failed, &template, &pods, 3, 0, None, 8, ts(100));
+    let cleared = compute_status(&failed, &wanted(3, 0, 8), &pods, None, ts(100));
     assert!(cleared.conditions.is_empty());
     assert_eq!(cleared.available_replicas, 2, "minReadySeconds 0: ready is available");
 }

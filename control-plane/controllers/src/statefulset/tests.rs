@@ -8,6 +8,13 @@ use super::*;
 
 const NOW: i64 = 1_800_000_000;
 
+/// Pods as (ordinal, state, revision).
+type Pods<'a> = &'a [(i32, char, &'a str)];
+/// (replicas, pods, ordinals created, ordinals deleted).
+type ScaleCase<'a> = (i32, Pods<'a>, &'a [i32], &'a [i32]);
+/// (retention policy, current owners, condemned, owner uids wanted or None for no change).
+type RetentionCase<'a> = ((&'a str, &'a str), Vec<OwnerReference>, bool, Option<Vec<&'a str>>);
+
 /// A pod of `web` in state `s`: `R` Running+Ready (for an hour), `r` Ready 2 s ago,
 /// `P` Pending, `N` Running not Ready, `F` Failed, `T` terminating; `rev` its revision.
 fn pod(ord: i32, s: char, rev: &str) -> Pod {
@@ -56,8 +63,7 @@ fn view(replicas: i32, ordered: bool, strategy: Strategy) -> SetView {
 
 const ROLL: Strategy = Strategy::RollingUpdate { partition: 0 };
 
-/// `pods` as (ordinal, state, revision).
-fn run(v: &SetView, pods: &[(i32, char, &str)]) -> Plan {
+fn run(v: &SetView, pods: Pods) -> Plan {
     let pods: Vec<Pod> = pods.iter().map(|(o, s, r)| pod(*o, *s, r)).collect();
     let refs: Vec<&Pod> = pods.iter().collect();
     plan(v, &refs, Timestamp::from_second(NOW).unwrap())
@@ -70,7 +76,7 @@ fn names(ords: &[i32]) -> Vec<String> {
 #[test]
 fn plan_should_start_and_stop_pods_in_order_under_ordered_ready() {
     // (replicas, pods, want created ordinals, want deleted ordinals)
-    let cases: &[(i32, &[(i32, char, &str)], &[i32], &[i32])] = &[
+    let cases: &[ScaleCase] = &[
         (3, &[], &[0], &[]),
         (3, &[(0, 'P', "new")], &[], &[]),
         (3, &[(0, 'N', "new")], &[], &[]),
@@ -99,7 +105,7 @@ fn plan_should_start_and_stop_pods_in_order_under_ordered_ready() {
 
 #[test]
 fn plan_should_act_on_every_pod_at_once_under_parallel() {
-    let cases: &[(i32, &[(i32, char, &str)], &[i32], &[i32])] = &[
+    let cases: &[ScaleCase] = &[
         (3, &[], &[0, 1, 2], &[]),
         (3, &[(1, 'P', "new")], &[0, 2], &[]),
         (1, &[(0, 'P', "new"), (1, 'N', "new"), (2, 'R', "new"), (3, 'T', "new")], &[], &[2, 1]),
@@ -116,7 +122,7 @@ fn plan_should_act_on_every_pod_at_once_under_parallel() {
 fn plan_should_roll_from_the_highest_ordinal_down_to_the_partition() {
     let part = |p| Strategy::RollingUpdate { partition: p };
     // (strategy, pods, want deleted)
-    let cases: &[(Strategy, &[(i32, char, &str)], &[i32])] = &[
+    let cases: &[(Strategy, Pods, &[i32])] = &[
         (ROLL, &[(0, 'R', "old"), (1, 'R', "old"), (2, 'R', "old")], &[2]),
         // The updated pod must be Ready before the next one goes.
         (ROLL, &[(0, 'R', "old"), (1, 'R', "old"), (2, 'T', "old")], &[]),
@@ -251,7 +257,7 @@ fn claim_owner_refs_should_follow_the_retention_policy() {
         ..Default::default()
     };
     // (policy, current refs, condemned, want uids or None for no change)
-    let cases: Vec<((&str, &str), Vec<OwnerReference>, bool, Option<Vec<&str>>)> = vec![
+    let cases: Vec<RetentionCase> = vec![
         (("Retain", "Retain"), vec![], false, None),
         (("Retain", "Retain"), vec![], true, None),
         (("Delete", "Retain"), vec![], false, Some(vec!["set-uid"])),

@@ -1,0 +1,352 @@
+//! The kubelet API of a node that runs apart from the api server (`skiff agent`), and the api
+//! server's client of it.
+//!
+//! An agent serves `GET /containerLogs/{namespace}/{pod}/{container}` (the `pods/log` options
+//! as query parameters) and every `nodes/proxy` path (`healthz`, `stats/summary`, `metrics`,
+//! `metrics/resource`) over HTTPS on its `daemonEndpoints.kubeletEndpoint.Port`, with a
+//! certificate the cluster CA issued it when it joined, and answers only callers presenting
+//! the cluster's credential. The api server reaches such a node at its `InternalIP` whenever
+//! the node has no in-process endpoints registered (an embedded node has).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http_body_util::{BodyExt, Empty};
+use serde_json::Value;
+use skiff_api::logs::{LogError, LogRequest, PodLogSource};
+use skiff_api::nodes::{NodeEndpoints, NodeProxyError, NodeProxyRequest, NodeProxyResponse};
+use tower::ServiceExt;
+
+/// How long the api server waits for a remote kubelet to answer (not for a followed log).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Served {
+    logs: Arc<dyn PodLogSource>,
+    endpoints: Arc<dyn NodeEndpoints>,
+    token: String,
+}
+
+fn authorized(served: &Served, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| {
+            crate::join::constant_time_eq(t.trim().as_bytes(), served.token.as_bytes())
+        })
+}
+
+fn plain(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+}
+
+/// The kubelet API of a node: its log reader and endpoints, for callers holding `token`.
+pub fn router(
+    logs: Arc<dyn PodLogSource>,
+    endpoints: Arc<dyn NodeEndpoints>,
+    token: String,
+) -> Router {
+    Router::new()
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/{*path}", any(proxied))
+        .with_state(Arc::new(Served { logs, endpoints, token }))
+}
+
+fn log_request(
+    namespace: String,
+    pod: String,
+    container: String,
+    q: &HashMap<String, String>,
+) -> LogRequest {
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    LogRequest {
+        namespace,
+        pod,
+        pod_uid: q.get("podUID").cloned().unwrap_or_default(),
+        container,
+        follow: flag("follow"),
+        previous: flag("previous"),
+        timestamps: flag("timestamps"),
+        tail_lines: num("tailLines"),
+        since_seconds: num("sinceSeconds"),
+        since_time: q.get("sinceTime").cloned(),
+        limit_bytes: num("limitBytes"),
+    }
+}
+
+async fn container_logs(
+    AxumState(served): AxumState<Arc<Served>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&served, &headers) {
+        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    match served.logs.logs(log_request(namespace, pod, container, &q)).await {
+        Ok(stream) => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from_stream(stream))
+            .unwrap_or_else(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(LogError::NotFound(m)) => plain(StatusCode::NOT_FOUND, m),
+        Err(LogError::BadRequest(m)) => plain(StatusCode::BAD_REQUEST, m),
+        Err(LogError::Internal(m)) => plain(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+async fn proxied(
+    AxumState(served): AxumState<Arc<Served>>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Response {
+    if !authorized(&served, request.headers()) {
+        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let proxy = NodeProxyRequest {
+        method: request.method().to_string(),
+        path,
+        query: request.uri().query().unwrap_or("").to_string(),
+    };
+    match served.endpoints.proxy(proxy).await {
+        Ok(r) => Response::builder()
+            .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY))
+            .header(header::CONTENT_TYPE, r.content_type)
+            .body(Body::from(r.body))
+            .unwrap_or_else(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(NodeProxyError::NotFound(m)) => plain(StatusCode::NOT_FOUND, m),
+        Err(NodeProxyError::MethodNotAllowed(m)) => plain(StatusCode::METHOD_NOT_ALLOWED, m),
+        Err(NodeProxyError::Internal(m)) => plain(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+/// Serve `router` over TLS on `listener` (HTTP/2 and HTTP/1.1) until the process ends.
+pub async fn serve_tls(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "tls handshake failed");
+                    return;
+                }
+            };
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    async move { router.oneshot(req.map(Body::new)).await }
+                });
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        });
+    }
+}
+
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+/// The api server's client of one remote node's kubelet API.
+pub struct RemoteKubelet {
+    node: String,
+    base: String,
+    token: String,
+    client: HttpsClient,
+}
+
+impl RemoteKubelet {
+    /// A client for the kubelet at `host:port`, trusting only `ca_pem`.
+    pub fn new(
+        node: &str,
+        host: &str,
+        port: u16,
+        ca_pem: &str,
+        token: &str,
+    ) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("cluster CA: {e}"))?;
+            roots.add(cert).map_err(|e| format!("cluster CA: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        Ok(Self {
+            node: node.to_string(),
+            base: format!("https://{host}:{port}"),
+            token: token.to_string(),
+            client,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let url = format!("{}{path_and_query}", self.base);
+        let request = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(format!(
+                "node {:?} is not reachable at {}: {}",
+                self.node,
+                self.base,
+                skiff_store::error_chain(&e)
+            )),
+            Err(_) => Err(format!("node {:?} did not answer within {ANSWER_TIMEOUT:?}", self.node)),
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    urlencoding::encode(s).into_owned()
+}
+
+#[async_trait]
+impl PodLogSource for RemoteKubelet {
+    async fn logs(
+        &self,
+        r: LogRequest,
+    ) -> Result<BoxStream<'static, Result<Bytes, std::io::Error>>, LogError> {
+        let mut q = vec![format!("podUID={}", enc(&r.pod_uid))];
+        for (k, on) in
+            [("follow", r.follow), ("previous", r.previous), ("timestamps", r.timestamps)]
+        {
+            if on {
+                q.push(format!("{k}=true"));
+            }
+        }
+        for (k, v) in [
+            ("tailLines", r.tail_lines),
+            ("sinceSeconds", r.since_seconds),
+            ("limitBytes", r.limit_bytes),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={v}"));
+            }
+        }
+        if let Some(t) = &r.since_time {
+            q.push(format!("sinceTime={}", enc(t)));
+        }
+        let path = format!(
+            "/containerLogs/{}/{}/{}?{}",
+            enc(&r.namespace),
+            enc(&r.pod),
+            enc(&r.container),
+            q.join("&")
+        );
+        let response = self.send("GET", &path).await.map_err(LogError::Internal)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body =
+                response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let message = String::from_utf8_lossy(&body).into_owned();
+            return Err(match status {
+                StatusCode::NOT_FOUND => LogError::NotFound(message),
+                StatusCode::BAD_REQUEST => LogError::BadRequest(message),
+                _ => {
+                    LogError::Internal(format!("node {:?} answered {status}: {message}", self.node))
+                }
+            });
+        }
+        let stream =
+            http_body_util::BodyStream::new(response.into_body()).filter_map(|frame| async move {
+                match frame {
+                    Ok(f) => f.into_data().ok().map(Ok),
+                    Err(e) => Some(Err(std::io::Error::other(e))),
+                }
+            });
+        Ok(stream.boxed())
+    }
+}
+
+#[async_trait]
+impl NodeEndpoints for RemoteKubelet {
+    async fn proxy(&self, r: NodeProxyRequest) -> Result<NodeProxyResponse, NodeProxyError> {
+        let mut path = format!("/{}", r.path.trim_start_matches('/'));
+        if !r.query.is_empty() {
+            path = format!("{path}?{}", r.query);
+        }
+        let response = self.send(&r.method, &path).await.map_err(NodeProxyError::Internal)?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("text/plain")
+            .to_string();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| NodeProxyError::Internal(format!("reading node {:?}: {e}", self.node)))?
+            .to_bytes();
+        Ok(NodeProxyResponse { status, content_type, body })
+    }
+}
+
+/// Where a Node object says its kubelet API is: its InternalIP and kubelet port, when it has
+/// one (port 0 or absent: the node serves no remote API).
+pub fn kubelet_address(node: &Value) -> Option<(String, u16)> {
+    let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port")?.as_u64()?;
+    let port = u16::try_from(port).ok().filter(|p| *p != 0)?;
+    let ip = node
+        .pointer("/status/addresses")?
+        .as_array()?
+        .iter()
+        .find(|a| a["type"] == "InternalIP")?
+        .get("address")?
+        .as_str()?
+        .to_string();
+    Some((ip, port))
+}
