@@ -315,9 +315,12 @@ impl Disruption {
 }
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    // The watches end with this future.
+    let mut tasks = tokio::task::JoinSet::new();
     let queue = WorkQueue::new();
     let q = queue.clone();
     let budgets = workqueue::watch(
+        &mut tasks,
         Api::<PodDisruptionBudget>::all(ctx.client.clone()),
         watcher::Config::default(),
         move |pdb| q.add(&key_of(pdb)),
@@ -329,6 +332,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let b = budgets.clone();
     let q = queue.clone();
     let pods = workqueue::watch(
+        &mut tasks,
         Api::<Pod>::all(ctx.client.clone()),
         watcher::Config::default(),
         move |pod| {

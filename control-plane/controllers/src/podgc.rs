@@ -152,8 +152,11 @@ impl PodGc {
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let pods = watch(Api::<Pod>::all(client.clone()), watcher::Config::default(), |_| {});
-    let nodes = watch(Api::<Node>::all(client), watcher::Config::default(), |_| {});
+    // The watches end with this future.
+    let mut tasks = tokio::task::JoinSet::new();
+    let config = watcher::Config::default;
+    let pods = watch(&mut tasks, Api::<Pod>::all(client.clone()), config(), |_| {});
+    let nodes = watch(&mut tasks, Api::<Node>::all(client), config(), |_| {});
     let gc = PodGc { ctx, pods, nodes };
     let _ = gc.pods.wait_until_ready().await;
     let _ = gc.nodes.wait_until_ready().await;
