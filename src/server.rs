@@ -63,6 +63,9 @@ pub struct ServerArgs {
     /// controller marks it NotReady and taints it.
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Finished pods kept before the pod garbage collector deletes the oldest (0: no limit).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
     /// Seconds a new pod tolerates its node being not ready before eviction, unless the pod
     /// says otherwise (the default toleration the api server adds).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -321,6 +324,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controller_options = skiff_controllers::Options {
         identity: format!("{node_name}_{node_id}"),
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         ..Default::default()
     };
     // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:

@@ -67,14 +67,28 @@ fn cascading_deletion_should_follow_the_propagation_policy() {
 #[test]
 fn eviction_should_honour_disruption_budgets() {
     let (_g, dir, s) = started();
+    s.import(&support::guest("test-guest.wasip1.wasm"), "test-guest:e2e");
     apply(
         &s,
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: guard}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: guarded}}\n",
     );
-    apply(
-        &s,
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: victim, labels: {app: guarded}}\nspec:\n  runtimeClassName: wasmtime\n  containers: [{name: c, image: not-imported:1}]\n",
-    );
+    let running = |name: &str| {
+        apply(
+            &s,
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: guarded}}}}\nspec:\n  runtimeClassName: wasmtime\n  containers: [{{name: c, image: test-guest:e2e, imagePullPolicy: IfNotPresent, command: [guest, sleep, \"3600\"]}}]\n"
+            ),
+        );
+    };
+    let status = |want: [i64; 3]| {
+        s.wait_for(&format!("budget status {want:?}"), Duration::from_secs(60), || {
+            let p = s.json(&["get", "pdb", "guard"]);
+            let st = &p["status"];
+            [&st["currentHealthy"], &st["desiredHealthy"], &st["disruptionsAllowed"]]
+                .map(|v| v.as_i64().unwrap_or(-1))
+                == want
+        });
+    };
     let eviction = dir.path().join("eviction.json");
     std::fs::write(
         &eviction,
@@ -90,7 +104,9 @@ fn eviction_should_honour_disruption_budgets() {
             eviction.to_str().unwrap_or_default(),
         ])
     };
-    // No disruption is allowed while the budget's status says so (as a fresh budget's does).
+    // One healthy pod, one needed: the budget allows no disruption.
+    running("victim");
+    status([1, 1, 0]);
     let out = evict();
     assert!(!out.status.success());
     assert!(
@@ -100,21 +116,48 @@ fn eviction_should_honour_disruption_budgets() {
         text(&out.stderr)
     );
     assert!(s.kubectl(&["get", "pod", "victim"]).status.success(), "the pod must survive");
-    // One allowed disruption: the eviction goes through and uses it up.
-    s.ok(&[
-        "patch",
-        "pdb",
-        "guard",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"disruptionsAllowed":1,"currentHealthy":2,"desiredHealthy":1,"expectedPods":2}}"#,
-    ]);
+    // A second healthy pod: one disruption allowed; the eviction uses it up.
+    running("spare");
+    status([2, 1, 1]);
+    let mut watch = std::process::Command::new(support::tool("kubectl"))
+        .env("HOME", s.tool_home())
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["get", "pdb", "guard", "--watch", "-o"])
+        .arg(r#"jsonpath={.status.disruptionsAllowed} {.status.disruptedPods}{"\n"}"#)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get --watch");
+    let lines = {
+        let stdout = watch.stdout.take().expect("watch stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    assert!(lines.recv_timeout(Duration::from_secs(30)).is_ok(), "the watch started");
     let out = evict();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let pdb = s.json(&["get", "pdb", "guard"]);
-    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
-    assert!(pdb["status"]["disruptedPods"].get("victim").is_some(), "{pdb}");
+    // The eviction wrote the budget: decremented, with the pod recorded as disrupted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut recorded = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with("0 ") && line.contains("victim") => {
+                recorded = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(recorded, "no budget update with disruptionsAllowed 0 and victim in disruptedPods");
     s.wait_for("victim deleted or terminating", Duration::from_secs(30), || {
         let out = s.kubectl(&["get", "pod", "victim", "-o", "json"]);
         !out.status.success()
@@ -122,6 +165,8 @@ fn eviction_should_honour_disruption_budgets() {
                 .ok()
                 .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_some())
     });
+    // Once the pod is going the controller forgets it; the budget stays spent.
+    status([1, 1, 0]);
 }
 
 #[test]

@@ -886,24 +886,21 @@ pub async fn delete(
             ));
         }
         let grace = graceful_period(res, &obj, opts.grace);
-        // The garbage collector's finalizers follow the propagation policy asked for.
-        let gc_finalizer = match opts.propagation.as_deref() {
-            Some("Orphan") => Some(crate::gc::ORPHAN),
-            Some("Foreground") => Some(crate::gc::FOREGROUND),
-            _ => None,
-        };
-        if opts.propagation.is_some() && res.kind != "Namespace" {
+        // The garbage collector's finalizers follow the propagation policy (or the kind's
+        // default); the controller manager's garbage collector acts on them.
+        if res.kind != "Namespace" {
             let m = obj
                 .get_mut("metadata")
                 .and_then(Value::as_object_mut)
                 .ok_or_else(|| ApiError::internal("object without metadata"))?;
-            let mut finalizers: Vec<Value> = m
-                .get("finalizers")
-                .and_then(Value::as_array)
+            let current: Vec<Value> =
+                m.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let names: Vec<&str> = current.iter().filter_map(Value::as_str).collect();
+            let gc_finalizer = crate::gc::finalizer_for(res, opts.propagation.as_deref(), &names);
+            let mut finalizers: Vec<Value> = current
+                .iter()
+                .filter(|f| *f != crate::gc::ORPHAN && *f != crate::gc::FOREGROUND)
                 .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|f| f != crate::gc::ORPHAN && f != crate::gc::FOREGROUND)
                 .collect();
             finalizers.extend(gc_finalizer.map(|f| json!(f)));
             if finalizers.is_empty() {
@@ -912,7 +909,6 @@ pub async fn delete(
                 m.insert("finalizers".into(), Value::Array(finalizers));
             }
         }
-        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -955,11 +951,6 @@ pub async fn delete(
                     if grace == 0 && !has_finalizers {
                         continue;
                     }
-                    if gc_finalizer.is_some() {
-                        crate::gc::spawn_finish(state.clone(), res.clone(), key.clone(), uid);
-                    } else if res.kind == "Namespace" && res.group.is_empty() {
-                        crate::gc::spawn_namespace_cleanup(state.clone(), name.clone(), uid);
-                    }
                     let code = if grace == 0 { StatusCode::OK } else { StatusCode::ACCEPTED };
                     return Ok(json_response(code, &obj));
                 }
@@ -982,10 +973,6 @@ pub async fn delete(
                     && let Some(claim) = crate::podcidr::release(&obj)
                 {
                     let _ = state.store.delete(&claim, None).await;
-                }
-                if opts.propagation.as_deref() != Some("Orphan") && crate::gc::may_own(res) {
-                    let ns = objects::namespace_of(&obj).map(str::to_string);
-                    crate::gc::spawn_collect(state.clone(), uid, ns);
                 }
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));

@@ -146,17 +146,31 @@ pub async fn evict(
         )));
     }
     let pod = handlers::get(state, target).await?;
-    let terminal = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
+    // Pods that are finished, not started or already going are evicted without a budget.
+    let ignores_budgets =
+        matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed" | "Pending")
+        ) || pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
     let dry_run = handlers::is_dry_run(q)
         || eviction
             .pointer("/deleteOptions/dryRun")
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|v| v == "All"));
-    if !terminal {
-        check_disruption_budgets(state, &ns, &pod, dry_run).await?;
+    // A budget written by someone else meanwhile is read again, as Kubernetes retries.
+    let mut counted = ignores_budgets;
+    for _ in 0..MAX_RETRIES {
+        if counted {
+            break;
+        }
+        counted = check_disruption_budgets(state, &ns, &pod, dry_run).await?;
+    }
+    if !counted {
+        return Err(ApiError::new(
+            429,
+            "TooManyRequests",
+            "the disruption budget changed during the eviction; try again",
+        ));
     }
     let options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
     let mut delete_headers = HeaderMap::new();
@@ -171,15 +185,17 @@ pub async fn evict(
 }
 
 /// Refuse an eviction that a matching PodDisruptionBudget does not allow, and count it
-/// against the budget when it is allowed.
+/// against the budget when it is allowed (`disruptionsAllowed` decremented and the pod
+/// recorded in `disruptedPods`, written over the budget's resourceVersion; the disruption
+/// controller reconciles both). `false` means the budget changed meanwhile: read it again.
 async fn check_disruption_budgets(
     state: &Arc<State>,
     ns: &str,
     pod: &Value,
     dry_run: bool,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let Some(pdbs) = state.registry.lookup("policy", "v1", "poddisruptionbudgets").cloned() else {
-        return Ok(());
+        return Ok(true);
     };
     let page = state
         .store
@@ -199,7 +215,7 @@ async fn check_disruption_budgets(
         }
     }
     match matching.len() {
-        0 => return Ok(()),
+        0 => return Ok(true),
         1 => {}
         _ => {
             return Err(ApiError::internal(
@@ -208,25 +224,64 @@ async fn check_disruption_budgets(
         }
     }
     let (kv, mut pdb) = matching.remove(0);
-    let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
-    if allowed <= 0 {
-        let cause = format!(
-            "The disruption budget {} needs {} healthy pods and has {} currently",
-            name_of(&pdb),
-            pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
-            pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0)
-        );
-        return Err(ApiError {
-            details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
-            ..ApiError::new(
-                429,
-                "TooManyRequests",
-                "Cannot evict pod as it would violate the pod's disruption budget.",
-            )
-        });
+    let status_of =
+        |field: &str| pdb.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0);
+    let too_many = |cause: String, message: &str| ApiError {
+        details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
+        ..ApiError::new(429, "TooManyRequests", message)
+    };
+    // An unready pod may go while the budget is met without it (the default
+    // `unhealthyPodEvictionPolicy: IfHealthyBudget`; `AlwaysAllow` lets it go regardless).
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    if !ready {
+        let policy = pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str);
+        let desired = status_of("desiredHealthy");
+        if policy == Some("AlwaysAllow") || (status_of("currentHealthy") >= desired && desired > 0)
+        {
+            return Ok(true);
+        }
+    }
+    let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    if status_of("observedGeneration") < generation {
+        return Err(too_many(
+            format!(
+                "The disruption budget {} is still being processed by the server.",
+                name_of(&pdb)
+            ),
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+        ));
+    }
+    let allowed = status_of("disruptionsAllowed");
+    if allowed < 0 {
+        return Err(ApiError::new(403, "Forbidden", "pdb disruptions allowed is negative"));
+    }
+    if pdb
+        .pointer("/status/disruptedPods")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.len() > 2000)
+    {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+        ));
+    }
+    if allowed == 0 {
+        return Err(too_many(
+            format!(
+                "The disruption budget {} needs {} healthy pods and has {} currently",
+                name_of(&pdb),
+                status_of("desiredHealthy"),
+                status_of("currentHealthy")
+            ),
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+        ));
     }
     if dry_run {
-        return Ok(());
+        return Ok(true);
     }
     pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
     let pod_name = name_of(pod).to_string();
@@ -234,7 +289,7 @@ async fn check_disruption_budgets(
         pdb["status"]["disruptedPods"] = json!({});
     }
     pdb["status"]["disruptedPods"][pod_name] = json!(objects::now_rfc3339());
-    state
+    match state
         .store
         .update(
             &kv.key,
@@ -242,15 +297,11 @@ async fn check_disruption_budgets(
             Some(kv.mod_revision),
         )
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => ApiError::new(
-                429,
-                "TooManyRequests",
-                "the disruption budget changed during the eviction; try again",
-            ),
-            e => ApiError::from_store(e, "poddisruptionbudgets", name_of(&pdb)),
-        })?;
-    Ok(())
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(e) => Err(ApiError::from_store(e, "poddisruptionbudgets", name_of(&pdb))),
+    }
 }
 
 /// `nodes/{node}/proxy/{path}`: pass the request to the node's registered endpoints and its

@@ -25,6 +25,7 @@ pub mod gc;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -57,6 +58,9 @@ pub struct Options {
     pub node_monitor_grace_period: Duration,
     /// Leader-election Lease duration; the holder renews it every third of that.
     pub lease_duration: Duration,
+    /// How many finished pods may exist before the pod garbage collector deletes the oldest
+    /// (`--terminated-pod-gc-threshold`; 0 turns it off; Kubernetes' default is 12500).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             identity: "skiff-controller-manager".into(),
             node_monitor_grace_period: Duration::from_secs(40),
             lease_duration: Duration::from_secs(15),
+            terminated_pod_gc_threshold: 12500,
         }
     }
 }
@@ -99,6 +104,7 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("serviceaccount", Box::pin(serviceaccount::run(ctx.clone()))),
         ("nodelifecycle", Box::pin(nodelifecycle::run(ctx.clone()))),
         ("disruption", Box::pin(disruption::run(ctx.clone()))),
+        ("podgc", Box::pin(podgc::run(ctx.clone()))),
         ("ttl-after-finished", Box::pin(ttl::run(ctx.clone()))),
     ]
 }
