@@ -27,8 +27,18 @@ pub async fn start(
     args: NodeArgs,
     client: kube::Client,
 ) -> anyhow::Result<Arc<Kubelet>> {
-    let wasm =
-        Arc::new(skiff_runtime_wasm::WasmRuntime::new(dir).context("starting the Wasm runtime")?);
+    // The engine's instance pool holds every running guest at once (plus probes and
+    // requests in flight): sized for the pods the node accepts, never below the default.
+    let pooled = args.max_pods.saturating_add(args.max_pods / 4);
+    let engine = skiff_runtime_wasm::EngineOptions {
+        max_instances: pooled.max(skiff_runtime_wasm::EngineOptions::default().max_instances),
+        ..Default::default()
+    };
+    let options = skiff_runtime_wasm::WasmRuntimeOptions { engine };
+    let wasm = Arc::new(
+        skiff_runtime_wasm::WasmRuntime::with_options(dir, options)
+            .context("starting the Wasm runtime")?,
+    );
     let config = NodeConfig {
         name: args.name,
         ip: args.ip.to_string(),
