@@ -33,6 +33,8 @@ use crate::pods::{controller_of, controller_ref, is_ready, phase, pod_from_templ
 use crate::{Context, Error};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+/// The label every pod of a Job carries, with the Job's uid.
+pub const JOB_POD_LABEL: &str = "batch.kubernetes.io/controller-uid";
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
 const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
@@ -62,8 +64,11 @@ const MSG_MAX_FAILED_INDEXES: &str =
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let (jobs, job_events) =
         batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
-    let (pods, pod_events) =
-        batch::reflect(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default());
+    let (pods, pod_events) = batch::reflect(
+        Api::<Pod>::all(ctx.client.clone()),
+        // Only Jobs' pods: the api server labels every Job's template with its uid.
+        watcher::Config::default().labels(JOB_POD_LABEL),
+    );
     let (queue, rx) = batch::queue();
     let c = Arc::new(JobController { ctx, jobs, pods, pending: Mutex::default() });
     let q = queue.clone();
@@ -373,7 +378,15 @@ fn new_pod(
     index: Option<i32>,
     failures: Option<u32>,
 ) -> Pod {
+    let uid = owner.uid.clone();
     let mut pod = pod_from_template(template, ns, owner);
+    // The api server puts this label in a generated selector's template; with a manual
+    // selector it is added here, so the controller's pod watch (by this label) sees every pod.
+    pod.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .entry(JOB_POD_LABEL.into())
+        .or_insert(uid);
     pod.metadata.finalizers.get_or_insert_with(Vec::new).push(TRACKING_FINALIZER.to_string());
     let mut prefix = match index {
         Some(i) => format!("{job_name}-{i}-"),

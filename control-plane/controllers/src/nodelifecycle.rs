@@ -56,10 +56,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
     let nodes = reflect(Api::<Node>::all(client.clone()));
     let leases = reflect(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
-    let pods = reflect(Api::<Pod>::all(client.clone()));
     let _ = nodes.wait_until_ready().await;
     let _ = leases.wait_until_ready().await;
-    let _ = pods.wait_until_ready().await;
     let grace = ctx.options.node_monitor_grace_period;
     let period = (grace / 8).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut health: HashMap<String, Health> = HashMap::new();
@@ -96,9 +94,9 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
                 h.marked_pods = false;
             } else if ready.is_some() && !h.marked_pods {
                 h.marked_pods = true;
-                mark_pods_not_ready(&ctx, &pods, &name, now).await;
+                mark_pods_not_ready(&ctx, &name, now).await;
             }
-            evict(&ctx, &pods, &node, now).await;
+            evict(&ctx, &node, now).await;
         }
         health.retain(|n, _| seen.contains(n));
     }
@@ -203,10 +201,26 @@ async fn sync_taints(
     Ok(())
 }
 
+/// The pods bound to `node`, listed when needed: only nodes in trouble are looked at, so the
+/// controller keeps no cache of every pod in the cluster.
+async fn pods_on(ctx: &Context, node: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
+    match api.list(&lp).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(%node, error = %e, "listing the node's pods failed");
+            Vec::new()
+        }
+    }
+}
+
 /// Pods on a node that is not ready are not ready either (Kubernetes' `MarkPodsNotReady`), so
 /// Services and controllers stop counting them at once.
-async fn mark_pods_not_ready(ctx: &Context, pods: &Store<Pod>, node: &str, now: Timestamp) {
-    for pod in pods.state().iter().filter(|p| on_node(p, node) && crate::pods::is_ready(p)) {
+async fn mark_pods_not_ready(ctx: &Context, node: &str, now: Timestamp) {
+    for pod in
+        pods_on(ctx, node).await.iter().filter(|p| on_node(p, node) && crate::pods::is_ready(p))
+    {
         let api: Api<Pod> = Api::namespaced(
             ctx.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -281,14 +295,14 @@ pub fn eviction_time(
     at
 }
 
-async fn evict(ctx: &Context, pods: &Store<Pod>, node: &Node, now: Timestamp) {
+async fn evict(ctx: &Context, node: &Node, now: Timestamp) {
     let name = node.metadata.name.clone().unwrap_or_default();
     let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
     if !taints.iter().any(|t| t.effect == "NoExecute") {
         return;
     }
-    for pod in pods.state().iter().filter(|p| on_node(p, &name) && !crate::pods::is_terminating(p))
-    {
+    let pods = pods_on(ctx, &name).await;
+    for pod in pods.iter().filter(|p| on_node(p, &name) && !crate::pods::is_terminating(p)) {
         let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
         match eviction_time(&tolerations, &taints, now) {
             Some(at) if at <= now => {}
@@ -309,7 +323,7 @@ async fn evict(ctx: &Context, pods: &Store<Pod>, node: &Node, now: Timestamp) {
             Ok(_) => {
                 tracing::info!(pod = %pod_name, node = %name, "evicted by NoExecute taint");
                 ctx.recorder.normal(
-                    pod.as_ref(),
+                    pod,
                     "TaintManagerEviction",
                     format!("Marking for deletion Pod {ns}/{pod_name}"),
                 );
