@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::history::{self, POD_REVISION_LABEL};
 use crate::pods::{
-    controller_of, controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
+    controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
     pod_from_template, selector_matches,
 };
 use crate::workqueue::{self, WorkQueue, key_of, split_key};
@@ -394,12 +394,6 @@ struct Controller {
     claims: Store<PersistentVolumeClaim>,
 }
 
-fn owner_key(meta: &kube::api::ObjectMeta) -> Option<String> {
-    let owner = controller_of(meta)?;
-    (owner.kind == "StatefulSet")
-        .then(|| format!("{}/{}", meta.namespace.clone().unwrap_or_default(), owner.name))
-}
-
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
     let queue = WorkQueue::new();
@@ -411,28 +405,20 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         watcher::Config::default(),
         move |s| q.add(&key_of::<StatefulSet>(s)),
     );
-    let q = queue.clone();
     // Only pods with a revision label: StatefulSet and DaemonSet pods, not every pod.
-    let pods = workqueue::watch(
+    let pods = workqueue::watch_owned(
         &mut tasks,
         Api::all(client.clone()),
         watcher::Config::default().labels(POD_REVISION_LABEL),
-        move |p: &Pod| {
-            if let Some(k) = owner_key(&p.metadata) {
-                q.add(&k);
-            }
-        },
+        &queue,
+        "StatefulSet",
     );
-    let q = queue.clone();
-    let revisions = workqueue::watch(
+    let revisions = workqueue::watch_owned(
         &mut tasks,
         Api::all(client.clone()),
         watcher::Config::default(),
-        move |r: &ControllerRevision| {
-            if let Some(k) = owner_key(&r.metadata) {
-                q.add(&k);
-            }
-        },
+        &queue,
+        "StatefulSet",
     );
     let claims = workqueue::watch(&mut tasks, Api::all(client), watcher::Config::default(), |_| {});
     for ready in [

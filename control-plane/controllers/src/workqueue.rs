@@ -192,6 +192,27 @@ where
     store
 }
 
+/// `watch` for objects a controller of `owner_kind` owns: each change queues its owner's key.
+pub fn watch_owned<K>(
+    tasks: &mut JoinSet<()>,
+    api: Api<K>,
+    config: watcher::Config,
+    queue: &WorkQueue,
+    owner_kind: &'static str,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let queue = queue.clone();
+    watch(tasks, api, config, move |obj: &K| {
+        let meta = obj.meta();
+        if let Some(owner) = crate::pods::controller_of(meta).filter(|o| o.kind == owner_kind) {
+            queue.add(&format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), owner.name));
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
