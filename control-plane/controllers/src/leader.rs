@@ -20,6 +20,7 @@ pub const LEASE_NAME: &str = "kube-controller-manager";
 
 pub struct LeaderElector {
     api: Api<Lease>,
+    lease: &'static str,
     identity: String,
     duration: Duration,
 }
@@ -32,10 +33,21 @@ struct Observed {
 
 impl LeaderElector {
     pub fn new(client: kube::Client, options: &Options) -> Self {
+        Self::for_lease(client, LEASE_NAME, &options.identity, options.lease_duration)
+    }
+
+    /// An elector for another component's Lease in `kube-system` (`kube-scheduler`).
+    pub fn for_lease(
+        client: kube::Client,
+        lease: &'static str,
+        identity: &str,
+        duration: Duration,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, LEASE_NAMESPACE),
-            identity: options.identity.clone(),
-            duration: options.lease_duration,
+            lease,
+            identity: identity.to_string(),
+            duration,
         }
     }
 
@@ -58,6 +70,7 @@ impl LeaderElector {
         let (lost_tx, lost_rx) = oneshot::channel::<()>();
         let me = Self {
             api: self.api.clone(),
+            lease: self.lease,
             identity: self.identity.clone(),
             duration: self.duration,
         };
@@ -89,10 +102,10 @@ impl LeaderElector {
     async fn try_acquire_or_renew(&self, seen: &mut Observed) -> Result<bool, kube::Error> {
         let now = MicroTime(Timestamp::now());
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX).max(1);
-        let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
+        let Some(mut lease) = self.api.get_opt(self.lease).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
-                    name: Some(LEASE_NAME.into()),
+                    name: Some(self.lease.into()),
                     namespace: Some(LEASE_NAMESPACE.into()),
                     ..Default::default()
                 },
@@ -137,7 +150,7 @@ impl LeaderElector {
             next.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         lease.spec = Some(next);
-        match self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
+        match self.api.replace(self.lease, &PostParams::default(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),

@@ -17,7 +17,14 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::Semaphore;
 
+pub mod cache;
+pub mod framework;
+pub mod plugins;
+pub mod snapshot;
+pub mod types;
+
 pub const SCHEDULER_NAME: &str = "default-scheduler";
+pub const DEFAULT_SCHEDULER_NAME: &str = SCHEDULER_NAME;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
