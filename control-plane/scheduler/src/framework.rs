@@ -365,6 +365,26 @@ pub struct Framework {
 }
 
 impl Framework {
+    /// A profile with no plugins but PrioritySort; add plugins to its lists.
+    pub fn empty(profile_name: &str) -> Self {
+        Framework {
+            profile_name: profile_name.to_string(),
+            queue_sort: Arc::new(crate::plugins::queue_sort::PrioritySort),
+            pre_enqueue: Vec::new(),
+            pre_filter: Vec::new(),
+            filter: Vec::new(),
+            post_filter: Vec::new(),
+            pre_score: Vec::new(),
+            score: Vec::new(),
+            reserve: Vec::new(),
+            permit: Vec::new(),
+            pre_bind: Vec::new(),
+            bind: Vec::new(),
+            events: HashMap::new(),
+            percentage_of_nodes_to_score: 0,
+        }
+    }
+
     /// Run every pre-filter. Returns the merged node restriction, or the first rejection.
     pub fn run_pre_filter(
         &self,

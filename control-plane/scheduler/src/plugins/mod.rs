@@ -1,1 +1,2 @@
 //! The in-tree plugins, one file each, named as in Kubernetes.
+pub mod queue_sort;
