@@ -306,12 +306,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     write_private(&kubeconfig, pki.kubeconfig(&url).as_bytes())?;
     tokio::spawn(api.clone().serve_tls(listener, pki.server_config()?));
 
+    // The scheduler, like the controllers, gets threads of its own: `skiff-sched` runs the
+    // scheduling cycles, `skiff-sched-io` its watches and bindings.
+    let scheduler_metrics = skiff_scheduler::metrics::Metrics::new();
+    api.state().metrics.with_registry(|r| scheduler_metrics.register(r));
+    let scheduler_options = skiff_scheduler::Options {
+        identity: format!("{node_name}_{node_id}"),
+        ..Default::default()
+    };
     let scheduler_client = api.client();
-    tokio::spawn(async move {
-        if let Err(e) = skiff_scheduler::run(scheduler_client).await {
-            tracing::error!(error = %e, "scheduler stopped");
+    std::thread::Builder::new().name("skiff-sched-io".into()).spawn(move || {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("skiff-sched-io")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(skiff_scheduler::run(
+                scheduler_client,
+                scheduler_options,
+                scheduler_metrics,
+            )),
+            Err(e) => tracing::error!(error = %e, "the scheduler could not start"),
         }
-    });
+    })?;
 
     {
         use skiff_apiserver::objects as o;

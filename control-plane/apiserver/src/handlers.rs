@@ -241,6 +241,9 @@ pub async fn create(
         return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
     }
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
+    if res.group.is_empty() && res.kind == "Pod" {
+        crate::admission::admit_pod(state, &mut obj).await?;
+    }
     let name = name_of(&obj).to_string();
     if res.namespaced {
         ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
@@ -744,6 +747,9 @@ async fn server_side_apply(
             let mut obj = request.apply_to(res, None, None)?;
             let warnings = field_validation(res, &obj, q)?;
             objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
+            if res.group.is_empty() && res.kind == "Pod" {
+                crate::admission::admit_pod(state, &mut obj).await?;
+            }
             if res.namespaced {
                 ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
             }

@@ -2,6 +2,7 @@
 //! watch and subresources over the `Store`, served over HTTPS to users and in-process (no
 //! sockets) to the components that run beside it.
 
+pub mod admission;
 pub mod apply;
 pub mod codec;
 pub mod convert;
@@ -208,7 +209,8 @@ impl ApiServer {
     }
 
     /// Create what a fresh cluster must have: the `default`, `kube-system`, `kube-public` and
-    /// `kube-node-lease` namespaces and the `wasmtime` RuntimeClass. Idempotent.
+    /// `kube-node-lease` namespaces, the `wasmtime` and `runc` RuntimeClasses and the two
+    /// system PriorityClasses. Idempotent.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         let reg = &self.state.registry;
         let mut wanted: Vec<(&str, Value)> =
@@ -229,8 +231,23 @@ impl ApiServer {
             "runtimeclasses",
             json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "runc"}, "handler": "runc"}),
         ));
+        for (name, value) in
+            [crate::admission::SYSTEM_CLUSTER_CRITICAL, crate::admission::SYSTEM_NODE_CRITICAL]
+        {
+            wanted.push((
+                "priorityclasses",
+                json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": name}, "value": value,
+                    "description": "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+                    "preemptionPolicy": "PreemptLowerPriority"}),
+            ));
+        }
         for (plural, mut obj) in wanted {
-            let group = if plural == "runtimeclasses" { "node.k8s.io" } else { "" };
+            let group = match plural {
+                "runtimeclasses" => "node.k8s.io",
+                "priorityclasses" => "scheduling.k8s.io",
+                _ => "",
+            };
             let Some(res) = reg.by_plural(group, plural) else { continue };
             let key = skiff_api::object_key(res, None, objects::name_of(&obj));
             if self

@@ -76,6 +76,13 @@ impl Metrics {
         }
     }
 
+    /// Register metrics another component of this process keeps (the scheduler's).
+    pub fn with_registry(&self, f: impl FnOnce(&mut Registry)) {
+        if let Ok(mut registry) = self.registry.write() {
+            f(&mut registry);
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Ok(registry) = self.registry.read() {

@@ -1,2 +1,3 @@
 //! The in-tree plugins, one file each, named as in Kubernetes.
 pub mod queue_sort;
+pub mod default_binder;
