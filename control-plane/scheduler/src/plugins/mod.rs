@@ -1,5 +1,12 @@
 //! The in-tree plugins, one file each, named as in Kubernetes.
 pub mod default_binder;
 pub mod default_preemption;
+pub mod helper;
+pub mod node_name;
+pub mod node_ports;
+pub mod node_unschedulable;
 pub mod queue_sort;
+pub mod runtime_class;
+pub mod scheduling_gates;
+pub mod taint_toleration;
 pub mod volume_binding;
