@@ -4,6 +4,7 @@ pub mod default_preemption;
 pub mod helper;
 pub mod node_name;
 pub mod node_ports;
+pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod queue_sort;
 pub mod runtime_class;
