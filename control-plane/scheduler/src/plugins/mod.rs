@@ -1,4 +1,5 @@
 //! The in-tree plugins, one file each, named as in Kubernetes.
+pub mod balanced_allocation;
 pub mod default_binder;
 pub mod default_preemption;
 pub mod helper;
