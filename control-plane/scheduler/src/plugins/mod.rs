@@ -13,4 +13,5 @@ pub mod queue_sort;
 pub mod runtime_class;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod topology;
 pub mod volume_binding;
