@@ -10,6 +10,7 @@ pub mod node_name;
 pub mod node_ports;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod queue_sort;
 pub mod runtime_class;
 pub mod scheduling_gates;
