@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// Run the control plane only, without the embedded node.
     #[arg(long)]
     disable_agent: bool,
+    /// A KubeSchedulerConfiguration file (kubescheduler.config.k8s.io/v1): scheduler
+    /// profiles, disabled plugins, scoring strategy, percentageOfNodesToScore.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     /// Most pods the embedded node accepts (`status.capacity.pods`).
     #[arg(long, default_value_t = 2000)]
     max_pods: u32,
@@ -310,10 +314,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // scheduling cycles, `skiff-sched-io` its watches and bindings.
     let scheduler_metrics = skiff_scheduler::metrics::Metrics::new();
     api.state().metrics.with_registry(|r| scheduler_metrics.register(r));
-    let scheduler_options = skiff_scheduler::Options {
+    let mut scheduler_options = skiff_scheduler::Options {
         identity: format!("{node_name}_{node_id}"),
         ..Default::default()
     };
+    if let Some(path) = &args.scheduler_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --scheduler-config {}", path.display()))?;
+        let doc: serde_json::Value = serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("parsing --scheduler-config {}", path.display()))?;
+        let config = skiff_scheduler::config::parse(&doc)
+            .map_err(|e| anyhow::anyhow!("--scheduler-config {}: {e}", path.display()))?;
+        scheduler_options.profiles = config.profiles;
+        scheduler_options.percentage_of_nodes_to_score = config.percentage_of_nodes_to_score;
+    }
     let scheduler_client = api.client();
     std::thread::Builder::new().name("skiff-sched-io".into()).spawn(move || {
         match tokio::runtime::Builder::new_multi_thread()

@@ -309,32 +309,40 @@ fn statefulset_should_start_in_order_scale_down_in_reverse_and_keep_names() {
 fn statefulset_should_create_claims_and_roll_out_down_to_the_partition() {
     let _serial = support::serial();
     let (_dir, s) = start();
-    let pv_dir = s.dir.join("pv-data");
-    std::fs::create_dir_all(&pv_dir).expect("pv dir");
-    // Every claim names the same hostPath volume, so that the node can mount them (no
-    // provisioner binds claims here).
-    apply(
-        &s,
-        &format!(
-            r#"
+    // Local volumes on the node, one per claim plus a spare (a claim removed on scale-down
+    // leaves its volume Released), offered through a WaitForFirstConsumer class: the
+    // scheduler binds each claim when it places the claim's pod.
+    let mut volumes = String::from(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local-wffc}\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n",
+    );
+    for i in 0..4 {
+        let pv_dir = s.dir.join(format!("pv-data-{i}"));
+        std::fs::create_dir_all(&pv_dir).expect("pv dir");
+        volumes.push_str(&format!(
+            r#"---
 apiVersion: v1
 kind: PersistentVolume
-metadata: {{name: pv-db}}
+metadata: {{name: pv-db-{i}}}
 spec:
   capacity: {{storage: 1Gi}}
   accessModes: [ReadWriteOnce]
-  hostPath: {{path: {}}}
+  storageClassName: local-wffc
+  local: {{path: {}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [skiff-e2e]}}]
 "#,
             pv_dir.display()
-        ),
-    );
+        ));
+    }
+    apply(&s, &volumes);
     let extra = r#"  persistentVolumeClaimRetentionPolicy: {whenDeleted: Retain, whenScaled: Delete}
   volumeClaimTemplates:
     - metadata: {name: data, labels: {tier: storage}}
       spec:
         accessModes: [ReadWriteOnce]
-        storageClassName: ""
-        volumeName: pv-db
+        storageClassName: local-wffc
         resources: {requests: {storage: 1Mi}}"#;
     let mut manifest = statefulset("db", 3, "Parallel", extra, "v1");
     manifest = manifest.replace(
@@ -354,7 +362,13 @@ spec:
         .collect();
     names.sort();
     assert_eq!(names, ["data-db-0", "data-db-1", "data-db-2"]);
+    let mut bound_to = std::collections::BTreeSet::new();
     for c in claims["items"].as_array().unwrap() {
+        // Bound by the scheduler's VolumeBinding to a volume of its own.
+        assert_eq!(c["status"]["phase"], "Bound", "{}", c["metadata"]["name"]);
+        let pv = c["spec"]["volumeName"].as_str().unwrap_or("").to_string();
+        assert!(pv.starts_with("pv-db-"), "{pv}");
+        assert!(bound_to.insert(pv), "two claims on one volume");
         assert_eq!(c["metadata"]["labels"]["tier"], "storage");
         assert_eq!(c["metadata"]["labels"]["app"], "db");
         assert!(no_owners(c), "whenDeleted: Retain: no owner: {}", c["metadata"]);

@@ -4,7 +4,7 @@
 //! scheduling constraints into the pod).
 
 use serde_json::{Map, Value, json};
-use skiff_store::{Consistency, ListOptions, Store};
+use skiff_store::{Consistency, ListOptions};
 
 use crate::State;
 use crate::errors::ApiError;
@@ -31,7 +31,18 @@ pub async fn admit_pod(state: &State, pod: &mut Value) -> Result<(), ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
     admit_priority(state, &name, spec).await?;
-    admit_runtime_class(state, &name, spec).await
+    admit_runtime_class(state, &name, spec).await?;
+    let gated = spec.get("schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+    if gated {
+        // What kube-apiserver writes on a gated pod, so `kubectl get` shows SchedulingGated.
+        pod["status"]["conditions"] = json!([{
+            "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+            "message": "Scheduling is blocked due to non-empty scheduling gates",
+            "lastProbeTime": null,
+            "lastTransitionTime": crate::objects::now_rfc3339(),
+        }]);
+    }
+    Ok(())
 }
 
 async fn admit_priority(

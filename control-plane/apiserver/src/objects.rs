@@ -239,9 +239,30 @@ fn validate_pod_update(new: &Value, old: &Value) -> Result<(), ApiError> {
             o.remove("activeDeadlineSeconds");
             o.remove("tolerations");
             o.remove("terminationGracePeriodSeconds");
+            o.remove("schedulingGates");
         }
         spec
     };
+    // Scheduling gates may only be removed (kube-apiserver's rule).
+    let gates = |v: &Value| -> Vec<String> {
+        v.pointer("/spec/schedulingGates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let old_gates = gates(old);
+    if let Some(added) = gates(new).into_iter().find(|g| !old_gates.contains(g)) {
+        return Err(ApiError::invalid(
+            "Pod",
+            name_of(new),
+            vec![(
+                "spec.schedulingGates".into(),
+                format!("Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"),
+            )],
+        ));
+    }
     // A pod's nodeName may only be set once, through the binding subresource.
     let old_node = old.pointer("/spec/nodeName");
     let new_node = new.pointer("/spec/nodeName");

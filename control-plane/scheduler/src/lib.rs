@@ -6,6 +6,7 @@
 //! `kube-system/kube-scheduler` Lease schedules.
 
 pub mod cache;
+pub mod config;
 pub mod events;
 pub mod framework;
 pub mod informers;
@@ -45,7 +46,7 @@ impl Default for Options {
             identity: "skiff-scheduler".into(),
             lease_duration: Duration::from_secs(15),
             leader_elect: true,
-            profiles: vec![profiles::ProfileConfig::default()],
+            profiles: vec![profiles::ProfileConfig::named(DEFAULT_SCHEDULER_NAME)],
             percentage_of_nodes_to_score: 0,
         }
     }
@@ -93,14 +94,18 @@ pub async fn run_leading(client: kube::Client, options: Options, metrics: Metric
     let queue = Arc::new(SchedulingQueue::without_profiles());
     let _close = CloseOnDrop(queue.clone());
     let events = events::EventSink::start(client.clone(), DEFAULT_SCHEDULER_NAME);
-    let profiles: HashMap<String, Arc<framework::Framework>> = options
-        .profiles
-        .iter()
-        .map(|p| {
-            let fwk = profiles::build(p, &client, &queue, &options);
-            (fwk.profile_name.clone(), Arc::new(fwk))
-        })
-        .collect();
+    let mut profiles: HashMap<String, Arc<framework::Framework>> = HashMap::new();
+    for p in &options.profiles {
+        match profiles::build(p, &client, &queue, &options) {
+            Ok(fwk) => {
+                profiles.insert(fwk.profile_name.clone(), Arc::new(fwk));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler profile rejected; the scheduler does not start");
+                return;
+            }
+        }
+    }
     queue.set_profiles(profiles.clone());
     let shared = Arc::new(Shared {
         cache: Mutex::new(cache::Cache::new()),

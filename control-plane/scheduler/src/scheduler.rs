@@ -111,7 +111,9 @@ impl Scheduler {
             Ok(host) => self.assume_and_bind(fwk, state, qp, host, start),
             Err(ScheduleError::Fit(mut diagnosis)) => {
                 let mut nominated = None;
+                let mut clear_nomination = false;
                 if !fwk.post_filter.is_empty() {
+                    self.shared.metrics.preemption_attempts.inc();
                     let snapshot = self.snapshot.clone();
                     for p in &fwk.post_filter {
                         let (result, status) = self.shared.runtime.block_on(p.post_filter(
@@ -125,6 +127,8 @@ impl Scheduler {
                             nominated = result.and_then(|r| r.nominated_node);
                             break;
                         }
+                        // Preemption cannot help: any earlier nomination is void.
+                        clear_nomination |= result.is_some_and(|r| r.nominated_node.is_none());
                         if !status.reasons.is_empty() {
                             diagnosis.post_filter_msg = status.message();
                         }
@@ -132,6 +136,8 @@ impl Scheduler {
                 }
                 if let Some(node) = &nominated {
                     self.shared.queue.add_nominated(info.clone(), node);
+                } else if clear_nomination {
+                    self.shared.queue.remove_nominated(&info.uid);
                 }
                 let plugins = diagnosis.unschedulable_plugins.clone();
                 self.fail(&fwk, &qp, "Unschedulable", diagnosis.message(), plugins, false, nominated, start);

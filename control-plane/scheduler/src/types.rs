@@ -101,12 +101,13 @@ impl Resource {
     }
 }
 
-/// Extended resources (a domain-qualified name outside `kubernetes.io/`), hugepages and
-/// attachable volumes are counted by the scheduler; unknown plain names are not.
+/// Extended resources and other domain-qualified names (`example.com/gpu`,
+/// `kubernetes.io/batch-slots`), hugepages and attachable volumes are counted by the
+/// scheduler (Kubernetes' `IsScalarResourceName`); unknown plain names are not.
 pub fn is_scalar_resource(name: &str) -> bool {
     name.starts_with("hugepages-")
         || name.starts_with("attachable-volumes-")
-        || (name.contains('/') && !name.starts_with("kubernetes.io/"))
+        || name.contains('/')
         || name.starts_with("requests.")
 }
 
