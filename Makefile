@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node bench-controllers
+.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node bench-controllers bench-scheduler
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -66,3 +66,9 @@ bench-controllers: bootstrap guests
 	cargo build --release --bin skiff --bin skiff-bench-node
 	$(CARGO_TARGET_DIR)/release/skiff-bench-node --skiff $(CARGO_TARGET_DIR)/release/skiff \
 		--guests-dir $(SKIFF_GUESTS_DIR) --only scale $(BENCH_CONTROLLERS_ARGS)
+
+# Scheduling throughput on 5,000 simulated nodes (scheduler_perf's cases; target 10x their thresholds).
+BENCH_SCHEDULER_ARGS ?=
+bench-scheduler: bootstrap
+	cargo build --release --bin skiff --bin skiff-bench-scheduler
+	$(CARGO_TARGET_DIR)/release/skiff-bench-scheduler --skiff $(CARGO_TARGET_DIR)/release/skiff $(BENCH_SCHEDULER_ARGS)

@@ -283,10 +283,21 @@ fn scheduler_should_place_pods_by_users_rules_on_three_nodes() {
 
     checks.check("a gated pod waits until its gates are removed", || {
         apply(&s, &pod("gated", "app: gated", "  schedulingGates: [{name: example.com/wait}]\n"));
-        let p = s.wait_pod("gated", WAIT, "SchedulingGated", |p| scheduled_condition(p).1 == "SchedulingGated");
+        let p = s.wait_pod("gated", WAIT, "SchedulingGated", |p| {
+            scheduled_condition(p).1 == "SchedulingGated"
+        });
         assert_eq!(node_of(&p), "");
-        s.ok(&["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#]);
-        s.wait_pod("gated", Duration::from_secs(15), "scheduled once ungated", |p| !node_of(p).is_empty());
+        s.ok(&[
+            "patch",
+            "pod",
+            "gated",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
+        ]);
+        s.wait_pod("gated", Duration::from_secs(15), "scheduled once ungated", |p| {
+            !node_of(p).is_empty()
+        });
         s.ok(&["delete", "pod", "gated", "--wait=false"]);
     });
 
@@ -298,7 +309,11 @@ fn scheduler_should_place_pods_by_users_rules_on_three_nodes() {
         s.wait_pod("witness", WAIT, "scheduled", |p| !node_of(p).is_empty());
         let p = s.json(&["get", "pod", "elsewhere"]);
         assert_eq!(node_of(&p), "");
-        assert_eq!(scheduled_condition(&p).0, "", "no PodScheduled condition from default-scheduler");
+        assert_eq!(
+            scheduled_condition(&p).0,
+            "",
+            "no PodScheduled condition from default-scheduler"
+        );
         s.ok(&["delete", "pod", "elsewhere", "witness", "--wait=false"]);
     });
 

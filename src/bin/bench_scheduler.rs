@@ -87,7 +87,9 @@ async fn start_server(skiff: &Path, case: &str) -> anyhow::Result<(Server, kube:
     let mut child = Command::new(skiff)
         .args(["server", "--disable-agent", "--listen", "127.0.0.1:0"])
         // Simulated nodes renew no Lease: keep the node lifecycle from marking them lost.
-        .args(["--node-monitor-grace-period", "86400", "--data-dir"])
+        .args(["--node-monitor-grace-period", "86400"])
+        // Room for a /24 of pod addresses per node, for 5,000 nodes and more.
+        .args(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size", "24", "--data-dir"])
         .arg(&dir)
         .env("SKIFF_LOG", "warn")
         .stdout(Stdio::piped())
@@ -118,7 +120,11 @@ async fn metrics(client: &kube::Client) -> anyhow::Result<String> {
     Ok(client.request_text(req).await?)
 }
 
-async fn wait_until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
+async fn wait_until(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if f().await {
@@ -185,7 +191,12 @@ fn node(i: usize, cpu: &str) -> anyhow::Result<(Node, serde_json::Value)> {
     Ok((node, status))
 }
 
-async fn create_nodes(client: &kube::Client, n: usize, cpu: &str, clients: usize) -> anyhow::Result<()> {
+async fn create_nodes(
+    client: &kube::Client,
+    n: usize,
+    cpu: &str,
+    clients: usize,
+) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     create_all((0..n).collect(), clients, |i| {
         let nodes = nodes.clone();
@@ -193,7 +204,19 @@ async fn create_nodes(client: &kube::Client, n: usize, cpu: &str, clients: usize
         async move {
             let (node, status) = node(i, &cpu)?;
             let name = format!("node-{i}");
-            nodes.create(&PostParams::default(), &node).await?;
+            // Concurrent creates can race for the same pod CIDR; the server asks to retry.
+            let mut attempt = 0;
+            loop {
+                match nodes.create(&PostParams::default(), &node).await {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(e))
+                        if e.code == 500 && e.message.contains("try again") && attempt < 20 =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
             Ok(())
         }
@@ -257,7 +280,10 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in ["bench", "bench-init"] {
         namespaces
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}}))?)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+            )
             .await?;
     }
     let preemption = case == "preemption";
@@ -266,10 +292,14 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
     create_nodes(&client, args.nodes, "4", args.clients).await?;
     let init_pods: Api<Pod> = Api::namespaced(client.clone(), "bench-init");
     if preemption {
-        let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(client.clone());
+        let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> =
+            Api::all(client.clone());
         for (name, value) in [("bench-low", 1), ("bench-high", 1000)] {
             classes
-                .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}, "value": value}))?)
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": name}, "value": value}))?,
+                )
                 .await?;
         }
     }
@@ -283,7 +313,9 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
             if preemption {
                 spec["priorityClassName"] = json!("bench-low");
             }
-            let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("init-{i}")}, "spec": spec}))?;
+            let pod: Pod = serde_json::from_value(
+                json!({"metadata": {"name": format!("init-{i}")}, "spec": spec}),
+            )?;
             init_pods.create(&PostParams::default(), &pod).await?;
             Ok(())
         }
@@ -304,37 +336,54 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
     // Record when each measured pod is first seen bound.
     let bound: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = bound.clone();
-    let watch = tokio::spawn(
-        watcher::watcher(pods.clone(), watcher::Config::default()).for_each(move |ev| {
+    let watch = tokio::spawn(watcher::watcher(pods.clone(), watcher::Config::default()).for_each(
+        move |ev| {
             let seen = seen.clone();
             async move {
                 if let Ok(Event::Apply(p) | Event::InitApply(p)) = ev {
-                    if p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+                    if p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| !n.is_empty())
+                    {
                         let name = p.metadata.name.clone().unwrap_or_default();
-                        seen.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_insert_with(Instant::now);
+                        seen.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(name)
+                            .or_insert_with(Instant::now);
                     }
                 }
             }
-        }),
-    );
+        },
+    ));
     // Preemption victims have no kubelet to finish them: act as one, removing a pod as soon
     // as it is being deleted.
-    let kubelet = preemption.then(|| {
-        let init_pods = init_pods.clone();
-        tokio::spawn(
-            watcher::watcher(init_pods.clone(), watcher::Config::default()).for_each_concurrent(32, move |ev| {
-                let init_pods = init_pods.clone();
-                async move {
-                    if let Ok(Event::Apply(p)) = ev {
-                        if p.metadata.deletion_timestamp.is_some() {
-                            let name = p.metadata.name.clone().unwrap_or_default();
-                            let _ = init_pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+    let kubelet =
+        preemption.then(|| {
+            let init_pods = init_pods.clone();
+            tokio::spawn(
+                watcher::watcher(init_pods.clone(), watcher::Config::default())
+                    .for_each_concurrent(32, move |ev| {
+                        let init_pods = init_pods.clone();
+                        async move {
+                            if let Ok(Event::Apply(p)) = ev {
+                                if p.metadata.deletion_timestamp.is_some() {
+                                    let name = p.metadata.name.clone().unwrap_or_default();
+                                    let _ = init_pods
+                                        .delete(
+                                            &name,
+                                            &DeleteParams {
+                                                grace_period_seconds: Some(0),
+                                                ..Default::default()
+                                            },
+                                        )
+                                        .await;
+                                }
+                            }
                         }
-                    }
-                }
-            }),
-        )
-    });
+                    }),
+            )
+        });
 
     let pid = server.child.id();
     let cpu_before = cpu_time(pid);
@@ -384,7 +433,14 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "{:<15} {:>7} {:>12} {:>10} {:>16} {:>11} {:>12} {:>7}",
-        "case", "pods", "first→last", "pods/s", "lease→all bound", "server CPU", "Kubernetes", "ratio"
+        "case",
+        "pods",
+        "first→last",
+        "pods/s",
+        "lease→all bound",
+        "server CPU",
+        "Kubernetes",
+        "ratio"
     );
     for o in &outcomes {
         let secs = o.first_to_last.as_secs_f64().max(1e-3);
@@ -402,6 +458,8 @@ async fn main() -> anyhow::Result<()> {
             rate / k8s
         );
     }
-    println!("Kubernetes: scheduler_perf's thresholds for its 5,000-node cases (SchedulingBasic, SchedulingPodAntiAffinity, TopologySpreading, PreemptionBasic); target ≥ 10x.");
+    println!(
+        "Kubernetes: scheduler_perf's thresholds for its 5,000-node cases (SchedulingBasic, SchedulingPodAntiAffinity, TopologySpreading, PreemptionBasic); target ≥ 10x."
+    );
     Ok(())
 }

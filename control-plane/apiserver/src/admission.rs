@@ -32,7 +32,8 @@ pub async fn admit_pod(state: &State, pod: &mut Value) -> Result<(), ApiError> {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
     admit_priority(state, &name, spec).await?;
     admit_runtime_class(state, &name, spec).await?;
-    let gated = spec.get("schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+    let gated =
+        spec.get("schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
     if gated {
         // What kube-apiserver writes on a gated pod, so `kubectl get` shows SchedulingGated.
         pod["status"]["conditions"] = json!([{
@@ -145,7 +146,10 @@ async fn admit_runtime_class(
             for (k, v) in selector {
                 match target.get(k) {
                     Some(existing) if existing != v => {
-                        return Err(forbidden(pod, "pod rejected: conflict in nodeSelector".into()));
+                        return Err(forbidden(
+                            pod,
+                            "pod rejected: conflict in nodeSelector".into(),
+                        ));
                     }
                     _ => {
                         target.insert(k.clone(), v.clone());

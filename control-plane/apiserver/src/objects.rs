@@ -259,7 +259,9 @@ fn validate_pod_update(new: &Value, old: &Value) -> Result<(), ApiError> {
             name_of(new),
             vec![(
                 "spec.schedulingGates".into(),
-                format!("Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"),
+                format!(
+                    "Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"
+                ),
             )],
         ));
     }

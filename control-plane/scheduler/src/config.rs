@@ -13,7 +13,9 @@ use crate::profiles::ProfileConfig;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("kind must be KubeSchedulerConfiguration with apiVersion kubescheduler.config.k8s.io/v1, not {0}")]
+    #[error(
+        "kind must be KubeSchedulerConfiguration with apiVersion kubescheduler.config.k8s.io/v1, not {0}"
+    )]
     Kind(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
@@ -37,14 +39,13 @@ pub fn parse(doc: &Value) -> Result<SchedulerConfig, ConfigError> {
     if kind != "KubeSchedulerConfiguration" || api_version != "kubescheduler.config.k8s.io/v1" {
         return Err(ConfigError::Kind(format!("{api_version}/{kind}")));
     }
-    let percentage = match &doc["percentageOfNodesToScore"] {
-        Value::Null => 0,
-        v => v
-            .as_u64()
-            .filter(|p| *p <= 100)
-            .and_then(|p| u32::try_from(p).ok())
-            .ok_or_else(|| invalid("percentageOfNodesToScore", "must be an integer in [0, 100]"))?,
-    };
+    let percentage =
+        match &doc["percentageOfNodesToScore"] {
+            Value::Null => 0,
+            v => v.as_u64().filter(|p| *p <= 100).and_then(|p| u32::try_from(p).ok()).ok_or_else(
+                || invalid("percentageOfNodesToScore", "must be an integer in [0, 100]"),
+            )?,
+        };
     let mut profiles = Vec::new();
     let empty = Vec::new();
     let list = doc["profiles"].as_array().unwrap_or(&empty);
@@ -52,7 +53,10 @@ pub fn parse(doc: &Value) -> Result<SchedulerConfig, ConfigError> {
         let field = format!("profiles[{i}]");
         let name = p["schedulerName"].as_str().unwrap_or(crate::DEFAULT_SCHEDULER_NAME);
         if profiles.iter().any(|q: &ProfileConfig| q.scheduler_name == name) {
-            return Err(invalid(format!("{field}.schedulerName"), format!("duplicate profile {name:?}")));
+            return Err(invalid(
+                format!("{field}.schedulerName"),
+                format!("duplicate profile {name:?}"),
+            ));
         }
         let mut profile = ProfileConfig::named(name);
         if let Some(points) = p["plugins"].as_object() {
@@ -77,8 +81,10 @@ pub fn parse(doc: &Value) -> Result<SchedulerConfig, ConfigError> {
             match pc["name"].as_str().unwrap_or("") {
                 "NodeResourcesFit" => {
                     if !args["scoringStrategy"].is_null() {
-                        profile.fit.scoring_strategy =
-                            scoring_strategy(&args["scoringStrategy"], &format!("{field}.args.scoringStrategy"))?;
+                        profile.fit.scoring_strategy = scoring_strategy(
+                            &args["scoringStrategy"],
+                            &format!("{field}.args.scoringStrategy"),
+                        )?;
                     }
                     profile.fit.ignored_resources = strings(&args["ignoredResources"]);
                     profile.fit.ignored_resource_groups = strings(&args["ignoredResourceGroups"]);
@@ -86,7 +92,12 @@ pub fn parse(doc: &Value) -> Result<SchedulerConfig, ConfigError> {
                 "InterPodAffinity" => {
                     if let Some(w) = args["hardPodAffinityWeight"].as_i64() {
                         profile.inter_pod_affinity.hard_pod_affinity_weight = i32::try_from(w)
-                            .map_err(|_| invalid(format!("{field}.args.hardPodAffinityWeight"), "out of range"))?;
+                            .map_err(|_| {
+                                invalid(
+                                    format!("{field}.args.hardPodAffinityWeight"),
+                                    "out of range",
+                                )
+                            })?;
                     }
                     if let Some(b) = args["ignorePreferredTermsOfExistingPods"].as_bool() {
                         profile.inter_pod_affinity.ignore_preferred_terms_of_existing_pods = b;
@@ -117,7 +128,12 @@ fn scoring_strategy(v: &Value, field: &str) -> Result<ScoringStrategy, ConfigErr
         None => default_resources(),
         Some(list) => list
             .iter()
-            .map(|r| ResourceSpec::new(r["name"].as_str().unwrap_or(""), r["weight"].as_i64().unwrap_or(1)))
+            .map(|r| {
+                ResourceSpec::new(
+                    r["name"].as_str().unwrap_or(""),
+                    r["weight"].as_i64().unwrap_or(1),
+                )
+            })
             .collect(),
     };
     let strategy = match v["type"].as_str().unwrap_or("LeastAllocated") {
@@ -129,7 +145,10 @@ fn scoring_strategy(v: &Value, field: &str) -> Result<ScoringStrategy, ConfigErr
                 .into_iter()
                 .flatten()
                 .map(|p| UtilizationShapePoint {
-                    utilization: p["utilization"].as_i64().and_then(|u| i32::try_from(u).ok()).unwrap_or(-1),
+                    utilization: p["utilization"]
+                        .as_i64()
+                        .and_then(|u| i32::try_from(u).ok())
+                        .unwrap_or(-1),
                     score: p["score"].as_i64().and_then(|s| i32::try_from(s).ok()).unwrap_or(-1),
                 })
                 .collect();
@@ -138,7 +157,9 @@ fn scoring_strategy(v: &Value, field: &str) -> Result<ScoringStrategy, ConfigErr
         other => {
             return Err(invalid(
                 format!("{field}.type"),
-                format!("Unsupported value: {other:?}: supported values: \"LeastAllocated\", \"MostAllocated\", \"RequestedToCapacityRatio\""),
+                format!(
+                    "Unsupported value: {other:?}: supported values: \"LeastAllocated\", \"MostAllocated\", \"RequestedToCapacityRatio\""
+                ),
             ));
         }
     };
@@ -178,7 +199,8 @@ mod tests {
     fn parse_should_reject_wrong_kind_duplicates_and_unknown_strategy() {
         assert!(matches!(parse(&json!({"kind": "Pod"})), Err(ConfigError::Kind(_))));
         let base = |profiles: Value| json!({"apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration", "profiles": profiles});
-        let dup = parse(&base(json!([{"schedulerName": "a"}, {"schedulerName": "a"}]))).unwrap_err();
+        let dup =
+            parse(&base(json!([{"schedulerName": "a"}, {"schedulerName": "a"}]))).unwrap_err();
         assert_eq!(dup.to_string(), "profiles[1].schedulerName: duplicate profile \"a\"");
         let bad = parse(&base(json!([{"pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": {"type": "Random"}}}]}]))).unwrap_err();
         assert!(bad.to_string().contains("Unsupported value: \"Random\""), "{bad}");

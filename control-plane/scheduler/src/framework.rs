@@ -295,8 +295,12 @@ pub trait PreBindPlugin: Plugin {
 
 pub trait BindPlugin: Plugin {
     /// `Skip` passes the pod to the next bind plugin.
-    fn bind<'a>(&'a self, state: &'a CycleState, pod: &'a PodInfo, node: &'a str)
-    -> BoxFuture<'a, Status>;
+    fn bind<'a>(
+        &'a self,
+        state: &'a CycleState,
+        pod: &'a PodInfo,
+        node: &'a str,
+    ) -> BoxFuture<'a, Status>;
 }
 
 /// Why each node was rejected, and the message Kubernetes prints for it.
@@ -411,7 +415,9 @@ impl Framework {
                     return (
                         None,
                         Status::unresolvable(
-                            "node(s) didn't satisfy plugin(s) [".to_string() + p.name() + "] simultaneously",
+                            "node(s) didn't satisfy plugin(s) [".to_string()
+                                + p.name()
+                                + "] simultaneously",
                         )
                         .with_plugin(p.name()),
                     );
@@ -557,7 +563,12 @@ impl Framework {
     }
 
     /// The overall permit answer and, for `Wait`, the longest wait any plugin asked for.
-    pub fn run_permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
+    pub fn run_permit(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> (Status, Duration) {
         let mut wait = None::<Duration>;
         for p in &self.permit {
             let (status, timeout) = p.permit(state, pod, node);
@@ -622,7 +633,9 @@ mod tests {
             "c".into(),
             Status::unresolvable("node(s) didn't match Pod's node affinity/selector"),
         );
-        d.post_filter_msg = "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling".into();
+        d.post_filter_msg =
+            "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling"
+                .into();
         assert_eq!(
             d.message(),
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."

@@ -6,16 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::ResourceExt;
 use tokio::sync::mpsc;
 
 use crate::framework::{Action, ClusterEvent, Resource};
@@ -84,7 +82,10 @@ fn key_of<K: kube::Resource>(obj: &K) -> String {
 fn placement_fields(n: &NodeInfo) -> impl PartialEq + use<> {
     (
         n.labels.clone(),
-        n.taints.iter().map(|t| (t.key.clone(), t.value.clone(), t.effect.clone())).collect::<Vec<_>>(),
+        n.taints
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
+            .collect::<Vec<_>>(),
         n.unschedulable,
         n.allocatable.clone(),
         n.runtime_handlers.clone(),
@@ -93,7 +94,11 @@ fn placement_fields(n: &NodeInfo) -> impl PartialEq + use<> {
     )
 }
 
-async fn watch_nodes(shared: Arc<Shared>, api: Api<Node>, synced: mpsc::UnboundedSender<&'static str>) {
+async fn watch_nodes(
+    shared: Arc<Shared>,
+    api: Api<Node>,
+    synced: mpsc::UnboundedSender<&'static str>,
+) {
     let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut seen: Option<HashSet<String>> = None;
     loop {
@@ -153,7 +158,11 @@ fn phase_terminal(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
-async fn watch_pods(shared: Arc<Shared>, api: Api<Pod>, synced: mpsc::UnboundedSender<&'static str>) {
+async fn watch_pods(
+    shared: Arc<Shared>,
+    api: Api<Pod>,
+    synced: mpsc::UnboundedSender<&'static str>,
+) {
     let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut seen: Option<HashSet<String>> = None;
     let mut known: HashSet<String> = HashSet::new();
@@ -179,7 +188,14 @@ async fn watch_pods(shared: Arc<Shared>, api: Api<Pod>, synced: mpsc::UnboundedS
             Event::Delete(pod) => {
                 let uid = pod.uid().unwrap_or_default();
                 known.remove(&uid);
-                on_pod_deleted(&shared, &uid, pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()));
+                on_pod_deleted(
+                    &shared,
+                    &uid,
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| !n.is_empty()),
+                );
             }
             Event::InitDone => {
                 if let Some(seen) = seen.take() {
@@ -247,12 +263,15 @@ fn on_pod(shared: &Shared, pod: Pod) {
     shared.queue.add(info);
 }
 
+/// Which of the listers' maps a watch keeps.
+type ListerField<K> = fn(&mut Listers) -> &mut Arc<HashMap<String, Arc<K>>>;
+
 async fn watch_lister<K>(
     shared: Arc<Shared>,
     api: Api<K>,
     synced: mpsc::UnboundedSender<&'static str>,
     resource: Resource,
-    field: fn(&mut Listers) -> &mut Arc<HashMap<String, Arc<K>>>,
+    field: ListerField<K>,
 ) where
     K: kube::Resource<DynamicType = ()>
         + Clone

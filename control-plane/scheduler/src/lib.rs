@@ -134,7 +134,8 @@ pub async fn run_leading(client: kube::Client, options: Options, metrics: Metric
         }
     });
     let scheduler = Scheduler::new(shared.clone());
-    let thread = std::thread::Builder::new().name("skiff-sched".into()).spawn(move || scheduler.run());
+    let thread =
+        std::thread::Builder::new().name("skiff-sched".into()).spawn(move || scheduler.run());
     if let Err(e) = thread {
         tracing::error!(error = %e, "could not start the scheduling thread");
         return;

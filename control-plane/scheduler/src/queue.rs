@@ -235,17 +235,27 @@ impl SchedulingQueue {
             drop(inner);
             return self.add(info);
         };
+        // Like kube-scheduler's isPodUpdated: a change of status alone (our own
+        // PodScheduled=False write, say) does not make a pod worth another try.
+        let changed = e.pod.info.pod.spec != info.pod.spec
+            || e.pod.info.pod.metadata.labels != info.pod.metadata.labels
+            || e.pod.info.pod.metadata.annotations != info.pod.metadata.annotations;
         e.pod.info = info;
         let place = e.place;
         match place {
             Place::Gated if !gated => self.push_active(&mut inner, &uid),
-            Place::Unschedulable(_) if !gated => {
+            Place::Unschedulable(_) if !gated && changed => {
                 let now = Instant::now();
                 self.requeue(&mut inner, &uid, now);
             }
             Place::Active => self.push_active(&mut inner, &uid),
             _ => {}
         }
+    }
+
+    /// Is the pod waiting as unschedulable (tests)?
+    pub fn is_unschedulable(&self, uid: &str) -> bool {
+        self.lock().entries.get(uid).is_some_and(|e| matches!(e.place, Place::Unschedulable(_)))
     }
 
     /// The pod is gone or bound elsewhere.
@@ -358,9 +368,11 @@ impl SchedulingQueue {
             }
             let generation = *generation;
             let Some(Reverse((_, _, uid))) = inner.backoff.pop() else { break };
-            if inner.entries.get(&uid).is_some_and(|e| {
-                e.generation == generation && matches!(e.place, Place::Backoff(_))
-            }) {
+            if inner
+                .entries
+                .get(&uid)
+                .is_some_and(|e| e.generation == generation && matches!(e.place, Place::Backoff(_)))
+            {
                 self.push_active(inner, &uid);
             }
         }
@@ -404,12 +416,12 @@ impl SchedulingQueue {
     }
 
     fn remove_nominated_locked(inner: &mut Inner, uid: &str) {
-        if let Some(node) = inner.nominated_node.remove(uid) {
-            if let Some(list) = inner.nominated.get_mut(&node) {
-                list.retain(|p| p.uid != uid);
-                if list.is_empty() {
-                    inner.nominated.remove(&node);
-                }
+        if let Some(node) = inner.nominated_node.remove(uid)
+            && let Some(list) = inner.nominated.get_mut(&node)
+        {
+            list.retain(|p| p.uid != uid);
+            if list.is_empty() {
+                inner.nominated.remove(&node);
             }
         }
     }
@@ -483,6 +495,22 @@ mod tests {
         q.move_for_event(ClusterEvent::new(Resource::Node, Action::Add));
         assert_eq!(q.counts().unschedulable, 0);
         assert_eq!(q.counts().backoff, 1, "still inside its 1 s back-off");
+    }
+
+    #[test]
+    fn queue_should_not_retry_unschedulable_pod_on_a_status_only_update() {
+        let q = queue();
+        let a = info("a", 0);
+        q.add(a.clone());
+        let p = q.pop().unwrap();
+        q.add_unschedulable(&p, HashSet::from(["NodeResourcesFit"]), false);
+        let mut with_status = (*a.pod).clone();
+        with_status.status = Some(Default::default());
+        q.update(Arc::new(pod_info(with_status.clone())));
+        assert!(q.is_unschedulable(&a.uid), "status-only change");
+        with_status.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+        q.update(Arc::new(pod_info(with_status)));
+        assert!(!q.is_unschedulable(&a.uid), "a label change may help");
     }
 
     #[test]

@@ -70,7 +70,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Scheduler { shared, snapshot: Arc::new(Snapshot::default()), next_start: 0, rng: 0x9e37_79b9_7f4a_7c15 }
+        Scheduler {
+            shared,
+            snapshot: Arc::new(Snapshot::default()),
+            next_start: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
     }
 
     fn random(&mut self) -> u64 {
@@ -140,7 +145,16 @@ impl Scheduler {
                     self.shared.queue.remove_nominated(&info.uid);
                 }
                 let plugins = diagnosis.unschedulable_plugins.clone();
-                self.fail(&fwk, &qp, "Unschedulable", diagnosis.message(), plugins, false, nominated, start);
+                self.fail(
+                    &fwk,
+                    &qp,
+                    "Unschedulable",
+                    diagnosis.message(),
+                    plugins,
+                    false,
+                    nominated,
+                    start,
+                );
             }
             Err(ScheduleError::Error(msg)) => {
                 self.fail(&fwk, &qp, "SchedulerError", msg, HashSet::new(), true, None, start);
@@ -197,10 +211,11 @@ impl Scheduler {
         }
 
         if feasible.is_empty() {
-            let candidates: Vec<&Arc<NodeInfo>> = match pre.as_ref().and_then(|r| r.node_names.as_ref()) {
-                Some(names) => names.iter().filter_map(|n| snapshot.get(n)).collect(),
-                None => snapshot.nodes.iter().collect(),
-            };
+            let candidates: Vec<&Arc<NodeInfo>> =
+                match pre.as_ref().and_then(|r| r.node_names.as_ref()) {
+                    Some(names) => names.iter().filter_map(|n| snapshot.get(n)).collect(),
+                    None => snapshot.nodes.iter().collect(),
+                };
             let n = candidates.len();
             let wanted = num_feasible_nodes_to_find(fwk.percentage_of_nodes_to_score, n);
             let start = if n == 0 { 0 } else { self.next_start % n };
@@ -248,7 +263,8 @@ impl Scheduler {
         if !status.is_success() {
             return Err(ScheduleError::Error(status.message()));
         }
-        let scores = fwk.run_score(state, pod, &feasible).map_err(|s| ScheduleError::Error(s.message()))?;
+        let scores =
+            fwk.run_score(state, pod, &feasible).map_err(|s| ScheduleError::Error(s.message()))?;
         Ok(self.select_host(&scores))
     }
 
@@ -262,7 +278,7 @@ impl Scheduler {
                 ties = 1;
             } else if s.score == scores[best].score {
                 ties += 1;
-                if self.random() % ties == 0 {
+                if self.random().is_multiple_of(ties) {
                     best = i;
                 }
             }
@@ -326,7 +342,16 @@ impl Scheduler {
             self.shared.cache().forget_pod(&info.uid);
             let error = status.code == Code::Error;
             let plugins = HashSet::from([status.plugin]);
-            self.fail(&fwk, &qp, if error { "SchedulerError" } else { "Unschedulable" }, status.message(), plugins, error, None, start);
+            self.fail(
+                &fwk,
+                &qp,
+                if error { "SchedulerError" } else { "Unschedulable" },
+                status.message(),
+                plugins,
+                error,
+                None,
+                start,
+            );
             return;
         }
         let (permit, wait) = fwk.run_permit(&mut state, &info, &host);
@@ -353,7 +378,11 @@ impl Scheduler {
                 status = fwk.run_bind(&state, &assumed, &host).await;
             }
             if status.is_success() {
-                shared.metrics.attempt("scheduled", &fwk.profile_name, start.elapsed().as_secs_f64());
+                shared.metrics.attempt(
+                    "scheduled",
+                    &fwk.profile_name,
+                    start.elapsed().as_secs_f64(),
+                );
                 shared.queue.done(&info.uid);
                 if let Some(events) = &shared.events {
                     events.normal(
@@ -371,8 +400,22 @@ impl Scheduler {
                 return;
             }
             let error = status.code == Code::Error;
-            let msg = if error { format!("Binding rejected: {}", status.message()) } else { status.message() };
-            record_failure(&shared, &fwk, &qp, if error { "SchedulerError" } else { "Unschedulable" }, msg, HashSet::from([status.plugin]), error, None, start);
+            let msg = if error {
+                format!("Binding rejected: {}", status.message())
+            } else {
+                status.message()
+            };
+            record_failure(
+                &shared,
+                &fwk,
+                &qp,
+                if error { "SchedulerError" } else { "Unschedulable" },
+                msg,
+                HashSet::from([status.plugin]),
+                error,
+                None,
+                start,
+            );
         });
     }
 
@@ -421,17 +464,12 @@ fn record_failure(
     }
     let Some(client) = shared.client.clone() else { return };
     let status = info.pod.status.as_ref();
-    let unchanged = status
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some(reason)
-                && c.message.as_deref() == Some(message.as_str())
-        })
-        && nominated.is_none();
+    let unchanged = status.and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some(reason)
+            && c.message.as_deref() == Some(message.as_str())
+    }) && nominated.is_none();
     if unchanged {
         return;
     }

@@ -141,9 +141,10 @@ fn exact(q: &str, scale: i128) -> Option<i64> {
         return None;
     }
     // The value is numer / denom.
-    let mut numer = int.bytes().chain(frac.bytes()).try_fold(0i128, |acc, b| {
-        acc.checked_mul(10)?.checked_add(i128::from(b - b'0'))
-    })?;
+    let mut numer = int
+        .bytes()
+        .chain(frac.bytes())
+        .try_fold(0i128, |acc, b| acc.checked_mul(10)?.checked_add(i128::from(b - b'0')))?;
     numer = numer.checked_mul(scale)?;
     let mut denom = 10i128.checked_pow(u32::try_from(frac.len()).ok()?)?;
     let (base, exp): (i128, i32) = match suffix {
@@ -249,7 +250,8 @@ impl AffinityTerm {
         // matchLabelKeys / mismatchLabelKeys become In / NotIn on the pod's own values.
         let selector = term.label_selector.clone().map(|mut selector| {
             let mut exprs = selector.match_expressions.take().unwrap_or_default();
-            for (keys, op) in [(&term.match_label_keys, "In"), (&term.mismatch_label_keys, "NotIn")] {
+            for (keys, op) in [(&term.match_label_keys, "In"), (&term.mismatch_label_keys, "NotIn")]
+            {
                 for key in keys.iter().flatten() {
                     if let Some(v) = pod_labels.get(key) {
                         exprs.push(LabelSelectorRequirement {
@@ -274,10 +276,11 @@ impl AffinityTerm {
     /// Does `pod` (in a namespace with `ns_labels`) match this term? A term without a label
     /// selector matches no pod, as in Kubernetes.
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Labels>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
-            || self.namespace_selector.as_ref().is_some_and(|sel| {
-                selector_matches(sel, ns_labels.unwrap_or(&Labels::new()))
-            });
+        let ns_ok = self.namespaces.contains(&pod.namespace)
+            || self
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|sel| selector_matches(sel, ns_labels.unwrap_or(&Labels::new())));
         ns_ok && self.selector.as_ref().is_some_and(|sel| selector_matches(sel, &pod.labels))
     }
 }
@@ -351,7 +354,8 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
         "Equal" | "" => {
-            !key.is_empty() && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
         _ => false,
     }
@@ -496,10 +500,12 @@ impl PodInfo {
                 })
                 .collect::<Vec<_>>()
         };
-        let preferred_affinity =
-            weighted(pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
-        let preferred_anti_affinity =
-            weighted(paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
+        let preferred_affinity = weighted(
+            pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+        );
+        let preferred_anti_affinity = weighted(
+            paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+        );
 
         let images = spec
             .containers
@@ -628,9 +634,8 @@ impl NodeInfo {
         self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let status = node.status.as_ref();
-        self.allocatable = Resource::from_map(
-            status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
-        );
+        self.allocatable =
+            Resource::from_map(status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())));
         self.runtime_handlers = status
             .and_then(|s| s.runtime_handlers.as_ref())
             .into_iter()

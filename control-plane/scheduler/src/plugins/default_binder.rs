@@ -30,7 +30,12 @@ impl Plugin for DefaultBinder {
 pub const GONE_OR_BOUND: &str = "pod is gone or already bound";
 
 impl BindPlugin for DefaultBinder {
-    fn bind<'a>(&'a self, _: &'a CycleState, pod: &'a PodInfo, node: &'a str) -> BoxFuture<'a, Status> {
+    fn bind<'a>(
+        &'a self,
+        _: &'a CycleState,
+        pod: &'a PodInfo,
+        node: &'a str,
+    ) -> BoxFuture<'a, Status> {
         async move {
             let binding = Binding {
                 metadata: ObjectMeta {
