@@ -423,7 +423,7 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     println!(
-        "Scheduler throughput: release build of {}, simulated nodes (no kubelets), bindings through the api server",
+        "Scheduler throughput: {} (release build), simulated nodes (no kubelets), bindings through the api server",
         args.skiff.display()
     );
     let mut outcomes = Vec::new();

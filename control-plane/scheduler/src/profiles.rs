@@ -152,7 +152,7 @@ pub fn build(
                 weak.upgrade().map(|q| q.nominated_for(node)).unwrap_or_default()
             }),
         );
-        fwk.post_filter.push(Arc::new(DefaultPreemption::new(Arc::new(api))));
+        fwk.post_filter.push(Arc::new(DefaultPreemption::new(Arc::new(api)).asynchronous()));
     }
     if on(crate::plugins::balanced_allocation::NAME) {
         fwk.pre_score.push(balanced.clone());

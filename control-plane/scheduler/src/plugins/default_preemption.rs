@@ -215,6 +215,8 @@ pub struct DefaultPreemption {
     args: DefaultPreemptionArgs,
     /// Where the dry run starts among the potential nodes; random unless a test fixes it.
     fixed_offset: Option<usize>,
+    /// Evict in the background instead of within the scheduling cycle.
+    asynchronous: bool,
 }
 
 impl DefaultPreemption {
@@ -224,7 +226,14 @@ impl DefaultPreemption {
     }
 
     pub fn with_args(api: Arc<dyn PreemptionApi>, args: DefaultPreemptionArgs) -> Self {
-        DefaultPreemption { api, args, fixed_offset: None }
+        DefaultPreemption { api, args, fixed_offset: None, asynchronous: false }
+    }
+
+    /// Evict victims in the background (on the current tokio runtime), as kube-scheduler's
+    /// async preemption does, so one preemption does not hold up the next pods.
+    pub fn asynchronous(mut self) -> Self {
+        self.asynchronous = true;
+        self
     }
 
     /// How many candidates the dry run looks for before it may stop; never more than
@@ -356,7 +365,7 @@ impl DefaultPreemption {
     /// Evict the candidate's victims, clear lower-priority nominations to its node and
     /// nominate the preemptor there (Kubernetes' `prepareCandidate`, synchronous).
     async fn prepare_candidate(
-        &self,
+        api: &dyn PreemptionApi,
         c: &Candidate,
         preemptor: &PodInfo,
     ) -> Result<(), PreemptionError> {
@@ -370,23 +379,23 @@ impl DefaultPreemption {
             .victims
             .iter()
             .filter(|v| !v.terminating)
-            .map(|v| self.preempt_pod(v, &condition_message, &event_message, &c.node));
+            .map(|v| Self::preempt_pod(api, v, &condition_message, &event_message, &c.node));
         futures::future::try_join_all(evictions).await?;
 
         // Lower-priority pods nominated here may no longer fit; clearing their nomination
         // sends them back to the queue to find another node sooner.
-        for p in self.api.nominated_pods(&c.node) {
+        for p in api.nominated_pods(&c.node) {
             if p.priority >= preemptor.priority || nominated_node(&p.pod).is_empty() {
                 continue;
             }
-            if let Err(e) = self.api.set_nominated_node(&p.pod, None).await {
+            if let Err(e) = api.set_nominated_node(&p.pod, None).await {
                 tracing::warn!(pod = %p.key(), error = %e, "cannot clear nominatedNodeName");
             }
         }
 
         if nominated_node(&preemptor.pod) != c.node {
             // Not fatal: the pod is retried either way; the nomination only reserves room.
-            if let Err(e) = self.api.set_nominated_node(&preemptor.pod, Some(&c.node)).await {
+            if let Err(e) = api.set_nominated_node(&preemptor.pod, Some(&c.node)).await {
                 tracing::warn!(pod = %preemptor.key(), error = %e, "cannot set nominatedNodeName");
             }
         }
@@ -396,26 +405,26 @@ impl DefaultPreemption {
     /// Mark the victim as a disruption target, delete it, and record the event. A victim
     /// already gone counts as preempted (and gets no event, as in Kubernetes).
     async fn preempt_pod(
-        &self,
+        api: &dyn PreemptionApi,
         victim: &PodInfo,
         condition_message: &str,
         event_message: &str,
         node: &str,
     ) -> Result<(), PreemptionError> {
         if let Some(condition) = disruption_condition(&victim.pod, condition_message) {
-            match self.api.patch_condition(&victim.pod, &condition).await {
+            match api.patch_condition(&victim.pod, &condition).await {
                 Err(e) if e.is_not_found() => return Ok(()),
                 Err(e) => return Err(e),
                 Ok(()) => {}
             }
         }
-        match self.api.delete_pod(&victim.pod).await {
+        match api.delete_pod(&victim.pod).await {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
             Ok(()) => {}
         }
         tracing::debug!(victim = %victim.key(), node, "preempted");
-        self.api.record_preempted(&victim.pod, event_message);
+        api.record_preempted(&victim.pod, event_message);
         Ok(())
     }
 }
@@ -462,7 +471,16 @@ impl PostFilterPlugin for DefaultPreemption {
                 let msg = fit_error_message(snapshot.len(), &statuses);
                 return (Some(PostFilterResult::default()), prefixed(Code::Unschedulable, &msg));
             };
-            if let Err(e) = self.prepare_candidate(best, pod).await {
+            if self.asynchronous {
+                // Kubernetes' async preemption: the evictions go on in the background while
+                // the scheduler moves on; the pod waits, nominated, for its victims to leave.
+                let (api, best, preemptor) = (self.api.clone(), best.clone(), pod.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = Self::prepare_candidate(api.as_ref(), &best, &preemptor).await {
+                        tracing::warn!(pod = %preemptor.key(), error = %e, "preemption failed");
+                    }
+                });
+            } else if let Err(e) = Self::prepare_candidate(self.api.as_ref(), best, pod).await {
                 return (None, prefixed(Code::Error, &e.to_string()));
             }
             (
