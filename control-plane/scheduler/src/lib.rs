@@ -96,7 +96,7 @@ pub async fn run_leading(client: kube::Client, options: Options, metrics: Metric
     let events = events::EventSink::start(client.clone(), DEFAULT_SCHEDULER_NAME);
     let mut profiles: HashMap<String, Arc<framework::Framework>> = HashMap::new();
     for p in &options.profiles {
-        match profiles::build(p, &client, &queue, &options) {
+        match profiles::build(p, Some(&client), &queue, &options) {
             Ok(fwk) => {
                 profiles.insert(fwk.profile_name.clone(), Arc::new(fwk));
             }

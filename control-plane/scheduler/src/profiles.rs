@@ -45,10 +45,11 @@ pub enum ProfileError {
     Args { profile: String, plugin: &'static str, message: String },
 }
 
-/// Build a profile's framework.
+/// Build a profile's framework. Without a client (the cycle benchmark, tests) the plugins
+/// that write to the API — VolumeBinding, DefaultPreemption, DefaultBinder — are left out.
 pub fn build(
     config: &ProfileConfig,
-    client: &kube::Client,
+    client: Option<&kube::Client>,
     queue: &Arc<SchedulingQueue>,
     options: &Options,
 ) -> Result<Framework, ProfileError> {
@@ -80,7 +81,8 @@ pub fn build(
         NodeAffinity::new(NodeAffinityArgs::default())
             .map_err(|e| args_err(crate::plugins::node_affinity::NAME, &e))?,
     );
-    let volumes = Arc::new(VolumeBinding::new(Arc::new(KubeVolumeBindingApi::new(client.clone()))));
+    let volumes = client
+        .map(|c| Arc::new(VolumeBinding::new(Arc::new(KubeVolumeBindingApi::new(c.clone())))));
     let inter_pod = Arc::new(
         InterPodAffinity::new(config.inter_pod_affinity.clone())
             .map_err(|e| args_err(crate::plugins::inter_pod_affinity::NAME, &e))?,
@@ -125,7 +127,7 @@ pub fn build(
         fwk.pre_score.push(fit.clone());
         fwk.score.push(WeightedScore { plugin: fit, weight: 1 });
     }
-    if on(crate::plugins::volume_binding::NAME) {
+    if let Some(volumes) = volumes.filter(|_| on(crate::plugins::volume_binding::NAME)) {
         fwk.pre_filter.push(volumes.clone());
         fwk.filter.push(volumes.clone());
         fwk.reserve.push(volumes.clone());
@@ -143,7 +145,7 @@ pub fn build(
         fwk.pre_score.push(inter_pod.clone());
         fwk.score.push(WeightedScore { plugin: inter_pod, weight: 2 });
     }
-    if on(crate::plugins::default_preemption::NAME) {
+    if let Some(client) = client.filter(|_| on(crate::plugins::default_preemption::NAME)) {
         let weak = Arc::downgrade(queue);
         let api = KubePreemptionApi::new(
             client.clone(),
@@ -163,7 +165,9 @@ pub fn build(
         fwk.pre_score.push(p.clone());
         fwk.score.push(WeightedScore { plugin: p, weight: 1 });
     }
-    fwk.bind.push(Arc::new(DefaultBinder::new(client.clone())));
+    if let Some(client) = client {
+        fwk.bind.push(Arc::new(DefaultBinder::new(client.clone())));
+    }
     register_events(&mut fwk);
     Ok(fwk)
 }
