@@ -101,14 +101,38 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
     }
 }
 
-/// Per-cycle state, keyed by plugin name.
+/// Plugin names in a small set: a handful of entries, compared by address first (names are
+/// `'static` constants), so the per-node lookups of a cycle cost no hashing.
+#[derive(Clone, Default, Debug)]
+pub struct NameSet(Vec<&'static str>);
+
+fn same_name(a: &'static str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
+impl NameSet {
+    pub fn insert(&mut self, name: &'static str) {
+        if !self.contains(name) {
+            self.0.push(name);
+        }
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| same_name(n, name))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Per-cycle state, keyed by plugin name. A few entries, searched linearly by address: a
+/// filter reads its plugin's state once per node, thousands of times per cycle.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn StateData>>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Plugins whose pre-filter said Skip: their filter is not run.
-    pub skip_filter: HashSet<&'static str>,
+    pub skip_filter: NameSet,
     /// Plugins whose pre-score said Skip: their score is not run.
-    pub skip_score: HashSet<&'static str>,
+    pub skip_score: NameSet,
 }
 
 impl Clone for CycleState {
@@ -123,13 +147,22 @@ impl Clone for CycleState {
 
 impl CycleState {
     pub fn write<T: StateData + Clone>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| same_name(k, key)) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
     pub fn read<T: 'static>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key).and_then(|v| (**v).as_any().downcast_ref::<T>())
+        self.data
+            .iter()
+            .find(|(k, _)| same_name(k, key))
+            .and_then(|(_, v)| (**v).as_any().downcast_ref::<T>())
     }
     pub fn read_mut<T: 'static>(&mut self, key: &'static str) -> Option<&mut T> {
-        self.data.get_mut(key).and_then(|v| (**v).as_any_mut().downcast_mut::<T>())
+        self.data
+            .iter_mut()
+            .find(|(k, _)| same_name(k, key))
+            .and_then(|(_, v)| (**v).as_any_mut().downcast_mut::<T>())
     }
 }
 
