@@ -340,18 +340,17 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
         move |ev| {
             let seen = seen.clone();
             async move {
-                if let Ok(Event::Apply(p) | Event::InitApply(p)) = ev {
-                    if p.spec
+                if let Ok(Event::Apply(p) | Event::InitApply(p)) = ev
+                    && p.spec
                         .as_ref()
                         .and_then(|s| s.node_name.as_deref())
                         .is_some_and(|n| !n.is_empty())
-                    {
-                        let name = p.metadata.name.clone().unwrap_or_default();
-                        seen.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(name)
-                            .or_insert_with(Instant::now);
-                    }
+                {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(name)
+                        .or_insert_with(Instant::now);
                 }
             }
         },
@@ -366,19 +365,19 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
                     .for_each_concurrent(32, move |ev| {
                         let init_pods = init_pods.clone();
                         async move {
-                            if let Ok(Event::Apply(p)) = ev {
-                                if p.metadata.deletion_timestamp.is_some() {
-                                    let name = p.metadata.name.clone().unwrap_or_default();
-                                    let _ = init_pods
-                                        .delete(
-                                            &name,
-                                            &DeleteParams {
-                                                grace_period_seconds: Some(0),
-                                                ..Default::default()
-                                            },
-                                        )
-                                        .await;
-                                }
+                            if let Ok(Event::Apply(p)) = ev
+                                && p.metadata.deletion_timestamp.is_some()
+                            {
+                                let name = p.metadata.name.clone().unwrap_or_default();
+                                let _ = init_pods
+                                    .delete(
+                                        &name,
+                                        &DeleteParams {
+                                            grace_period_seconds: Some(0),
+                                            ..Default::default()
+                                        },
+                                    )
+                                    .await;
                             }
                         }
                     }),

@@ -86,15 +86,16 @@ async fn admit_priority(
         None => (0, "PreemptLowerPriority".to_string(), String::new()),
     };
     // Defaulting fills `priority: 0`; any other value the user wrote must agree.
-    if let Some(given) = spec.get("priority").and_then(Value::as_i64) {
-        if given != 0 && given != value {
-            return Err(forbidden(
-                pod,
-                format!(
-                    "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
-                ),
-            ));
-        }
+    if let Some(given) = spec.get("priority").and_then(Value::as_i64)
+        && given != 0
+        && given != value
+    {
+        return Err(forbidden(
+            pod,
+            format!(
+                "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+            ),
+        ));
     }
     spec.insert("priority".into(), json!(value));
     if !resolved_name.is_empty() {
