@@ -98,7 +98,9 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+/// One node selector requirement against a label (or field) value (`In`, `NotIn`, `Exists`,
+/// `DoesNotExist`, `Gt`, `Lt`).
+pub fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
     let values = req.values.as_deref().unwrap_or_default();
     let int = |s: &str| s.parse::<i64>().ok();
     match req.operator.as_str() {

@@ -6,13 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, Taint,
-    Toleration,
+    Container, Node, NodeSelectorTerm, Pod, PodAffinityTerm, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 pub type Labels = BTreeMap<String, String>;
+
+// Label selectors, node selector requirements and tolerations match as the controllers
+// match them.
+pub use skiff_controllers::daemonset::{requirement_matches, tolerates};
+pub use skiff_controllers::pods::selector_matches;
 
 /// Kubernetes' default requests used for scoring a container that requests nothing
 /// (`DefaultMilliCPURequest`, `DefaultMemoryRequest`).
@@ -291,45 +295,6 @@ pub struct WeightedAffinityTerm {
     pub term: AffinityTerm,
 }
 
-/// Kubernetes' `LabelSelector` semantics: every `matchLabels` pair and every expression
-/// must hold; an empty selector matches everything.
-pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
-    if !selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v)) {
-        return false;
-    }
-    selector.match_expressions.iter().flatten().all(|req| {
-        let values = req.values.as_deref().unwrap_or_default();
-        let value = labels.get(&req.key);
-        match req.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    })
-}
-
-/// One node selector requirement against a label (or field) value.
-pub fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let int = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (value.and_then(int), values.first().and_then(|b| int(b)))
-            else {
-                return false;
-            };
-            if req.operator == "Gt" { v > bound } else { v < bound }
-        }
-        _ => false,
-    }
-}
-
 /// A node selector term: every label expression and every field (`metadata.name`) holds.
 /// A term with neither matches nothing, as in Kubernetes.
 pub fn node_selector_term_matches(term: &NodeSelectorTerm, name: &str, labels: &Labels) -> bool {
@@ -340,25 +305,6 @@ pub fn node_selector_term_matches(term: &NodeSelectorTerm, name: &str, labels: &
     }
     exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(name)))
-}
-
-/// Kubernetes' `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
 }
 
 /// A pod as the scheduler sees it. Built once per pod version (`PodInfo::new`).
