@@ -9,58 +9,70 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, key_of, split_key};
+use skiff_helpers::pods::{controller_of, controller_ref};
+use tokio::task::JoinSet;
 
-use crate::batch::{self, Requeue, api_code, finished_condition, key, key_of, split_key};
+use crate::batch::{api_code, finished_condition};
 use crate::cron::Schedule;
-use crate::pods::{controller_of, controller_ref};
 use crate::{Context, Error};
 
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// More missed start times than this is reported (Kubernetes' limit).
 const MAX_MISSED: usize = 100;
 
+/// CronJobs reconciled at once.
+const WORKERS: usize = 2;
+
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    let (cronjobs, cj_events) =
-        batch::reflect(Api::<CronJob>::all(client.clone()), watcher::Config::default());
-    let (jobs, job_events) = batch::reflect(Api::<Job>::all(client), watcher::Config::default());
-    let (queue, rx) = batch::queue();
-    let q = queue.clone();
-    let feed_cronjobs = cj_events.for_each(move |cj| {
-        q.add(key_of(cj.as_ref()));
-        std::future::ready(())
-    });
-    let q = queue.clone();
-    let feed_jobs = job_events.for_each(move |j| {
-        if let Some(owner) = controller_of(&j.metadata).filter(|r| r.kind == "CronJob") {
-            q.add(key(j.metadata.namespace.as_deref(), &owner.name));
+    let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
+    let cronjobs = ctx.informers.get::<CronJob>();
+    let jobs = ctx.informers.get::<Job>();
+    cronjobs.wait_until_ready().await;
+    jobs.wait_until_ready().await;
+    let (q, all) = (queue.clone(), cronjobs.store());
+    cronjobs.on_change(move |change| match change.object() {
+        Some(cj) => q.add(&key_of(cj)),
+        // A relist: any CronJob may have changed.
+        None => {
+            for cj in all.state() {
+                q.add(&key_of(cj.as_ref()));
+            }
         }
-        std::future::ready(())
     });
-    let c = Arc::new(CronJobController { ctx, cronjobs, jobs });
-    let work = {
+    let (q, all) = (queue.clone(), jobs.store());
+    jobs.on_change(move |change| match change.object() {
+        Some(job) => {
+            if let Some(k) = cronjob_of(job) {
+                q.add(&k);
+            }
+        }
+        None => {
+            for k in all.state().iter().filter_map(|j| cronjob_of(j)) {
+                q.add(&k);
+            }
+        }
+    });
+    let c = Arc::new(CronJobController { ctx, cronjobs: cronjobs.store(), jobs: jobs.store() });
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "cronjob", move |k| {
         let c = c.clone();
-        async move {
-            let _ = c.cronjobs.wait_until_ready().await;
-            let _ = c.jobs.wait_until_ready().await;
-            drop(queue);
-            batch::process(rx, 2, move |k| {
-                let c = c.clone();
-                async move { c.reconcile(&k).await }
-            })
-            .await;
-        }
-    };
-    tokio::join!(feed_cronjobs, feed_jobs, work);
+        async move { c.reconcile(&k).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The key of the CronJob controlling `job`, if one does.
+fn cronjob_of(job: &Job) -> Option<String> {
+    let owner = controller_of(&job.metadata).filter(|r| r.kind == "CronJob")?;
+    Some(format!("{}/{}", job.metadata.namespace.as_deref().unwrap_or_default(), owner.name))
 }
 
 struct CronJobController {
@@ -72,7 +84,7 @@ struct CronJobController {
 impl CronJobController {
     async fn reconcile(&self, k: &str) -> Result<Requeue, Error> {
         let (ns, name) = split_key(k);
-        let Some(cj) = batch::cached(&self.cronjobs, ns, name) else {
+        let Some(cj) = self.cronjobs.get(&ObjectRef::new(name).within(ns)) else {
             return Ok(None);
         };
         let uid = cj.metadata.uid.clone().unwrap_or_default();

@@ -16,24 +16,27 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodTemplateSpec, Taint, Toleration,
+    PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::history::{self, POD_REVISION_LABEL};
-use crate::pods::{
-    controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
-    pod_from_template, selector_matches,
-};
-use crate::workqueue::{self, WorkQueue, key_of, split_key};
 use crate::{Context, Error};
+use skiff_client_tools::informers::{BY_OWNER_UID, Informer};
+use skiff_client_tools::workqueue::{self, WorkQueue, key_of, split_key};
+use skiff_helpers::labels::selector_matches;
+use skiff_helpers::node_selector::{node_matches_term, node_selector_matches};
+use skiff_helpers::pods::{
+    controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
+    pod_from_template,
+};
+use skiff_helpers::taints::tolerates;
 
 /// The template generation a daemon pod was made from (deprecated in Kubernetes, still set).
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -79,62 +82,6 @@ pub fn with_default_tolerations(tolerations: &[Toleration], host_network: bool) 
     out
 }
 
-/// Kubernetes' `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
-/// One node selector requirement against a label (or field) value (`In`, `NotIn`, `Exists`,
-/// `DoesNotExist`, `Gt`, `Lt`).
-pub fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let int = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (value.and_then(int), values.first().and_then(|b| int(b)))
-            else {
-                return false;
-            };
-            if req.operator == "Gt" { v > bound } else { v < bound }
-        }
-        _ => false,
-    }
-}
-
-/// A node selector term: every label expression and every field (`metadata.name`) holds.
-/// A term with neither matches nothing, as in Kubernetes.
-pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let labels = node.labels();
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let name = node.name_any();
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(name.as_str())))
-}
-
 /// Does the node run the daemon pod, and may a pod already there keep running?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NodeFit {
@@ -148,16 +95,13 @@ pub struct NodeFit {
 pub fn node_fit(node: &Node, template: &PodTemplateSpec) -> NodeFit {
     let spec = template.spec.clone().unwrap_or_default();
     let labels = node.labels();
-    let selector_ok = spec
-        .node_selector
-        .as_ref()
-        .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let selector_ok = node_selector_matches(spec.node_selector.as_ref(), labels);
     let affinity_ok = spec
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-        .is_none_or(|sel| sel.node_selector_terms.iter().any(|t| term_matches(t, node)));
+        .is_none_or(|sel| sel.node_selector_terms.iter().any(|t| node_matches_term(t, node)));
     if !selector_ok || !affinity_ok {
         return NodeFit::default();
     }
@@ -463,59 +407,36 @@ struct Controller {
     ctx: Arc<Context>,
     queue: WorkQueue,
     sets: Store<DaemonSet>,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
     nodes: Store<Node>,
     revisions: Store<ControllerRevision>,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
     let queue = WorkQueue::new();
     let mut tasks = JoinSet::new();
-    let q = queue.clone();
-    let sets = workqueue::watch(
-        &mut tasks,
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        move |d| q.add(&key_of::<DaemonSet>(d)),
-    );
-    let pods = workqueue::watch_owned(
-        &mut tasks,
-        Api::all(client.clone()),
-        watcher::Config::default().labels(POD_REVISION_LABEL),
-        &queue,
-        "DaemonSet",
-    );
-    let revisions = workqueue::watch_owned(
-        &mut tasks,
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        &queue,
-        "DaemonSet",
-    );
+    let informers = &ctx.informers;
+    let sets = informers.get::<DaemonSet>();
+    let pods = informers.get::<Pod>();
+    let revisions = informers.get::<ControllerRevision>();
+    let nodes = informers.get::<Node>();
+    sets.wait_until_ready().await;
+    pods.wait_until_ready().await;
+    revisions.wait_until_ready().await;
+    nodes.wait_until_ready().await;
+    workqueue::enqueue_objects(&sets, &queue);
+    workqueue::enqueue_controllers(&pods, &queue, "DaemonSet");
+    workqueue::enqueue_controllers(&revisions, &queue, "DaemonSet");
+    let (sets, revisions) = (sets.store(), revisions.store());
     // Any node change may change where daemon pods belong: every DaemonSet looks again.
     let (q, all_sets) = (queue.clone(), sets.clone());
-    let nodes = workqueue::watch(
-        &mut tasks,
-        Api::all(client),
-        watcher::Config::default(),
-        move |_: &Node| {
-            for d in all_sets.state() {
-                q.add(&key_of(d.as_ref()));
-            }
-        },
-    );
-    for ready in [
-        sets.wait_until_ready().await.is_ok(),
-        pods.wait_until_ready().await.is_ok(),
-        revisions.wait_until_ready().await.is_ok(),
-        nodes.wait_until_ready().await.is_ok(),
-    ] {
-        if !ready {
-            return Err(Error::Invalid("daemonset caches closed before they were ready".into()));
+    nodes.on_change(move |_| {
+        for d in all_sets.state() {
+            q.add(&key_of(d.as_ref()));
         }
-    }
+    });
+    let nodes = nodes.store();
     for d in sets.state() {
         queue.add(&key_of(d.as_ref()));
     }
@@ -584,7 +505,7 @@ impl Controller {
 
         let pods: Vec<Arc<Pod>> = self
             .pods
-            .state()
+            .by_index(BY_OWNER_UID, &uid)
             .into_iter()
             .filter(|p| p.namespace().as_deref() == Some(ns) && is_controlled_by(&p.metadata, &uid))
             .filter(|p| selector_matches(&spec.selector, p.labels()))

@@ -18,11 +18,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 
-use crate::pods::{controller_of, is_ready, selector_is_empty, selector_matches};
-use crate::workqueue::{self, WorkQueue, key_of, split_key};
 use crate::{Context, Error};
+use skiff_client_tools::informers::{BY_NAMESPACE, Informer};
+use skiff_client_tools::workqueue::{self, WorkQueue, key_of, split_key};
+use skiff_helpers::labels::{selector_is_empty, selector_matches};
+use skiff_helpers::pods::{controller_of, is_ready};
 
 /// How long an eviction recorded in `disruptedPods` may go without the pod being deleted
 /// before the pod counts again (Kubernetes' DeletionTimeout).
@@ -185,7 +186,7 @@ fn selects(selector: Option<&LabelSelector>, pod: &Pod) -> bool {
 struct Disruption {
     ctx: Arc<Context>,
     budgets: Store<PodDisruptionBudget>,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
     queue: WorkQueue,
 }
 
@@ -273,7 +274,7 @@ impl Disruption {
         let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
         let pods: Vec<Arc<Pod>> = self
             .pods
-            .state()
+            .by_index(BY_NAMESPACE, ns)
             .into_iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
             .filter(|p| selects(selector, p))
@@ -316,32 +317,24 @@ impl Disruption {
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     // The watches end with this future.
-    let mut tasks = tokio::task::JoinSet::new();
     let queue = WorkQueue::new();
-    let q = queue.clone();
-    let budgets = workqueue::watch(
-        &mut tasks,
-        Api::<PodDisruptionBudget>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |pdb| q.add(&key_of(pdb)),
-    );
-    let _ = budgets.wait_until_ready().await;
-    // Pods are watched once there is a budget to keep: most clusters' pods change far more
+    let budgets = ctx.informers.get::<PodDisruptionBudget>();
+    budgets.wait_until_ready().await;
+    workqueue::enqueue_objects(&budgets, &queue);
+    let budgets = budgets.store();
+    // Pods are looked at once there is a budget to keep: most clusters' pods change far more
     // often than their budgets, and many clusters have none.
     let first = queue.next().await;
-    let b = budgets.clone();
-    let q = queue.clone();
-    let pods = workqueue::watch(
-        &mut tasks,
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |pod| {
+    let pods = ctx.informers.get::<Pod>();
+    pods.wait_until_ready().await;
+    let (b, q) = (budgets.clone(), queue.clone());
+    pods.on_change(move |change| {
+        if let Some(pod) = change.object() {
             for key in Disruption::budgets_of(&b, pod) {
                 q.add(&key);
             }
-        },
-    );
-    let _ = pods.wait_until_ready().await;
+        }
+    });
     queue.done(&first);
     queue.add(&first);
     let d = Disruption { ctx, budgets, pods, queue };

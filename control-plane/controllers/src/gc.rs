@@ -31,8 +31,8 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::workqueue::WorkQueue;
 use crate::{Context, Error};
+use skiff_client_tools::workqueue::WorkQueue;
 
 /// The finalizers the garbage collector acts on.
 pub const ORPHAN: &str = "orphan";

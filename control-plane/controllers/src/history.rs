@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::pods::controller_ref;
+use skiff_helpers::pods::controller_ref;
 
 /// The label a revision carries with its hash.
 pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";

@@ -8,6 +8,10 @@
 //! (next sync) it moves into the `succeeded`/`failed` counters. So a finished pod is counted
 //! exactly once even if it is deleted right away, and a restart loses nothing.
 //!
+//! Jobs and pods come from the shared informers: a Job's pods are found by its uid in the
+//! pod cache's owner index, and pods still tracked for a Job that is gone (or for an older
+//! Job of the same name) by a Job-name index this controller adds, so they are let go.
+//!
 //! One deviation: a pod being deleted counts as failed as soon as its deletion starts, even
 //! with a `podFailurePolicy` (Kubernetes then waits for a terminal phase, which Skiff's node
 //! does not write on deletion).
@@ -16,7 +20,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::{
     Job, JobCondition, JobSpec, JobStatus, PodFailurePolicyRule, UncountedTerminatedPods,
@@ -25,11 +28,13 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_client_tools::informers::{BY_OWNER_UID, Change, Informer};
+use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, key_of, split_key};
+use skiff_helpers::pods::{controller_of, controller_ref, is_ready, phase, pod_from_template};
+use tokio::task::JoinSet;
 
-use crate::batch::{self, Requeue, api_code, key, key_of, split_key};
-use crate::pods::{controller_of, controller_ref, is_ready, phase, pod_from_template};
+use crate::batch::api_code;
 use crate::{Context, Error};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -61,43 +66,70 @@ const REASON_MAX_FAILED_INDEXES: &str = "MaxFailedIndexesExceeded";
 const MSG_MAX_FAILED_INDEXES: &str =
     "Job has exceeded the specified maximal number of failed indexes";
 
+/// Jobs reconciled at once.
+const WORKERS: usize = 4;
+/// An index of the shared pod informer: pods still holding [`TRACKING_FINALIZER`], by the
+/// `namespace/name` of the Job controlling them. It finds the pods of a Job that is gone, or
+/// of an older Job of the same name, which must be let go and which no live Job's uid finds.
+const BY_TRACKING_JOB: &str = "job-tracking";
+
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (jobs, job_events) =
-        batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
-    let (pods, pod_events) = batch::reflect(
-        Api::<Pod>::all(ctx.client.clone()),
-        // Only Jobs' pods: the api server labels every Job's template with its uid.
-        watcher::Config::default().labels(JOB_POD_LABEL),
-    );
-    let (queue, rx) = batch::queue();
-    let c = Arc::new(JobController { ctx, jobs, pods, pending: Mutex::default() });
-    let q = queue.clone();
-    let feed_jobs = job_events.for_each(move |j| {
-        q.add(key_of(j.as_ref()));
-        std::future::ready(())
+    let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
+    let jobs = ctx.informers.get::<Job>();
+    let pods = ctx.informers.get::<Pod>();
+    pods.add_index(BY_TRACKING_JOB, |p: &Pod| {
+        if has_finalizer(p) { job_of(p).into_iter().collect() } else { Vec::new() }
     });
-    let q = queue.clone();
-    let feed_pods = pod_events.for_each(move |p| {
-        if let Some(owner) = controller_of(&p.metadata).filter(|r| r.kind == "Job") {
-            q.add(key(p.metadata.namespace.as_deref(), &owner.name));
+    jobs.wait_until_ready().await;
+    pods.wait_until_ready().await;
+    let (q, all) = (queue.clone(), jobs.store());
+    jobs.on_change(move |change| match change.object() {
+        Some(job) => q.add(&key_of(job)),
+        // A relist: any Job may have changed.
+        None => {
+            for job in all.state() {
+                q.add(&key_of(job.as_ref()));
+            }
         }
-        std::future::ready(())
     });
-    let work = {
+    let (q, all) = (queue.clone(), pods.store());
+    pods.on_change(move |change| match change {
+        Change::Upsert { old, new } => {
+            // A pod that changed hands: its former Job looks again too.
+            let before = old.as_deref().and_then(job_of);
+            for k in before.into_iter().chain(job_of(new)) {
+                q.add(&k);
+            }
+        }
+        Change::Delete { gone, .. } => {
+            if let Some(k) = job_of(gone) {
+                q.add(&k);
+            }
+        }
+        Change::Resynced => {
+            for k in all.state().iter().filter_map(|p| job_of(p)) {
+                q.add(&k);
+            }
+        }
+    });
+    let c = Arc::new(JobController { ctx, jobs: jobs.store(), pods, pending: Mutex::default() });
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "job", move |k| {
         let c = c.clone();
-        async move {
-            let _ = c.jobs.wait_until_ready().await;
-            let _ = c.pods.wait_until_ready().await;
-            drop(queue);
-            batch::process(rx, 4, move |k| {
-                let c = c.clone();
-                async move { c.reconcile(&k).await }
-            })
-            .await;
-        }
-    };
-    tokio::join!(feed_jobs, feed_pods, work);
+        async move { c.reconcile(&k).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+fn job_key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+/// The key of the Job controlling `pod`, if a Job does.
+fn job_of(pod: &Pod) -> Option<String> {
+    let owner = controller_of(&pod.metadata).filter(|r| r.kind == "Job")?;
+    Some(job_key(pod.metadata.namespace.as_deref().unwrap_or_default(), &owner.name))
 }
 
 /// What this controller did that its cache may not show yet, per Job key.
@@ -113,7 +145,7 @@ struct Pending {
 struct JobController {
     ctx: Arc<Context>,
     jobs: Store<Job>,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -132,25 +164,31 @@ fn name(pod: &Pod) -> &str {
 impl JobController {
     async fn reconcile(&self, k: &str) -> Result<Requeue, Error> {
         let (ns, job_name) = split_key(k);
-        let job = batch::cached(&self.jobs, ns, job_name);
+        let job = self.jobs.get(&ObjectRef::new(job_name).within(ns));
         let job_uid = job.as_ref().and_then(|j| j.metadata.uid.clone());
-        let mut own = Vec::new();
-        let mut orphans = Vec::new();
-        for p in self.pods.state() {
-            if p.metadata.namespace.as_deref() != Some(ns) {
-                continue;
-            }
-            let Some(r) =
-                controller_of(&p.metadata).filter(|r| r.kind == "Job" && r.name == job_name)
-            else {
-                continue;
-            };
-            if Some(&r.uid) == job_uid.as_ref() {
-                own.push(p);
-            } else if has_finalizer(&p) {
-                orphans.push(p);
-            }
-        }
+        let controlled_by = |p: &Pod, uid: &str| {
+            p.metadata.namespace.as_deref() == Some(ns)
+                && controller_of(&p.metadata)
+                    .is_some_and(|r| r.kind == "Job" && r.name == job_name && r.uid == uid)
+        };
+        let own: Vec<Arc<Pod>> = match job_uid.as_deref() {
+            Some(uid) => self
+                .pods
+                .by_index(BY_OWNER_UID, uid)
+                .into_iter()
+                .filter(|p| controlled_by(p, uid))
+                .collect(),
+            None => Vec::new(),
+        };
+        let orphans: Vec<Arc<Pod>> = self
+            .pods
+            .by_index(BY_TRACKING_JOB, k)
+            .into_iter()
+            .filter(|p| has_finalizer(p))
+            .filter(|p| {
+                controller_of(&p.metadata).is_some_and(|r| Some(&r.uid) != job_uid.as_ref())
+            })
+            .collect();
         // Pods of a Job that is gone (or of an older Job of the same name) are let go.
         self.remove_finalizers(ns, &orphans).await?;
         let Some(job) = job else {
@@ -251,7 +289,7 @@ impl JobController {
                 }
                 _ => {
                     if let Some(owner) = controller_of(&p.metadata) {
-                        let k = key(Some(ns), &owner.name);
+                        let k = job_key(ns, &owner.name);
                         self.pending(&k, |pend| {
                             pend.unfinalized.insert(uid(p).to_string());
                         });
@@ -381,7 +419,7 @@ fn new_pod(
     let uid = owner.uid.clone();
     let mut pod = pod_from_template(template, ns, owner);
     // The api server puts this label in a generated selector's template; with a manual
-    // selector it is added here, so the controller's pod watch (by this label) sees every pod.
+    // selector it is added here, so every pod of a Job carries its Job's uid.
     pod.metadata
         .labels
         .get_or_insert_with(Default::default)

@@ -3,17 +3,21 @@
 //! and the cluster's housekeeping (garbage collection, namespace and node lifecycle,
 //! ServiceAccounts, disruption budgets, TTLs).
 //!
-//! Each controller is a module with a `run(ctx)` future built on kube-runtime's watchers and
-//! `Controller`. They are level-triggered: a reconcile recomputes what should exist from the
-//! API alone and writes status every time. Only the instance holding the
-//! `kube-system/kube-controller-manager` Lease runs them (see [`leader`]).
+//! Every controller is written one way (client-go's): it takes the informers of what it
+//! watches from the shared [`SharedInformers`] in its [`Context`] (one watch and one cache per
+//! resource for the whole controller manager), registers handlers that put the
+//! `namespace/name` keys of the objects to reconcile on a
+//! [`WorkQueue`](skiff_client_tools::WorkQueue), and runs
+//! `workqueue::spawn_workers` with a `sync(key)` that reads the caches, acts through the API
+//! and returns when to look again. Syncs are level-triggered: they recompute what should exist
+//! from the API alone and write status every time. Only the instance holding the
+//! `kube-system/kube-controller-manager` Lease runs them.
+//!
+//! To add a controller: a module with `pub async fn run(ctx: Arc<Context>) -> Result<(), Error>`
+//! in that shape, listed in `controllers()` below.
 
-pub mod events;
 pub mod expectations;
 pub mod history;
-pub mod leader;
-pub mod pods;
-pub mod workqueue;
 
 pub mod batch;
 pub mod cron;
@@ -36,7 +40,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use events::Recorder;
+pub use skiff_client_tools::Recorder;
+use skiff_client_tools::informers::SharedInformers;
+
+/// The controller manager's leader-election Lease, in `kube-system`.
+pub const LEASE_NAME: &str = "kube-controller-manager";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,17 +82,21 @@ impl Default for Options {
     }
 }
 
-/// What every controller gets: the client, the event recorder and the options.
+/// What every controller gets: the client, the shared informers (one watch and cache per
+/// resource for all controllers), the event recorder and the options.
 pub struct Context {
     pub client: kube::Client,
+    pub informers: SharedInformers,
     pub recorder: Recorder,
     pub options: Options,
 }
 
 impl Context {
+    /// Must be called inside a tokio runtime (the recorder and informers start tasks there).
     pub fn new(client: kube::Client, options: Options) -> Arc<Self> {
         let recorder = Recorder::new(client.clone(), "controller-manager");
-        Arc::new(Self { client, recorder, options })
+        let informers = SharedInformers::new(client.clone());
+        Arc::new(Self { client, informers, recorder, options })
     }
 }
 
@@ -112,7 +124,12 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
 /// Run the controller manager until the process ends: wait to be leader, run every
 /// controller while leading, stop them all when the lease is lost, and try again.
 pub async fn run(client: kube::Client, options: Options) {
-    let elector = leader::LeaderElector::new(client.clone(), &options);
+    let elector = skiff_client_tools::LeaderElector::new(
+        client.clone(),
+        LEASE_NAME,
+        &options.identity,
+        options.lease_duration,
+    );
     loop {
         let lost = elector.acquire().await;
         tracing::info!(identity = %options.identity, "leading: controllers start");

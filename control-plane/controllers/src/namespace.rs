@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{Discovery, Scope, verbs};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, key_of, split_key};
+use tokio::task::JoinSet;
 
 use crate::{Context, Error};
 
@@ -22,6 +22,8 @@ use crate::{Context, Error};
 pub const FINALIZER: &str = "kubernetes";
 /// How soon a namespace whose content is still going is looked at again.
 const RECHECK: Duration = Duration::from_secs(1);
+/// Namespaces emptied at once (Kubernetes' `--concurrent-namespace-syncs` default).
+const WORKERS: usize = 10;
 
 /// What a pass over a terminating namespace found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -218,14 +220,21 @@ async fn delete_content(client: &kube::Client, ns: &str) -> Content {
     content
 }
 
-async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    ctx: &Context,
+    namespaces: &Store<Namespace>,
+    k: &str,
+) -> Result<Requeue, Error> {
+    let Some(ns) = namespaces.get(&ObjectRef::new(split_key(k).1)) else {
+        return Ok(None);
+    };
     let holds = ns
         .spec
         .as_ref()
         .and_then(|s| s.finalizers.as_ref())
         .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
     if ns.metadata.deletion_timestamp.is_none() || !holds {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let name = ns.metadata.name.clone().unwrap_or_default();
     let api: Api<Namespace> = Api::all(ctx.client.clone());
@@ -235,40 +244,50 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
         let patch = serde_json::json!({"status": {"conditions": conditions}});
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
             Err(e) => return Err(e.into()),
         }
     }
     if !content.is_empty() {
-        return Ok(Action::requeue(RECHECK));
+        return Ok(Some(RECHECK));
     }
     // Nothing left: drop our finalizer, over the namespace as it is now.
     let Some(mut live) = api.get_opt(&name).await? else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
     if let Some(spec) = live.spec.as_mut() {
         spec.finalizers =
             spec.finalizers.take().map(|f| f.into_iter().filter(|f| f != FINALIZER).collect());
     }
     match api.replace_subresource("finalize", &name, &PostParams::default(), &live).await {
-        Ok(_) => Ok(Action::await_change()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Action::requeue(Duration::ZERO)),
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Some(Duration::ZERO)),
         Err(e) => Err(e.into()),
     }
 }
 
-fn error_policy(_ns: Arc<Namespace>, e: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::debug!(error = %e, "namespace sync failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
+    let namespaces = ctx.informers.get::<Namespace>();
+    namespaces.wait_until_ready().await;
+    let (q, all) = (queue.clone(), namespaces.store());
+    namespaces.on_change(move |change| match change.object() {
+        Some(ns) => q.add(&key_of(ns)),
+        // A relist: any namespace may have changed.
+        None => {
+            for ns in all.state() {
+                q.add(&key_of(ns.as_ref()));
+            }
+        }
+    });
+    let namespaces = namespaces.store();
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "namespace", move |k| {
+        let (ctx, namespaces) = (ctx.clone(), namespaces.clone());
+        async move { reconcile(&ctx, &namespaces, &k).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -12,15 +12,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector;
 use serde_json::json;
+
+use skiff_client_tools::informers::BY_NODE;
+use skiff_helpers::taints::tolerates;
 
 use crate::{Context, Error};
 
@@ -34,30 +35,11 @@ struct Health {
     marked_pods: bool,
 }
 
-fn reflect<K>(api: Api<K>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
-    tokio::spawn(stream.for_each(|_| async {}));
-    reader
-}
-
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    let nodes = reflect(Api::<Node>::all(client.clone()));
-    let leases = reflect(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
-    let _ = nodes.wait_until_ready().await;
-    let _ = leases.wait_until_ready().await;
+    let (nodes, leases) = (ctx.informers.get::<Node>(), ctx.informers.get::<Lease>());
+    nodes.wait_until_ready().await;
+    leases.wait_until_ready().await;
+    let (nodes, leases) = (nodes.store(), leases.store());
     let grace = ctx.options.node_monitor_grace_period;
     let period = (grace / 8).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut health: HashMap<String, Health> = HashMap::new();
@@ -201,25 +183,16 @@ async fn sync_taints(
     Ok(())
 }
 
-/// The pods bound to `node`, listed when needed: only nodes in trouble are looked at, so the
-/// controller keeps no cache of every pod in the cluster.
-async fn pods_on(ctx: &Context, node: &str) -> Vec<Pod> {
-    let api: Api<Pod> = Api::all(ctx.client.clone());
-    let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
-    match api.list(&lp).await {
-        Ok(list) => list.items,
-        Err(e) => {
-            tracing::warn!(%node, error = %e, "listing the node's pods failed");
-            Vec::new()
-        }
-    }
+/// The pods bound to `node`, from the shared pod cache's node index.
+fn pods_on(ctx: &Context, node: &str) -> Vec<Arc<Pod>> {
+    ctx.informers.get::<Pod>().by_index(BY_NODE, node)
 }
 
 /// Pods on a node that is not ready are not ready either (Kubernetes' `MarkPodsNotReady`), so
 /// Services and controllers stop counting them at once.
 async fn mark_pods_not_ready(ctx: &Context, node: &str, now: Timestamp) {
     for pod in
-        pods_on(ctx, node).await.iter().filter(|p| on_node(p, node) && crate::pods::is_ready(p))
+        pods_on(ctx, node).iter().filter(|p| on_node(p, node) && skiff_helpers::pods::is_ready(p))
     {
         let api: Api<Pod> = Api::namespaced(
             ctx.client.clone(),
@@ -245,24 +218,6 @@ async fn mark_pods_not_ready(ctx: &Context, node: &str, now: Timestamp) {
 
 fn on_node(pod: &Pod, node: &str) -> bool {
     pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-}
-
-/// Does `toleration` tolerate `taint` (Kubernetes' `ToleratesTaint`)?
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
 }
 
 /// When a pod on a node with `taints` must go: `None` when it tolerates them forever,
@@ -301,8 +256,9 @@ async fn evict(ctx: &Context, node: &Node, now: Timestamp) {
     if !taints.iter().any(|t| t.effect == "NoExecute") {
         return;
     }
-    let pods = pods_on(ctx, &name).await;
-    for pod in pods.iter().filter(|p| on_node(p, &name) && !crate::pods::is_terminating(p)) {
+    let pods = pods_on(ctx, &name);
+    for pod in pods.iter().filter(|p| on_node(p, &name) && !skiff_helpers::pods::is_terminating(p))
+    {
         let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
         match eviction_time(&tolerations, &taints, now) {
             Some(at) if at <= now => {}
@@ -323,7 +279,7 @@ async fn evict(ctx: &Context, node: &Node, now: Timestamp) {
             Ok(_) => {
                 tracing::info!(pod = %pod_name, node = %name, "evicted by NoExecute taint");
                 ctx.recorder.normal(
-                    pod,
+                    &**pod,
                     "TaintManagerEviction",
                     format!("Marking for deletion Pod {ns}/{pod_name}"),
                 );

@@ -12,11 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 
-use crate::pods::phase;
-use crate::workqueue::watch;
 use crate::{Context, Error};
+use skiff_helpers::pods::phase;
 
 /// How often the pods are looked over (Kubernetes' gcCheckPeriod).
 const PERIOD: Duration = Duration::from_secs(20);
@@ -151,15 +149,11 @@ impl PodGc {
 }
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    // The watches end with this future.
-    let mut tasks = tokio::task::JoinSet::new();
-    let config = watcher::Config::default;
-    let pods = watch(&mut tasks, Api::<Pod>::all(client.clone()), config(), |_| {});
-    let nodes = watch(&mut tasks, Api::<Node>::all(client), config(), |_| {});
-    let gc = PodGc { ctx, pods, nodes };
-    let _ = gc.pods.wait_until_ready().await;
-    let _ = gc.nodes.wait_until_ready().await;
+    let pods = ctx.informers.get::<Pod>();
+    let nodes = ctx.informers.get::<Node>();
+    pods.wait_until_ready().await;
+    nodes.wait_until_ready().await;
+    let gc = PodGc { ctx, pods: pods.store(), nodes: nodes.store() };
     loop {
         if let Err(e) = gc.pass().await {
             tracing::debug!(error = %e, "pod garbage collection pass failed");

@@ -1,39 +1,41 @@
-//! The ReplicaSet and ReplicationController controller: keeps `replicas` active pods that match
-//! the selector, adopting matching orphans and releasing pods that stopped matching; creates
-//! in slow-start batches guarded by expectations (the pod cache lags behind our writes);
-//! deletes the pods Kubernetes would delete first; writes status every time.
+//! The ReplicaSet and ReplicationController controller (Kubernetes'
+//! `pkg/controller/replicaset`): keeps `replicas` active pods that match the selector,
+//! adopting matching orphans and releasing pods that stopped matching; creates in slow-start
+//! batches guarded by expectations (the pod cache lags behind our writes); deletes the pods
+//! Kubernetes would delete first; writes status every time.
 //!
-//! Both kinds share one pod cache: a pod event wakes the owner named by its controller
-//! reference, or, for an orphan, every owner in its namespace whose selector matches it.
+//! Both kinds read the shared pod informer: a pod change wakes (queues the key of) the owner
+//! named by its controller reference, or, for an orphan, every owner in its namespace whose
+//! selector matches it; a sync reads the owner's pods from the owner-uid index.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::channel::mpsc::{UnboundedSender, unbounded};
-use futures::{StreamExt, future};
+use futures::future;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config, applier};
-use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use skiff_client_tools::informers::{BY_OWNER_UID, Change, Informer, ORPHANS_BY_NAMESPACE};
+use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, key_of, split_key};
+use skiff_helpers::labels::{labels_of, selector_is_empty, selector_matches};
+use skiff_helpers::pods::{
+    controller_of, controller_ref, is_active, is_ready, is_terminating, phase, pod_from_template,
+    ready_since,
+};
+use tokio::task::JoinSet;
 
 use crate::expectations::{EXPECTATION_TTL, Expectations};
-use crate::pods::{
-    controller_of, controller_ref, is_active, is_ready, is_terminating, labels_of, phase,
-    pod_from_template, ready_since, selector_is_empty, selector_matches,
-};
 use crate::{Context, Error};
 
 /// Kubernetes' `burstReplicas`: at most this many creations or deletions per sync.
@@ -168,8 +170,10 @@ pub fn compute_status(
         })
         .count() as i32;
     s.ready_replicas = pods.iter().filter(|p| is_ready(p)).count() as i32;
-    s.available_replicas =
-        pods.iter().filter(|p| crate::pods::is_available(p, min_ready_seconds, now)).count() as i32;
+    s.available_replicas = pods
+        .iter()
+        .filter(|p| skiff_helpers::pods::is_available(p, min_ready_seconds, now))
+        .count() as i32;
     s.observed_generation = wanted.generation;
     let has_failure = s.conditions.iter().any(|c| c.type_ == REPLICA_FAILURE);
     match manage_error {
@@ -293,111 +297,50 @@ pub(crate) fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// A change seen by [`informer`]: the cached object before (none when new) and the object now
-/// (none when deleted).
-pub(crate) enum Change<'a, K> {
-    Upsert {
-        old: Option<Arc<K>>,
-        new: &'a K,
-    },
-    Delete {
-        old: Option<Arc<K>>,
-        gone: &'a K,
-    },
-    /// A (re)list finished: every cached object may have changed.
-    Resynced,
-}
+/// How soon a sync that failed on a conflict looks again: our cache was behind a write, and
+/// the watch brings the newer object within moments (no backoff, as before the work queue).
+pub(crate) const CONFLICT_RETRY: Duration = Duration::from_millis(100);
 
-/// Watch `api` into `writer`, telling `on_change` about each change once the cache holds it.
-pub(crate) async fn informer<K>(
-    api: Api<K>,
-    mut writer: Writer<K>,
-    mut on_change: impl FnMut(Change<'_, K>),
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let reader = writer.as_reader();
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
-    while let Some(ev) = events.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::debug!(error = %e, "watch failed; retrying");
-                continue;
-            }
-        };
-        let old = match &ev {
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
-                reader.get(&ObjectRef::from_obj(o))
-            }
-            _ => None,
-        };
-        writer.apply_watcher_event(&ev);
-        match &ev {
-            watcher::Event::Apply(new) => on_change(Change::Upsert { old, new }),
-            watcher::Event::Delete(gone) => on_change(Change::Delete { old, gone }),
-            watcher::Event::InitDone => on_change(Change::Resynced),
-            _ => {}
+/// Turn a conflict into a quick look again instead of a backed-off retry.
+pub(crate) fn retry_conflict_soon(
+    what: &'static str,
+    key: &str,
+    result: Result<Requeue, Error>,
+) -> Result<Requeue, Error> {
+    match result {
+        Err(Error::Kube(e)) if is_conflict(&e) => {
+            tracing::debug!(controller = what, key, error = %e, "conflict; looking again soon");
+            Ok(Some(CONFLICT_RETRY))
         }
+        other => other,
     }
-    Ok(())
 }
 
-/// Run `reconcile` for the objects of `store` named on `queue`, one at a time per object.
-pub(crate) async fn drive<K, C, F>(
-    name: &'static str,
-    store: Store<K>,
-    queue: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
-    ctx: Arc<C>,
-    reconcile: impl FnMut(Arc<K>, Arc<C>) -> F,
-) where
-    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
-    F: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
-{
-    let error_policy = |_: Arc<K>, e: &Error, _: Arc<C>| {
-        tracing::debug!(controller = name, error = %e, "reconcile failed; retrying");
-        // A conflict means our cache was behind a write: look again soon.
-        match e {
-            Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(100)),
-            _ => Action::requeue(Duration::from_secs(1)),
-        }
-    };
-    let mut reconcile = reconcile;
-    let queue = queue.map(Ok::<_, Infallible>);
-    applier(
-        move |o, c| Box::pin(reconcile(o, c)),
-        error_policy,
-        ctx,
-        store,
-        queue,
-        Config::default(),
-    )
-    .for_each(|r| {
-        if let Err(e) = r {
-            tracing::trace!(controller = name, error = %e, "reconcile");
-        }
-        future::ready(())
-    })
-    .await;
-}
+/// Syncs of different ReplicaSets run at once (creating pods is mostly waiting on the API).
+const RS_WORKERS: usize = 8;
+/// ReplicationControllers are the legacy kind: fewer at once is plenty.
+const RC_WORKERS: usize = 4;
+/// Without a change, an owner is looked at again after this long anyway.
+const RESYNC: Duration = Duration::from_secs(600);
 
-/// One kind's side of the controller: its cache, its wake-up queue and its expectations.
+/// One kind's side of the controller, all its informer handlers need: its cache, its work
+/// queue and its expectations. No client in here: the handlers live as long as the shared
+/// informers do.
 struct Side<K: Resource<DynamicType = ()> + 'static> {
     kind: &'static str,
     owners: Store<K>,
-    wake: UnboundedSender<ObjectRef<K>>,
+    queue: WorkQueue,
     expectations: Expectations,
 }
 
 impl<K: ReplicaOwner> Side<K> {
     fn wake(&self, ns: &str, name: &str) {
-        let _ = self.wake.unbounded_send(ObjectRef::new(name).within(ns));
+        self.queue.add(&format!("{ns}/{name}"));
     }
 
     fn wake_all(&self) {
         for o in self.owners.state() {
-            let _ = self.wake.unbounded_send(ObjectRef::from_obj(&*o));
+            self.queue.add(&key_of(&*o));
         }
     }
 
@@ -416,7 +359,7 @@ impl<K: ReplicaOwner> Side<K> {
                         && !selector_is_empty(&sel)
                         && selector_matches(&sel, &labels)
                     {
-                        let _ = self.wake.unbounded_send(ObjectRef::from_obj(&*o));
+                        self.queue.add(&key_of(&*o));
                     }
                 }
             }
@@ -442,288 +385,299 @@ impl<K: ReplicaOwner> Side<K> {
             _ => {}
         }
     }
-}
 
-struct Shared<K: Resource<DynamicType = ()> + 'static> {
-    ctx: Arc<Context>,
-    pods: Store<Pod>,
-    side: Arc<Side<K>>,
-}
-
-/// Watch ReplicaSets, ReplicationControllers and pods; reconcile each owner on its changes.
-pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (rs_store, rs_writer) = reflector::store::<ReplicaSet>();
-    let (rc_store, rc_writer) = reflector::store::<ReplicationController>();
-    let (rs_tx, rs_rx) = unbounded();
-    let (rc_tx, rc_rx) = unbounded();
-    let rs = Arc::new(Side {
-        kind: "ReplicaSet",
-        owners: rs_store.clone(),
-        wake: rs_tx,
-        expectations: Expectations::default(),
-    });
-    let rc = Arc::new(Side {
-        kind: "ReplicationController",
-        owners: rc_store.clone(),
-        wake: rc_tx,
-        expectations: Expectations::default(),
-    });
-
-    let pod_events = {
-        let (rs, rc) = (rs.clone(), rc.clone());
-        informer(Api::<Pod>::all(client.clone()), pod_writer, move |change| match change {
+    /// Tell `owners`' changes and the pods' changes to this side.
+    fn watch(self: &Arc<Self>, owners: &Informer<K>, pods: &Informer<Pod>) {
+        let side = self.clone();
+        owners.on_change(move |change| match change {
+            Change::Upsert { new, .. } => side.queue.add(&key_of(*new)),
+            Change::Delete { gone, .. } => side.expectations.forget(&key_of(*gone)),
+            Change::Resynced => side.wake_all(),
+        });
+        // Runs on the pod watch's task with the pod informer locked: it must not read the pod
+        // informer's indexes.
+        let side = self.clone();
+        pods.on_change(move |change| match change {
             Change::Upsert { old, new } => {
-                rs.observe(old.as_deref(), Some(new));
-                rc.observe(old.as_deref(), Some(new));
+                side.observe(old.as_deref(), Some(*new));
                 // A pod that changed controller wakes its former one too.
                 if let Some(old) = old.as_deref()
                     && controller_of(&old.metadata) != controller_of(&new.metadata)
                 {
-                    rs.wake_for(old);
-                    rc.wake_for(old);
+                    side.wake_for(old);
                 }
-                rs.wake_for(new);
-                rc.wake_for(new);
+                side.wake_for(new);
             }
             Change::Delete { old, gone } => {
-                rs.observe(old.as_deref().or(Some(gone)), None);
-                rc.observe(old.as_deref().or(Some(gone)), None);
-                rs.wake_for(gone);
-                rc.wake_for(gone);
+                side.observe(old.as_deref().or(Some(*gone)), None);
+                side.wake_for(gone);
             }
-            Change::Resynced => {
-                rs.wake_all();
-                rc.wake_all();
-            }
-        })
-    };
-    let rs_events = owner_events(Api::<ReplicaSet>::all(client.clone()), rs_writer, rs.clone());
-    let rc_events = owner_events(Api::all(client.clone()), rc_writer, rc.clone());
-    let rs_shared = Arc::new(Shared { ctx: ctx.clone(), pods: pods.clone(), side: rs });
-    let rc_shared = Arc::new(Shared { ctx, pods, side: rc });
-    let rs_loop = drive("replicaset", rs_store, rs_rx, rs_shared, reconcile::<ReplicaSet>);
-    let rc_loop = drive(
-        "replicationcontroller",
-        rc_store,
-        rc_rx,
-        rc_shared,
-        reconcile::<ReplicationController>,
-    );
-    let (a, b, c, ..) = tokio::join!(pod_events, rs_events, rc_events, rs_loop, rc_loop);
-    a.and(b).and(c)
+            Change::Resynced => side.wake_all(),
+        });
+    }
 }
 
-async fn owner_events<K: ReplicaOwner>(
-    api: Api<K>,
-    writer: Writer<K>,
+/// One kind's controller: its side, the shared pod informer and the client.
+struct Controller<K: Resource<DynamicType = ()> + 'static> {
+    ctx: Arc<Context>,
+    pods: Informer<Pod>,
     side: Arc<Side<K>>,
-) -> Result<(), Error> {
-    informer(api, writer, |change| match change {
-        Change::Upsert { new, .. } => {
-            let _ = side.wake.unbounded_send(ObjectRef::from_obj(new));
-        }
-        Change::Delete { gone, .. } => side.expectations.forget(&key_of(gone)),
-        Change::Resynced => side.wake_all(),
-    })
-    .await
 }
 
-fn key_of<K: Resource>(o: &K) -> String {
-    format!(
-        "{}/{}",
-        o.meta().namespace.as_deref().unwrap_or_default(),
-        o.meta().name.as_deref().unwrap_or_default()
-    )
+/// Run the ReplicaSet and the ReplicationController controllers on the shared informers.
+pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let pods = ctx.informers.get::<Pod>();
+    let sets = ctx.informers.get::<ReplicaSet>();
+    let rcs = ctx.informers.get::<ReplicationController>();
+    pods.wait_until_ready().await;
+    sets.wait_until_ready().await;
+    rcs.wait_until_ready().await;
+    let mut tasks = JoinSet::new();
+    Controller::start(&ctx, "ReplicaSet", &sets, &pods, &mut tasks, "replicaset", RS_WORKERS);
+    Controller::start(
+        &ctx,
+        "ReplicationController",
+        &rcs,
+        &pods,
+        &mut tasks,
+        "replicationcontroller",
+        RC_WORKERS,
+    );
+    while tasks.join_next().await.is_some() {}
+    Ok(())
 }
 
-async fn reconcile<K: ReplicaOwner>(owner: Arc<K>, sh: Arc<Shared<K>>) -> Result<Action, Error> {
-    let _ = sh.pods.wait_until_ready().await;
-    let ns = owner.namespace().unwrap_or_default();
-    let key = key_of(&*owner);
-    let uid = owner.uid().unwrap_or_default();
-    let needs_sync = sh.side.expectations.satisfied(&key);
-    let selector = owner.pod_selector();
-    let deleting = owner.meta().deletion_timestamp.is_some();
-    let pods_api: Api<Pod> = Api::namespaced(sh.ctx.client.clone(), &ns);
+impl<K: ReplicaOwner> Controller<K> {
+    /// Register the handlers that fill the kind's queue and start the workers that drain it.
+    fn start(
+        ctx: &Arc<Context>,
+        kind: &'static str,
+        owners: &Informer<K>,
+        pods: &Informer<Pod>,
+        tasks: &mut JoinSet<()>,
+        what: &'static str,
+        workers: usize,
+    ) {
+        let side = Arc::new(Side {
+            kind,
+            owners: owners.store(),
+            queue: WorkQueue::new(),
+            expectations: Expectations::default(),
+        });
+        side.watch(owners, pods);
+        let queue = side.queue.clone();
+        let c = Arc::new(Self { ctx: ctx.clone(), pods: pods.clone(), side });
+        workqueue::spawn_workers(tasks, &queue, workers, what, move |key| {
+            let c = c.clone();
+            async move { retry_conflict_soon(what, &key, c.sync(&key).await) }
+        });
+    }
 
-    // Claim: ours that still match, plus matching orphans (adopted); release ours that don't.
-    let mut mine = Vec::new();
-    let mut adopt = Vec::new();
-    for pod in sh.pods.state() {
-        if pod.metadata.namespace.as_deref() != Some(ns.as_str()) || !is_active(&pod) {
-            continue;
+    /// The owner's active pods: ours that still match; matching orphans, adopted; ours that
+    /// stopped matching are released.
+    async fn claim_pods(&self, owner: &K, pods_api: &Api<Pod>) -> Vec<Arc<Pod>> {
+        let ns = owner.namespace().unwrap_or_default();
+        let uid = owner.uid().unwrap_or_default();
+        let selector = owner.pod_selector();
+        let deleting = owner.meta().deletion_timestamp.is_some();
+        let matches = |pod: &Pod| {
+            !selector_is_empty(&selector)
+                && selector_matches(&selector, pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS))
+        };
+        let in_scope =
+            |pod: &Pod| pod.metadata.namespace.as_deref() == Some(ns.as_str()) && is_active(pod);
+        let mut mine = Vec::new();
+        for pod in self.pods.by_index(BY_OWNER_UID, &uid) {
+            if !in_scope(&pod) || controller_of(&pod.metadata).is_none_or(|r| r.uid != uid) {
+                continue;
+            }
+            if matches(&pod) {
+                mine.push(pod);
+            } else if !deleting {
+                release(pods_api, &pod, &uid).await;
+            }
         }
-        let matches = !selector_is_empty(&selector)
-            && selector_matches(&selector, pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS));
-        match controller_of(&pod.metadata) {
-            Some(r) if r.uid == uid => {
-                if matches {
-                    mine.push(pod);
-                } else if !deleting {
-                    release(&pods_api, &pod, &uid).await;
+        if deleting {
+            return mine;
+        }
+        let adopt: Vec<Arc<Pod>> = self
+            .pods
+            .by_index(ORPHANS_BY_NAMESPACE, &ns)
+            .into_iter()
+            .filter(|p| in_scope(p) && controller_of(&p.metadata).is_none() && matches(p))
+            .collect();
+        if adopt.is_empty() {
+            return mine;
+        }
+        let owner_ref = controller_ref(owner);
+        let adopted =
+            future::join_all(adopt.iter().map(|p| adopt_pod(pods_api, p, &owner_ref))).await;
+        mine.extend(adopt.into_iter().zip(adopted).filter(|(_, ok)| *ok).map(|(p, _)| p));
+        mine
+    }
+
+    async fn sync(&self, key: &str) -> Result<Requeue, Error> {
+        let (ns, name) = split_key(key);
+        let Some(owner) = self.side.owners.get(&ObjectRef::new(name).within(ns)) else {
+            return Ok(None);
+        };
+        let needs_sync = self.side.expectations.satisfied(key);
+        let deleting = owner.meta().deletion_timestamp.is_some();
+        let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let mine = self.claim_pods(&owner, &pods_api).await;
+
+        let mut manage_error = None;
+        if needs_sync
+            && !deleting
+            && let Err(e) = self.manage(&*owner, &mine, &pods_api, key).await
+        {
+            manage_error = Some(e);
+        }
+
+        let now = Timestamp::now();
+        let wanted = Wanted {
+            template_labels: owner
+                .pod_template()
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+            replicas: owner.desired_replicas(),
+            min_ready_seconds: owner.min_ready_seconds(),
+            generation: owner.meta().generation.unwrap_or(0),
+        };
+        let prev = owner.current_status();
+        let status = compute_status(&prev, &wanted, &mine, manage_error.as_deref(), now);
+        if status != prev {
+            let api: Api<K> = Api::namespaced(self.ctx.client.clone(), ns);
+            match api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(status.to_patch()))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(e) = manage_error {
+            return Err(Error::Invalid(e));
+        }
+        // Look again when the next ready pod becomes available (minReadySeconds).
+        let min_ready = owner.min_ready_seconds();
+        if min_ready > 0 {
+            let next = mine
+                .iter()
+                .filter(|p| is_ready(p) && !skiff_helpers::pods::is_available(p, min_ready, now))
+                .filter_map(|p| ready_since(p).flatten())
+                .map(|since| since.as_second() + i64::from(min_ready) - now.as_second())
+                .min();
+            if let Some(secs) = next {
+                return Ok(Some(Duration::from_secs(secs.clamp(0, 3600) as u64 + 1)));
+            }
+        }
+        if !self.side.expectations.satisfied(key) {
+            return Ok(Some(EXPECTATION_TTL));
+        }
+        Ok(Some(RESYNC))
+    }
+
+    /// Create or delete pods so that `mine` becomes `replicas` (at most a burst per sync).
+    async fn manage(
+        &self,
+        owner: &K,
+        mine: &[Arc<Pod>],
+        pods_api: &Api<Pod>,
+        key: &str,
+    ) -> Result<(), String> {
+        let desired = owner.desired_replicas().max(0) as usize;
+        let recorder = &self.ctx.recorder;
+        let exp = &self.side.expectations;
+        if mine.len() < desired {
+            let Some(template) = owner.pod_template() else { return Ok(()) };
+            let count = (desired - mine.len()).min(BURST_REPLICAS);
+            exp.expect(key, count as i64, 0);
+            let mut pod = pod_from_template(
+                template,
+                &owner.namespace().unwrap_or_default(),
+                controller_ref(owner),
+            );
+            pod.metadata.generate_name = Some(format!("{}-", owner.name_any()));
+            let post = PostParams::default();
+            let mut created = 0;
+            let mut failure = None;
+            for batch in slow_start_batches(count, SLOW_START_INITIAL_BATCH) {
+                let results =
+                    future::join_all((0..batch).map(|_| pods_api.create(&post, &pod))).await;
+                for r in results {
+                    match r {
+                        Ok(p) => {
+                            created += 1;
+                            recorder.normal(
+                                owner,
+                                "SuccessfulCreate",
+                                format!("Created pod: {}", p.name_any()),
+                            );
+                        }
+                        Err(e) => {
+                            let msg = api_message(&e);
+                            // A terminating namespace refuses new pods; nothing to report.
+                            if !msg.contains("because it is being terminated") {
+                                recorder.warning(
+                                    owner,
+                                    "FailedCreate",
+                                    format!("Error creating: {msg}"),
+                                );
+                                failure.get_or_insert(msg);
+                            }
+                        }
+                    }
+                }
+                if failure.is_some() {
+                    break;
                 }
             }
-            Some(_) => {}
-            None if matches && !deleting => adopt.push(pod),
-            None => {}
+            // Creations that failed or were never tried will never be seen.
+            for _ in created..count {
+                exp.creation_observed(key);
+            }
+            return failure.map_or(Ok(()), Err);
         }
-    }
-    let owner_ref = controller_ref(&*owner);
-    let adopted = future::join_all(adopt.iter().map(|p| adopt_pod(&pods_api, p, &owner_ref))).await;
-    mine.extend(adopt.into_iter().zip(adopted).filter(|(_, ok)| *ok).map(|(p, _)| p));
-
-    let mut manage_error = None;
-    if needs_sync
-        && !deleting
-        && let Err(e) = manage(&*owner, &mine, &sh, &pods_api, &key).await
-    {
-        manage_error = Some(e);
-    }
-
-    let now = Timestamp::now();
-    let wanted = Wanted {
-        template_labels: owner
-            .pod_template()
-            .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default(),
-        replicas: owner.desired_replicas(),
-        min_ready_seconds: owner.min_ready_seconds(),
-        generation: owner.meta().generation.unwrap_or(0),
-    };
-    let prev = owner.current_status();
-    let status = compute_status(&prev, &wanted, &mine, manage_error.as_deref(), now);
-    if status != prev {
-        let api: Api<K> = Api::namespaced(sh.ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                &owner.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(status.to_patch()),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if let Some(e) = manage_error {
-        return Err(Error::Invalid(e));
-    }
-    // Wake up when the next ready pod becomes available (minReadySeconds).
-    let min_ready = owner.min_ready_seconds();
-    if min_ready > 0 {
-        let next = mine
-            .iter()
-            .filter(|p| is_ready(p) && !crate::pods::is_available(p, min_ready, now))
-            .filter_map(|p| ready_since(p).flatten())
-            .map(|since| since.as_second() + i64::from(min_ready) - now.as_second())
-            .min();
-        if let Some(secs) = next {
-            return Ok(Action::requeue(Duration::from_secs(secs.clamp(0, 3600) as u64 + 1)));
-        }
-    }
-    if !sh.side.expectations.satisfied(&key) {
-        return Ok(Action::requeue(EXPECTATION_TTL));
-    }
-    Ok(Action::requeue(Duration::from_secs(600)))
-}
-
-/// Create or delete pods so that `mine` becomes `replicas` (at most a burst per sync).
-async fn manage<K: ReplicaOwner>(
-    owner: &K,
-    mine: &[Arc<Pod>],
-    sh: &Shared<K>,
-    pods_api: &Api<Pod>,
-    key: &str,
-) -> Result<(), String> {
-    let desired = owner.desired_replicas().max(0) as usize;
-    let recorder = &sh.ctx.recorder;
-    let exp = &sh.side.expectations;
-    if mine.len() < desired {
-        let Some(template) = owner.pod_template() else { return Ok(()) };
-        let count = (desired - mine.len()).min(BURST_REPLICAS);
-        exp.expect(key, count as i64, 0);
-        let mut pod = pod_from_template(
-            template,
-            &owner.namespace().unwrap_or_default(),
-            controller_ref(owner),
-        );
-        pod.metadata.generate_name = Some(format!("{}-", owner.name_any()));
-        let post = PostParams::default();
-        let mut created = 0;
-        let mut failure = None;
-        for batch in slow_start_batches(count, SLOW_START_INITIAL_BATCH) {
-            let results = future::join_all((0..batch).map(|_| pods_api.create(&post, &pod))).await;
-            for r in results {
+        if mine.len() > desired {
+            let count = (mine.len() - desired).min(BURST_REPLICAS);
+            let victims = pods_to_delete(mine, count);
+            exp.expect(key, 0, victims.len() as i64);
+            let params = DeleteParams::default();
+            let results = future::join_all(victims.iter().map(|p| {
+                let name = p.name_any();
+                let params = &params;
+                async move { pods_api.delete(&name, params).await }
+            }))
+            .await;
+            let mut failure = None;
+            for (pod, r) in victims.iter().zip(results) {
                 match r {
-                    Ok(p) => {
-                        created += 1;
-                        recorder.normal(
-                            owner,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        );
-                    }
+                    Ok(_) => recorder.normal(
+                        owner,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {}", pod.name_any()),
+                    ),
                     Err(e) => {
-                        let msg = api_message(&e);
-                        // A terminating namespace refuses new pods; nothing to report.
-                        if !msg.contains("because it is being terminated") {
+                        exp.deletion_observed(key);
+                        if !is_not_found(&e) {
+                            let msg = api_message(&e);
                             recorder.warning(
                                 owner,
-                                "FailedCreate",
-                                format!("Error creating: {msg}"),
+                                "FailedDelete",
+                                format!("Error deleting: {msg}"),
                             );
                             failure.get_or_insert(msg);
                         }
                     }
                 }
             }
-            if failure.is_some() {
-                break;
-            }
+            return failure.map_or(Ok(()), Err);
         }
-        // Creations that failed or were never tried will never be seen.
-        for _ in created..count {
-            exp.creation_observed(key);
-        }
-        return failure.map_or(Ok(()), Err);
+        Ok(())
     }
-    if mine.len() > desired {
-        let count = (mine.len() - desired).min(BURST_REPLICAS);
-        let victims = pods_to_delete(mine, count);
-        exp.expect(key, 0, victims.len() as i64);
-        let params = DeleteParams::default();
-        let results = future::join_all(victims.iter().map(|p| {
-            let name = p.name_any();
-            let params = &params;
-            async move { pods_api.delete(&name, params).await }
-        }))
-        .await;
-        let mut failure = None;
-        for (pod, r) in victims.iter().zip(results) {
-            match r {
-                Ok(_) => recorder.normal(
-                    owner,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", pod.name_any()),
-                ),
-                Err(e) => {
-                    exp.deletion_observed(key);
-                    if !is_not_found(&e) {
-                        let msg = api_message(&e);
-                        recorder.warning(owner, "FailedDelete", format!("Error deleting: {msg}"));
-                        failure.get_or_insert(msg);
-                    }
-                }
-            }
-        }
-        return failure.map_or(Ok(()), Err);
-    }
-    Ok(())
 }
 
 /// Put `owner` as controller onto an orphan pod; false when the pod is gone or taken.

@@ -2,58 +2,97 @@
 //! created when the namespace appears and again whenever it is deleted.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_client_tools::informers::Change;
+use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, split_key};
+use tokio::task::JoinSet;
 
 use crate::{Context, Error};
 
 /// The ServiceAccounts every namespace gets.
 pub const DEFAULT: &str = "default";
+/// Namespaces looked at once: a sync is a cache read and at most one create.
+const WORKERS: usize = 2;
 
-async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The work-queue key of the namespace `name` (cluster-scoped: no namespace part).
+fn key(name: &str) -> String {
+    format!("/{name}")
+}
+
+struct Caches {
+    namespaces: Store<Namespace>,
+    accounts: Store<ServiceAccount>,
+}
+
+async fn reconcile(ctx: &Context, caches: &Caches, k: &str) -> Result<Requeue, Error> {
+    let Some(ns) = caches.namespaces.get(&ObjectRef::new(split_key(k).1)) else {
+        return Ok(None);
+    };
     let terminating = ns.metadata.deletion_timestamp.is_some()
         || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
     if terminating {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let name = ns.metadata.name.clone().unwrap_or_default();
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &name);
-    if api.get_opt(DEFAULT).await?.is_some() {
-        return Ok(Action::await_change());
+    // A stale cache at worst costs a create that answers 409; a deletion it has not seen
+    // yet queues the namespace again when it arrives.
+    if caches.accounts.get(&ObjectRef::new(DEFAULT).within(&name)).is_some() {
+        return Ok(None);
     }
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &name);
     let sa = ServiceAccount {
         metadata: ObjectMeta { name: Some(DEFAULT.into()), ..ObjectMeta::default() },
         ..ServiceAccount::default()
     };
     match api.create(&PostParams::default(), &sa).await {
-        Ok(_) => Ok(Action::await_change()),
+        Ok(_) => Ok(None),
         // Created meanwhile, or the namespace started terminating: nothing to do.
-        Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 409) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 409) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-fn error_policy(_ns: Arc<Namespace>, e: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::debug!(error = %e, "service account sync failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
-    let defaults = watcher::Config::default().fields(&format!("metadata.name={DEFAULT}"));
-    Controller::new(namespaces, watcher::Config::default())
-        .watches(accounts, defaults, |sa| {
-            sa.metadata.namespace.map(|ns| ObjectRef::<Namespace>::new(&ns))
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
+    let namespaces = ctx.informers.get::<Namespace>();
+    let accounts = ctx.informers.get::<ServiceAccount>();
+    namespaces.wait_until_ready().await;
+    accounts.wait_until_ready().await;
+    let (q, all) = (queue.clone(), namespaces.store());
+    let every_namespace = move || {
+        for ns in all.state() {
+            q.add(&key(ns.metadata.name.as_deref().unwrap_or_default()));
+        }
+    };
+    let q = queue.clone();
+    let resync = every_namespace.clone();
+    namespaces.on_change(move |change| match change {
+        Change::Upsert { new, .. } => q.add(&key(new.metadata.name.as_deref().unwrap_or_default())),
+        Change::Delete { .. } => {}
+        // A relist: any namespace may have changed.
+        Change::Resynced => resync(),
+    });
+    // A `default` ServiceAccount that changed or went: its namespace looks again.
+    let q = queue.clone();
+    accounts.on_change(move |change| match change.object() {
+        Some(sa) if sa.metadata.name.as_deref() == Some(DEFAULT) => {
+            if let Some(ns) = sa.metadata.namespace.as_deref() {
+                q.add(&key(ns));
+            }
+        }
+        Some(_) => {}
+        // A relist may have missed a deletion.
+        None => every_namespace(),
+    });
+    let caches = Arc::new(Caches { namespaces: namespaces.store(), accounts: accounts.store() });
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "serviceaccount", move |k| {
+        let (ctx, caches) = (ctx.clone(), caches.clone());
+        async move { reconcile(&ctx, &caches, &k).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }

@@ -20,17 +20,18 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::history::{self, POD_REVISION_LABEL};
-use crate::pods::{
-    controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
-    pod_from_template, selector_matches,
-};
-use crate::workqueue::{self, WorkQueue, key_of, split_key};
 use crate::{Context, Error};
+use skiff_client_tools::informers::{BY_OWNER_UID, Informer};
+use skiff_client_tools::workqueue::{self, WorkQueue, split_key};
+use skiff_helpers::labels::selector_matches;
+use skiff_helpers::pods::{
+    controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
+    pod_from_template,
+};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -134,7 +135,7 @@ fn revision_of(pod: &Pod) -> &str {
 
 /// Time left until a Ready pod has been Ready for `min_ready_seconds`.
 fn until_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Duration {
-    let since = crate::pods::ready_since(pod).flatten().map(|t| t.as_second()).unwrap_or(0);
+    let since = skiff_helpers::pods::ready_since(pod).flatten().map(|t| t.as_second()).unwrap_or(0);
     let left = i64::from(min_ready_seconds) - (now.as_second() - since);
     Duration::from_secs(u64::try_from(left.max(1)).unwrap_or(1))
 }
@@ -389,48 +390,27 @@ struct Controller {
     ctx: Arc<Context>,
     queue: WorkQueue,
     sets: Store<StatefulSet>,
-    pods: Store<Pod>,
+    pods: Informer<Pod>,
     revisions: Store<ControllerRevision>,
     claims: Store<PersistentVolumeClaim>,
 }
 
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
     let queue = WorkQueue::new();
     let mut tasks = JoinSet::new();
-    let q = queue.clone();
-    let sets = workqueue::watch(
-        &mut tasks,
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        move |s| q.add(&key_of::<StatefulSet>(s)),
-    );
-    // Only pods with a revision label: StatefulSet and DaemonSet pods, not every pod.
-    let pods = workqueue::watch_owned(
-        &mut tasks,
-        Api::all(client.clone()),
-        watcher::Config::default().labels(POD_REVISION_LABEL),
-        &queue,
-        "StatefulSet",
-    );
-    let revisions = workqueue::watch_owned(
-        &mut tasks,
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        &queue,
-        "StatefulSet",
-    );
-    let claims = workqueue::watch(&mut tasks, Api::all(client), watcher::Config::default(), |_| {});
-    for ready in [
-        sets.wait_until_ready().await.is_ok(),
-        pods.wait_until_ready().await.is_ok(),
-        revisions.wait_until_ready().await.is_ok(),
-        claims.wait_until_ready().await.is_ok(),
-    ] {
-        if !ready {
-            return Err(Error::Invalid("statefulset caches closed before they were ready".into()));
-        }
-    }
+    let informers = &ctx.informers;
+    let sets = informers.get::<StatefulSet>();
+    let pods = informers.get::<Pod>();
+    let revisions = informers.get::<ControllerRevision>();
+    let claims = informers.get::<PersistentVolumeClaim>();
+    sets.wait_until_ready().await;
+    pods.wait_until_ready().await;
+    revisions.wait_until_ready().await;
+    claims.wait_until_ready().await;
+    workqueue::enqueue_objects(&sets, &queue);
+    workqueue::enqueue_controllers(&pods, &queue, "StatefulSet");
+    workqueue::enqueue_controllers(&revisions, &queue, "StatefulSet");
+    let (sets, revisions, claims) = (sets.store(), revisions.store(), claims.store());
     let c = Arc::new(Controller { ctx, queue, sets, pods, revisions, claims });
     let queue = c.queue.clone();
     workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "statefulset", move |key| {
@@ -462,7 +442,7 @@ impl Controller {
 
         let pods: Vec<Arc<Pod>> = self
             .pods
-            .state()
+            .by_index(BY_OWNER_UID, &uid)
             .into_iter()
             .filter(|p| p.namespace().as_deref() == Some(ns) && is_controlled_by(&p.metadata, &uid))
             .filter(|p| selector_matches(&spec.selector, p.labels()))

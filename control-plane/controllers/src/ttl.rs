@@ -4,37 +4,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, key_of, split_key};
+use tokio::task::JoinSet;
 
-use crate::batch::{self, Requeue, api_code, finished_at, key_of, split_key};
+use crate::batch::{api_code, finished_at};
 use crate::{Context, Error};
 
+/// Jobs looked at once.
+const WORKERS: usize = 2;
+
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let (jobs, events) =
-        batch::reflect(Api::<Job>::all(ctx.client.clone()), watcher::Config::default());
-    let (queue, rx) = batch::queue();
-    let q = queue.clone();
-    let feed = events.for_each(move |j| {
-        if j.spec.as_ref().is_some_and(|s| s.ttl_seconds_after_finished.is_some()) {
-            q.add(key_of(j.as_ref()));
+    let queue = WorkQueue::new();
+    let mut tasks = JoinSet::new();
+    let jobs = ctx.informers.get::<Job>();
+    jobs.wait_until_ready().await;
+    let has_ttl = |j: &Job| j.spec.as_ref().is_some_and(|s| s.ttl_seconds_after_finished.is_some());
+    let (q, all) = (queue.clone(), jobs.store());
+    jobs.on_change(move |change| match change.object() {
+        Some(job) => {
+            if has_ttl(job) {
+                q.add(&key_of(job));
+            }
         }
-        std::future::ready(())
+        // A relist: any Job may have changed.
+        None => {
+            for job in all.state().iter().filter(|j| has_ttl(j)) {
+                q.add(&key_of(job.as_ref()));
+            }
+        }
     });
-    let work = async move {
-        let _ = jobs.wait_until_ready().await;
-        drop(queue);
-        batch::process(rx, 2, move |k| {
-            let (ctx, jobs) = (ctx.clone(), jobs.clone());
-            async move { reconcile(&ctx, &jobs, &k).await }
-        })
-        .await;
-    };
-    tokio::join!(feed, work);
+    let jobs = jobs.store();
+    workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "ttl-after-finished", move |k| {
+        let (ctx, jobs) = (ctx.clone(), jobs.clone());
+        async move { reconcile(&ctx, &jobs, &k).await }
+    });
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -52,7 +60,7 @@ pub fn expires_in(job: &Job, now: Timestamp) -> Option<Duration> {
 
 async fn reconcile(ctx: &Context, jobs: &Store<Job>, k: &str) -> Result<Requeue, Error> {
     let (ns, name) = split_key(k);
-    let Some(cached) = batch::cached(jobs, ns, name) else {
+    let Some(cached) = jobs.get(&ObjectRef::new(name).within(ns)) else {
         return Ok(None);
     };
     match expires_in(&cached, Timestamp::now()) {

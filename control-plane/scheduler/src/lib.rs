@@ -7,7 +7,6 @@
 
 pub mod cache;
 pub mod config;
-pub mod events;
 pub mod framework;
 pub mod informers;
 pub mod metrics;
@@ -61,7 +60,7 @@ pub async fn run(client: kube::Client, options: Options, metrics: Metrics) {
         run_leading(client, options, metrics).await;
         return;
     }
-    let elector = skiff_controllers::leader::LeaderElector::for_lease(
+    let elector = skiff_client_tools::LeaderElector::new(
         client.clone(),
         LEASE_NAME,
         &options.identity,
@@ -93,7 +92,7 @@ impl Drop for CloseOnDrop {
 pub async fn run_leading(client: kube::Client, options: Options, metrics: Metrics) {
     let queue = Arc::new(SchedulingQueue::without_profiles());
     let _close = CloseOnDrop(queue.clone());
-    let events = events::EventSink::start(client.clone(), DEFAULT_SCHEDULER_NAME);
+    let events = skiff_client_tools::Recorder::new(client.clone(), DEFAULT_SCHEDULER_NAME);
     let mut profiles: HashMap<String, Arc<framework::Framework>> = HashMap::new();
     for p in &options.profiles {
         match profiles::build(p, Some(&client), &queue, &options) {

@@ -149,7 +149,7 @@ pub fn build(
         let weak = Arc::downgrade(queue);
         let api = KubePreemptionApi::new(
             client.clone(),
-            skiff_controllers::events::Recorder::new(client.clone(), crate::DEFAULT_SCHEDULER_NAME),
+            skiff_client_tools::Recorder::new(client.clone(), crate::DEFAULT_SCHEDULER_NAME),
             Arc::new(move |node: &str| {
                 weak.upgrade().map(|q| q.nominated_for(node)).unwrap_or_default()
             }),

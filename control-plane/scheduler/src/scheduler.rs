@@ -11,13 +11,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::cache::Cache;
-use crate::events::EventSink;
 use crate::framework::{Code, CycleState, Diagnosis, Framework, NodeScore, Status};
 use crate::metrics::Metrics;
 use crate::plugins::default_binder::GONE_OR_BOUND;
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::snapshot::Snapshot;
 use crate::types::{NodeInfo, PodInfo};
+use skiff_client_tools::Recorder;
 
 /// What the loop and the binding tasks share.
 pub struct Shared {
@@ -26,7 +26,7 @@ pub struct Shared {
     pub profiles: HashMap<String, Arc<Framework>>,
     pub metrics: Metrics,
     pub client: Option<kube::Client>,
-    pub events: Option<EventSink>,
+    pub events: Option<Recorder>,
     pub runtime: tokio::runtime::Handle,
 }
 
@@ -386,7 +386,7 @@ impl Scheduler {
                 shared.queue.done(&info.uid);
                 if let Some(events) = &shared.events {
                     events.normal(
-                        &info,
+                        &*info.pod,
                         "Scheduled",
                         format!("Successfully assigned {} to {host}", info.key()),
                     );
@@ -460,7 +460,7 @@ fn record_failure(
     let info = &qp.info;
     tracing::debug!(pod = %info.key(), %message, "pod not scheduled");
     if let Some(events) = &shared.events {
-        events.warning(info, "FailedScheduling", message.clone());
+        events.warning(&*info.pod, "FailedScheduling", message.clone());
     }
     let Some(client) = shared.client.clone() else { return };
     let status = info.pod.status.as_ref();

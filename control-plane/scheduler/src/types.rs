@@ -5,18 +5,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelectorTerm, Pod, PodAffinityTerm, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 pub type Labels = BTreeMap<String, String>;
 
-// Label selectors, node selector requirements and tolerations match as the controllers
-// match them.
-pub use skiff_controllers::daemonset::{requirement_matches, tolerates};
-pub use skiff_controllers::pods::selector_matches;
+// Label selectors, node selector terms, tolerations and quantities: one copy, shared with the
+// controllers and the node.
+pub use skiff_helpers::labels::selector_matches;
+pub use skiff_helpers::node_selector::term_matches as node_selector_term_matches;
+pub use skiff_helpers::quantity::{milli_value, value};
+pub use skiff_helpers::taints::tolerates;
 
 /// Kubernetes' default requests used for scoring a container that requests nothing
 /// (`DefaultMilliCPURequest`, `DefaultMemoryRequest`).
@@ -115,103 +115,6 @@ pub fn is_scalar_resource(name: &str) -> bool {
         || name.starts_with("requests.")
 }
 
-/// A quantity in thousandths, rounded up (`100m` CPU is 100, `1` is 1000).
-pub fn milli_value(q: &str) -> Option<i64> {
-    exact(q, 1000).or_else(|| parse(q).map(|v| (v * 1000.0).ceil() as i64))
-}
-
-/// A quantity in base units, rounded up (`1Ki` is 1024, `500m` is 1).
-pub fn value(q: &str) -> Option<i64> {
-    exact(q, 1).or_else(|| parse(q).map(|v| v.ceil() as i64))
-}
-
-/// `q` times `scale`, rounded up, in integer arithmetic: through `f64`, `9m` would be
-/// 9.000000000000002 thousandths and round up to 10. `None` when `q` is malformed or too
-/// large for this path (the caller then falls back to `f64`).
-fn exact(q: &str, scale: i128) -> Option<i64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let (negative, num) = match num.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, num.strip_prefix('+').unwrap_or(num)),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if (int.is_empty() && frac.is_empty())
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    // The value is numer / denom.
-    let mut numer = int
-        .bytes()
-        .chain(frac.bytes())
-        .try_fold(0i128, |acc, b| acc.checked_mul(10)?.checked_add(i128::from(b - b'0')))?;
-    numer = numer.checked_mul(scale)?;
-    let mut denom = 10i128.checked_pow(u32::try_from(frac.len()).ok()?)?;
-    let (base, exp): (i128, i32) = match suffix {
-        "" => (10, 0),
-        "n" => (10, -9),
-        "u" => (10, -6),
-        "m" => (10, -3),
-        "k" => (10, 3),
-        "M" => (10, 6),
-        "G" => (10, 9),
-        "T" => (10, 12),
-        "P" => (10, 15),
-        "E" => (10, 18),
-        "Ki" => (1024, 1),
-        "Mi" => (1024, 2),
-        "Gi" => (1024, 3),
-        "Ti" => (1024, 4),
-        "Pi" => (1024, 5),
-        "Ei" => (1024, 6),
-        s if s.starts_with('e') || s.starts_with('E') => (10, s[1..].parse().ok()?),
-        _ => return None,
-    };
-    let factor = base.checked_pow(exp.unsigned_abs())?;
-    if exp >= 0 {
-        numer = numer.checked_mul(factor)?;
-    } else {
-        denom = denom.checked_mul(factor)?;
-    }
-    let magnitude = if negative { numer / denom } else { (numer + denom - 1) / denom };
-    let v = if negative { -magnitude } else { magnitude };
-    i64::try_from(v).ok()
-}
-
-fn parse(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with('e') || s.starts_with('E') => 10f64.powi(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
 /// A host port a pod claims: (host IP, protocol, port). An empty or `0.0.0.0` IP is every
 /// address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -293,18 +196,6 @@ impl AffinityTerm {
 pub struct WeightedAffinityTerm {
     pub weight: i32,
     pub term: AffinityTerm,
-}
-
-/// A node selector term: every label expression and every field (`metadata.name`) holds.
-/// A term with neither matches nothing, as in Kubernetes.
-pub fn node_selector_term_matches(term: &NodeSelectorTerm, name: &str, labels: &Labels) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(name)))
 }
 
 /// A pod as the scheduler sees it. Built once per pod version (`PodInfo::new`).
@@ -752,34 +643,5 @@ mod tests {
         assert!(info.remove_pod("uid-p"));
         assert_eq!(info.requested.milli_cpu, 0);
         assert!(info.used_ports.is_empty());
-    }
-
-    #[test]
-    fn quantities_should_round_up() {
-        assert_eq!(milli_value("100m"), Some(100));
-        assert_eq!(milli_value("1.5"), Some(1500));
-        assert_eq!(value("1Ki"), Some(1024));
-        assert_eq!(value("500m"), Some(1));
-    }
-
-    #[test]
-    fn quantities_should_parse_exactly() {
-        let cases = [
-            ("9m", Some(9), Some(1)),
-            ("205m", Some(205), Some(1)),
-            ("0.1", Some(100), Some(1)),
-            ("1.5Gi", Some(1_610_612_736_000), Some(1_610_612_736)),
-            ("2.2e9", Some(2_200_000_000_000), Some(2_200_000_000)),
-            ("1e-3", Some(1), Some(1)),
-            ("100n", Some(1), Some(1)),
-            ("+3", Some(3000), Some(3)),
-            ("-2.5", Some(-2500), Some(-2)),
-            ("1x", None, None),
-            ("", None, None),
-        ];
-        for (q, milli, base) in cases {
-            assert_eq!(milli_value(q), milli, "milli {q}");
-            assert_eq!(value(q), base, "value {q}");
-        }
     }
 }

@@ -1,10 +1,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    DeploymentSpec, DeploymentStrategy, ReplicaSetStatus, RollingUpdateDeployment,
+    DeploymentSpec, DeploymentStatus, DeploymentStrategy, ReplicaSetSpec, ReplicaSetStatus,
+    RollingUpdateDeployment,
 };
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::util::{LAST_APPLIED, fenceposts};
 use super::*;
 
 fn ts(secs: i64) -> Timestamp {

@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use skiff_controllers::events::Recorder;
+use skiff_client_tools::Recorder;
 
 use crate::framework::{
     Code, CycleState, Framework, Plugin, PostFilterPlugin, PostFilterResult, Status,

@@ -1,24 +1,26 @@
 //! A work queue keyed by `namespace/name`, as Kubernetes' controllers use: a key queued many
 //! times while waiting is processed once, a key is never processed by two workers at once
 //! (queued again while processing, it runs again afterwards), and failures come back with a
-//! growing delay. Also the watch plumbing that fills it: a reflector store per watched kind
-//! whose events are mapped to the keys of the objects to reconcile.
+//! growing delay (client-go's `util/workqueue` with its rate limiter). Also the handlers that
+//! fill it from a shared informer's changes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use skiff_helpers::pods::controller_of;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::informers::Informer;
+
+/// What a sync asks for when it succeeds: look again after this long, or (`None`) only when
+/// something changes.
+pub type Requeue = Option<Duration>;
 
 const BASE_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -29,6 +31,8 @@ struct State {
     dirty: HashSet<String>,
     processing: HashSet<String>,
     failures: HashMap<String, u32>,
+    /// Keys with a delayed add pending, and when it is due.
+    waiting: HashMap<String, Instant>,
 }
 
 /// Keys waiting to be reconciled. Cheap to clone; every clone is the same queue.
@@ -60,12 +64,32 @@ impl WorkQueue {
         }
     }
 
-    /// Queue `key` once `delay` has passed.
+    /// Queue `key` once `delay` has passed. A key waits for one deadline only, the earliest
+    /// asked for: a sync that asks to look again in ten minutes after every change does not
+    /// pile up timers.
     pub fn add_after(&self, key: &str, delay: Duration) {
+        let at = Instant::now() + delay;
+        {
+            let mut s = self.lock();
+            if s.waiting.get(key).is_some_and(|t| *t <= at) {
+                return;
+            }
+            s.waiting.insert(key.to_string(), at);
+        }
         let (q, key) = (self.clone(), key.to_string());
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(&key);
+            tokio::time::sleep_until(at).await;
+            let due = {
+                let mut s = q.lock();
+                let due = s.waiting.get(&key) == Some(&at);
+                if due {
+                    s.waiting.remove(&key);
+                }
+                due
+            };
+            if due {
+                q.add(&key);
+            }
         });
     }
 
@@ -120,7 +144,7 @@ impl WorkQueue {
 /// Run `workers` tasks that take keys from `queue` and `sync` them: a success forgets the
 /// key's failures (and queues it again after the delay `sync` asks for), a failure queues
 /// it again with backoff. Runs until the task set is dropped.
-pub fn spawn_workers<F, Fut>(
+pub fn spawn_workers<F, Fut, E>(
     tasks: &mut JoinSet<()>,
     queue: &WorkQueue,
     workers: usize,
@@ -128,7 +152,8 @@ pub fn spawn_workers<F, Fut>(
     sync: F,
 ) where
     F: Fn(String) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<Option<Duration>, crate::Error>> + Send,
+    Fut: std::future::Future<Output = Result<Requeue, E>> + Send,
+    E: std::fmt::Display,
 {
     for _ in 0..workers {
         let (queue, sync) = (queue.clone(), sync.clone());
@@ -163,59 +188,57 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
-/// Watch `api` into a reflector store, calling `on_change` with every object that is
-/// added, changed or deleted (to queue the keys it concerns). The watch is a task of
-/// `tasks`, so it ends with them (a controller that stops leading drops its set); it
-/// retries with backoff until then.
-pub fn watch<K, F>(
-    tasks: &mut JoinSet<()>,
-    api: Api<K>,
-    config: watcher::Config,
-    on_change: F,
-) -> Store<K>
+/// Queue the key of every object `informer` tells of (added, changed, deleted; every cached
+/// one after a re-list).
+pub fn enqueue_objects<K>(informer: &Informer<K>, queue: &WorkQueue)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-    F: Fn(&K) + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(writer, watcher::watcher(api, config))
-        .default_backoff()
-        .touched_objects()
-        .for_each(move |ev| {
-            if let Ok(obj) = ev {
-                on_change(&obj);
-            }
-            async {}
-        });
-    tasks.spawn(stream);
-    store
+    let (queue, store) = (queue.clone(), informer.store());
+    informer.on_change(move |change| match change.object() {
+        Some(obj) => queue.add(&key_of(obj)),
+        None => store.state().iter().for_each(|obj| queue.add(&key_of(obj.as_ref()))),
+    });
 }
 
-/// `watch` for objects a controller of `owner_kind` owns: each change queues its owner's key.
-pub fn watch_owned<K>(
-    tasks: &mut JoinSet<()>,
-    api: Api<K>,
-    config: watcher::Config,
-    queue: &WorkQueue,
-    owner_kind: &'static str,
-) -> Store<K>
+/// Queue the key of the controller of kind `owner_kind` (its `ownerReferences` entry with
+/// `controller: true`) of every object `informer` tells of (of every cached one after a
+/// re-list).
+pub fn enqueue_controllers<K>(informer: &Informer<K>, queue: &WorkQueue, owner_kind: &'static str)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let queue = queue.clone();
-    watch(tasks, api, config, move |obj: &K| {
-        let meta = obj.meta();
-        if let Some(owner) = crate::pods::controller_of(meta).filter(|o| o.kind == owner_kind) {
+    let (queue, store) = (queue.clone(), informer.store());
+    let enqueue = move |queue: &WorkQueue, meta: &kube::api::ObjectMeta| {
+        if let Some(owner) = controller_of(meta).filter(|o| o.kind == owner_kind) {
             queue.add(&format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), owner.name));
         }
-    })
+    };
+    informer.on_change(move |change| match change.object() {
+        Some(obj) => enqueue(&queue, obj.meta()),
+        None => store.state().iter().for_each(|obj| enqueue(&queue, obj.meta())),
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn add_after_should_keep_only_the_earliest_deadline_per_key() {
+        let q = WorkQueue::new();
+        q.add_after("ns/a", Duration::from_secs(600));
+        q.add_after("ns/a", Duration::from_secs(600));
+        q.add_after("ns/a", Duration::from_secs(5));
+        assert_eq!(q.lock().waiting.len(), 1);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(q.next().await, "ns/a");
+        q.done("ns/a");
+        tokio::time::sleep(Duration::from_secs(700)).await;
+        let again = tokio::time::timeout(Duration::from_millis(50), q.next()).await;
+        assert!(again.is_err(), "the later deadlines were folded into the earliest");
+        assert!(q.lock().waiting.is_empty());
+    }
 
     #[tokio::test]
     async fn workqueue_should_dedupe_and_hold_keys_being_processed() {

@@ -1,5 +1,6 @@
-//! Leader election through a coordination.k8s.io Lease (`kube-system/kube-controller-manager`),
-//! as Kubernetes' controller manager does it: the holder renews the Lease every third of its
+//! Leader election through a coordination.k8s.io Lease in `kube-system` (the controller
+//! manager's `kube-controller-manager`, the scheduler's `kube-scheduler`), as client-go's
+//! `leaderelection` does it: the holder renews the Lease every third of its
 //! duration; a candidate takes it over only when it has seen the same record, unrenewed, for a
 //! whole lease duration (judged by its own clock, so clock skew between machines does not
 //! matter). Writes carry the resourceVersion read, so two candidates never both win.
@@ -13,10 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use tokio::sync::oneshot;
 
-use crate::Options;
-
 pub const LEASE_NAMESPACE: &str = "kube-system";
-pub const LEASE_NAME: &str = "kube-controller-manager";
 
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -32,12 +30,8 @@ struct Observed {
 }
 
 impl LeaderElector {
-    pub fn new(client: kube::Client, options: &Options) -> Self {
-        Self::for_lease(client, LEASE_NAME, &options.identity, options.lease_duration)
-    }
-
-    /// An elector for another component's Lease in `kube-system` (`kube-scheduler`).
-    pub fn for_lease(
+    /// An elector for the Lease `kube-system/<lease>`, held as `identity` for `duration`.
+    pub fn new(
         client: kube::Client,
         lease: &'static str,
         identity: &str,

@@ -1,0 +1,101 @@
+//! Label selectors (`metav1.LabelSelector`) against an object's labels, as apimachinery's
+//! `labels.Selector` matches them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use crate::Labels;
+
+/// Kubernetes' `LabelSelector` semantics: every `matchLabels` pair and every
+/// `matchExpressions` requirement must hold. An empty selector matches everything (callers
+/// that must refuse empty selectors check that themselves); an unknown operator matches
+/// nothing.
+pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
+    let pairs = selector.match_labels.iter().flatten();
+    if !pairs.into_iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        return false;
+    }
+    selector.match_expressions.iter().flatten().all(|req| {
+        let values = req.values.as_deref().unwrap_or_default();
+        let value = labels.get(&req.key);
+        match req.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    })
+}
+
+/// True for a selector with neither labels nor expressions.
+pub fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// An object's labels (empty when it has none).
+pub fn labels_of(meta: &ObjectMeta) -> Labels {
+    meta.labels.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn req(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn selector_should_follow_kubernetes_semantics() {
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![
+                req("tier", "In", &["a", "b"]),
+                req("env", "NotIn", &["prod"]),
+                req("track", "Exists", &[]),
+                req("legacy", "DoesNotExist", &[]),
+            ]),
+        };
+        let ok = labels(&[("app", "web"), ("tier", "a"), ("track", "x")]);
+        assert!(selector_matches(&sel, &ok));
+        let mut bad = ok.clone();
+        bad.insert("env".into(), "prod".into());
+        assert!(!selector_matches(&sel, &bad), "NotIn");
+        let mut bad = ok.clone();
+        bad.insert("legacy".into(), "1".into());
+        assert!(!selector_matches(&sel, &bad), "DoesNotExist");
+        let mut bad = ok.clone();
+        bad.remove("track");
+        assert!(!selector_matches(&sel, &bad), "Exists");
+        let mut bad = ok.clone();
+        bad.insert("tier".into(), "c".into());
+        assert!(!selector_matches(&sel, &bad), "In");
+        assert!(!selector_matches(&sel, &labels(&[("app", "db")])), "matchLabels");
+        assert!(selector_matches(&LabelSelector::default(), &labels(&[])), "empty matches all");
+        assert!(selector_is_empty(&LabelSelector::default()));
+    }
+
+    #[test]
+    fn selector_should_refuse_unknown_operators_and_missing_keys() {
+        let sel = |r| LabelSelector { match_labels: None, match_expressions: Some(vec![r]) };
+        let l = labels(&[("a", "1")]);
+        assert!(!selector_matches(&sel(req("a", "Gt", &["0"])), &l), "Gt is not a label operator");
+        assert!(!selector_matches(&sel(req("b", "In", &["1"])), &l), "In needs the key");
+        assert!(selector_matches(&sel(req("b", "NotIn", &["1"])), &l), "NotIn holds without it");
+        assert!(!selector_matches(&sel(req("a", "In", &[])), &l), "In with no values");
+        let empty_exprs = LabelSelector { match_labels: None, match_expressions: Some(vec![]) };
+        assert!(selector_is_empty(&empty_exprs));
+        assert!(selector_matches(&empty_exprs, &l));
+    }
+}
