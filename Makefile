@@ -1,5 +1,6 @@
 # Two entry points for a fresh Debian machine with only the Rust toolchain:
-#   make run   builds Skiff and runs `skiff server` on the embedded defaults
+#   make run   builds Skiff and runs `skiff server` on the embedded defaults (and fetches the
+#              real kubectl into .tools/bin for the README's tour)
 #   make test  runs the whole test suite (unit + end-to-end with the real kubectl, helm and
 #              containerd, which the OCI tests start themselves)
 # Both install what they need first (scripts/bootstrap.sh).
@@ -19,8 +20,17 @@ build: bootstrap
 guests: bootstrap
 	bash scripts/build-guests.sh
 
+# The data dir `skiff server` uses by default (root: /var/lib/skiff).
+SKIFF_DATA_DIR = $(shell [ "$$(id -u)" -eq 0 ] && echo /var/lib/skiff || echo $$HOME/.local/share/skiff)
+
 run: build guests
+	bash scripts/fetch-tools.sh $(SKIFF_TOOLS_DIR) >/dev/null
 	$(CARGO_TARGET_DIR)/release/skiff images import $(SKIFF_GUESTS_DIR)/hello-wasm.wasip2.wasm --name hello-wasm:latest
+	@echo
+	@echo "Skiff starts below. In another shell, from this directory:"
+	@echo "  export PATH=\"$(SKIFF_TOOLS_DIR):\$$PATH\" KUBECONFIG=$(SKIFF_DATA_DIR)/kubeconfig.yaml"
+	@echo "  kubectl get nodes"
+	@echo
 	$(CARGO_TARGET_DIR)/release/skiff server
 
 test: bootstrap guests
@@ -28,22 +38,25 @@ test: bootstrap guests
 	bash scripts/containerd.sh install
 	bash scripts/test.sh
 
+# The benchmarks are binaries of the `skiff-bench` workspace member (bench/). `--workspace` lets
+# `--bin` find them and resolves features as for the whole workspace, the same as `--bin skiff`
+# alone (a `-p` selection may resolve them differently and rebuild RocksDB).
 bench: bootstrap guests
-	cargo build --release --bin skiff --bin skiff-bench-pods
+	cargo build --release --workspace --bin skiff --bin skiff-bench-pods
 	$(CARGO_TARGET_DIR)/release/skiff-bench-pods --skiff $(CARGO_TARGET_DIR)/release/skiff --guest $(SKIFF_GUESTS_DIR)/test-guest.wasip1.wasm --pods 1000
 
 # Skiff's store vs etcd (real etcd processes it starts and stops itself, data under /tmp).
 # BENCH_STORE_ARGS=--footprint adds the disk footprint after 1 M writes (long).
 BENCH_STORE_ARGS ?=
 bench-store: bootstrap
-	cargo build --release --bin skiff-bench-store
+	cargo build --release --workspace --bin skiff-bench-store
 	$(CARGO_TARGET_DIR)/release/skiff-bench-store $(BENCH_STORE_ARGS)
 
 # The api server with its embedded store: pod creates (JSON and protobuf, 1 and 64 clients),
 # lists of 10,000 pods, 1,000 watchers receiving a burst of 1,000 writes. Data under /tmp.
 BENCH_API_ARGS ?=
 bench-api: bootstrap
-	cargo build --release --bin skiff --bin skiff-bench-api
+	cargo build --release --workspace --bin skiff --bin skiff-bench-api
 	$(CARGO_TARGET_DIR)/release/skiff-bench-api --skiff $(CARGO_TARGET_DIR)/release/skiff $(BENCH_API_ARGS)
 
 # The node: Wasm pod start (create -> Running, p50/p99, 1 and 16 clients), density of idle
@@ -57,18 +70,18 @@ bench-node: bootstrap guests
 		$$s apt-get update -qq && $$s apt-get install -y -qq wrk; }
 	case "$(BENCH_NODE_ARGS)" in *--with-containerd*) bash scripts/containerd.sh install ;; esac
 	bash scripts/fetch-wasmtime.sh $(WASMTIME_DIR) >/dev/null
-	cargo build --release --bin skiff --bin skiff-bench-node
+	cargo build --release --workspace --bin skiff --bin skiff-bench-node
 	$(CARGO_TARGET_DIR)/release/skiff-bench-node --skiff $(CARGO_TARGET_DIR)/release/skiff \
 		--guests-dir $(SKIFF_GUESTS_DIR) --wasmtime $(WASMTIME_DIR)/bin/wasmtime $(BENCH_NODE_ARGS)
 
 # Scale one Deployment of Wasm pods 0 -> 5,000 on one node (issue target: all Ready < 15 s).
 bench-controllers: bootstrap guests
-	cargo build --release --bin skiff --bin skiff-bench-node
+	cargo build --release --workspace --bin skiff --bin skiff-bench-node
 	$(CARGO_TARGET_DIR)/release/skiff-bench-node --skiff $(CARGO_TARGET_DIR)/release/skiff \
 		--guests-dir $(SKIFF_GUESTS_DIR) --only scale $(BENCH_CONTROLLERS_ARGS)
 
 # Scheduling throughput on 5,000 simulated nodes (scheduler_perf's cases; target 10x their thresholds).
 BENCH_SCHEDULER_ARGS ?=
 bench-scheduler: bootstrap
-	cargo build --release --bin skiff --bin skiff-bench-scheduler
+	cargo build --release --workspace --bin skiff --bin skiff-bench-scheduler
 	$(CARGO_TARGET_DIR)/release/skiff-bench-scheduler --skiff $(CARGO_TARGET_DIR)/release/skiff $(BENCH_SCHEDULER_ARGS)

@@ -350,13 +350,9 @@ pub fn phase(pod: &Value) -> &str {
     pod["status"]["phase"].as_str().unwrap_or("")
 }
 
-/// CPU time (user+system, in clock ticks) the process has used so far.
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    n(11) + n(12)
+/// CPU time (user + system) the process has used so far (the benchmarks' `/proc` reader).
+pub fn cpu_time(pid: u32) -> Duration {
+    skiff_bench::procfs::cpu_time(pid)
 }
 
 /// A client binary of the tools dir by its versioned name (`kubectl-1.34`, `helm-3.19`, ...).

@@ -13,9 +13,7 @@
 //! `skiff-bench-scheduler --skiff target/release/skiff [--only basic,anti-affinity,spread,preemption]`
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,9 +23,10 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
+use skiff_bench::Server;
+use skiff_bench::procfs::cpu_time;
 
 #[derive(Parser)]
 struct Args {
@@ -58,61 +57,18 @@ fn kubernetes_threshold(case: &str) -> f64 {
     }
 }
 
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the comm field.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 async fn start_server(skiff: &Path, case: &str) -> anyhow::Result<(Server, kube::Client)> {
-    let dir = std::env::temp_dir().join(format!("skiff-bench-sched-{}-{case}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let mut child = Command::new(skiff)
-        .args(["server", "--disable-agent", "--listen", "127.0.0.1:0"])
+    let dir_name = format!("skiff-bench-sched-{}-{case}", std::process::id());
+    let server = Server::builder(skiff, &dir_name)
+        .disable_agent()
         // Simulated nodes renew no Lease: keep the node lifecycle from marking them lost.
         .args(["--node-monitor-grace-period", "86400"])
         // Room for a /24 of pod addresses per node, for 5,000 nodes and more.
-        .args(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size", "24", "--data-dir"])
-        .arg(&dir)
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting skiff server")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let server = Server { child, dir };
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("READY ") => break l,
-            Some(_) => continue,
-            None => bail!("server exited before it was ready"),
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let kubeconfig = PathBuf::from(ready.split_whitespace().nth(2).context("kubeconfig path")?);
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok((server, kube::Client::try_from(config)?))
+        .args(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size", "24"])
+        .start()
+        .await?;
+    let client = server.client().clone();
+    Ok((server, client))
 }
 
 async fn metrics(client: &kube::Client) -> anyhow::Result<String> {
@@ -384,7 +340,7 @@ async fn run_case(args: &Args, case: &str) -> anyhow::Result<Outcome> {
             )
         });
 
-    let pid = server.child.id();
+    let pid = server.pid();
     let cpu_before = cpu_time(pid);
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let released = Instant::now();

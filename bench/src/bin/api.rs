@@ -5,9 +5,7 @@
 //!
 //! `skiff-bench-api --skiff target/release/skiff`
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +15,7 @@ use bytes::Bytes;
 use clap::Parser;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use http::{Method, Request, StatusCode, header};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use skiff_bench::{Goal, Latencies, Server, ms, procfs};
 
 const JSON: &str = "application/json";
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
@@ -58,82 +56,11 @@ struct Args {
     target_list_ms: f64,
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix(field).map(|v| v.trim().trim_end_matches("kB").trim().to_string())
-            })
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system) the process has used. /proc counts it in USER_HZ ticks, which
-/// Linux fixes at 100 per second for user space.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// The share of one CPU the process uses over `window` while the benchmark sends nothing.
 async fn idle_cpu(pid: u32, window: Duration) -> f64 {
-    let before = cpu_time(pid);
+    let before = procfs::cpu_time(pid);
     tokio::time::sleep(window).await;
-    cpu_time(pid).saturating_sub(before).as_secs_f64() / window.as_secs_f64()
-}
-
-/// The server child process; killed and its data dir removed on drop.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn start_server(skiff: &Path) -> anyhow::Result<(Server, kube::Client, Duration)> {
-    let dir = std::env::temp_dir().join(format!("skiff-bench-api-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let t0 = Instant::now();
-    let mut child = Command::new(skiff)
-        .args(["server", "--disable-agent", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting skiff server")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let server = Server { child, dir };
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("READY ") => break l,
-            Some(_) => continue,
-            None => bail!("server exited before it was ready"),
-        }
-    };
-    let startup = t0.elapsed();
-    // Keep draining the server's stdout so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let kubeconfig = PathBuf::from(ready.split_whitespace().nth(2).context("kubeconfig path")?);
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok((server, kube::Client::try_from(config)?, startup))
+    procfs::cpu_time(pid).saturating_sub(before).as_secs_f64() / window.as_secs_f64()
 }
 
 /// One raw request; answers the status, the content type and the whole body.
@@ -194,7 +121,7 @@ fn pod(i: usize) -> serde_json::Value {
 
 struct Creates {
     elapsed: Duration,
-    latencies: Vec<Duration>,
+    latencies: Latencies,
     /// Answers whose content type was not the one asked for.
     other_content_type: usize,
 }
@@ -240,21 +167,8 @@ async fn create_pods(
         .await?;
     let elapsed = t0.elapsed();
     let other_content_type = results.iter().filter(|(_, other)| *other).count();
-    let mut latencies: Vec<Duration> = results.into_iter().map(|(d, _)| d).collect();
-    latencies.sort();
+    let latencies = results.into_iter().map(|(d, _)| d).collect();
     Ok(Creates { elapsed, latencies, other_content_type })
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 struct Lists {
@@ -306,10 +220,10 @@ struct Fanout {
     establish: Duration,
     burst_writes: Duration,
     all_delivered: Duration,
-    after_send: Vec<Duration>,
-    after_ack: Vec<Duration>,
+    after_send: Latencies,
+    after_ack: Latencies,
     before_ack: usize,
-    write_latencies: Vec<Duration>,
+    write_latencies: Latencies,
 }
 
 /// `"name":"PREFIXdigits"` in a watch line: the digits.
@@ -418,8 +332,7 @@ async fn watch_fanout(
         .await?;
     let burst_writes = t_burst.elapsed();
     writes.sort_by_key(|w| w.0);
-    let mut write_latencies: Vec<Duration> = writes.iter().map(|(_, s, a)| *a - *s).collect();
-    write_latencies.sort();
+    let write_latencies = writes.iter().map(|(_, s, a)| *a - *s).collect();
 
     let mut after_send = Vec::with_capacity(watchers * burst);
     let mut after_ack = Vec::with_capacity(watchers * burst);
@@ -438,26 +351,24 @@ async fn watch_fanout(
             last = last.max(at);
         }
     }
-    after_send.sort();
-    after_ack.sort();
     Ok(Fanout {
         establish,
         burst_writes,
         all_delivered: last - t_burst,
-        after_send,
-        after_ack,
+        after_send: Latencies::new(after_send),
+        after_ack: Latencies::new(after_ack),
         before_ack,
         write_latencies,
     })
 }
 
-fn ratio_line(label: &str, measured: f64, unit: &str, target: f64, higher_is_better: bool) {
-    let ok = if higher_is_better { measured >= target } else { measured <= target };
-    let cmp = if higher_is_better { ">=" } else { "<=" };
+fn ratio_line(label: &str, measured: f64, unit: &str, goal: Goal) {
     println!(
-        "  {label:<44} {measured:>10.1} {unit:<6} target {cmp} {target:<8} ratio {:>5.2}  {}",
-        measured / target,
-        if ok { "met" } else { "MISSED" }
+        "  {label:<44} {measured:>10.1} {unit:<6} target {} {:<8} ratio {:>5.2}  {}",
+        goal.comparison(),
+        goal.target,
+        measured / goal.target,
+        goal.verdict(measured)
     );
 }
 
@@ -467,9 +378,9 @@ fn print_creates(label: &str, c: &Creates) {
         "  {label:<44} {:>6} pods {:>8.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms{}",
         c.latencies.len(),
         per_s,
-        ms(percentile(&c.latencies, 0.5)),
-        ms(percentile(&c.latencies, 0.99)),
-        ms(percentile(&c.latencies, 1.0)),
+        ms(c.latencies.p50()),
+        ms(c.latencies.p99()),
+        ms(c.latencies.max()),
         if c.other_content_type > 0 {
             format!("   ({} answers not in the asked content type)", c.other_content_type)
         } else {
@@ -493,8 +404,11 @@ fn print_list(label: &str, l: &Lists) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (server, client, startup) = start_server(&args.skiff).await?;
-    let pid = server.child.id();
+    let server = Server::builder(&args.skiff, &format!("skiff-bench-api-{}", std::process::id()))
+        .disable_agent()
+        .start()
+        .await?;
+    let (client, startup, pid) = (server.client().clone(), server.started_in(), server.pid());
     // Open the connections the concurrent clients will use, so the first measured requests do
     // not pay for TLS handshakes.
     futures::stream::iter(0..args.clients.max(args.writers))
@@ -502,7 +416,7 @@ async fn main() -> anyhow::Result<()> {
         .buffer_unordered(args.clients.max(args.writers))
         .try_collect::<Vec<_>>()
         .await?;
-    let rss_idle = proc_status_kib(pid, "VmRSS:");
+    let rss_idle = server.rss_kib();
     let cpu_idle = idle_cpu(pid, Duration::from_secs(3)).await;
 
     println!(
@@ -537,7 +451,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("protobuf N")?;
     print_creates(&format!("protobuf, {} clients", args.clients), &pb_n);
-    let rss_pods = proc_status_kib(pid, "VmRSS:");
+    let rss_pods = server.rss_kib();
     let cpu_after_pods = idle_cpu(pid, Duration::from_secs(5)).await;
     println!(
         "  server CPU in the 5 s after the creates, while no request is sent: {:.0}% of a core \
@@ -578,8 +492,8 @@ async fn main() -> anyhow::Result<()> {
         "burst written (all 201s)",
         ms(fan.burst_writes),
         args.burst as f64 / fan.burst_writes.as_secs_f64(),
-        ms(percentile(&fan.write_latencies, 0.5)),
-        ms(percentile(&fan.write_latencies, 0.99))
+        ms(fan.write_latencies.p50()),
+        ms(fan.write_latencies.p99())
     );
     println!(
         "  {:<44} {:>8.0} ms   ({} deliveries, {:.0}/s)",
@@ -594,9 +508,9 @@ async fn main() -> anyhow::Result<()> {
     ] {
         println!(
             "  {label:<44} p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms",
-            ms(percentile(lat, 0.5)),
-            ms(percentile(lat, 0.99)),
-            ms(percentile(lat, 1.0))
+            ms(lat.p50()),
+            ms(lat.p99()),
+            ms(lat.max())
         );
     }
     println!(
@@ -607,8 +521,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = proc_status_kib(pid, "VmRSS:");
-    let hwm = proc_status_kib(pid, "VmHWM:");
+    let rss = server.rss_kib();
+    let hwm = server.peak_rss_kib();
     println!();
     println!("Server memory");
     println!("  {:<44} {:>8.1} MiB", "VmRSS idle (before the pods)", rss_idle as f64 / 1024.0);
@@ -627,8 +541,7 @@ async fn main() -> anyhow::Result<()> {
             &format!("creates/s, {label}, {} clients", args.clients),
             c.latencies.len() as f64 / c.elapsed.as_secs_f64(),
             "/s",
-            args.target_creates_per_s,
-            true,
+            Goal::at_least(args.target_creates_per_s),
         );
     }
     let (json_label, pb_label) =
@@ -641,10 +554,9 @@ async fn main() -> anyhow::Result<()> {
     ] {
         ratio_line(
             &format!("p99 create latency, {label}"),
-            ms(percentile(&c.latencies, 0.99)),
+            ms(c.latencies.p99()),
             "ms",
-            args.target_p99_ms,
-            false,
+            Goal::at_most(args.target_p99_ms),
         );
     }
     for (label, l) in [("JSON", &list_json), ("protobuf", &list_pb)] {
@@ -652,8 +564,7 @@ async fn main() -> anyhow::Result<()> {
             &format!("list of {} pods, {label} (median)", args.concurrent_pods),
             ms(l.median),
             "ms",
-            args.target_list_ms,
-            false,
+            Goal::at_most(args.target_list_ms),
         );
     }
     drop(server);

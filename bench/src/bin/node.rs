@@ -23,20 +23,20 @@
 //! `skiff-bench-node --skiff target/release/skiff --guests-dir GUESTS --wasmtime bin/wasmtime`
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
+use skiff_bench::process::{KillOnDrop, NoLine, first_line};
+use skiff_bench::{Goal, Latencies, NodeWait, Server, ms, procfs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -154,47 +154,6 @@ const RUN_LABEL: &str = "skiff-bench-node/run";
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix(field).map(|v| v.trim().trim_end_matches("kB").trim().to_string())
-            })
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system) of process `pid`'s threads whose name starts with `prefix`, or of
-/// all of them when `prefix` is empty.
-fn threads_cpu(pid: u32, prefix: &str) -> Duration {
-    // SAFETY: sysconf only reads a configuration value.
-    #[allow(unsafe_code)]
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut ticks = 0u64;
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Duration::ZERO;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.trim().starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        ticks += field(14) + field(15);
-    }
-    Duration::from_secs_f64(ticks as f64 / hz)
-}
-
-fn fds_open(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
-}
-
 /// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
 /// Each idle wasi:http pod holds fds in the server (its listener, its log): about 3.
 fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
@@ -220,154 +179,23 @@ fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// A `skiff server` with its own data dir; killed and the dir removed on drop.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    client: kube::Client,
-    started_in: Duration,
-    /// The server's `--cluster-cidr`: the node routes its Wasm pods' half of its block as
-    /// `local` on loopback and leaves the route behind; removed on drop.
-    cluster_cidr: Option<String>,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmRSS:")
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(cidr) = &self.cluster_cidr {
-            remove_local_routes_within(cidr);
-        }
-    }
-}
-
-/// `a.b.c.d/n` as (network, prefix length).
-fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
-    let (ip, bits) = cidr.split_once('/')?;
-    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
-    let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
-    Some((u32::from(ip), bits))
-}
-
-/// Delete the `local` routes on loopback whose range lies inside `cidr`.
-fn remove_local_routes_within(cidr: &str) {
-    let Some((net, bits)) = parse_cidr(cidr) else { return };
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-    let Ok(out) = Command::new("ip").args(["-4", "route", "show", "table", "local"]).output()
-    else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut words = line.split_whitespace();
-        let (Some("local"), Some(dst)) = (words.next(), words.next()) else { continue };
-        let Some((ip, len)) = parse_cidr(dst) else { continue };
-        if len >= bits && ip & mask == net & mask && line.contains("dev lo") {
-            let _ = Command::new("ip")
-                .args(["route", "del", "local", dst, "dev", "lo", "table", "local"])
-                .status();
-        }
-    }
-}
-
 /// Start `skiff server` on a fresh data dir with `images` (file, name) imported, and wait
-/// until its node is registered.
+/// until its node is Ready.
 async fn start_server(
     skiff: &Path,
     name: &str,
     images: &[(PathBuf, &str)],
     extra: &[String],
 ) -> anyhow::Result<Server> {
-    let dir = std::env::temp_dir().join(format!("skiff-bench-node-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir_name = format!("skiff-bench-node-{}-{name}", std::process::id());
+    let mut builder = Server::builder(skiff, &dir_name)
+        .node("bench", NodeWait::Ready, Duration::from_secs(60))
+        .args(extra.iter().cloned())
+        .log_to_file();
     for (file, image) in images {
-        let out = Command::new(skiff)
-            .args(["images", "import", "--name", image, "--data-dir"])
-            .arg(&dir)
-            .arg(file)
-            .output()
-            .context("running skiff images import")?;
-        if !out.status.success() {
-            let _ = std::fs::remove_dir_all(&dir);
-            bail!("importing {}: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim());
-        }
+        builder = builder.image(file, image);
     }
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let t0 = Instant::now();
-    let mut child = Command::new(skiff)
-        .args(["server", "--listen", "127.0.0.1:0", "--node-name", "bench"])
-        .args(["--node-ip", "127.0.0.1", "--data-dir"])
-        .arg(&dir)
-        .args(extra)
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("starting skiff server")?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("READY "));
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        ready
-    });
-    let ready = match tokio::time::timeout(Duration::from_secs(120), ready).await {
-        Ok(Ok(Some(line))) => line,
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            let _ = std::fs::remove_dir_all(&dir);
-            bail!("skiff server did not print READY; its log:\n{log}");
-        }
-    };
-    let started_in = t0.elapsed();
-    let kubeconfig = PathBuf::from(ready.split_whitespace().nth(2).context("kubeconfig path")?);
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    let cluster_cidr =
-        extra.iter().position(|a| a == "--cluster-cidr").and_then(|i| extra.get(i + 1)).cloned();
-    let server =
-        Server { child, dir, client: kube::Client::try_from(config)?, started_in, cluster_cidr };
-    let nodes: Api<Node> = Api::all(server.client.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let node = nodes.get_opt("bench").await?;
-        let ready = node
-            .as_ref()
-            .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if ready {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("node did not become Ready within 60 s; server log:\n{}", server.log_tail());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(server)
+    builder.start().await
 }
 
 /// The flags that give a Wasm-only server `pods` pods, with Wasm pod addresses in
@@ -425,16 +253,6 @@ fn start_containerd(script: &Path) -> anyhow::Result<(Containerd, PathBuf)> {
     let sock = text.lines().last().map(str::trim).filter(|l| !l.is_empty());
     let sock = PathBuf::from(sock.context("containerd.sh start printed no socket path")?);
     Ok((guard, sock))
-}
-
-/// A `wasmtime serve` process; killed on drop.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +357,7 @@ async fn pod_diagnosis(pods: &Api<Pod>, name: &str) -> String {
 }
 
 struct Starts {
-    latencies: Vec<Duration>,
+    latencies: Latencies,
     elapsed: Duration,
 }
 
@@ -586,9 +404,7 @@ async fn measure_starts(
         .await;
     let elapsed = t0.elapsed();
     watch.abort();
-    let mut latencies = result?;
-    latencies.sort();
-    Ok(Starts { latencies, elapsed })
+    Ok(Starts { latencies: Latencies::new(result?), elapsed })
 }
 
 /// Create `n` pods with `clients` create requests in flight (not waiting for them to run), then
@@ -643,20 +459,7 @@ async fn burst_starts(
     }
     let elapsed = t0.elapsed();
     watch.abort();
-    latencies.sort();
-    Ok((Starts { latencies, elapsed }, created))
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+    Ok((Starts { latencies: Latencies::new(latencies), elapsed }, created))
 }
 
 fn print_starts(label: &str, s: &Starts) {
@@ -664,18 +467,18 @@ fn print_starts(label: &str, s: &Starts) {
         "  {label:<34} {:>6} pods {:>7.1} pods/s   p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms",
         s.latencies.len(),
         s.latencies.len() as f64 / s.elapsed.as_secs_f64(),
-        ms(percentile(&s.latencies, 0.5)),
-        ms(percentile(&s.latencies, 0.99)),
-        ms(percentile(&s.latencies, 1.0)),
+        ms(s.latencies.p50()),
+        ms(s.latencies.p99()),
+        ms(s.latencies.max()),
     );
 }
 
-fn target_line(label: &str, measured: f64, unit: &str, target: f64, higher_is_better: bool) {
-    let ok = if higher_is_better { measured >= target } else { measured <= target };
-    let cmp = if higher_is_better { ">=" } else { "<=" };
+fn target_line(label: &str, measured: f64, unit: &str, goal: Goal) {
     println!(
-        "  {label:<44} {measured:>10.2} {unit:<5} target {cmp} {target:<7} {}",
-        if ok { "met" } else { "MISSED" }
+        "  {label:<44} {measured:>10.2} {unit:<5} target {} {:<7} {}",
+        goal.comparison(),
+        goal.target,
+        goal.verdict(measured)
     );
 }
 
@@ -715,7 +518,7 @@ async fn section_start(args: &Args) -> anyhow::Result<()> {
          previous one is Running",
         args.start_guest
     );
-    println!("  server ready after start {:.0} ms", ms(server.started_in));
+    println!("  server ready after start {:.0} ms", ms(server.started_in()));
     let make = |name: &str| {
         pod_from_json(serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -730,14 +533,14 @@ async fn section_start(args: &Args) -> anyhow::Result<()> {
         }))
     };
     let timeout = Duration::from_secs(args.pod_timeout_secs);
-    let first = measure_starts(&server.client, "wasm-first", 1, 1, timeout, &make)
+    let first = measure_starts(server.client(), "wasm-first", 1, 1, timeout, &make)
         .await
         .with_context(|| format!("first pod; server log:\n{}", server.log_tail()))?;
     print_starts("first pod (compiles the module)", &first);
     let mut results = Vec::new();
     for &c in &args.clients {
         let run = format!("wasm-c{c}");
-        let s = measure_starts(&server.client, &run, args.pods, c, timeout, &make)
+        let s = measure_starts(server.client(), &run, args.pods, c, timeout, &make)
             .await
             .with_context(|| format!("{c} clients; server log:\n{}", server.log_tail()))?;
         print_starts(&format!("{c} client(s)"), &s);
@@ -752,10 +555,9 @@ async fn section_start(args: &Args) -> anyhow::Result<()> {
     for (c, s) in &results {
         target_line(
             &format!("Wasm start p99, {c} client(s)"),
-            ms(percentile(&s.latencies, 0.99)),
+            ms(s.latencies.p99()),
             "ms",
-            args.target_start_p99_ms,
-            false,
+            Goal::at_most(args.target_start_p99_ms),
         );
     }
     drop(server);
@@ -809,7 +611,7 @@ async fn section_oci(args: &Args) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.pod_timeout_secs);
     let mut results = Vec::new();
     let mut failure = None;
-    match measure_starts(&server.client, "oci-first", 1, 1, timeout, &make).await {
+    match measure_starts(server.client(), "oci-first", 1, 1, timeout, &make).await {
         Ok(s) => print_starts("first pod (unpacks the image)", &s),
         Err(e) => {
             failure = Some(e.context(format!("first pod; server log:\n{}", server.log_tail())))
@@ -817,7 +619,7 @@ async fn section_oci(args: &Args) -> anyhow::Result<()> {
     }
     for &c in args.clients.iter().filter(|_| failure.is_none()) {
         let run = format!("oci-c{c}");
-        match measure_starts(&server.client, &run, args.oci_pods, c, timeout, &make).await {
+        match measure_starts(server.client(), &run, args.oci_pods, c, timeout, &make).await {
             Ok(s) => {
                 print_starts(&format!("{c} client(s)"), &s);
                 results.push((c, s));
@@ -831,7 +633,7 @@ async fn section_oci(args: &Args) -> anyhow::Result<()> {
     }
     // The containers live in containerd, not in the server: delete the pods through the API so
     // that the node stops them before the server goes away.
-    delete_all_pods(&server.client, Duration::from_secs(120)).await;
+    delete_all_pods(server.client(), Duration::from_secs(120)).await;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -839,10 +641,9 @@ async fn section_oci(args: &Args) -> anyhow::Result<()> {
     for (c, s) in &results {
         target_line(
             &format!("OCI start p99, {c} client(s)"),
-            ms(percentile(&s.latencies, 0.99)),
+            ms(s.latencies.p99()),
             "ms",
-            K8S_STARTUP_SLO_MS,
-            false,
+            Goal::at_most(K8S_STARTUP_SLO_MS),
         );
     }
     drop(server);
@@ -940,7 +741,7 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
     // Let the fresh server settle (startup allocations, first lease and status writes).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = server.rss_kib();
-    let fds_idle = fds_open(server.pid());
+    let fds_idle = procfs::open_fds(server.pid());
     println!();
     println!(
         "Density: {n} idle wasi:http pods ({}, containerPort 8080 on each pod's own IP), \
@@ -948,7 +749,7 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
         args.http_guest, args.density_clients
     );
     let (starts, created) = burst_starts(
-        &server.client,
+        server.client(),
         "density",
         n,
         args.density_clients,
@@ -966,8 +767,8 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
     print_starts("create -> Running under the burst", &starts);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss = server.rss_kib();
-    let hwm = proc_status_kib(server.pid(), "VmHWM:");
-    let fds = fds_open(server.pid());
+    let hwm = server.peak_rss_kib();
+    let fds = procfs::open_fds(server.pid());
     let per_pod = (rss.saturating_sub(rss_idle)) as f64 / n.max(1) as f64;
     println!("  server RSS idle (no pods)          {:>9.1} MiB", rss_idle as f64 / 1024.0);
     println!("  server RSS with {n:>6} pods         {:>9.1} MiB", rss as f64 / 1024.0);
@@ -976,7 +777,7 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
     println!("  server open fds                    {fds_idle} idle, {fds} with the pods");
 
     // Ask a sample spread over all pods.
-    let pods: Api<Pod> = Api::namespaced(server.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(server.client().clone(), "default");
     let list = pods.list(&ListParams::default().labels(&format!("{RUN_LABEL}=density"))).await?;
     let mut items = list.items;
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -1015,7 +816,12 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
     for (name, addr, _, why) in answers.iter().filter(|a| !a.2).take(5) {
         println!("    {name} at {addr}: {why}");
     }
-    target_line("RSS per idle wasi:http pod", per_pod, "KiB", args.target_kib_per_pod, false);
+    target_line(
+        "RSS per idle wasi:http pod",
+        per_pod,
+        "KiB",
+        Goal::at_most(args.target_kib_per_pod),
+    );
     if ok < answers.len() {
         bail!("{} of {} sampled pods did not answer HTTP 200", answers.len() - ok, answers.len());
     }
@@ -1070,7 +876,10 @@ async fn run_wrk(args: &Args, url: &str) -> anyhow::Result<WrkRun> {
 }
 
 /// Start `wasmtime serve` of `component` on a free loopback port; answers its address.
-async fn start_wasmtime_serve(args: &Args, component: &Path) -> anyhow::Result<(Peer, SocketAddr)> {
+async fn start_wasmtime_serve(
+    args: &Args,
+    component: &Path,
+) -> anyhow::Result<(KillOnDrop, SocketAddr)> {
     let mut child = Command::new(&args.wasmtime)
         .arg("serve")
         .args(args.wasmtime_serve_args.split_whitespace())
@@ -1086,23 +895,14 @@ async fn start_wasmtime_serve(args: &Args, component: &Path) -> anyhow::Result<(
             )
         })?;
     let stderr = child.stderr.take().context("wasmtime stderr")?;
-    let peer = Peer(child);
-    let found = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        for line in lines.by_ref().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
-                let addr = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
-                std::thread::spawn(move || lines.for_each(drop));
-                return Ok(addr);
-            }
-            seen.push(line);
-        }
-        Err(seen.join("\n"))
+    let peer = KillOnDrop::new(child);
+    let found = first_line(stderr, Duration::from_secs(60), |line| {
+        let rest = line.strip_prefix("Serving HTTP on http://")?;
+        Some(rest.trim_end_matches('/').parse::<SocketAddr>().ok())
     });
-    match tokio::time::timeout(Duration::from_secs(60), found).await {
-        Ok(Ok(Ok(Some(addr)))) => Ok((peer, addr)),
-        Ok(Ok(Err(output))) => bail!("wasmtime serve exited:\n{output}"),
+    match found.await {
+        Ok(Some(addr)) => Ok((peer, addr)),
+        Err(NoLine::Ended(output)) => bail!("wasmtime serve exited:\n{}", output.join("\n")),
         _ => bail!("wasmtime serve did not say where it serves within 60 s"),
     }
 }
@@ -1131,9 +931,9 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
         &wasm_server_flags(1),
     )
     .await?;
-    let pods: Api<Pod> = Api::namespaced(server.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(server.client().clone(), "default");
     measure_starts(
-        &server.client,
+        server.client(),
         "web",
         1,
         1,
@@ -1212,8 +1012,7 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
         "HTTP req/s, skiff pod / wasmtime serve",
         best[0] / best[1].max(f64::MIN_POSITIVE),
         "x",
-        args.target_http_ratio,
-        true,
+        Goal::at_least(args.target_http_ratio),
     );
     drop(server);
     Ok(())
@@ -1230,7 +1029,7 @@ async fn section_scale(args: &Args) -> anyhow::Result<()> {
     let server =
         start_server(&args.skiff, "scale", &[(guest, "bench-guest:1")], &wasm_server_flags(n))
             .await?;
-    let deployments: Api<Deployment> = Api::namespaced(server.client.clone(), "default");
+    let deployments: Api<Deployment> = Api::namespaced(server.client().clone(), "default");
     let d: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "scale"},
@@ -1256,7 +1055,8 @@ async fn section_scale(args: &Args) -> anyhow::Result<()> {
         args.start_guest
     );
     let pid = server.pid();
-    let (ctrl0, all0) = (threads_cpu(pid, "skiff-ctrl"), threads_cpu(pid, ""));
+    let (ctrl0, all0) =
+        (procfs::threads_cpu_time(pid, "skiff-ctrl"), procfs::threads_cpu_time(pid, ""));
     let t0 = Instant::now();
     let scale = serde_json::json!({"spec": {"replicas": n}});
     deployments.patch_scale("scale", &PatchParams::default(), &Patch::Merge(&scale)).await?;
@@ -1282,8 +1082,8 @@ async fn section_scale(args: &Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let ctrl = threads_cpu(pid, "skiff-ctrl").saturating_sub(ctrl0);
-    let all = threads_cpu(pid, "").saturating_sub(all0);
+    let ctrl = procfs::threads_cpu_time(pid, "skiff-ctrl").saturating_sub(ctrl0);
+    let all = procfs::threads_cpu_time(pid, "").saturating_sub(all0);
     if let Some(c) = created {
         println!("  all {n} pods created (status.replicas)   {:>8.2} s", c.as_secs_f64());
     }
@@ -1291,8 +1091,7 @@ async fn section_scale(args: &Args) -> anyhow::Result<()> {
         "all Ready (status.readyReplicas)",
         ready.as_secs_f64(),
         "s",
-        args.target_scale_secs,
-        false,
+        Goal::at_most(args.target_scale_secs),
     );
     println!("  controller-manager CPU time          {:>8.2} s", ctrl.as_secs_f64());
     println!("  whole server CPU time                {:>8.2} s", all.as_secs_f64());

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use skiff_bench::ms;
 
 use crate::etcd::EtcdTarget;
 use crate::target::{SkiffTarget, Target};
@@ -201,10 +202,6 @@ const WRITES_N: [Row; 3] = [Row::WritesN, Row::WritesNP50, Row::WritesNP99];
 const READS: [Row; 3] = [Row::Reads, Row::ReadsP50, Row::ReadsP99];
 const WATCH: [Row; 4] = [Row::WatchEvents, Row::WatchP50, Row::WatchP99, Row::WatchDrain];
 const DISK: [Row; 2] = [Row::DiskFull, Row::DiskCompacted];
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Removes the run's data directory on every way out (error, panic, Ctrl-C).
 struct Scratch(PathBuf);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::future::try_join_all;
+use skiff_bench::Latencies;
 
 use crate::target::{Target, Watch};
 
@@ -18,22 +19,17 @@ pub struct Measured {
 }
 
 impl Measured {
-    fn new(mut latencies: Vec<Duration>, window: Duration) -> anyhow::Result<Measured> {
+    fn new(latencies: Vec<Duration>, window: Duration) -> anyhow::Result<Measured> {
         if latencies.is_empty() {
             bail!("no operation completed inside the measured window");
         }
-        latencies.sort_unstable();
+        let latencies = Latencies::new(latencies);
         Ok(Measured {
             per_sec: latencies.len() as f64 / window.as_secs_f64(),
-            p50: percentile(&latencies, 0.50),
-            p99: percentile(&latencies, 0.99),
+            p50: latencies.p50(),
+            p99: latencies.p99(),
         })
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Incompressible 1 KiB-ish values, fresh for every write, so neither store's compression
@@ -233,12 +229,12 @@ pub async fn watch_fan_out<T: Target>(
         latencies.push(Duration::from_nanos(at.saturating_sub(sent)));
         last_delivery = last_delivery.max(*at);
     }
-    latencies.sort_unstable();
+    let latencies = Latencies::new(latencies);
     let elapsed = Duration::from_nanos(last_delivery.saturating_sub(first_write));
     Ok(FanOut {
         events_per_sec: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
+        p50: latencies.p50(),
+        p99: latencies.p99(),
         drain: Duration::from_nanos(last_delivery.saturating_sub(last_ack)),
     })
 }

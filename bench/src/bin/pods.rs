@@ -3,18 +3,16 @@
 //!
 //! `skiff-bench-pods --skiff target/release/skiff --guest test-guest.wasip1.wasm --pods 1000`
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
+use skiff_bench::{NodeWait, Server};
 
 #[derive(Parser)]
 struct Args {
@@ -31,75 +29,17 @@ struct Args {
     concurrency: usize,
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix(field).map(|v| v.trim().trim_end_matches("kB").trim().to_string())
-            })
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let import = Command::new(&args.skiff)
-        .args(["images", "import", "--name", "bench-guest:1", "--data-dir"])
-        .arg(&dir)
-        .arg(&args.guest)
-        .status()?;
-    if !import.success() {
-        bail!("image import failed");
-    }
-    let t_start = Instant::now();
-    let mut child = Command::new(&args.skiff)
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "bench",
-            "--node-ip",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting skiff server")?;
-    let pid = child.id();
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("READY ") => break l,
-            Some(_) => continue,
-            None => bail!("server exited before it was ready"),
-        }
-    };
-    let startup = t_start.elapsed();
-    let kubeconfig = PathBuf::from(ready.split_whitespace().nth(2).context("kubeconfig path")?);
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    let client = kube::Client::try_from(config)?;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while nodes.get_opt("bench").await?.is_none() {
-        if Instant::now() > deadline {
-            bail!("node did not register");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let rss_idle = rss_kib(pid, "VmRSS:");
+    let server = Server::builder(&args.skiff, &format!("skiff-bench-{}", std::process::id()))
+        .image(&args.guest, "bench-guest:1")
+        .node("bench", NodeWait::Registered, Duration::from_secs(30))
+        .start()
+        .await?;
+    let startup = server.started_in();
+    let client = server.client().clone();
+    let rss_idle = server.rss_kib();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let n = args.pods;
@@ -142,8 +82,8 @@ async fn main() -> anyhow::Result<()> {
         .context("pods not Running within 300 s")???;
     let to_running = all_running - t0;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = rss_kib(pid, "VmRSS:");
-    let hwm = rss_kib(pid, "VmHWM:");
+    let rss = server.rss_kib();
+    let hwm = server.peak_rss_kib();
     println!(
         "skiff-bench-pods: {n} Wasm pods (guest sleeping), {} concurrent creates",
         args.concurrency
@@ -160,8 +100,6 @@ async fn main() -> anyhow::Result<()> {
         rss as f64 / 1024.0
     );
     println!("  server peak RSS (VmHWM)          {:>8.1} MiB", hwm as f64 / 1024.0);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
     Ok(())
 }
