@@ -3,6 +3,7 @@
 //! most: selectors that must match their template, immutable fields, key and port syntax.
 
 use base64::Engine as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Map, Value, json};
 
 use crate::objects::{default_pod_spec, set_default, validate_pod_spec};
@@ -660,31 +661,21 @@ fn go_map(labels: Option<&Value>) -> String {
     format!("map[string]string{{{}}}", inner.join(", "))
 }
 
-/// Whether a `LabelSelector` (matchLabels + matchExpressions) selects `labels`.
+/// Whether a `LabelSelector` (matchLabels + matchExpressions) selects `labels`, with the one
+/// matcher every component shares. A selector or labels that are not of their type select
+/// nothing.
 pub fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    let ml = selector.get("matchLabels").and_then(Value::as_object);
-    if !ml.into_iter().flatten().all(|(k, v)| get(k) == v.as_str()) {
+    let Ok(selector) = serde_json::from_value::<LabelSelector>(selector.clone()) else {
         return false;
-    }
-    let exprs = selector.get("matchExpressions").and_then(Value::as_array);
-    exprs.into_iter().flatten().all(|e| {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-            "In" => get(key).is_some_and(|v| values.contains(&v)),
-            "NotIn" => get(key).is_none_or(|v| !values.contains(&v)),
-            "Exists" => get(key).is_some(),
-            "DoesNotExist" => get(key).is_none(),
-            _ => false,
-        }
-    })
+    };
+    let labels = match labels {
+        Some(l) => match serde_json::from_value::<skiff_helpers::Labels>(l.clone()) {
+            Ok(l) => l,
+            Err(_) => return false,
+        },
+        None => skiff_helpers::Labels::new(),
+    };
+    skiff_helpers::labels::selector_matches(&selector, &labels)
 }
 
 /// The string form of a `LabelSelector` (`a=b,c in (x,y)`), as the scale subresource reports.
@@ -717,12 +708,27 @@ pub fn selector_string(selector: &Value) -> String {
     parts.join(",")
 }
 
+/// Why a CronJob schedule is invalid (the text of an `Invalid` status cause).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("cannot use TZ or CRON_TZ in schedule, use timeZone field instead")]
+    TimeZonePrefix,
+    #[error("unrecognized descriptor: @{0}")]
+    UnknownDescriptor(String),
+    #[error("expected exactly 5 fields, found {found}: {schedule}")]
+    FieldCount { found: usize, schedule: String },
+    #[error("invalid step {step:?} in {field:?}")]
+    InvalidStep { step: String, field: String },
+    #[error("value {value:?} out of range [{lo}-{hi}]")]
+    OutOfRange { value: String, lo: u32, hi: u32 },
+}
+
 /// A standard 5-field cron schedule (or a `@every`/`@hourly`-style macro), optionally
 /// prefixed by `TZ=`/`CRON_TZ=` (which Kubernetes rejects in favour of `spec.timeZone`).
-pub fn validate_cron(schedule: &str) -> Result<(), String> {
+pub fn validate_cron(schedule: &str) -> Result<(), CronError> {
     let s = schedule.trim();
     if s.starts_with("TZ=") || s.starts_with("CRON_TZ=") {
-        return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
+        return Err(CronError::TimeZonePrefix);
     }
     if let Some(m) = s.strip_prefix('@') {
         return match m {
@@ -730,12 +736,12 @@ pub fn validate_cron(schedule: &str) -> Result<(), String> {
                 Ok(())
             }
             _ if m.starts_with("every ") => Ok(()),
-            _ => Err(format!("unrecognized descriptor: @{m}")),
+            _ => Err(CronError::UnknownDescriptor(m.to_string())),
         };
     }
     let fields: Vec<&str> = s.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: {s}", fields.len()));
+        return Err(CronError::FieldCount { found: fields.len(), schedule: s.to_string() });
     }
     let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
     for (field, (lo, hi)) in fields.iter().zip(ranges) {
@@ -747,7 +753,10 @@ pub fn validate_cron(schedule: &str) -> Result<(), String> {
             if let Some(st) = step
                 && st.parse::<u32>().map_or(true, |n| n == 0)
             {
-                return Err(format!("invalid step {st:?} in {field:?}"));
+                return Err(CronError::InvalidStep {
+                    step: st.to_string(),
+                    field: field.to_string(),
+                });
             }
             if range == "*" || range == "?" {
                 continue;
@@ -770,7 +779,9 @@ pub fn validate_cron(schedule: &str) -> Result<(), String> {
             };
             match (a, b) {
                 (Some(a), Some(b)) if a >= lo && b <= hi && a <= b => {}
-                _ => return Err(format!("value {range:?} out of range [{lo}-{hi}]")),
+                _ => {
+                    return Err(CronError::OutOfRange { value: range.to_string(), lo, hi });
+                }
             }
         }
     }
@@ -932,6 +943,10 @@ mod tests {
         assert!(validate_cron("61 * * * *").is_err());
         assert!(validate_cron("* * *").is_err());
         assert!(validate_cron("TZ=UTC * * * * *").is_err());
+        let msg = |s: &str| validate_cron(s).unwrap_err().to_string();
+        assert_eq!(msg("61 * * * *"), "value \"61\" out of range [0-59]");
+        assert_eq!(msg("* * *"), "expected exactly 5 fields, found 3: * * *");
+        assert_eq!(msg("*/0 * * * *"), "invalid step \"0\" in \"*/0\"");
     }
 
     #[test]

@@ -31,6 +31,24 @@ use tower::ServiceExt;
 /// How long the api server waits for a remote kubelet to answer (not for a followed log).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why the api server's client of a remote kubelet failed. `Unreachable` and `Timeout` are
+/// transient (the node may come back); the others are setup errors a retry does not cure.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletClientError {
+    #[error("cluster CA: {0}")]
+    CaPem(std::io::Error),
+    #[error("cluster CA: {0}")]
+    CaCert(rustls::Error),
+    #[error("{0}")]
+    Tls(rustls::Error),
+    #[error("{0}")]
+    Request(http::Error),
+    #[error("node {node:?} is not reachable at {base}: {cause}")]
+    Unreachable { node: String, base: String, cause: String },
+    #[error("node {node:?} did not answer within {timeout:?}")]
+    Timeout { node: String, timeout: Duration },
+}
+
 struct Served {
     logs: Arc<dyn PodLogSource>,
     endpoints: Arc<dyn NodeEndpoints>,
@@ -194,16 +212,16 @@ impl RemoteKubelet {
         port: u16,
         ca_pem: &str,
         token: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KubeletClientError> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("cluster CA: {e}"))?;
-            roots.add(cert).map_err(|e| format!("cluster CA: {e}"))?;
+            let cert = cert.map_err(KubeletClientError::CaPem)?;
+            roots.add(cert).map_err(KubeletClientError::CaCert)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(KubeletClientError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -227,23 +245,25 @@ impl RemoteKubelet {
         &self,
         method: &str,
         path_and_query: &str,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+    ) -> Result<http::Response<hyper::body::Incoming>, KubeletClientError> {
         let url = format!("{}{path_and_query}", self.base);
         let request = http::Request::builder()
             .method(method)
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+            .map_err(KubeletClientError::Request)?;
         match tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request)).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(format!(
-                "node {:?} is not reachable at {}: {}",
-                self.node,
-                self.base,
-                skiff_store::error_chain(&e)
-            )),
-            Err(_) => Err(format!("node {:?} did not answer within {ANSWER_TIMEOUT:?}", self.node)),
+            Ok(Err(e)) => Err(KubeletClientError::Unreachable {
+                node: self.node.clone(),
+                base: self.base.clone(),
+                cause: skiff_store::error_chain(&e),
+            }),
+            Err(_) => Err(KubeletClientError::Timeout {
+                node: self.node.clone(),
+                timeout: ANSWER_TIMEOUT,
+            }),
         }
     }
 }
@@ -285,7 +305,8 @@ impl PodLogSource for RemoteKubelet {
             enc(&r.container),
             q.join("&")
         );
-        let response = self.send("GET", &path).await.map_err(LogError::Internal)?;
+        let response =
+            self.send("GET", &path).await.map_err(|e| LogError::Internal(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
             let body =
@@ -317,7 +338,10 @@ impl NodeEndpoints for RemoteKubelet {
         if !r.query.is_empty() {
             path = format!("{path}?{}", r.query);
         }
-        let response = self.send(&r.method, &path).await.map_err(NodeProxyError::Internal)?;
+        let response = self
+            .send(&r.method, &path)
+            .await
+            .map_err(|e| NodeProxyError::Internal(e.to_string()))?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()

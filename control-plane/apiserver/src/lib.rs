@@ -98,7 +98,7 @@ impl State {
         };
         kubelet::RemoteKubelet::new(node, &host, port, ca, &self.admin_token)
             .map(|k| Some(Arc::new(k)))
-            .map_err(ApiError::internal)
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 }
 
@@ -136,7 +136,10 @@ impl ApiServer {
 
     /// Issue and accept service account tokens signed with `key_pem` (the cluster CA's key,
     /// so that every member accepts every member's tokens).
-    pub fn enable_service_account_tokens(&self, key_pem: &str) -> Result<(), String> {
+    pub fn enable_service_account_tokens(
+        &self,
+        key_pem: &str,
+    ) -> Result<(), tokens::SigningKeyError> {
         let signer = tokens::TokenSigner::from_pem(key_pem)?;
         let _ = self.state.token_signer.set(signer);
         Ok(())

@@ -16,6 +16,21 @@ pub type FieldPath = Vec<String>;
 
 pub use skiff_api::schema::ListType;
 
+/// `metadata.managedFields` (or one `FieldsV1` set in it) that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagedFieldsError {
+    #[error("expected an object at {0}")]
+    NotAnObject(String),
+    #[error("unknown path element {0:?}")]
+    UnknownPathElement(String),
+    #[error("metadata.managedFields must be a list")]
+    NotAList,
+    #[error("invalid managedFields operation {0:?}")]
+    InvalidOperation(Option<String>),
+    #[error("invalid managedFields fieldsType {0:?}")]
+    InvalidFieldsType(Option<String>),
+}
+
 /// The list semantics of the list at `path` (field names, no indices) in objects of `kind`,
 /// after Kubernetes' `x-kubernetes-list-type` / `x-kubernetes-list-map-keys`. Lists the
 /// schema does not mark are atomic, as in Kubernetes.
@@ -123,10 +138,14 @@ impl FieldSet {
     }
 
     /// Parse a `FieldsV1` object.
-    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, String> {
-        fn walk(v: &Value, path: &mut FieldPath, out: &mut FieldSet) -> Result<(), String> {
+    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, ManagedFieldsError> {
+        fn walk(
+            v: &Value,
+            path: &mut FieldPath,
+            out: &mut FieldSet,
+        ) -> Result<(), ManagedFieldsError> {
             let Value::Object(m) = v else {
-                return Err(format!("expected an object at {}", path_string(path)));
+                return Err(ManagedFieldsError::NotAnObject(path_string(path)));
             };
             for (key, child) in m {
                 if key == "." {
@@ -134,7 +153,7 @@ impl FieldSet {
                     continue;
                 }
                 if !["f:", "k:", "v:", "i:"].iter().any(|p| key.starts_with(p)) {
-                    return Err(format!("unknown path element {key:?}"));
+                    return Err(ManagedFieldsError::UnknownPathElement(key.clone()));
                 }
                 path.push(key.clone());
                 if child.as_object().is_some_and(Map::is_empty) {
@@ -429,24 +448,24 @@ pub enum RequestedManagedFields {
 }
 
 /// Decode `metadata.managedFields` of `obj`.
-pub fn decode(obj: &Value) -> Result<Vec<ManagedEntry>, String> {
+pub fn decode(obj: &Value) -> Result<Vec<ManagedEntry>, ManagedFieldsError> {
     let Some(list) = obj.pointer("/metadata/managedFields") else { return Ok(Vec::new()) };
     let Value::Array(items) = list else {
-        return Err("metadata.managedFields must be a list".into());
+        return Err(ManagedFieldsError::NotAList);
     };
     items.iter().map(decode_entry).collect()
 }
 
-fn decode_entry(item: &Value) -> Result<ManagedEntry, String> {
+fn decode_entry(item: &Value) -> Result<ManagedEntry, ManagedFieldsError> {
     let s = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
     let operation = match s("operation").as_deref() {
         Some("Apply") => Operation::Apply,
         Some("Update") => Operation::Update,
-        other => return Err(format!("invalid managedFields operation {other:?}")),
+        other => return Err(ManagedFieldsError::InvalidOperation(other.map(str::to_string))),
     };
     match s("fieldsType").as_deref() {
         Some("FieldsV1") => {}
-        other => return Err(format!("invalid managedFields fieldsType {other:?}")),
+        other => return Err(ManagedFieldsError::InvalidFieldsType(other.map(str::to_string))),
     }
     let fields = FieldSet::from_fields_v1(item.get("fieldsV1").unwrap_or(&json!({})))?;
     Ok(ManagedEntry {
@@ -545,7 +564,10 @@ mod tests {
         assert_eq!(set.len(), 4);
         assert!(set.contains(&p(&["f:spec", "f:containers", "k:{\"name\":\"c\"}"])));
         assert_eq!(set.to_fields_v1(), encoded);
-        assert!(FieldSet::from_fields_v1(&json!({"x:bad": {}})).is_err());
+        assert_eq!(
+            FieldSet::from_fields_v1(&json!({"x:bad": {}})),
+            Err(ManagedFieldsError::UnknownPathElement("x:bad".into()))
+        );
     }
 
     #[test]

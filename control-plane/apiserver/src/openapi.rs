@@ -454,19 +454,16 @@ fn delete_params(d: Dialect) -> Vec<Value> {
     ]
 }
 
+// No CBOR media types: the server neither reads nor writes CBOR, and Kubernetes publishes
+// none while its CBOR serving is off.
 const PATCH_TYPES: &[&str] = &[
     "application/json-patch+json",
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
-    "application/apply-patch+cbor",
 ];
-const PRODUCES: &[&str] = &[
-    "application/json",
-    "application/yaml",
-    "application/vnd.kubernetes.protobuf",
-    "application/cbor",
-];
+const PRODUCES: &[&str] =
+    &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
 
 /// Builds one operation. `body` is the request schema's definition name, `response` the
 /// response's.
@@ -563,12 +560,7 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
     let scope = if r.namespaced { "Namespaced" } else { "" };
     let kind = r.kind;
     let gvk = gvk(r.group, r.version, kind);
-    let json_types: &[&str] = &[
-        "application/json",
-        "application/yaml",
-        "application/vnd.kubernetes.protobuf",
-        "application/cbor",
-    ];
+    let json_types: &[&str] = PRODUCES;
     let def = desc.definition.as_str();
     let list_def = desc.list_definition.as_str();
     let status = format!("{META}.Status");
@@ -623,10 +615,8 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
         "application/json",
         "application/yaml",
         "application/vnd.kubernetes.protobuf",
-        "application/cbor",
         "application/json;stream=watch",
         "application/vnd.kubernetes.protobuf;stream=watch",
-        "application/cbor-seq",
     ];
     let mut create = op(format!("create{og}{scope}{kind}"), "post", format!("create a {kind}"));
     create.params = write_params(d);
@@ -995,6 +985,8 @@ mod tests {
         let patch = &v["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["operationId"], "patchCoreV1NamespacedPod");
         assert!(patch["requestBody"]["content"]["application/apply-patch+yaml"].is_object());
+        assert!(patch["requestBody"]["content"].get("application/apply-patch+cbor").is_none());
+        assert!(!v.to_string().contains("cbor"), "CBOR is advertised but not served");
         assert!(
             patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation")
         );

@@ -1,5 +1,7 @@
 //! The three classic patch types: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and
-//! Kubernetes' strategic merge patch, which merges lists of objects by a merge key.
+//! Kubernetes' strategic merge patch, which merges lists of objects by a merge key. The fourth,
+//! server-side apply, is recognised here but carried out by `apply` with `managed` field
+//! ownership.
 
 use serde_json::{Map, Value};
 
@@ -12,6 +14,7 @@ pub enum PatchType {
     Json,
     Merge,
     StrategicMerge,
+    /// Server-side apply (`application/apply-patch+yaml`; CBOR is not served).
     Apply,
 }
 
@@ -22,15 +25,15 @@ impl PatchType {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::StrategicMerge),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-                Some(PatchType::Apply)
-            }
+            "application/apply-patch+yaml" => Some(PatchType::Apply),
             _ => None,
         }
     }
 }
 
-/// Apply `patch` (raw request body) of `patch_type` to `target`.
+/// Apply `patch` (raw request body) of `patch_type` to `target`. An apply patch is not a
+/// patch of the object alone (it needs the managed fields): objects and their `status` take
+/// it through `apply::ApplyRequest`, and the subresources that call this refuse it.
 pub fn apply_patch(target: &mut Value, patch_type: PatchType, body: &[u8]) -> Result<(), ApiError> {
     match patch_type {
         PatchType::Json => {
@@ -53,7 +56,7 @@ pub fn apply_patch(target: &mut Value, patch_type: PatchType, body: &[u8]) -> Re
         PatchType::Apply => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            "server-side apply is not supported by this Skiff version yet; use `kubectl apply` without --server-side",
+            "server-side apply is not supported on this subresource; use a JSON, merge or strategic merge patch",
         )),
     }
 }

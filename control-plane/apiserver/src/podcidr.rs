@@ -28,20 +28,35 @@ impl Default for PodCidrs {
     }
 }
 
+/// Why a cluster CIDR and node prefix length do not make a pod address space.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PodCidrError {
+    #[error("{0:?} is not a CIDR")]
+    NotCidr(String),
+    #[error("{0:?} is not an IPv4 address")]
+    NotIpv4(String),
+    #[error("{0:?} is not a prefix length")]
+    NotPrefixLength(String),
+    #[error("a node block of /{node_prefix} does not fit the cluster CIDR /{prefix}")]
+    BlockDoesNotFit { prefix: u32, node_prefix: u32 },
+    #[error("{0} has host bits set")]
+    HostBitsSet(String),
+}
+
 impl PodCidrs {
     /// Parse `a.b.c.d/n` and a node prefix length.
-    pub fn parse(cidr: &str, node_prefix: u32) -> Result<Self, String> {
-        let (ip, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
-        let network: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
-        let prefix: u32 = bits.parse().map_err(|_| format!("{bits:?} is not a prefix length"))?;
+    pub fn parse(cidr: &str, node_prefix: u32) -> Result<Self, PodCidrError> {
+        let (ip, bits) =
+            cidr.split_once('/').ok_or_else(|| PodCidrError::NotCidr(cidr.to_string()))?;
+        let network: Ipv4Addr = ip.parse().map_err(|_| PodCidrError::NotIpv4(ip.to_string()))?;
+        let prefix: u32 =
+            bits.parse().map_err(|_| PodCidrError::NotPrefixLength(bits.to_string()))?;
         if prefix > 30 || node_prefix > 30 || node_prefix < prefix {
-            return Err(format!(
-                "a node block of /{node_prefix} does not fit the cluster CIDR /{prefix}"
-            ));
+            return Err(PodCidrError::BlockDoesNotFit { prefix, node_prefix });
         }
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
         if u32::from(network) & !mask != 0 {
-            return Err(format!("{cidr} has host bits set"));
+            return Err(PodCidrError::HostBitsSet(cidr.to_string()));
         }
         Ok(PodCidrs { network, prefix, node_prefix })
     }
@@ -150,8 +165,14 @@ mod tests {
 
     #[test]
     fn parse_should_reject_bad_cidrs() {
-        assert!(PodCidrs::parse("10.0.0.1/8", 16).is_err());
-        assert!(PodCidrs::parse("10.0.0.0/16", 8).is_err());
+        assert_eq!(
+            PodCidrs::parse("10.0.0.1/8", 16),
+            Err(PodCidrError::HostBitsSet("10.0.0.1/8".into()))
+        );
+        assert_eq!(
+            PodCidrs::parse("10.0.0.0/16", 8),
+            Err(PodCidrError::BlockDoesNotFit { prefix: 16, node_prefix: 8 })
+        );
         assert!(PodCidrs::parse("nonsense", 18).is_err());
     }
 }

@@ -2,6 +2,22 @@
 
 use serde_json::Value;
 
+/// A `labelSelector` or `fieldSelector` query parameter that does not parse; the text is what
+/// the client gets in a `BadRequest` status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("unable to parse requirement: unbalanced '{paren}' in {selector:?}")]
+    Unbalanced { paren: char, selector: String },
+    #[error("unable to parse requirement: expected '(values)', found {0:?}")]
+    NotASet(String),
+    #[error("invalid label key {0:?}")]
+    InvalidKey(String),
+    #[error("invalid selector: '{0}'; can't understand '{0}'")]
+    NotATerm(String),
+    #[error("field label not supported: {0}")]
+    UnsupportedField(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Requirement {
     Eq(String, String),
@@ -17,7 +33,7 @@ enum Requirement {
 pub struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
         let mut reqs = Vec::new();
         for term in split_terms(s)? {
             let term = term.trim();
@@ -63,7 +79,7 @@ impl LabelSelector {
 }
 
 /// Split on commas that are not inside a `( … )` set.
-fn split_terms(s: &str) -> Result<Vec<&str>, String> {
+fn split_terms(s: &str) -> Result<Vec<&str>, SelectorError> {
     let (mut depth, mut start, mut out) = (0i32, 0usize, Vec::new());
     for (i, c) in s.char_indices() {
         match c {
@@ -76,11 +92,11 @@ fn split_terms(s: &str) -> Result<Vec<&str>, String> {
             _ => {}
         }
         if depth < 0 {
-            return Err(format!("unable to parse requirement: unbalanced ')' in {s:?}"));
+            return Err(SelectorError::Unbalanced { paren: ')', selector: s.to_string() });
         }
     }
     if depth != 0 {
-        return Err(format!("unable to parse requirement: unbalanced '(' in {s:?}"));
+        return Err(SelectorError::Unbalanced { paren: '(', selector: s.to_string() });
     }
     out.push(&s[start..]);
     Ok(out)
@@ -90,19 +106,19 @@ fn split_word<'a>(term: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
     term.find(word).map(|i| (term[..i].trim(), term[i + word.len()..].trim()))
 }
 
-fn parse_set(s: &str) -> Result<Vec<String>, String> {
+fn parse_set(s: &str) -> Result<Vec<String>, SelectorError> {
     let inner = s
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("unable to parse requirement: expected '(values)', found {s:?}"))?;
+        .ok_or_else(|| SelectorError::NotASet(s.to_string()))?;
     Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
-fn check_key(k: &str) -> Result<String, String> {
+fn check_key(k: &str) -> Result<String, SelectorError> {
     let ok = !k.is_empty()
         && k.len() <= 316
         && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if ok { Ok(k.to_string()) } else { Err(format!("invalid label key {k:?}")) }
+    if ok { Ok(k.to_string()) } else { Err(SelectorError::InvalidKey(k.to_string())) }
 }
 
 /// A parsed `fieldSelector` (`=`, `==`, `!=` terms).
@@ -111,7 +127,7 @@ pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
     /// Parse, accepting only the fields `supported` (plus `metadata.name`/`metadata.namespace`).
-    pub fn parse(s: &str, supported: &[&str]) -> Result<Self, String> {
+    pub fn parse(s: &str, supported: &[&str]) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
         for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
@@ -121,14 +137,14 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+                return Err(SelectorError::NotATerm(term.to_string()));
             };
             let field = field.trim();
             if !(field == "metadata.name"
                 || field == "metadata.namespace"
                 || supported.contains(&field))
             {
-                return Err(format!("field label not supported: {field}"));
+                return Err(SelectorError::UnsupportedField(field.to_string()));
             }
             terms.push((field.to_string(), eq, value.trim().to_string()));
         }
@@ -212,7 +228,10 @@ mod tests {
         assert!(!m("app notin (web)"));
         assert!(m("!missing"));
         assert!(!m("missing"));
-        assert!(LabelSelector::parse("app in (web").is_err());
+        assert_eq!(
+            LabelSelector::parse("app in (web").unwrap_err().to_string(),
+            "unable to parse requirement: unbalanced '(' in \"app in (web\""
+        );
     }
 
     #[test]
@@ -223,6 +242,9 @@ mod tests {
         let fs = FieldSelector::parse("spec.nodeName!=", supported_fields("Pod")).unwrap();
         assert!(!fs.matches(&pod));
         assert_eq!(FieldSelector::parse("metadata.name=p", &[]).unwrap().exact_name(), Some("p"));
-        assert!(FieldSelector::parse("spec.foo=x", supported_fields("Pod")).is_err());
+        assert_eq!(
+            FieldSelector::parse("spec.foo=x", supported_fields("Pod")).unwrap_err().to_string(),
+            "field label not supported: spec.foo"
+        );
     }
 }

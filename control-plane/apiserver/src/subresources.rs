@@ -12,12 +12,10 @@ use skiff_store::StoreError;
 
 use crate::State;
 use crate::errors::ApiError;
-use crate::handlers::{self, Target, decode, json_response, parse_body};
+use crate::handlers::{self, MAX_RETRIES, Target, decode, json_response, parse_body};
 use crate::kinds::{selector_matches, selector_string};
 use crate::objects::{self, name_of};
 use crate::patch::{PatchType, apply_patch};
-
-const MAX_RETRIES: usize = 16;
 
 /// The `autoscaling/v1` Scale of a replicated object.
 fn scale_of(obj: &Value) -> Value {
@@ -125,7 +123,7 @@ pub async fn scale(
             Ok(obj) => return Ok(json_response(StatusCode::OK, &scale_of(&obj))),
         }
     }
-    Err(ApiError::conflict(res.plural, &name, "too many concurrent writers; try again"))
+    Err(handlers::too_many_writers(res.plural, &name))
 }
 
 /// `POST pods/{name}/eviction`: delete the pod unless a PodDisruptionBudget forbids it.

@@ -26,6 +26,17 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A key that cannot sign service account tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error("reading the signing key: {0}")]
+    Pem(std::io::Error),
+    #[error("no private key in the signing key PEM")]
+    NoPrivateKey,
+    #[error("the signing key is not an ECDSA P-256 PKCS#8 key: {0}")]
+    NotEcdsaP256(ring::error::KeyRejected),
+}
+
 /// Signs and verifies service account tokens.
 pub struct TokenSigner {
     key: EcdsaKeyPair,
@@ -34,17 +45,17 @@ pub struct TokenSigner {
 
 impl TokenSigner {
     /// From a PEM private key (PKCS#8, ECDSA P-256), e.g. the cluster CA's.
-    pub fn from_pem(pem: &str) -> Result<TokenSigner, String> {
+    pub fn from_pem(pem: &str) -> Result<TokenSigner, SigningKeyError> {
         let der = rustls_pemfile::private_key(&mut pem.as_bytes())
-            .map_err(|e| format!("reading the signing key: {e}"))?
-            .ok_or("no private key in the signing key PEM")?;
+            .map_err(SigningKeyError::Pem)?
+            .ok_or(SigningKeyError::NoPrivateKey)?;
         let rng = ring::rand::SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(
             &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             der.secret_der(),
             &rng,
         )
-        .map_err(|e| format!("the signing key is not an ECDSA P-256 PKCS#8 key: {e}"))?;
+        .map_err(SigningKeyError::NotEcdsaP256)?;
         let key_id = b64(&Sha256::digest(key.public_key().as_ref()));
         Ok(TokenSigner { key, key_id })
     }

@@ -575,14 +575,14 @@ fn encode_special(
         },
         Special::Time | Special::MicroTime => {
             let s = v.as_str().ok_or_else(|| wrong_type("an RFC 3339 time string"))?;
-            let (seconds, nanos) = parse_time(s).map_err(|e| invalid(msg, "", e))?;
+            let (seconds, nanos) = parse_time(s).map_err(|e| invalid(msg, "", e.to_string()))?;
             put_int(out, 1, seconds);
             let nanos = if msg.special == Special::MicroTime { nanos / 1000 * 1000 } else { 0 };
             put_int(out, 2, i64::from(nanos));
         }
         Special::Duration => {
             let s = v.as_str().ok_or_else(|| wrong_type("a duration string"))?;
-            put_int(out, 1, parse_duration(s).map_err(|e| invalid(msg, "", e))?);
+            put_int(out, 1, parse_duration(s).map_err(|e| invalid(msg, "", e.to_string()))?);
         }
         Special::IntOrString => match v {
             Value::String(s) => {

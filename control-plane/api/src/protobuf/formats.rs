@@ -2,6 +2,15 @@
 
 use chrono::{DateTime, SecondsFormat};
 
+/// A time or duration string that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum FormatError {
+    #[error("{input:?} is not an RFC 3339 time: {source}")]
+    Time { input: String, source: chrono::ParseError },
+    #[error("{0:?} is not a duration (like \"1h30m\" or \"500ms\")")]
+    Duration(String),
+}
+
 /// `meta.v1.Time` (seconds) or `MicroTime` (microseconds) as RFC 3339 in UTC.
 pub(super) fn format_time(seconds: i64, nanos: i32, micro: bool) -> Option<String> {
     if micro {
@@ -14,9 +23,9 @@ pub(super) fn format_time(seconds: i64, nanos: i32, micro: bool) -> Option<Strin
 }
 
 /// RFC 3339 to (seconds, nanoseconds).
-pub(super) fn parse_time(s: &str) -> Result<(i64, i32), String> {
+pub(super) fn parse_time(s: &str) -> Result<(i64, i32), FormatError> {
     let t = DateTime::parse_from_rfc3339(s)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?;
+        .map_err(|source| FormatError::Time { input: s.to_string(), source })?;
     Ok((t.timestamp(), t.timestamp_subsec_nanos() as i32))
 }
 
@@ -66,8 +75,8 @@ fn fraction(v: u64, div: u64, width: usize) -> String {
 
 /// Go's `time.ParseDuration`: a signed sequence of decimal numbers with units
 /// (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), or `0`.
-pub(super) fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("{s:?} is not a duration (like \"1h30m\" or \"500ms\")");
+pub(super) fn parse_duration(s: &str) -> Result<i64, FormatError> {
+    let bad = || FormatError::Duration(s.to_string());
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),

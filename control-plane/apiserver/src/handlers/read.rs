@@ -1,0 +1,219 @@
+//! Reads: get and list (label and field selectors, paging with continue tokens, Kubernetes'
+//! `resourceVersion` semantics, Table answers). Watch lives in `crate::watch`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use skiff_api::{ResourceInfo, list_prefix};
+use skiff_store::{Consistency, ListOptions, StoreError};
+
+use super::{Target, decode, json_response};
+use crate::errors::ApiError;
+use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
+use crate::{State, objects, table};
+
+/// `GET` of one object from the store.
+pub async fn get(state: &Arc<State>, target: &Target) -> Result<Value, ApiError> {
+    let res = &target.resource;
+    let name = target.name.as_deref().unwrap_or("");
+    let key = target.key().unwrap_or_default();
+    let kv = state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, name))?;
+    match kv {
+        Some(kv) => decode(&kv),
+        None => Err(ApiError::not_found(res.plural, name)),
+    }
+}
+
+/// `GET` of one object: the object, or a one-row Table when the client asks for one.
+pub(super) async fn get_response(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let obj = get(state, target).await?;
+    if let Some(include) = wanted_table(headers, q) {
+        let rv = objects::resource_version_of(&obj).unwrap_or("").to_string();
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::to_table(target.resource.kind, &[obj], &rv, None, include),
+        ));
+    }
+    Ok(json_response(StatusCode::OK, &obj))
+}
+
+/// The `includeObject` policy of a Table answer, when the client accepts one.
+fn wanted_table<'q>(headers: &HeaderMap, q: &'q HashMap<String, String>) -> Option<&'q str> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    table::wants_table(accept)
+        .then(|| q.get("includeObject").map(String::as_str).unwrap_or("Metadata"))
+}
+
+/// The label and field selectors of a list, watch or deletecollection.
+pub fn selectors(
+    res: &ResourceInfo,
+    q: &HashMap<String, String>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        supported_fields(res.kind),
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((labels, fields))
+}
+
+/// `GET` of a collection: one page of the objects matching the selectors, or a Table.
+pub async fn list(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let (labels, fields) = selectors(res, q)?;
+    let prefix = list_prefix(res, target.namespace.as_deref());
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let token = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => Some(decode_continue(token)?),
+        None => None,
+    };
+    let store_err = |e: StoreError| ApiError::from_store(e, res.plural, "");
+    let mut options = list_read_options(state, q, token.as_ref())?;
+    // Selectors filter after the store pages, so a page may take several store reads; every
+    // read after the first is pinned to the first one's revision.
+    let mut items = Vec::new();
+    let mut next = None;
+    let revision = loop {
+        options.limit = limit.map_or(0, |l| (l - items.len()).max(16));
+        let page = state.store.list_with(&prefix, &options).await.map_err(|e| match (&token, e) {
+            (Some(_), skiff_store::StoreError::Compacted { .. }) => ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ),
+            (_, e) => store_err(e),
+        })?;
+        options.revision = Some(page.revision);
+        let count = page.items.len();
+        for (i, kv) in page.items.iter().enumerate() {
+            let obj = decode(kv)?;
+            if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
+                continue;
+            }
+            items.push(obj);
+            if limit.is_some_and(|l| items.len() >= l) && (i + 1 < count || page.more) {
+                next = Some(encode_continue(&kv.key, page.revision));
+                break;
+            }
+        }
+        if next.is_some() || !page.more {
+            break page.revision;
+        }
+        options.start_after = page.items.last().map(|kv| kv.key.clone());
+    };
+    let rv = revision.to_string();
+    if let Some(include) = wanted_table(headers, q) {
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::to_table(res.kind, &items, &rv, next.as_deref(), include),
+        ));
+    }
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(c) = next {
+        meta["continue"] = json!(c);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": meta, "items": items}),
+    ))
+}
+
+/// Where a list resumes: after `start`, at `revision`.
+struct ContinueToken {
+    start: String,
+    revision: u64,
+}
+
+fn encode_continue(key: &str, revision: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"v": 2, "start": key, "rv": revision}).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| {
+            Some(ContinueToken {
+                start: v.get("start")?.as_str()?.to_string(),
+                revision: v.get("rv")?.as_u64()?,
+            })
+        })
+        .ok_or_else(|| ApiError::bad_request("invalid continue token: start a new list without it"))
+}
+
+/// The store read a list asks for, following Kubernetes' `resourceVersion` semantics: unset
+/// is a linearizable read of the latest state; `0` is whatever this server has; `N` is
+/// "not older than N" (or exactly N with `resourceVersionMatch=Exact`); a continue token
+/// pins the revision of the list's first page.
+fn list_read_options(
+    state: &State,
+    q: &HashMap<String, String>,
+    token: Option<&ContinueToken>,
+) -> Result<ListOptions, ApiError> {
+    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    if let Some(token) = token {
+        if !rv.is_empty() {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        return Ok(ListOptions {
+            start_after: Some(token.start.clone()),
+            revision: Some(token.revision),
+            consistency: Consistency::Serializable,
+            ..ListOptions::default()
+        });
+    }
+    let mut options = ListOptions::default();
+    match (rv, rv_match) {
+        ("", "") => {}
+        ("", m) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch {m} is forbidden unless resourceVersion is provided"
+            )));
+        }
+        (rv, m) => {
+            let n = rv
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+            options.consistency = Consistency::Serializable;
+            match m {
+                "Exact" if n == 0 => {
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch Exact is forbidden for resourceVersion 0",
+                    ));
+                }
+                "Exact" => options.revision = Some(n),
+                "" | "NotOlderThan" => {
+                    // Wait for N if this member has not reached it yet (reads at N then).
+                    if n > state.store.current_revision() {
+                        options.revision = Some(n);
+                    }
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported resourceVersionMatch: {other}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(options)
+}

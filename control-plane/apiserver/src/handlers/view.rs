@@ -1,0 +1,91 @@
+//! Requests to a view: another version of a stored resource (events.k8s.io/v1 Events over
+//! core/v1 ones), served as the stored resource with the bodies converted both ways.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::ResourceInfo;
+
+use super::{Target, dispatch_stored, field_validation, parse_body, query_bool, with_warnings};
+use crate::errors::ApiError;
+use crate::patch::PatchType;
+use crate::{State, convert, objects};
+
+/// A request to a view (another version of a stored resource): the body is converted to the
+/// storage shape, the request served as for the stored resource, and the answer converted back.
+pub(super) async fn dispatch_view(
+    state: &Arc<State>,
+    method: &Method,
+    target: &Target,
+    view: &ResourceInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let mut warnings = Vec::new();
+    let converted;
+    let mut json_headers = headers.clone();
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let apply =
+        method == Method::PATCH && PatchType::from_content_type(ct) == Some(PatchType::Apply);
+    let body = if apply {
+        // An applied configuration is a (partial) object in the view's shape.
+        let mut obj: Value = serde_yaml_ng::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}"))
+        })?;
+        objects::check_type(&mut obj, view)?;
+        let stored = convert::to_storage(obj, view, &target.resource.api_version());
+        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        &converted[..]
+    } else if matches!(method.as_str(), "POST" | "PUT") && target.subresource.is_none() {
+        let mut obj = parse_body(headers, body)?;
+        objects::check_type(&mut obj, view)?;
+        warnings = field_validation(view, &obj, q)?;
+        let stored = convert::to_storage(obj, view, &target.resource.api_version());
+        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        json_headers
+            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        &converted[..]
+    } else {
+        body
+    };
+    let resp = dispatch_stored(state, method, target, &json_headers, body, q).await?;
+    if query_bool(q, "watch") {
+        return Ok(resp);
+    }
+    Ok(with_warnings(convert_response(resp, view).await?, &warnings))
+}
+
+/// Convert a buffered JSON answer about stored objects into the view's version.
+async fn convert_response(resp: Response, view: &ResourceInfo) -> Result<Response, ApiError> {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading a response to convert: {e}")))?;
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    };
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    if kind == view.kind {
+        v = convert::from_storage(v, view);
+    } else if kind == view.list_kind {
+        v["apiVersion"] = json!(view.api_version());
+        if let Some(Value::Array(items)) = v.get_mut("items") {
+            for item in items.iter_mut() {
+                *item = convert::from_storage(std::mem::take(item), view);
+            }
+        }
+    }
+    Ok(Response::from_parts(parts, Body::from(serde_json::to_vec(&v).unwrap_or_default())))
+}

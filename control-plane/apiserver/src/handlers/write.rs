@@ -1,0 +1,289 @@
+//! Writes of whole objects: create (with the Service and Node address claims) and update,
+//! and the store write every read-modify-write ends in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::{ResourceInfo, object_key};
+use skiff_store::{KeyValue, StoreError};
+
+use super::pods::bind;
+use super::{
+    MAX_RETRIES, Target, decode, encode, field_validation, is_dry_run, json_response, parse_body,
+    read_current, too_many_writers, with_warnings, without_resource_version,
+};
+use crate::errors::ApiError;
+use crate::objects::{self, name_of, resource_version_of};
+use crate::{State, apply};
+
+/// New objects may go into namespace `ns` only while it exists and is not being deleted.
+pub(super) async fn ensure_namespace(state: &State, ns: &str) -> Result<(), ApiError> {
+    let key = format!("/registry/namespaces/{ns}");
+    match state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "namespaces", ns))? {
+        None => Err(ApiError::not_found("namespaces", ns)),
+        Some(kv) => {
+            let obj = decode(&kv)?;
+            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `POST`: create an object (or answer a review, or bind a pod).
+pub async fn create(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    if target.subresource.as_deref() == Some("binding") {
+        return bind(state, target, headers, body).await;
+    }
+    if target.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "POST is not supported on a single {}",
+            res.singular
+        )));
+    }
+    let mut obj = parse_body(headers, body)?;
+    objects::check_type(&mut obj, res)?;
+    let warnings = field_validation(res, &obj, q)?;
+    if !res.is_stored() {
+        let answer = crate::reviews::answer(res, obj)?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
+    }
+    objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
+    if res.group.is_empty() && res.kind == "Pod" {
+        crate::admission::admit_pod(state, &mut obj).await?;
+    }
+    let name = name_of(&obj).to_string();
+    if res.namespaced {
+        ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
+    }
+    let key = object_key(res, objects::namespace_of(&obj), &name);
+    apply::record_update(res, None, None, &mut obj, q, headers)?;
+    let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
+    Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
+}
+
+/// Write a new, prepared object (a Service with its address claims); with `dry_run` only
+/// show what would be stored.
+pub(super) async fn store_new(
+    state: &State,
+    res: &ResourceInfo,
+    key: &str,
+    obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    if res.group.is_empty() && res.kind == "Service" {
+        return create_service(state, obj, key, dry_run).await;
+    }
+    if res.group.is_empty() && res.kind == "Node" {
+        return create_node(state, obj, key, dry_run).await;
+    }
+    if dry_run {
+        return Ok(obj);
+    }
+    let kv = state
+        .store
+        .create(key, encode(&obj))
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, name_of(&obj)))?;
+    decode(&kv)
+}
+
+/// Create a Service together with the claims of the addresses it is given; a random pick
+/// that collides with another Service's is retried with a fresh one.
+pub async fn create_service(
+    state: &State,
+    obj: Value,
+    key: &str,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = name_of(&obj).to_string();
+    for attempt in 0..8 {
+        let mut svc = obj.clone();
+        let mut ops = crate::services::claims(&mut svc, attempt)?;
+        if dry_run {
+            return Ok(svc);
+        }
+        ops.insert(0, skiff_store::TxnOp::Create { key: key.to_string(), value: encode(&svc) });
+        match state.store.txn(ops).await {
+            Ok(kvs) => {
+                let kv =
+                    kvs.first().ok_or_else(|| ApiError::internal("empty transaction result"))?;
+                return decode(kv);
+            }
+            Err(StoreError::AlreadyExists(k)) if k != key => {
+                let requested = match k.rsplit('/').next() {
+                    Some(v) if k.contains("/serviceips/") => {
+                        obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(v)
+                    }
+                    Some(v) => obj
+                        .pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p.get("nodePort").map(Value::to_string).as_deref() == Some(v)),
+                    None => false,
+                };
+                if requested && let Some(e) = crate::services::requested_conflict(&obj, &k) {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(ApiError::from_store(e, "services", &name)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a free service address; try again"))
+}
+
+/// Create a Node together with the claim of its pod CIDR (the lowest free block, unless it
+/// names one); a block another node took meanwhile is retried with the next one.
+async fn create_node(
+    state: &State,
+    obj: Value,
+    key: &str,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let name = name_of(&obj).to_string();
+    let cidrs = state.pod_cidrs();
+    for _ in 0..8 {
+        let taken: Vec<String> = state
+            .store
+            .list(crate::podcidr::claim_prefix())
+            .await
+            .map_err(|e| ApiError::from_store(e, "nodes", &name))?
+            .items
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        let mut node = obj.clone();
+        let mut ops = crate::podcidr::assign(&cidrs, &mut node, &taken)?;
+        if dry_run {
+            return Ok(node);
+        }
+        ops.insert(0, skiff_store::TxnOp::Create { key: key.to_string(), value: encode(&node) });
+        match state.store.txn(ops).await {
+            Ok(kvs) => {
+                let kv =
+                    kvs.first().ok_or_else(|| ApiError::internal("empty transaction result"))?;
+                return decode(kv);
+            }
+            Err(StoreError::AlreadyExists(k)) if k != key => {
+                if obj
+                    .pointer("/spec/podCIDR")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    return Err(ApiError::invalid(
+                        "Node",
+                        &name,
+                        vec![(
+                            "spec.podCIDR".to_string(),
+                            "Invalid value: the pod CIDR is already allocated to another node"
+                                .to_string(),
+                        )],
+                    ));
+                }
+            }
+            Err(e) => return Err(ApiError::from_store(e, "nodes", &name)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a free pod CIDR; try again"))
+}
+
+/// Write `obj` as the new state of an object read at `prev`; deletes it instead when the
+/// update finishes a deletion (deletionTimestamp set, no finalizers left, no grace pending).
+pub(crate) async fn write(
+    state: &State,
+    res: &ResourceInfo,
+    key: &str,
+    prev: &KeyValue,
+    obj: &Value,
+) -> Result<Value, ApiError> {
+    let name = name_of(obj).to_string();
+    let finishing = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+        && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && (res.kind != "Namespace"
+            || obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty))
+        && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
+            == 0;
+    if finishing {
+        let kv = state
+            .store
+            .delete(key, Some(prev.mod_revision))
+            .await
+            .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+        let mut gone = obj.clone();
+        if let Some(m) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        }
+        return Ok(gone);
+    }
+    // Kubernetes does not write (or bump resourceVersion) when nothing changed.
+    let stored = without_resource_version(obj);
+    if serde_json::from_slice::<Value>(&prev.value).ok().as_ref() == Some(&stored) {
+        return decode(prev);
+    }
+    let kv = state
+        .store
+        .update(key, serde_json::to_vec(&stored).unwrap_or_default(), Some(prev.mod_revision))
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+    decode(&kv)
+}
+
+/// `PUT`: replace an object (or its status), retried on a conflict unless the body names a
+/// resourceVersion.
+pub async fn update(
+    state: &Arc<State>,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let res = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let key = target.key().unwrap_or_default();
+    let incoming = parse_body(headers, body)?;
+    let warnings = field_validation(res, &incoming, q)?;
+    let wanted_rv = resource_version_of(&incoming).map(str::to_string);
+    for _ in 0..MAX_RETRIES {
+        let prev = read_current(state, res.plural, &key, &name).await?;
+        if let Some(rv) = &wanted_rv
+            && *rv != prev.mod_revision.to_string()
+        {
+            return Err(ApiError::from_store(
+                StoreError::Conflict { key, expected: 0, current: prev.mod_revision },
+                res.plural,
+                &name,
+            ));
+        }
+        let old = decode(&prev)?;
+        let mut new = incoming.clone();
+        objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
+        apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
+        if is_dry_run(q) {
+            return Ok(json_response(StatusCode::OK, &new));
+        }
+        match write(state, res, &key, &prev, &new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+        }
+    }
+    Err(too_many_writers(res.plural, &name))
+}
