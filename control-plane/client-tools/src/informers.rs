@@ -92,6 +92,10 @@ pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
     state: Arc<Mutex<State<K>>>,
     /// Held while handlers run (not the index lock: a handler may read the indexes).
     handlers: Arc<Mutex<Vec<Handler<K>>>>,
+    /// True once the first list is in the store. (Not the reflector store's own readiness:
+    /// it wakes only the last of several tasks waiting at once, and a shared informer has
+    /// many waiters.)
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<K: Resource<DynamicType = ()> + 'static> Clone for Informer<K> {
@@ -100,6 +104,7 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Informer<K> {
             store: self.store.clone(),
             state: self.state.clone(),
             handlers: self.handlers.clone(),
+            ready: self.ready.clone(),
         }
     }
 }
@@ -112,7 +117,8 @@ where
         let (store, writer) = reflector::store();
         let state = State { index_fns: Vec::new(), index: HashMap::new(), filed: HashMap::new() };
         let handlers = Arc::new(Mutex::new(Vec::new()));
-        (Self { store, state: Arc::new(Mutex::new(state)), handlers }, writer)
+        let ready = Arc::new(tokio::sync::watch::Sender::new(false));
+        (Self { store, state: Arc::new(Mutex::new(state)), handlers, ready }, writer)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K>> {
@@ -173,7 +179,9 @@ where
 
     /// Wait until the first list has filled the cache.
     pub async fn wait_until_ready(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let mut ready = self.ready.subscribe();
+        // An error means the informer is gone; nothing more will come.
+        let _ = ready.wait_for(|r| *r).await;
     }
 
     /// The watch loop: apply each event to the cache, re-file it, tell the handlers.
@@ -207,6 +215,7 @@ where
                 }
                 watcher::Event::InitApply(obj) => self.lock().file(obj),
                 watcher::Event::InitDone => {
+                    tracing::debug!(kind = %K::kind(&()), objects = self.store.len(), "informer synced");
                     // Objects deleted while the watch was down are gone from the store.
                     let mut state = self.lock();
                     let stale: Vec<ObjectRef<K>> = state
@@ -219,6 +228,7 @@ where
                         state.unfile(r);
                     }
                     drop(state);
+                    self.ready.send_replace(true);
                     self.tell(&Change::Resynced);
                 }
                 watcher::Event::Init => {}

@@ -160,6 +160,7 @@ pub fn spawn_workers<F, Fut, E>(
         tasks.spawn(async move {
             loop {
                 let key = queue.next().await;
+                tracing::trace!(controller = what, key = %key, "sync");
                 match sync(key.clone()).await {
                     Ok(requeue) => {
                         queue.forget(&key);
