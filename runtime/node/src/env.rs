@@ -7,7 +7,29 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::api::Api;
 
-use crate::volumes::{FieldValues, field_value, resource_value};
+use crate::volumes::{FieldError, FieldValues, field_value, resource_value};
+
+/// Why a container's environment cannot be built: its `CreateContainerConfigError`. It waits
+/// for the missing object or key (unless the reference is optional).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("configmap {0:?} not found")]
+    ConfigMapNotFound(String),
+    #[error("secret {0:?} not found")]
+    SecretNotFound(String),
+    #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
+    ConfigMapKeyNotFound { key: String, namespace: String, name: String },
+    #[error("couldn't find key {key} in Secret {namespace}/{name}")]
+    SecretKeyNotFound { key: String, namespace: String, name: String },
+    #[error("env {var}: {source}")]
+    Field {
+        var: String,
+        #[source]
+        source: FieldError,
+    },
+    #[error("env {var}: resourceFieldRef names no container {container:?}")]
+    NoSuchContainer { var: String, container: String },
+}
 
 /// Expand `$(VAR)` references in `s` with `env` (later entries win); `$$` is a literal `$`,
 /// and a reference to an unknown variable is left as written — Kubernetes' rules.
@@ -97,7 +119,7 @@ pub async fn resolve(
     container: &Container,
     fields: &FieldValues,
     node_allocatable: &BTreeMap<String, f64>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, EnvError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let mut objects =
         Objects { client, ns: &ns, config_maps: HashMap::new(), secrets: HashMap::new() };
@@ -112,7 +134,7 @@ pub async fn resolve(
                     }
                 }
                 None if r.optional.unwrap_or(false) => {}
-                None => return Err(format!("configmap {:?} not found", r.name)),
+                None => return Err(EnvError::ConfigMapNotFound(r.name)),
             }
         }
         if let Some(r) = from.secret_ref {
@@ -123,7 +145,7 @@ pub async fn resolve(
                     }
                 }
                 None if r.optional.unwrap_or(false) => {}
-                None => return Err(format!("secret {:?} not found", r.name)),
+                None => return Err(EnvError::SecretNotFound(r.name)),
             }
         }
     }
@@ -144,14 +166,15 @@ pub async fn resolve(
                     Some(v) => Some(v.clone()),
                     None if optional => None,
                     None => {
-                        return Err(format!(
-                            "couldn't find key {} in ConfigMap {}/{}",
-                            r.key, ns, r.name
-                        ));
+                        return Err(EnvError::ConfigMapKeyNotFound {
+                            key: r.key,
+                            namespace: ns.clone(),
+                            name: r.name,
+                        });
                     }
                 },
                 None if optional => None,
-                None => return Err(format!("configmap {:?} not found", r.name)),
+                None => return Err(EnvError::ConfigMapNotFound(r.name)),
             }
         } else if let Some(r) = from.secret_key_ref {
             let optional = r.optional.unwrap_or(false);
@@ -160,19 +183,20 @@ pub async fn resolve(
                     Some(v) => Some(v.clone()),
                     None if optional => None,
                     None => {
-                        return Err(format!(
-                            "couldn't find key {} in Secret {}/{}",
-                            r.key, ns, r.name
-                        ));
+                        return Err(EnvError::SecretKeyNotFound {
+                            key: r.key,
+                            namespace: ns.clone(),
+                            name: r.name,
+                        });
                     }
                 },
                 None if optional => None,
-                None => return Err(format!("secret {:?} not found", r.name)),
+                None => return Err(EnvError::SecretNotFound(r.name)),
             }
         } else if let Some(f) = from.field_ref {
             Some(
                 field_value(pod, &f.field_path, fields)
-                    .map_err(|m| format!("env {}: {m}", e.name))?,
+                    .map_err(|source| EnvError::Field { var: e.name.clone(), source })?,
             )
         } else if let Some(r) = from.resource_field_ref {
             let target = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
@@ -181,8 +205,9 @@ pub async fn resolve(
                     .as_ref()
                     .and_then(|s| s.containers.iter().find(|c| c.name == n))
                     .cloned()
-                    .ok_or_else(|| {
-                        format!("env {}: resourceFieldRef names no container {n:?}", e.name)
+                    .ok_or_else(|| EnvError::NoSuchContainer {
+                        var: e.name.clone(),
+                        container: n.to_string(),
                     })?,
                 _ => container.clone(),
             };
@@ -193,7 +218,7 @@ pub async fn resolve(
                     r.divisor.as_ref().map(|q| q.0.as_str()),
                     node_allocatable,
                 )
-                .map_err(|m| format!("env {}: {m}", e.name))?,
+                .map_err(|source| EnvError::Field { var: e.name.clone(), source })?,
             )
         } else {
             None

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use tokio::time::Instant;
 
-use crate::probes::{ProbeContext, exec_command, http_get};
+use crate::probes::{ProbeContext, ProbeError, exec_command, http_get};
 
 /// Kubernetes puts no deadline on a postStart hook; this only keeps a stuck one from pinning
 /// its container forever.
@@ -19,38 +19,58 @@ const POST_START_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `minimumGracePeriodInSeconds`).
 pub const MINIMUM_GRACE_PERIOD: Duration = Duration::from_secs(2);
 
+/// Why one lifecycle handler failed. The messages are the kubelet's, word for word (they are
+/// what the pod's hook events and waiting state show), hence their capitals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    #[error(
+        "Exec lifecycle hook ([{command}]) for Container {container:?} in Pod {pod:?} failed - error: {error}, message: {output:?}"
+    )]
+    Exec { command: String, container: String, pod: String, error: ProbeError, output: String },
+    #[error(
+        "HTTP lifecycle hook ({path}) for Container {container:?} in Pod {pod:?} failed - error: {error}"
+    )]
+    Http { path: String, container: String, pod: String, error: ProbeError },
+    #[error(
+        "Lifecycle hook for Container {container:?} in Pod {pod:?} did not complete within {seconds}s"
+    )]
+    TimedOut { container: String, pod: String, seconds: u64 },
+    #[error("Lifecycle hook for Container {container:?} in Pod {pod:?} has no handler")]
+    NoHandler { container: String, pod: String },
+}
+
 /// A failed hook, worded as the kubelet words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HookError {
-    /// The container is killed; its waiting state shows `reason()` and `message`.
-    #[error("PostStartHookError: {message}")]
-    PostStart { message: String },
+    /// The container is killed; its waiting state shows `reason()` and `message()`.
+    #[error("PostStartHookError: {0}")]
+    PostStart(#[source] HandlerError),
     /// Reported as an event only; the container is stopped anyway.
-    #[error("PreStopHookError: {message}")]
-    PreStop { message: String },
+    #[error("PreStopHookError: {0}")]
+    PreStop(#[source] HandlerError),
 }
 
 impl HookError {
     /// `containerStatuses[].state.waiting.reason` after a failed postStart hook.
     pub fn reason(&self) -> &'static str {
         match self {
-            HookError::PostStart { .. } => "PostStartHookError",
-            HookError::PreStop { .. } => "PreStopHookError",
+            HookError::PostStart(_) => "PostStartHookError",
+            HookError::PreStop(_) => "PreStopHookError",
         }
     }
 
     /// Reason of the Warning event the kubelet records.
     pub fn event_reason(&self) -> &'static str {
         match self {
-            HookError::PostStart { .. } => "FailedPostStartHook",
-            HookError::PreStop { .. } => "FailedPreStopHook",
+            HookError::PostStart(_) => "FailedPostStartHook",
+            HookError::PreStop(_) => "FailedPreStopHook",
         }
     }
 
     /// The event's (and waiting state's) message.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
-            HookError::PostStart { message } | HookError::PreStop { message } => message,
+            HookError::PostStart(e) | HookError::PreStop(e) => e.to_string(),
         }
     }
 }
@@ -61,9 +81,7 @@ pub async fn run_post_start(
     container: &Container,
     ctx: &ProbeContext,
 ) -> Result<(), HookError> {
-    run_handler(handler, container, ctx, POST_START_TIMEOUT)
-        .await
-        .map_err(|message| HookError::PostStart { message })
+    run_handler(handler, container, ctx, POST_START_TIMEOUT).await.map_err(HookError::PostStart)
 }
 
 /// What happened to a preStop hook.
@@ -89,7 +107,7 @@ pub async fn run_pre_stop(
     let run = run_handler(handler, container, ctx, grace_period);
     let (error, timed_out) = match tokio::time::timeout(grace_period, run).await {
         Ok(Ok(())) => (None, false),
-        Ok(Err(message)) => (Some(HookError::PreStop { message }), false),
+        Ok(Err(e)) => (Some(HookError::PreStop(e)), false),
         Err(_) => (None, true),
     };
     let remaining_grace = grace_period.saturating_sub(started.elapsed()).max(MINIMUM_GRACE_PERIOD);
@@ -103,15 +121,14 @@ pub async fn run_hook(
     container: &Container,
     ctx: &ProbeContext,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HandlerError> {
     match tokio::time::timeout(timeout, run_handler(handler, container, ctx, timeout)).await {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "Lifecycle hook for Container {:?} in Pod {:?} did not complete within {}s",
-            container.name,
-            pod_label(ctx),
-            timeout.as_secs()
-        )),
+        Err(_) => Err(HandlerError::TimedOut {
+            container: container.name.clone(),
+            pod: pod_label(ctx),
+            seconds: timeout.as_secs(),
+        }),
     }
 }
 
@@ -125,32 +142,34 @@ async fn run_handler(
     container: &Container,
     ctx: &ProbeContext,
     timeout: Duration,
-) -> Result<(), String> {
-    let (name, pod) = (&container.name, pod_label(ctx));
+) -> Result<(), HandlerError> {
+    let (name, pod) = (container.name.clone(), pod_label(ctx));
     if let Some(exec) = &handler.exec {
-        let cmd = exec.command.clone().unwrap_or_default();
-        let failed = |error: String, output: &str| {
-            format!(
-                "Exec lifecycle hook ([{}]) for Container {name:?} in Pod {pod:?} failed - error: {error}, message: {output:?}",
-                cmd.join(" ")
-            )
-        };
-        return match exec_command(ctx.runtime.as_ref(), &ctx.container_id, &cmd, timeout).await {
-            Ok((0, _)) => Ok(()),
-            Ok((code, output)) => Err(failed(
-                format!("command '{}' exited with {code}: {output}", cmd.join(" ")),
-                &output,
-            )),
-            Err(e) => Err(failed(e, "")),
-        };
+        let command = exec.command.clone().unwrap_or_default().join(" ");
+        let cmd = exec.command.as_deref().unwrap_or_default();
+        let (error, output) =
+            match exec_command(ctx.runtime.as_ref(), &ctx.container_id, cmd, timeout).await {
+                Ok((0, _)) => return Ok(()),
+                Ok((code, output)) => (
+                    ProbeError::ExitStatus {
+                        command: command.clone(),
+                        code,
+                        output: output.clone(),
+                    },
+                    output,
+                ),
+                Err(e) => (e, String::new()),
+            };
+        return Err(HandlerError::Exec { command, container: name, pod, error, output });
     }
     if let Some(get) = &handler.http_get {
         // Like the kubelet, any answer counts: only failing to get one is an error.
-        return http_get(get, container, &ctx.pod_ip, timeout).await.map(|_| ()).map_err(|e| {
-            format!(
-                "HTTP lifecycle hook ({}) for Container {name:?} in Pod {pod:?} failed - error: {e}",
-                get.path.as_deref().unwrap_or("")
-            )
+        let answer = http_get(get, container, &ctx.pod_ip, timeout);
+        return answer.await.map(|_| ()).map_err(|error| HandlerError::Http {
+            path: get.path.clone().unwrap_or_default(),
+            container: name,
+            pod,
+            error,
         });
     }
     if let Some(sleep) = &handler.sleep {
@@ -161,7 +180,7 @@ async fn run_handler(
         // Deprecated and never run by the kubelet; accepted for compatibility.
         return Ok(());
     }
-    Err(format!("Lifecycle hook for Container {name:?} in Pod {pod:?} has no handler"))
+    Err(HandlerError::NoHandler { container: name, pod })
 }
 
 #[cfg(test)]

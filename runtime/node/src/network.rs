@@ -10,6 +10,20 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// A thread panicked while assigning addresses; permanent for this node process.
+    #[error("address table poisoned")]
+    Poisoned,
+    /// Every address of the Wasm range is taken; one frees up when a pod leaves.
+    #[error("no free address left in {range} for Wasm pods")]
+    Exhausted { range: String },
+    #[error("running ip: {0}")]
+    RunIp(#[source] std::io::Error),
+    #[error("adding the local route for {block}: {stderr}")]
+    Route { block: String, stderr: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Block {
     base: u32,
@@ -114,8 +128,8 @@ impl PodNetwork {
 
     /// The address of the Wasm pod `uid`: the one it already has (`previous`, from its status,
     /// when still valid here), else the next free one.
-    pub fn assign(&self, uid: &str, previous: Option<&str>) -> Result<Ipv4Addr, String> {
-        let mut st = self.state.lock().map_err(|_| "address table poisoned".to_string())?;
+    pub fn assign(&self, uid: &str, previous: Option<&str>) -> Result<Ipv4Addr, NetworkError> {
+        let mut st = self.state.lock().map_err(|_| NetworkError::Poisoned)?;
         if let Some(ip) = st.by_pod.get(uid) {
             return Ok(*ip);
         }
@@ -152,7 +166,7 @@ impl PodNetwork {
                 return Ok(ip);
             }
         }
-        Err(format!("no free address left in {} for Wasm pods", self.wasm_range()))
+        Err(NetworkError::Exhausted { range: self.wasm_range() })
     }
 
     pub fn release(&self, uid: &str) {
@@ -166,15 +180,18 @@ impl PodNetwork {
     }
 }
 
-fn add_local_route(block: &Block) -> Result<(), String> {
+fn add_local_route(block: &Block) -> Result<(), NetworkError> {
     let out = std::process::Command::new("ip")
         .args(["route", "replace", "local", &block.to_string(), "dev", "lo", "scope", "host"])
         .output()
-        .map_err(|e| format!("running ip: {e}"))?;
+        .map_err(NetworkError::RunIp)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(NetworkError::Route {
+            block: block.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -217,5 +234,17 @@ mod tests {
         assert_ne!(d, c);
         net.release("c");
         assert_eq!(net.assign("e", Some("127.128.96.77")).unwrap(), c);
+    }
+
+    #[test]
+    fn assign_should_report_an_exhausted_range() {
+        // A /28 node block leaves a /29 for Wasm pods: six usable addresses.
+        let net = loopback_plan("10.0.0.0/28");
+        for i in 0..6 {
+            net.assign(&format!("pod-{i}"), None).unwrap();
+        }
+        let err = net.assign("one-too-many", None).unwrap_err();
+        assert!(matches!(err, NetworkError::Exhausted { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "no free address left in 127.0.0.8/29 for Wasm pods");
     }
 }

@@ -30,6 +30,65 @@ const PROBE_USER_AGENT: &str = "kube-probe/1.35";
 /// The kubelet reads at most this much of an HTTP probe's answer.
 const MAX_BODY: usize = 10 * 1024;
 
+/// Why a probe or hook request got no answer. The messages are the kubelet's (and Go's
+/// `net/http`) wording, which the pod's `Unhealthy` and hook events show, capitals included.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The runtime could not run the command (its message).
+    #[error("{0}")]
+    Exec(String),
+    #[error("command {command:?} timed out")]
+    ExecTimeout { command: String },
+    /// The command ran and failed (hooks only: a probe reports the output instead).
+    #[error("command '{command}' exited with {code}: {output}")]
+    ExitStatus { command: String, code: i32, output: String },
+    #[error("couldn't find port: {name} in {container}")]
+    NoSuchPort { name: String, container: String },
+    #[error("invalid port number: {0}")]
+    InvalidPort(i32),
+    #[error("dial tcp {addr}: {reason}")]
+    Dial { addr: String, reason: String },
+    #[error("dial tcp {addr}: i/o timeout")]
+    DialTimeout { addr: String },
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+    #[error("unsupported protocol scheme {0:?}")]
+    UnsupportedScheme(String),
+    #[error("invalid server name {host:?}: {reason}")]
+    ServerName { host: String, reason: String },
+    #[error("tls: {0}")]
+    Tls(String),
+    /// Building the TLS client failed (rustls' message).
+    #[error("{0}")]
+    TlsSetup(String),
+    /// The HTTP exchange failed (hyper's or http's message).
+    #[error("{0}")]
+    Http(String),
+    #[error("context deadline exceeded (Client.Timeout exceeded while awaiting headers)")]
+    ClientTimeout,
+    /// An HTTP GET that failed, Go's way: `Get "<url>": <why>`.
+    #[error("Get {url:?}: {source}")]
+    Get {
+        url: String,
+        #[source]
+        source: Box<ProbeError>,
+    },
+}
+
+/// Why a gRPC health check got no verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrpcError {
+    /// The HTTP/2 connection or stream failed (h2's or the socket's message).
+    #[error("{0}")]
+    Transport(String),
+    #[error("rpc error: code = {code} desc = {message}")]
+    Status { code: &'static str, message: String },
+    #[error("rpc error: code = Internal desc = empty response")]
+    EmptyResponse,
+    #[error(transparent)]
+    Decode(#[from] grpc_health::DecodeError),
+}
+
 /// The outcome of one probe attempt, with the kubelet's wording in `message` (the command's
 /// output for exec, the reason for a failure otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,24 +151,24 @@ pub async fn run_probe(probe: &Probe, container: &Container, ctx: &ProbeContext)
             Ok(r) => {
                 ProbeResult::failure(format!("HTTP probe failed with statuscode: {}", r.status))
             }
-            Err(message) => ProbeResult::failure(message),
+            Err(e) => ProbeResult::failure(e.to_string()),
         };
     }
     if let Some(tcp) = &probe.tcp_socket {
         let host = tcp.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(&ctx.pod_ip);
         let port = match resolve_port(&tcp.port, container) {
             Ok(p) => p,
-            Err(e) => return ProbeResult::failure(e),
+            Err(e) => return ProbeResult::failure(e.to_string()),
         };
         return match tcp_connect(host, port, timeout).await {
             Ok(_) => ProbeResult::success(""),
-            Err(e) => ProbeResult::failure(e),
+            Err(e) => ProbeResult::failure(e.to_string()),
         };
     }
     if let Some(grpc) = &probe.grpc {
         let port = match u16::try_from(grpc.port) {
             Ok(p) if p > 0 => p,
-            _ => return ProbeResult::failure(format!("invalid port number: {}", grpc.port)),
+            _ => return ProbeResult::failure(ProbeError::InvalidPort(grpc.port).to_string()),
         };
         return grpc_probe(&ctx.pod_ip, port, grpc.service.as_deref().unwrap_or(""), timeout).await;
     }
@@ -121,7 +180,7 @@ async fn exec_probe(exec: &ExecAction, ctx: &ProbeContext, timeout: Duration) ->
     match exec_command(ctx.runtime.as_ref(), &ctx.container_id, &cmd, timeout).await {
         Ok((0, output)) => ProbeResult::success(output),
         Ok((_, output)) => ProbeResult::failure(output),
-        Err(message) => ProbeResult::failure(message),
+        Err(e) => ProbeResult::failure(e.to_string()),
     }
 }
 
@@ -131,20 +190,20 @@ pub(crate) async fn exec_command(
     id: &ContainerId,
     cmd: &[String],
     timeout: Duration,
-) -> Result<(i32, String), String> {
+) -> Result<(i32, String), ProbeError> {
     match tokio::time::timeout(timeout, runtime.exec_sync(id, cmd, timeout)).await {
         Ok(Ok(r)) => {
             let mut out = r.stdout;
             out.extend_from_slice(&r.stderr);
             Ok((r.exit_code, String::from_utf8_lossy(&out).into_owned()))
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("command {:?} timed out", cmd.join(" "))),
+        Ok(Err(e)) => Err(ProbeError::Exec(e.to_string())),
+        Err(_) => Err(ProbeError::ExecTimeout { command: cmd.join(" ") }),
     }
 }
 
 /// A port given by number or by the name of one of the container's ports.
-pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, ProbeError> {
     let number = match port {
         IntOrString::Int(n) => *n,
         IntOrString::String(s) => match s.parse::<i32>() {
@@ -155,12 +214,15 @@ pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Result<
                 .flatten()
                 .find(|p| p.name.as_deref() == Some(s.as_str()))
                 .map(|p| p.container_port)
-                .ok_or_else(|| format!("couldn't find port: {s} in {}", container.name))?,
+                .ok_or_else(|| ProbeError::NoSuchPort {
+                    name: s.clone(),
+                    container: container.name.clone(),
+                })?,
         },
     };
     match u16::try_from(number) {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("invalid port number: {number}")),
+        _ => Err(ProbeError::InvalidPort(number)),
     }
 }
 
@@ -169,12 +231,12 @@ fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
-async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ProbeError> {
     let addr = join_host_port(host, port);
     match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("dial tcp {addr}: {}", dial_error(&e))),
-        Err(_) => Err(format!("dial tcp {addr}: i/o timeout")),
+        Ok(Err(e)) => Err(ProbeError::Dial { reason: dial_error(&e), addr }),
+        Err(_) => Err(ProbeError::DialTimeout { addr }),
     }
 }
 
@@ -201,7 +263,7 @@ pub(crate) async fn http_get(
     container: &Container,
     pod_ip: &str,
     timeout: Duration,
-) -> Result<HttpAnswer, String> {
+) -> Result<HttpAnswer, ProbeError> {
     let port = resolve_port(&action.port, container)?;
     let host = action.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(pod_ip);
     let scheme = action.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
@@ -209,19 +271,19 @@ pub(crate) async fn http_get(
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
     let authority = join_host_port(host, port);
     let url = format!("{scheme}://{authority}{path}");
-    let go_error = |e: String| format!("Get {url:?}: {e}");
+    let go_error = |e: ProbeError| ProbeError::Get { url: url.clone(), source: Box::new(e) };
     let mut req = http::Request::get(&path)
         .header(http::header::HOST, &authority)
         .header(http::header::USER_AGENT, PROBE_USER_AGENT)
         .header(http::header::ACCEPT, "*/*")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| go_error(e.to_string()))?;
+        .map_err(|e| go_error(ProbeError::Http(e.to_string())))?;
     for h in action.http_headers.iter().flatten() {
         let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(h.name.as_bytes()),
             http::HeaderValue::from_str(&h.value),
         ) else {
-            return Err(go_error(format!("invalid header {:?}", h.name)));
+            return Err(go_error(ProbeError::InvalidHeader(h.name.clone())));
         };
         // Headers named in the probe replace the defaults (Host, User-Agent, Accept).
         if !req.headers().contains_key(&name) || is_default_header(&name) {
@@ -237,14 +299,12 @@ pub(crate) async fn http_get(
                 let tls = tls_connect(host, tcp).await?;
                 send(TokioIo::new(tls), req).await
             }
-            other => Err(format!("unsupported protocol scheme {other:?}")),
+            other => Err(ProbeError::UnsupportedScheme(other.to_string())),
         }
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r.map_err(go_error),
-        Err(_) => Err(go_error(
-            "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into(),
-        )),
+        Err(_) => Err(go_error(ProbeError::ClientTimeout)),
     }
 }
 
@@ -252,15 +312,15 @@ fn is_default_header(name: &http::HeaderName) -> bool {
     name == http::header::HOST || name == http::header::USER_AGENT || name == http::header::ACCEPT
 }
 
-async fn send<T>(io: TokioIo<T>, req: http::Request<Empty<Bytes>>) -> Result<HttpAnswer, String>
+async fn send<T>(io: TokioIo<T>, req: http::Request<Empty<Bytes>>) -> Result<HttpAnswer, ProbeError>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    let http_error = |e: hyper::Error| ProbeError::Http(e.to_string());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(http_error)?;
     let conn = tokio::spawn(conn);
     let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(http_error)?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         let mut buf = Vec::new();
@@ -272,7 +332,7 @@ where
                         buf.extend_from_slice(&data.copy_to_bytes(take));
                     }
                 }
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Err(e)) => return Err(http_error(e)),
                 None => break,
             }
         }
@@ -286,20 +346,20 @@ where
 async fn tls_connect(
     host: &str,
     tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProbeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ProbeError::TlsSetup(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(tls::AcceptAnyCertificate(provider)))
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("invalid server name {host:?}: {e}"))?;
+        .map_err(|e| ProbeError::ServerName { host: host.to_string(), reason: e.to_string() })?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("tls: {e}"))
+        .map_err(|e| ProbeError::Tls(e.to_string()))
 }
 
 mod tls {
@@ -366,8 +426,9 @@ async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration) -> 
     let secs = timeout.as_secs();
     let deadline = Instant::now() + timeout;
     let connected = tokio::time::timeout_at(deadline, async {
-        let tcp = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
-        h2::client::handshake(tcp).await.map_err(|e| e.to_string())
+        let tcp =
+            TcpStream::connect(&addr).await.map_err(|e| GrpcError::Transport(e.to_string()))?;
+        h2::client::handshake(tcp).await.map_err(|e| GrpcError::Transport(e.to_string()))
     })
     .await;
     let (client, conn) = match connected {
@@ -401,47 +462,62 @@ async fn grpc_health_check(
     client: h2::client::SendRequest<Bytes>,
     authority: &str,
     service: &str,
-) -> Result<u64, String> {
-    let mut client = client.ready().await.map_err(|e| e.to_string())?;
+) -> Result<u64, GrpcError> {
+    let transport = |e: h2::Error| GrpcError::Transport(e.to_string());
+    let mut client = client.ready().await.map_err(transport)?;
     let req = http::Request::post(format!("http://{authority}{}", grpc_health::CHECK_PATH))
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, "trailers")
         .header(http::header::USER_AGENT, PROBE_USER_AGENT)
         .body(())
-        .map_err(|e| e.to_string())?;
-    let (resp, mut stream) = client.send_request(req, false).map_err(|e| e.to_string())?;
+        .map_err(|e| GrpcError::Transport(e.to_string()))?;
+    let (resp, mut stream) = client.send_request(req, false).map_err(transport)?;
     stream
         .send_data(grpc_health::frame(&grpc_health::encode_request(service)), true)
-        .map_err(|e| e.to_string())?;
-    let resp = resp.await.map_err(|e| e.to_string())?;
+        .map_err(transport)?;
+    let resp = resp.await.map_err(transport)?;
     let trailers_only = grpc_health::status_of(resp.headers());
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(transport)?;
         let _ = body.flow_control().release_capacity(chunk.len());
         buf.extend_from_slice(&chunk);
     }
-    let trailers = body.trailers().await.map_err(|e| e.to_string())?;
+    let trailers = body.trailers().await.map_err(transport)?;
     let status = trailers.as_ref().and_then(grpc_health::status_of).or(trailers_only);
     match status {
         Some((code, message)) if code != 0 => {
-            return Err(format!(
-                "rpc error: code = {} desc = {message}",
-                grpc_health::code_name(code)
-            ));
+            return Err(GrpcError::Status { code: grpc_health::code_name(code), message });
         }
-        _ if buf.is_empty() => {
-            return Err("rpc error: code = Internal desc = empty response".into());
-        }
+        _ if buf.is_empty() => return Err(GrpcError::EmptyResponse),
         _ => {}
     }
-    grpc_health::decode_response(&buf)
+    Ok(grpc_health::decode_response(&buf)?)
 }
 
 /// The two tiny messages of `grpc.health.v1` and gRPC's framing, encoded by hand.
 pub(crate) mod grpc_health {
     pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+
+    /// A health check answer that is not a well-formed `HealthCheckResponse`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    pub enum DecodeError {
+        #[error("short grpc frame")]
+        ShortFrame,
+        #[error("compressed grpc frames are not supported")]
+        Compressed,
+        #[error("truncated grpc frame")]
+        TruncatedFrame,
+        #[error("truncated field")]
+        TruncatedField,
+        #[error("truncated varint")]
+        TruncatedVarint,
+        #[error("varint too long")]
+        VarintTooLong,
+        #[error("malformed health response")]
+        Malformed,
+    }
 
     /// `HealthCheckRequest { string service = 1; }`
     pub fn encode_request(service: &str) -> Vec<u8> {
@@ -455,7 +531,7 @@ pub(crate) mod grpc_health {
     }
 
     /// `HealthCheckResponse { ServingStatus status = 1; }` → the status number.
-    pub fn decode_response(frame: &[u8]) -> Result<u64, String> {
+    pub fn decode_response(frame: &[u8]) -> Result<u64, DecodeError> {
         let msg = unframe(frame)?;
         let mut status = 0;
         let mut i = 0;
@@ -468,11 +544,14 @@ pub(crate) mod grpc_health {
                 }
                 (_, 2) => {
                     let len = varint(msg, &mut i)? as usize;
-                    i = i.checked_add(len).filter(|e| *e <= msg.len()).ok_or("truncated field")?;
+                    i = i
+                        .checked_add(len)
+                        .filter(|e| *e <= msg.len())
+                        .ok_or(DecodeError::TruncatedField)?;
                 }
                 (_, 1) => i += 8,
                 (_, 5) => i += 4,
-                _ => return Err("malformed health response".into()),
+                _ => return Err(DecodeError::Malformed),
             }
         }
         Ok(status)
@@ -488,15 +567,15 @@ pub(crate) mod grpc_health {
     }
 
     /// The message inside the first gRPC frame of `data`.
-    pub fn unframe(data: &[u8]) -> Result<&[u8], String> {
+    pub fn unframe(data: &[u8]) -> Result<&[u8], DecodeError> {
         if data.len() < 5 {
-            return Err("short grpc frame".into());
+            return Err(DecodeError::ShortFrame);
         }
         if data[0] != 0 {
-            return Err("compressed grpc frames are not supported".into());
+            return Err(DecodeError::Compressed);
         }
         let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
-        data.get(5..5 + len).ok_or_else(|| "truncated grpc frame".into())
+        data.get(5..5 + len).ok_or(DecodeError::TruncatedFrame)
     }
 
     fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -507,17 +586,17 @@ pub(crate) mod grpc_health {
         out.push(v as u8);
     }
 
-    fn varint(data: &[u8], i: &mut usize) -> Result<u64, String> {
+    fn varint(data: &[u8], i: &mut usize) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *data.get(*i).ok_or("truncated varint")?;
+            let b = *data.get(*i).ok_or(DecodeError::TruncatedVarint)?;
             *i += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
                 return Ok(v);
             }
         }
-        Err("varint too long".into())
+        Err(DecodeError::VarintTooLong)
     }
 
     /// `grpc-status` and `grpc-message` of a header or trailer block.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use skiff_runtime_core::{ContainerId, ContainerRuntime};
 use tokio::time::Instant;
 
-use crate::probes::{ProbeContext, ProbeEvent, ProbeSet};
+use crate::probes::{ProbeContext, ProbeEvent, ProbeKind, ProbeSet};
 
 /// What a probe or hook acts on.
 pub struct ProbeTarget {
@@ -42,8 +42,8 @@ impl ProbeTarget {
 pub struct ProbeOutcome {
     /// (probe kind, message) of each failed probe.
     pub failures: Vec<(String, String)>,
-    /// Restart the container: why.
-    pub restart: Option<String>,
+    /// Restart the container: the liveness or startup probe failed.
+    pub restart: Option<ProbeKind>,
     /// The probe's own terminationGracePeriodSeconds.
     pub grace: Option<i64>,
 }
@@ -70,8 +70,7 @@ impl ContainerProbes {
                     outcome.failures.push((kind.as_str().to_string(), message));
                 }
                 ProbeEvent::Restart { kind, grace_period_seconds, .. } => {
-                    outcome.restart =
-                        Some(format!("failed {} probe", kind.as_str().to_lowercase()));
+                    outcome.restart = Some(kind);
                     outcome.grace = grace_period_seconds;
                 }
                 ProbeEvent::StartedChanged { .. } | ProbeEvent::ReadyChanged { .. } => {}
@@ -93,12 +92,12 @@ impl ContainerProbes {
     }
 }
 
-/// Run a postStart or preStop handler for at most `timeout`; `Err` carries the kubelet's
-/// message.
+/// Run a postStart or preStop handler for at most `timeout`; the error's message is the
+/// kubelet's.
 pub async fn run_hook(
     hook: &LifecycleHandler,
     t: &ProbeTarget,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), crate::hooks::HandlerError> {
     crate::hooks::run_hook(hook, &t.container, &t.context(), timeout).await
 }

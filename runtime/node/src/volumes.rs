@@ -35,6 +35,92 @@ pub enum VolumeError {
         #[source]
         source: std::io::Error,
     },
+    /// A persistentVolumeClaim that cannot be mounted here (yet).
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {source}")]
+    Claim {
+        volume: String,
+        #[source]
+        source: ClaimError,
+    },
+    /// A projected service account token could not be had.
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {source}")]
+    Token {
+        volume: String,
+        #[source]
+        source: TokenError,
+    },
+    /// A downwardAPI item names a field or resource the node does not know.
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {source}")]
+    Field {
+        volume: String,
+        #[source]
+        source: FieldError,
+    },
+}
+
+/// Why a persistentVolumeClaim volume cannot be mounted on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("persistentvolumeclaim {claim:?} not found")]
+    ClaimNotFound { claim: String },
+    /// Waits for the binder.
+    #[error("persistentvolumeclaim {claim:?} is not bound to a PersistentVolume")]
+    Unbound { claim: String },
+    #[error("persistentvolume {volume:?} (bound to claim {claim:?}) not found")]
+    VolumeNotFound { volume: String, claim: String },
+    #[error(
+        "persistentvolume {volume:?} is neither a local nor a hostPath volume; this node mounts only those"
+    )]
+    UnsupportedSource { volume: String },
+    #[error("path {path:?} of persistentvolume {volume:?} does not exist on this node")]
+    MissingPath { path: PathBuf, volume: String },
+}
+
+/// Why a bound service account token could not be requested.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("requesting a token for service account {account:?}: {source}")]
+    Request {
+        account: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the token request for service account {account:?} returned no token")]
+    NoToken { account: String },
+}
+
+/// A downward API reference (`fieldRef`, `resourceFieldRef`) the node cannot resolve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("unsupported fieldRef path {0:?}")]
+    UnsupportedPath(String),
+    #[error("unsupported resourceFieldRef {0:?}")]
+    UnsupportedResource(String),
+}
+
+/// Why a container's `volumeMounts` cannot be set up: its `CreateContainerConfigError`.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("volumeMount {0:?} refers to a volume the pod does not have")]
+    UnknownVolume(String),
+    #[error("subPath {0:?} must be a relative path inside the volume")]
+    NotRelative(String),
+    #[error("creating subPath {sub_path:?}: {source}")]
+    CreateSubPath {
+        sub_path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("resolving subPath {sub_path:?}: {source}")]
+    ResolveSubPath {
+        sub_path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("resolving volume: {0}")]
+    ResolveVolume(#[source] std::io::Error),
+    #[error("subPath {0:?} leads outside its volume")]
+    Escapes(String),
 }
 
 /// What a volume resolved to on the node.
@@ -79,6 +165,11 @@ fn io_err(volume: &str, context: impl Into<String>) -> impl FnOnce(std::io::Erro
 
 fn setup_err(volume: &str, message: impl Into<String>) -> VolumeError {
     VolumeError::SetUp { volume: volume.to_string(), message: message.into() }
+}
+
+fn field_err(volume: &str) -> impl FnOnce(FieldError) -> VolumeError {
+    let volume = volume.to_string();
+    move |source| VolumeError::Field { volume, source }
 }
 
 async fn prepare_one(
@@ -149,7 +240,7 @@ async fn prepare_one(
                     t.expiration_seconds.unwrap_or(3600),
                 )
                 .await
-                .map_err(|m| setup_err(name, m))?;
+                .map_err(|source| VolumeError::Token { volume: name.to_string(), source })?;
                 files.push(File { path: t.path.clone(), data: token.into_bytes(), mode: None });
             }
             if let Some(b) = source.cluster_trust_bundle {
@@ -166,7 +257,9 @@ async fn prepare_one(
         return Ok(own(true));
     }
     if let Some(c) = &v.persistent_volume_claim {
-        let path = claim_path(client, ns, &c.claim_name).await.map_err(|m| setup_err(name, m))?;
+        let path = claim_path(client, ns, &c.claim_name)
+            .await
+            .map_err(|source| VolumeError::Claim { volume: name.to_string(), source })?;
         return Ok(PreparedVolume { path, read_only: c.read_only.unwrap_or(false) });
     }
     Err(setup_err(
@@ -234,32 +327,25 @@ where
 }
 
 /// The node directory a bound claim's PersistentVolume stands for.
-async fn claim_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
-    let pvc = get::<PersistentVolumeClaim>(client, ns, claim)
-        .await
-        .ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
-    let pv_name =
-        pvc.spec.and_then(|s| s.volume_name).filter(|n| !n.is_empty()).ok_or_else(|| {
-            format!("persistentvolumeclaim {claim:?} is not bound to a PersistentVolume")
-        })?;
+async fn claim_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, ClaimError> {
+    let claim = claim.to_string();
+    let Some(pvc) = get::<PersistentVolumeClaim>(client, ns, &claim).await else {
+        return Err(ClaimError::ClaimNotFound { claim });
+    };
+    let Some(volume) = pvc.spec.and_then(|s| s.volume_name).filter(|n| !n.is_empty()) else {
+        return Err(ClaimError::Unbound { claim });
+    };
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let pv = pvs.get_opt(&pv_name).await.ok().flatten().ok_or_else(|| {
-        format!("persistentvolume {pv_name:?} (bound to claim {claim:?}) not found")
-    })?;
+    let Some(pv) = pvs.get_opt(&volume).await.ok().flatten() else {
+        return Err(ClaimError::VolumeNotFound { volume, claim });
+    };
     let spec = pv.spec.unwrap_or_default();
-    let path = spec
-        .local
-        .map(|l| l.path)
-        .or_else(|| spec.host_path.map(|h| h.path))
-        .ok_or_else(|| {
-            format!("persistentvolume {pv_name:?} is neither a local nor a hostPath volume; this node mounts only those")
-        })?;
+    let Some(path) = spec.local.map(|l| l.path).or_else(|| spec.host_path.map(|h| h.path)) else {
+        return Err(ClaimError::UnsupportedSource { volume });
+    };
     let path = PathBuf::from(path);
     if !path.is_dir() {
-        return Err(format!(
-            "path {:?} of persistentvolume {pv_name:?} does not exist on this node",
-            path.display()
-        ));
+        return Err(ClaimError::MissingPath { path, volume });
     }
     Ok(path)
 }
@@ -271,7 +357,7 @@ async fn request_token(
     pod: &Pod,
     audience: Option<&str>,
     expiration: i64,
-) -> Result<String, String> {
+) -> Result<String, TokenError> {
     let sa = pod
         .spec
         .as_ref()
@@ -290,12 +376,12 @@ async fn request_token(
     let answer: Value = api
         .create_subresource("token", &sa, &PostParams::default(), &request)
         .await
-        .map_err(|e| format!("requesting a token for service account {sa:?}: {e}"))?;
+        .map_err(|source| TokenError::Request { account: sa.clone(), source })?;
     answer
         .pointer("/status/token")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| format!("the token request for service account {sa:?} returned no token"))
+        .ok_or(TokenError::NoToken { account: sa })
 }
 
 /// One file of an atomically written volume.
@@ -348,7 +434,7 @@ pub struct FieldValues {
 }
 
 /// The value of a downward API `fieldRef` path, Kubernetes' way.
-pub fn field_value(pod: &Pod, path: &str, f: &FieldValues) -> Result<String, String> {
+pub fn field_value(pod: &Pod, path: &str, f: &FieldValues) -> Result<String, FieldError> {
     let meta = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let format_map = |m: &Option<BTreeMap<String, String>>| {
@@ -375,7 +461,7 @@ pub fn field_value(pod: &Pod, path: &str, f: &FieldValues) -> Result<String, Str
             } else if let Some(k) = key_of("metadata.annotations['") {
                 meta.annotations.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default()
             } else {
-                return Err(format!("unsupported fieldRef path {path:?}"));
+                return Err(FieldError::UnsupportedPath(path.to_string()));
             }
         }
     })
@@ -389,15 +475,14 @@ pub fn resource_value(
     resource: &str,
     divisor: Option<&str>,
     node_allocatable: &BTreeMap<String, f64>,
-) -> Result<String, String> {
-    let (kind, name) = resource
-        .split_once('.')
-        .ok_or_else(|| format!("unsupported resourceFieldRef {resource:?}"))?;
+) -> Result<String, FieldError> {
+    let unsupported = || FieldError::UnsupportedResource(resource.to_string());
+    let (kind, name) = resource.split_once('.').ok_or_else(unsupported)?;
     let res = container.resources.clone().unwrap_or_default();
     let table = match kind {
         "limits" => res.limits,
         "requests" => res.requests,
-        _ => return Err(format!("unsupported resourceFieldRef {resource:?}")),
+        _ => return Err(unsupported()),
     };
     let value = table
         .as_ref()
@@ -418,7 +503,7 @@ fn downward_files(
     let mut out = Vec::new();
     for item in items {
         let value = if let Some(f) = &item.field_ref {
-            field_value(pod, &f.field_path, fields).map_err(|m| setup_err(volume, m))?
+            field_value(pod, &f.field_path, fields).map_err(field_err(volume))?
         } else if let Some(r) = &item.resource_field_ref {
             let spec = pod.spec.clone().unwrap_or_default();
             let container_name = r.container_name.clone().unwrap_or_default();
@@ -431,7 +516,7 @@ fn downward_files(
                 r.divisor.as_ref().map(|q| q.0.as_str()),
                 &BTreeMap::new(),
             )
-            .map_err(|m| setup_err(volume, m))?
+            .map_err(field_err(volume))?
         } else {
             continue;
         };
@@ -643,12 +728,10 @@ pub fn mounts(
     container: &Container,
     volumes: &PreparedVolumes,
     env: &[(String, String)],
-) -> Result<Vec<Mount>, String> {
+) -> Result<Vec<Mount>, MountError> {
     let mut out = Vec::new();
     for m in container.volume_mounts.clone().unwrap_or_default() {
-        let v = volumes.get(&m.name).ok_or_else(|| {
-            format!("volumeMount {:?} refers to a volume the pod does not have", m.name)
-        })?;
+        let v = volumes.get(&m.name).ok_or_else(|| MountError::UnknownVolume(m.name.clone()))?;
         let sub = match (&m.sub_path, &m.sub_path_expr) {
             (Some(s), _) if !s.is_empty() => s.clone(),
             (_, Some(e)) if !e.is_empty() => crate::env::expand(e, env),
@@ -660,20 +743,22 @@ pub fn mounts(
             if p.is_absolute()
                 || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
             {
-                return Err(format!("subPath {sub:?} must be a relative path inside the volume"));
+                return Err(MountError::NotRelative(sub));
             }
             host_path = host_path.join(p);
             if std::fs::symlink_metadata(&host_path).is_err() {
                 // Kubernetes creates a missing subPath as a directory.
-                std::fs::create_dir_all(&host_path)
-                    .map_err(|e| format!("creating subPath {sub:?}: {e}"))?;
+                std::fs::create_dir_all(&host_path).map_err(|source| {
+                    MountError::CreateSubPath { sub_path: sub.clone(), source }
+                })?;
             }
             // A subPath must not lead out of its volume (through a symlink).
-            let real =
-                host_path.canonicalize().map_err(|e| format!("resolving subPath {sub:?}: {e}"))?;
-            let base = v.path.canonicalize().map_err(|e| format!("resolving volume: {e}"))?;
+            let real = host_path
+                .canonicalize()
+                .map_err(|source| MountError::ResolveSubPath { sub_path: sub.clone(), source })?;
+            let base = v.path.canonicalize().map_err(MountError::ResolveVolume)?;
             if !real.starts_with(&base) {
-                return Err(format!("subPath {sub:?} leads outside its volume"));
+                return Err(MountError::Escapes(sub));
             }
             host_path = real;
         }
@@ -766,7 +851,8 @@ mod tests {
         }))
         .unwrap();
         let err = mounts(&escape, &volumes, &[]).unwrap_err();
-        assert!(err.contains("outside its volume"), "{err}");
+        assert!(matches!(&err, MountError::Escapes(sub) if sub == "out"), "{err}");
+        assert_eq!(err.to_string(), "subPath \"out\" leads outside its volume");
     }
 
     #[test]
