@@ -2,13 +2,11 @@
 //! here, and serves the pods' logs. It talks to the control plane only through the API.
 
 pub mod env;
-pub mod events;
 pub mod hooks;
 pub mod logs;
 pub mod network;
 pub mod probes;
 pub mod probing;
-pub mod quantity;
 pub mod state;
 pub mod stats;
 #[cfg(test)]
@@ -369,6 +367,11 @@ impl Kubelet {
             leftovers: std::sync::Mutex::new(leftovers),
             runtime_classes: std::sync::Mutex::default(),
             metrics: self.metrics.clone(),
+            recorder: skiff_client_tools::Recorder::on_host(
+                self.client.clone(),
+                "kubelet",
+                &self.config.name,
+            ),
         });
         let inboxes: WorkerInboxes = Arc::default();
         let (merged_tx, mut runtime_events) =

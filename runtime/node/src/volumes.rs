@@ -20,7 +20,7 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use skiff_runtime_core::Mount;
 
-use crate::quantity::parse_quantity;
+use skiff_helpers::quantity::{milli_value, value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -186,7 +186,11 @@ async fn prepare_one(
     if let Some(e) = &v.empty_dir {
         std::fs::create_dir_all(&dir).map_err(io_err(name, "creating emptyDir"))?;
         if e.medium.as_deref() == Some("Memory") {
-            let size = e.size_limit.as_ref().and_then(|q| parse_quantity(&q.0)).map(|b| b as u64);
+            let size = e
+                .size_limit
+                .as_ref()
+                .and_then(|q| value(&q.0))
+                .map(|b| u64::try_from(b).unwrap_or(0));
             mount_tmpfs(&dir, size).map_err(io_err(name, "mounting tmpfs for medium: Memory"))?;
         }
         return Ok(own(false));
@@ -484,14 +488,23 @@ pub fn resource_value(
         "requests" => res.requests,
         _ => return Err(unsupported()),
     };
-    let value = table
+    // Kubernetes divides CPU in millicores and everything else in base units, rounding up.
+    let cpu = name == "cpu";
+    let scale = if cpu { 1000.0 } else { 1.0 };
+    let amount = |q: &str| if cpu { milli_value(q) } else { value(q) };
+    #[allow(clippy::cast_precision_loss)]
+    let amount_of = table
         .as_ref()
         .and_then(|t| t.get(name))
-        .and_then(|q| parse_quantity(&q.0))
-        .or_else(|| if kind == "limits" { node_allocatable.get(name).copied() } else { None })
+        .and_then(|q| amount(&q.0))
+        .map(|v| v as f64)
+        .or_else(|| {
+            if kind == "limits" { node_allocatable.get(name).map(|a| a * scale) } else { None }
+        })
         .unwrap_or(0.0);
-    let divisor = divisor.and_then(parse_quantity).filter(|d| *d > 0.0).unwrap_or(1.0);
-    Ok(format!("{}", (value / divisor).ceil() as i64))
+    #[allow(clippy::cast_precision_loss)]
+    let divisor = divisor.and_then(amount).filter(|d| *d > 0).map(|d| d as f64).unwrap_or(scale);
+    Ok(format!("{}", (amount_of / divisor).ceil() as i64))
 }
 
 fn downward_files(

@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
+use skiff_client_tools::events::EventType;
 use skiff_runtime_core::{
     ContainerEvent, ContainerId, ContainerRuntime, ContainerState, ContainerStatus, ExitInfo,
     PortMapping, SandboxId, SandboxStatus, labels,
@@ -92,6 +93,8 @@ pub struct WorkerContext {
     /// RuntimeClass name → (handler, when read): pods of one class share one lookup.
     pub runtime_classes: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
     pub metrics: Arc<crate::stats::KubeletMetrics>,
+    /// Events about this node's pods (`source.host` is the node).
+    pub recorder: skiff_client_tools::Recorder,
 }
 
 impl WorkerContext {
@@ -459,15 +462,10 @@ impl PodWorker {
         reason: &str,
         message: String,
     ) {
-        crate::events::record(
-            &self.ctx.client,
-            &self.ctx.node_name,
-            pod,
-            container,
-            warning,
-            reason,
-            message,
-        );
+        let mut involved = skiff_client_tools::events::reference(pod);
+        involved.field_path = container.map(|c| format!("spec.containers{{{c}}}"));
+        let type_ = if warning { EventType::Warning } else { EventType::Normal };
+        self.ctx.recorder.record(involved, type_, reason, message);
     }
 
     fn target(

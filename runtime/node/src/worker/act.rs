@@ -22,7 +22,7 @@ use super::{
     VOLUME_REFRESH, WASM_HANDLER, all_containers, earliest, port_mappings,
 };
 use crate::logs::log_path;
-use crate::quantity::parse_quantity;
+use skiff_helpers::quantity::{milli_value, value};
 
 /// Why no runtime can run a pod here. The messages are what the pod's events and status show.
 #[derive(Debug, thiserror::Error)]
@@ -517,11 +517,11 @@ impl PodWorker {
         let requests = resources.requests.clone().unwrap_or_default();
         let memory = limits
             .get("memory")
-            .and_then(|q| parse_quantity(&q.0))
-            .map(|v| v as u64)
+            .and_then(|q| value(&q.0))
+            .map(|v| u64::try_from(v).unwrap_or(0))
             .unwrap_or(if wasm { DEFAULT_MEMORY_LIMIT } else { 0 });
         let millis = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-            q.and_then(|q| parse_quantity(&q.0)).map(|v| (v * 1000.0).round() as u64)
+            q.and_then(|q| milli_value(&q.0)).map(|v| u64::try_from(v).unwrap_or(0))
         };
         let cpu = millis(limits.get("cpu"));
         let cpu_request = millis(requests.get("cpu")).or(cpu);

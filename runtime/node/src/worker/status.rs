@@ -10,7 +10,7 @@ use skiff_runtime_core::ExitInfo;
 
 use super::actions::{ContainerPhase, ContainerRecord, pod_phase};
 use super::{PodWorker, Slot, all_containers};
-use crate::quantity::parse_quantity;
+use skiff_helpers::quantity::milli_value;
 
 pub(super) fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -42,8 +42,8 @@ pub fn qos_class(pod: &Pod) -> &'static str {
             any = true;
         }
         for res in ["cpu", "memory"] {
-            let limit = limits.get(res).and_then(|q| parse_quantity(&q.0));
-            let request = requests.get(res).and_then(|q| parse_quantity(&q.0)).or(limit);
+            let limit = limits.get(res).and_then(|q| milli_value(&q.0));
+            let request = requests.get(res).and_then(|q| milli_value(&q.0)).or(limit);
             if limit.is_none() || request != limit {
                 guaranteed = false;
             }

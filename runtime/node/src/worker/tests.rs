@@ -22,7 +22,7 @@ fn context(
     let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
     let rt: Arc<dyn ContainerRuntime> = rt;
     Arc::new(WorkerContext {
-        client,
+        client: client.clone(),
         runtimes: Runtimes { by_handler: BTreeMap::from([(handler.to_string(), rt)]) },
         state: Arc::default(),
         pods_dir: pods_dir.to_path_buf(),
@@ -33,6 +33,7 @@ fn context(
         leftovers: Mutex::new(leftovers),
         runtime_classes: Mutex::default(),
         metrics: Arc::new(crate::stats::KubeletMetrics::new("node-1")),
+        recorder: skiff_client_tools::Recorder::on_host(client.clone(), "kubelet", "node-1"),
     })
 }
 
