@@ -36,7 +36,7 @@ use skiff_helpers::pods::{
     controller_ref, is_available, is_controlled_by, is_ready, is_terminating, phase,
     pod_from_template,
 };
-use skiff_helpers::taints::tolerates;
+use skiff_helpers::taints::tolerated_by;
 
 /// The template generation a daemon pod was made from (deprecated in Kubernetes, still set).
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -114,7 +114,7 @@ pub fn node_fit(node: &Node, template: &PodTemplateSpec) -> NodeFit {
         taints
             .iter()
             .filter(|t| effects.contains(&t.effect.as_str()))
-            .any(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
+            .any(|taint| !tolerated_by(&tolerations, taint))
     };
     NodeFit {
         should_run: !untolerated(&["NoSchedule", "NoExecute"]),

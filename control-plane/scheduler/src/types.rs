@@ -16,7 +16,7 @@ pub type Labels = BTreeMap<String, String>;
 pub use skiff_helpers::labels::selector_matches;
 pub use skiff_helpers::node_selector::term_matches as node_selector_term_matches;
 pub use skiff_helpers::quantity::{milli_value, value};
-pub use skiff_helpers::taints::tolerates;
+pub use skiff_helpers::taints::{tolerated_by, tolerates};
 
 /// Kubernetes' default requests used for scoring a container that requests nothing
 /// (`DefaultMilliCPURequest`, `DefaultMemoryRequest`).

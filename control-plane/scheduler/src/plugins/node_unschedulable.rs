@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use k8s_openapi::api::core::v1::Taint;
 
 use crate::framework::{Action, ClusterEvent, CycleState, FilterPlugin, Plugin, Resource, Status};
-use crate::types::{NodeInfo, PodInfo, tolerates};
+use crate::types::{NodeInfo, PodInfo, tolerated_by};
 
 pub const NAME: &str = "NodeUnschedulable";
 
@@ -40,8 +40,7 @@ impl Plugin for NodeUnschedulable {
 
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        if !node.unschedulable || pod.tolerations.iter().any(|t| tolerates(t, &UNSCHEDULABLE_TAINT))
-        {
+        if !node.unschedulable || tolerated_by(&pod.tolerations, &UNSCHEDULABLE_TAINT) {
             return Status::success();
         }
         Status::unresolvable(ERR_REASON_UNSCHEDULABLE)

@@ -34,7 +34,7 @@ use crate::framework::{
     PreFilterPlugin, PreFilterResult, PreScorePlugin, Resource, ScorePlugin, Status,
 };
 use crate::snapshot::Snapshot;
-use crate::types::{NodeInfo, PodInfo, node_selector_term_matches, selector_matches, tolerates};
+use crate::types::{NodeInfo, PodInfo, node_selector_term_matches, selector_matches, tolerated_by};
 
 pub const NAME: &str = "PodTopologySpread";
 
@@ -173,7 +173,7 @@ fn taints_tolerated(pod: &PodInfo, node: &NodeInfo) -> bool {
     node.taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .all(|t| pod.tolerations.iter().any(|tol| tolerates(tol, t)))
+        .all(|t| tolerated_by(&pod.tolerations, t))
 }
 
 /// Which constraints count `node` (Kubernetes' `matchNodeInclusionPolicies`), assuming it

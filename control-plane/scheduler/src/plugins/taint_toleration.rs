@@ -12,7 +12,7 @@ use crate::framework::{
 };
 use crate::plugins::helper::{default_normalize_score, missing_state};
 use crate::snapshot::Snapshot;
-use crate::types::{NodeInfo, PodInfo, tolerates};
+use crate::types::{NodeInfo, PodInfo, tolerated_by};
 
 pub const NAME: &str = "TaintToleration";
 
@@ -31,7 +31,7 @@ pub struct TaintToleration;
 struct PreferNoScheduleTolerations(Arc<[Toleration]>);
 
 fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| tolerates(t, taint))
+    tolerated_by(tolerations, taint)
 }
 
 /// Kubernetes' filter reason, `node(s) had untolerated taint {key: value}` (Go's `%s` of
