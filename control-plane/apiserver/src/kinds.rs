@@ -630,6 +630,67 @@ fn validate_service(obj: &Value, causes: &mut Causes) {
             ));
         }
     }
+    validate_service_selector(spec.and_then(|s| s.get("selector")), causes);
+    // Kubernetes compares (protocol, port) pairs as internal `core.ServicePort` values and
+    // prints the duplicate with Go's `%#v`.
+    let protocol =
+        |p: &Value| p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    let mut seen_node_ports: Vec<(String, i64)> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let key = (protocol(p), p.get("port").and_then(Value::as_i64).unwrap_or(0));
+        if seen.contains(&key) {
+            causes.push((
+                format!("spec.ports[{i}]"),
+                format!(
+                    "Duplicate value: core.ServicePort{{Name:\"\", Protocol:{:?}, AppProtocol:(*string)(nil), Port:{}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}",
+                    key.0, key.1
+                ),
+            ));
+        }
+        seen.push(key);
+        let node_port = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
+        if node_port != 0 {
+            let key = (protocol(p), node_port);
+            if seen_node_ports.contains(&key) {
+                causes.push((
+                    format!("spec.ports[{i}].nodePort"),
+                    format!("Duplicate value: {node_port}"),
+                ));
+            }
+            seen_node_ports.push(key);
+        }
+    }
+}
+
+/// Kubernetes' `ValidateLabels` on `spec.selector`: every key a qualified name, every value a
+/// label value; each problem a cause at `spec.selector`.
+fn validate_service_selector(selector: Option<&Value>, causes: &mut Causes) {
+    let Some(map) = selector.and_then(Value::as_object) else { return };
+    for (k, v) in map {
+        if let Err(e) = skiff_api::validate_qualified_name(k) {
+            causes.push(("spec.selector".into(), format!("Invalid value: {k:?}: {e}")));
+        }
+        let Some(v) = v.as_str() else {
+            causes.push(("spec.selector".into(), format!("Invalid value: {v}: must be a string")));
+            continue;
+        };
+        if v.len() > 63 {
+            causes.push((
+                "spec.selector".into(),
+                format!("Invalid value: {v:?}: must be no more than 63 characters"),
+            ));
+        }
+        let b = v.as_bytes();
+        let pattern_ok = b.is_empty()
+            || (b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric());
+        if !pattern_ok {
+            let e = skiff_api::NameError::NotLabelValue;
+            causes.push(("spec.selector".into(), format!("Invalid value: {v:?}: {e}")));
+        }
+    }
 }
 
 /// Data keys of ConfigMaps and Secrets: `[-._a-zA-Z0-9]+`, at most 253 characters.
@@ -906,6 +967,52 @@ mod tests {
         validate("v1", "Service", &bad, &mut causes);
         let fields: Vec<&str> = causes.iter().map(|c| c.0.as_str()).collect();
         assert_eq!(fields, ["spec.ports[0].port", "spec.ports[0].name", "spec.ports[1].name"]);
+    }
+
+    #[test]
+    fn service_validation_should_refuse_duplicate_ports_as_kubernetes_does() {
+        let svc = json!({"spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [
+            {"name": "a", "port": 80, "protocol": "TCP", "nodePort": 30080},
+            {"name": "b", "port": 80, "protocol": "TCP", "nodePort": 30080},
+            {"name": "a", "port": 80, "protocol": "UDP", "nodePort": 30080}]}});
+        let mut causes = Vec::new();
+        validate("v1", "Service", &svc, &mut causes);
+        assert_eq!(
+            causes,
+            [
+                ("spec.ports[2].name".to_string(), "Duplicate value: \"a\"".to_string()),
+                (
+                    "spec.ports[1]".to_string(),
+                    "Duplicate value: core.ServicePort{Name:\"\", Protocol:\"TCP\", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}, NodePort:0}".to_string()
+                ),
+                ("spec.ports[1].nodePort".to_string(), "Duplicate value: 30080".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn service_validation_should_refuse_invalid_selector_labels() {
+        let long = "x".repeat(64);
+        let svc = json!({"spec": {"selector": {"app": "bad value", "ok": "", "tier": long, "-bad": "v"},
+            "ports": [{"port": 80}]}});
+        let mut causes = Vec::new();
+        validate("v1", "Service", &svc, &mut causes);
+        let fields: Vec<&str> = causes.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(fields, ["spec.selector"; 3], "{causes:?}");
+        assert!(
+            causes[0].1.starts_with("Invalid value: \"-bad\": name part must consist of"),
+            "{causes:?}"
+        );
+        assert!(
+            causes[1]
+                .1
+                .starts_with("Invalid value: \"bad value\": a valid label must be an empty string"),
+            "{causes:?}"
+        );
+        assert_eq!(
+            causes[2].1,
+            format!("Invalid value: {long:?}: must be no more than 63 characters")
+        );
     }
 
     #[test]

@@ -304,6 +304,24 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        // The cluster DNS: every node answers it locally on this address (no endpoints, no
+        // selector), as NodeLocal DNSCache does; the name and labels are the ones clients and
+        // charts look for.
+        let key = skiff_api::object_key(services, Some("kube-system"), "kube-dns");
+        if exists(&key).await?.is_none() {
+            let mut svc = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}},
+                "spec": {"clusterIP": crate::services::CLUSTER_DNS_IP.to_string(), "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}});
+            objects::prepare_create(&mut svc, services, Some("kube-system"))?;
+            match handlers::create_service(&self.state, svc, &key, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
         let key = skiff_api::object_key(endpoints, Some("default"), "kubernetes");
         if exists(&key).await?.is_none() {
             let mut ep = json!({"apiVersion": "v1", "kind": "Endpoints",
@@ -313,6 +331,27 @@ impl ApiServer {
             match self.state.store.create(&key, serde_json::to_vec(&ep).unwrap_or_default()).await {
                 Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(ApiError::from_store(e, "endpoints", "kubernetes")),
+            }
+        }
+        // Its EndpointSlice, which the node proxies read (kube-apiserver writes both).
+        if let Some(slices) = reg.lookup("discovery.k8s.io", "v1", "endpointslices") {
+            let key = skiff_api::object_key(slices, Some("default"), "kubernetes");
+            if exists(&key).await?.is_none() {
+                let mut slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+                objects::prepare_create(&mut slice, slices, Some("default"))?;
+                match self
+                    .state
+                    .store
+                    .create(&key, serde_json::to_vec(&slice).unwrap_or_default())
+                    .await
+                {
+                    Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
+                    Err(e) => return Err(ApiError::from_store(e, "endpointslices", "kubernetes")),
+                }
             }
         }
         Ok(())

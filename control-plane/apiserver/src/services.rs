@@ -14,6 +14,8 @@ use crate::errors::ApiError;
 pub const SERVICE_CIDR: (Ipv4Addr, u32) = (Ipv4Addr::new(10, 96, 0, 0), 12);
 /// The address of the `kubernetes` Service (the first of the range).
 pub const API_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
+/// The cluster DNS's address (`kube-system/kube-dns`), Kubernetes' customary tenth.
+pub const CLUSTER_DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 fn ip_key(ip: &str) -> String {
@@ -76,6 +78,7 @@ pub fn claims(svc: &mut Value, attempt: usize) -> Result<Vec<TxnOp>, ApiError> {
             ops.push(claim(ip_key(ip)));
         }
     }
+    let mut claimed_ports = std::collections::HashSet::new();
     if (ty == "NodePort" || ty == "LoadBalancer")
         && let Some(Value::Array(ports)) = spec.get_mut("ports")
     {
@@ -99,7 +102,10 @@ pub fn claims(svc: &mut Value, attempt: usize) -> Result<Vec<TxnOp>, ApiError> {
                     n
                 }
             };
-            ops.push(claim(port_key(port)));
+            // The same node port for TCP and UDP is one claim.
+            if claimed_ports.insert(port) {
+                ops.push(claim(port_key(port)));
+            }
         }
     }
     Ok(ops)
@@ -134,9 +140,18 @@ pub fn requested_conflict(svc: &Value, key: &str) -> Option<ApiError> {
         ));
     }
     key.strip_prefix("/registry/ranges/servicenodeports/").map(|port| {
+        // The field path names the port that asked for it.
+        let i = svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .and_then(|ps| {
+                ps.iter()
+                    .position(|p| p.get("nodePort").map(Value::to_string).as_deref() == Some(port))
+            })
+            .unwrap_or(0);
         invalid(
             name,
-            "spec.ports[0].nodePort",
+            &format!("spec.ports[{i}].nodePort"),
             format!("Invalid value: {port}: provided port is already allocated"),
         )
     })
@@ -168,5 +183,27 @@ mod tests {
         assert_eq!(claims(&mut svc, 0).unwrap_err().code, 422);
         let mut headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}});
         assert!(claims(&mut headless, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn requested_conflict_should_name_the_port_that_asked() {
+        let svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "ports": [
+            {"name": "a", "port": 80, "nodePort": 30001}, {"name": "b", "port": 81, "nodePort": 30080}]}});
+        let e = requested_conflict(&svc, &port_key(30080)).unwrap();
+        assert_eq!(e.code, 422);
+        let text = e.message.clone();
+        assert!(text.contains("spec.ports[1].nodePort"), "{text}");
+        assert!(
+            text.contains("Invalid value: 30080: provided port is already allocated"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn claims_should_claim_a_node_port_shared_by_tcp_and_udp_once() {
+        let mut svc = json!({"metadata": {"name": "dns"}, "spec": {"type": "NodePort", "ports": [
+            {"name": "udp", "port": 53, "protocol": "UDP", "nodePort": 30053},
+            {"name": "tcp", "port": 53, "protocol": "TCP", "nodePort": 30053}]}});
+        assert_eq!(claims(&mut svc, 0).unwrap().len(), 2, "one cluster IP, one node port");
     }
 }

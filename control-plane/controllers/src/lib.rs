@@ -1,7 +1,8 @@
 //! The controller manager: every built-in controller that turns the workload resources'
 //! desired state into pods (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob),
 //! and the cluster's housekeeping (garbage collection, namespace and node lifecycle,
-//! ServiceAccounts, disruption budgets, TTLs).
+//! ServiceAccounts, disruption budgets, TTLs), and the endpoints of Services (Endpoints,
+//! EndpointSlices, and the mirroring of user-written Endpoints into slices).
 //!
 //! Every controller is written one way (client-go's): it takes the informers of what it
 //! watches from the shared [`SharedInformers`] in its [`Context`] (one watch and one cache per
@@ -25,6 +26,9 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod gc;
 pub mod job;
 pub mod namespace;
@@ -118,6 +122,9 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("disruption", Box::pin(disruption::run(ctx.clone()))),
         ("podgc", Box::pin(podgc::run(ctx.clone()))),
         ("ttl-after-finished", Box::pin(ttl::run(ctx.clone()))),
+        ("endpoint", Box::pin(endpoints::run(ctx.clone()))),
+        ("endpointslice", Box::pin(endpointslice::run(ctx.clone()))),
+        ("endpointslicemirroring", Box::pin(endpointslicemirroring::run(ctx.clone()))),
     ]
 }
 
