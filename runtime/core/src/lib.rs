@@ -4,6 +4,7 @@
 //! The trait is CRI-shaped on purpose: the kubelet computes what to do, a runtime only does it.
 
 pub mod cri_log;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,6 +44,18 @@ pub struct SandboxConfig {
     pub ports: Vec<PortMapping>,
     /// Cgroup parent for the pod (CRI runtimes), e.g. `/skiff/pod<uid>`.
     pub cgroup_parent: Option<String>,
+    /// The pod's `resolv.conf`, from its `dnsPolicy` and `dnsConfig`; `None` keeps the
+    /// node's (CRI runtimes copy the host's file).
+    pub dns: Option<DnsConfig>,
+}
+
+/// A pod's resolver configuration (CRI `DNSConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    /// `resolv.conf` options, e.g. `ndots:5`.
+    pub options: Vec<String>,
 }
 
 /// A declared container port.

@@ -96,6 +96,11 @@ pub(crate) fn sandbox_config(config: &SandboxConfig) -> cri::PodSandboxConfig {
             .collect(),
         labels: to_hash(&config.labels),
         annotations,
+        dns_config: config.dns.as_ref().map(|d| cri::DnsConfig {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: config.cgroup_parent.clone().unwrap_or_default(),
             security_context: Some(cri::LinuxSandboxSecurityContext {
@@ -385,9 +390,16 @@ mod tests {
                 protocol: "UDP".into(),
                 host_port: Some(5353),
             }],
+            dns: Some(skiff_runtime_core::DnsConfig {
+                servers: vec!["10.96.0.10".into()],
+                searches: vec!["ns.svc.cluster.local".into()],
+                options: vec!["ndots:5".into()],
+            }),
             ..Default::default()
         };
         let c = sandbox_config(&config);
+        let dns = c.dns_config.as_ref().unwrap();
+        assert_eq!((dns.servers[0].as_str(), dns.options[0].as_str()), ("10.96.0.10", "ndots:5"));
         let m = c.metadata.as_ref().unwrap();
         assert_eq!(
             (m.name.as_str(), m.uid.as_str(), m.namespace.as_str(), m.attempt),

@@ -1,6 +1,7 @@
 //! The node daemon (kubelet): registers the Node, renews its Lease, runs a worker per pod bound
 //! here, and serves the pods' logs. It talks to the control plane only through the API.
 
+pub mod dns;
 pub mod env;
 pub mod hooks;
 pub mod logs;
@@ -65,6 +66,8 @@ pub struct NodeConfig {
     /// Port of this node's kubelet API (`daemonEndpoints.kubeletEndpoint.Port`); 0 when it
     /// serves none (an embedded node is reached in-process).
     pub kubelet_port: u16,
+    /// The cluster DNS pods are pointed at (`dnsPolicy: ClusterFirst`).
+    pub cluster_dns: dns::ClusterDnsSettings,
 }
 
 pub struct Kubelet {
@@ -73,6 +76,10 @@ pub struct Kubelet {
     runtimes: Runtimes,
     state: Arc<NodeState>,
     metrics: Arc<stats::KubeletMetrics>,
+    /// Conditions other parts of the node daemon report (the proxy's), by type.
+    extra_conditions: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+    /// The status of each of those last posted.
+    posted_conditions: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Kubelet {
@@ -92,6 +99,8 @@ impl Kubelet {
             runtimes,
             state: Arc::new(NodeState::default()),
             metrics,
+            extra_conditions: std::sync::Mutex::default(),
+            posted_conditions: std::sync::Mutex::default(),
         })
     }
 
@@ -109,6 +118,12 @@ impl Kubelet {
             list
         };
         stats::NodeStats::new(&self.config.name, Arc::new(running), self.metrics.clone())
+    }
+
+    /// Serve the metrics `register` adds (the proxy's, the cluster DNS's) on the node's
+    /// `/metrics` with the kubelet's own.
+    pub fn add_metrics(&self, register: impl FnOnce(&mut prometheus_client::registry::Registry)) {
+        self.metrics.add(register);
     }
 
     /// The `pods/log` reader the api server calls for pods on this node.
@@ -153,6 +168,30 @@ impl Kubelet {
             .unwrap_or_default()
             .trim()
             .to_string();
+        let mut conditions = vec![
+            cond(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            cond(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            ),
+            cond(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ];
+        if let Ok(extra) = self.extra_conditions.lock() {
+            conditions.extend(extra.values().cloned());
+        }
         let resources = json!({"cpu": cpus.to_string(), "memory": format!("{}Ki", memory / 1024), "pods": c.max_pods.to_string(), "ephemeral-storage": "0"});
         json!({
             "apiVersion": "v1",
@@ -162,12 +201,7 @@ impl Kubelet {
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
-                "conditions": [
-                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                    cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                    cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                    cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-                ],
+                "conditions": conditions,
                 "addresses": [{"type": "InternalIP", "address": c.ip}, {"type": "Hostname", "address": c.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": c.kubelet_port}},
                 "nodeInfo": {
@@ -185,6 +219,61 @@ impl Kubelet {
                 "runtimeHandlers": self.runtimes.all().map(|(h, _)| json!({"name": h, "features": {"recursiveReadOnlyMounts": false, "userNamespaces": false}})).collect::<Vec<_>>(),
             }
         })
+    }
+
+    /// Report a condition of another part of the node daemon (e.g. `ServiceProxyReady`) on the
+    /// Node, with an event when it turns false. Kept and re-posted with the node's status;
+    /// posted again only when its status changes (or the last post failed).
+    pub async fn set_condition(&self, ty: &str, ok: bool, reason: &str, message: &str) {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let status = if ok { "True" } else { "False" };
+        let condition = json!({"type": ty, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": now});
+        let changed = match self.extra_conditions.lock() {
+            Ok(mut m) => {
+                m.insert(ty.to_string(), condition.clone());
+                let posted = self.posted_conditions.lock().ok().and_then(|p| p.get(ty).cloned());
+                posted.as_deref() != Some(status)
+            }
+            Err(_) => return,
+        };
+        if !changed {
+            return;
+        }
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let patch = json!({"status": {"conditions": [condition]}});
+        if let Err(e) = nodes
+            .patch_status(&self.config.name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            // Not posted (e.g. the Node is not registered yet): the next report tries again.
+            tracing::debug!(node = %self.config.name, condition = ty, error = %e, "posting a node condition failed");
+            return;
+        }
+        if let Ok(mut p) = self.posted_conditions.lock() {
+            p.insert(ty.to_string(), status.to_string());
+        }
+        if !ok {
+            let recorder = skiff_client_tools::Recorder::on_host(
+                self.client.clone(),
+                "kubelet",
+                &self.config.name,
+            );
+            let node = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(self.config.name.clone()),
+                // The kubelet's node events name the node as its uid, as Kubernetes' do.
+                uid: Some(self.config.name.clone()),
+                ..Default::default()
+            };
+            recorder.record(
+                node,
+                skiff_client_tools::events::EventType::Warning,
+                reason,
+                message.to_string(),
+            );
+        }
     }
 
     /// Create the Node, or refresh its labels and status if it exists.
@@ -273,7 +362,7 @@ impl Kubelet {
     }
 
     /// The node's pod CIDR as the control plane assigned it (waits a little for it).
-    async fn pod_cidr(&self) -> Option<String> {
+    pub async fn pod_cidr(&self) -> Option<String> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         for _ in 0..50 {
             if let Ok(node) = nodes.get(&self.config.name).await
@@ -363,6 +452,7 @@ impl Kubelet {
             node_name: self.config.name.clone(),
             node_ip: self.config.ip.clone(),
             network,
+            cluster_dns: self.config.cluster_dns.clone(),
             allocatable,
             leftovers: std::sync::Mutex::new(leftovers),
             runtime_classes: std::sync::Mutex::default(),

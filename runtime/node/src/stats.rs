@@ -58,6 +58,8 @@ where
 /// update them; all methods are cheap and thread-safe.
 pub struct KubeletMetrics {
     registry: Registry,
+    /// Metrics of the parts running beside the kubelet (proxy, cluster DNS), served with its.
+    others: std::sync::Mutex<Registry>,
     running_pods: Gauge,
     running_containers: Family<ContainerStateLabels, Gauge>,
     pod_start_duration: Histogram,
@@ -118,7 +120,14 @@ impl KubeletMetrics {
             "Cumulative number of a liveness, readiness or startup probe for a container by result.",
             probes.clone(),
         );
-        KubeletMetrics { registry, running_pods, running_containers, pod_start_duration, probes }
+        KubeletMetrics {
+            registry,
+            others: std::sync::Mutex::default(),
+            running_pods,
+            running_containers,
+            pod_start_duration,
+            probes,
+        }
     }
 
     /// `kubelet_running_pods`.
@@ -158,11 +167,25 @@ impl KubeletMetrics {
         self.probes.get_or_create(&labels).inc();
     }
 
+    /// Register the metrics of another part of the node daemon, served on the same endpoint.
+    pub fn add(&self, register: impl FnOnce(&mut Registry)) {
+        if let Ok(mut others) = self.others.lock() {
+            register(&mut others);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode, encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded =
+            encode_registry(&mut out, &self.registry).and_then(|()| match self.others.lock() {
+                Ok(others) => encode_registry(&mut out, &others),
+                Err(_) => Ok(()),
+            });
+        if encoded.and_then(|()| encode_eof(&mut out)).is_err() {
             out.clear();
+            let _ = encode(&mut out, &self.registry);
         }
         out
     }

@@ -87,6 +87,8 @@ pub struct WorkerContext {
     pub node_ip: String,
     /// The node's pod addresses, once its pod CIDR is known.
     pub network: Arc<PodNetwork>,
+    /// Where pods' resolvers point (`dnsPolicy`).
+    pub cluster_dns: crate::dns::ClusterDnsSettings,
     /// Node allocatable amounts (cores, bytes) for `resourceFieldRef` limits left unset.
     pub allocatable: BTreeMap<String, f64>,
     pub leftovers: std::sync::Mutex<Leftovers>,

@@ -3,6 +3,10 @@
 //! memory limit and epoch deadline), built from the `ProxyPre` compiled once per image — so a
 //! Wasm HTTP pod costs a listening socket while idle. A trap in one request answers 500 and
 //! leaves the server serving.
+//!
+//! A guest's outgoing requests meet the cluster in-process: a Service name is resolved by the
+//! node's cluster DNS data and a Service address by the node proxy's endpoint choice, and the
+//! request goes straight to the chosen endpoint — no kernel NAT hop, no DNS packet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,8 +14,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
-use skiff_runtime_core::ContainerConfig;
 use skiff_runtime_core::cri_log::LogStream;
+use skiff_runtime_core::services::{Protocol, ServiceDirectory, ServiceRoute};
+use skiff_runtime_core::{ContainerConfig, labels};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -21,7 +26,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 use crate::engine::MemoryLimiter;
 use crate::log::CriLog;
@@ -32,6 +39,7 @@ pub(crate) struct HttpHost {
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) hooks: ServiceHooks,
 }
 
 impl WasiView for HttpHost {
@@ -42,7 +50,7 @@ impl WasiView for HttpHost {
 
 impl WasiHttpView for HttpHost {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -56,6 +64,7 @@ pub(crate) async fn serve(
     pre: ProxyPre<HttpHost>,
     config: ContainerConfig,
     log: CriLog,
+    services: Arc<dyn ServiceDirectory>,
 ) -> ServeError {
     let ports: Vec<u16> = config
         .ports
@@ -79,14 +88,24 @@ pub(crate) async fn serve(
             Err(e) => return format!("cannot listen on {addr}: {e}"),
         }
     }
-    let shared = Arc::new(Shared { engine, pre, config, log });
+    let namespace = config.labels.get(labels::POD_NAMESPACE).cloned().unwrap_or_default();
+    let hooks = ServiceHooks { services, namespace: namespace.into(), client: ip };
+    let shared = Arc::new(Shared { engine, pre, config, log, hooks });
     let mut accepts = JoinSet::new();
     for listener in listeners {
         let shared = shared.clone();
         accepts.spawn(async move {
             let mut conns = JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, peer)) = listener.accept().await else { continue };
+                // NetworkPolicy's ingress half for this pod: a refused peer's connection is
+                // closed before a byte is read.
+                if let Ok(local) = stream.local_addr()
+                    && !shared.hooks.services.allows_ingress(peer.ip(), local, Protocol::Tcp)
+                {
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 conns.spawn(async move {
@@ -127,6 +146,7 @@ struct Shared {
     pre: ProxyPre<HttpHost>,
     config: ContainerConfig,
     log: CriLog,
+    hooks: ServiceHooks,
 }
 
 type Response = hyper::Response<HyperOutgoingBody>;
@@ -163,6 +183,7 @@ impl Shared {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter::new(self.config.memory_limit_bytes),
+            hooks: self.hooks.clone(),
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
@@ -190,6 +211,249 @@ impl Shared {
                 Ok(Err(e)) => Err(format!("{e:#}")),
                 Err(e) => Err(format!("request task failed: {e}")),
             },
+        }
+    }
+}
+
+/// Outgoing requests of one Wasm pod, resolved against the cluster's Services in-process.
+#[derive(Clone)]
+pub(crate) struct ServiceHooks {
+    services: Arc<dyn ServiceDirectory>,
+    /// The pod's namespace: short Service names resolve in it, as a pod's search path says.
+    namespace: Arc<str>,
+    /// The pod's address (the client address for session affinity).
+    client: IpAddr,
+}
+
+/// Where an outgoing request to `host:port` goes, in-process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Not the cluster's: connect as the guest asked.
+    AsAsked,
+    /// A Service's endpoint.
+    Endpoint(SocketAddr),
+    /// The name is the cluster's but does not exist.
+    NoSuchName,
+    /// A Service with no ready endpoint.
+    Refused,
+}
+
+impl ServiceHooks {
+    pub(crate) fn target(&self, host: &str, port: u16) -> Target {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = match host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => match self.services.lookup_host(host, &self.namespace) {
+                None => return Target::AsAsked,
+                Some(ips) => match ips.first() {
+                    Some(ip) => *ip,
+                    None => return Target::NoSuchName,
+                },
+            },
+        };
+        match self.services.route(self.client, SocketAddr::new(ip, port), Protocol::Tcp) {
+            ServiceRoute::Endpoint(ep) => Target::Endpoint(ep),
+            ServiceRoute::NoEndpoints => Target::Refused,
+            // A name the cluster DNS answered with a pod or endpoint address.
+            ServiceRoute::Direct if ip.to_string() != host => {
+                Target::Endpoint(SocketAddr::new(ip, port))
+            }
+            ServiceRoute::Direct => Target::AsAsked,
+        }
+    }
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                hyper::Response<WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for ServiceHooks {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let hooks = self.clone();
+        Box::new(async move { hooks.send(request, options).await })
+    }
+}
+
+/// The response and the future driving its connection, as `send_request` returns them.
+type Sent = (
+    hyper::Response<WasiBody>,
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+);
+
+impl ServiceHooks {
+    /// The source address of the pod's connections: its own address, so peers (and their
+    /// NetworkPolicies) see the pod, not the node. Loopback-addressed pods (a node that may not
+    /// route) connect from the node's address.
+    fn source(&self) -> Option<IpAddr> {
+        (!self.client.is_loopback() && !self.client.is_unspecified()).then_some(self.client)
+    }
+
+    async fn send(
+        self,
+        mut request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> wasmtime_wasi_http::Result<Sent> {
+        use wasmtime_wasi_http::Error;
+        let uri = request.uri().clone();
+        let https = uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
+        let Some(authority) = uri.authority().cloned() else {
+            return Err(Error::HttpRequestUriInvalid);
+        };
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let dest = match self.target(authority.host(), port) {
+            Target::NoSuchName => {
+                return Err(Error::DnsError { rcode: Some("NXDOMAIN".into()), info_code: None });
+            }
+            Target::Refused => return Err(Error::ConnectionRefused),
+            Target::Endpoint(ep) => ep,
+            Target::AsAsked => {
+                let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+                match tokio::net::lookup_host((host, port)).await.ok().and_then(|mut a| a.next()) {
+                    Some(addr) => addr,
+                    None => {
+                        return Err(Error::DnsError {
+                            rcode: Some("NXDOMAIN".into()),
+                            info_code: None,
+                        });
+                    }
+                }
+            }
+        };
+        if !self.services.allows_egress(self.client, dest, Protocol::Tcp) {
+            return Err(Error::DestinationIpProhibited);
+        }
+        if https {
+            // TLS needs the name as asked; the connection goes where the system resolves it.
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            return Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ));
+        }
+        // Origin form on the wire; the Host header keeps the name the guest asked for.
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+        send_plain(request, dest, self.source(), options.unwrap_or_default()).await
+    }
+}
+
+/// Plain HTTP/1.1 to `dest` over a new connection from `source` (any address when `None`).
+async fn send_plain(
+    request: hyper::Request<WasiBody>,
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    options: RequestOptions,
+) -> wasmtime_wasi_http::Result<Sent> {
+    use wasmtime_wasi_http::Error;
+    let limit = |t: Option<std::time::Duration>| t.unwrap_or(std::time::Duration::from_secs(600));
+    let socket = match dest {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(Error::Connect)?;
+    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == dest.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0)).map_err(Error::Connect)?;
+    }
+    let stream = tokio::time::timeout(limit(options.connect_timeout), socket.connect(dest))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+            _ => Error::Connect(e),
+        })?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(Error::from)?;
+    // The connection is driven by a task of its own; the guest's body streams through it.
+    let driver = tokio::spawn(conn);
+    let response =
+        tokio::time::timeout(limit(options.first_byte_timeout), sender.send_request(request))
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?
+            .map_err(Error::from)?;
+    let io = async move {
+        match driver.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::from(e)),
+            Err(e) => Err(Error::InternalError(Some(e.to_string()))),
+        }
+    };
+    Ok((
+        response.map(|b| b.map_err(Error::from).boxed_unsync()),
+        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+    ))
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+
+    /// One Service `web` in `default` at 10.96.0.20:80 with one endpoint, one `empty` with
+    /// none; names outside `cluster.local` are not the directory's.
+    struct Directory;
+
+    impl ServiceDirectory for Directory {
+        fn lookup_host(&self, name: &str, namespace: &str) -> Option<Vec<IpAddr>> {
+            match (name, namespace) {
+                ("web", "default") | ("web.default.svc.cluster.local", _) => {
+                    Some(vec![IpAddr::from([10, 96, 0, 20])])
+                }
+                ("empty", "default") => Some(vec![IpAddr::from([10, 96, 0, 21])]),
+                ("db-0.db", "default") => Some(vec![IpAddr::from([10, 128, 0, 7])]),
+                (n, _) if n.ends_with(".cluster.local") || !n.contains('.') => Some(vec![]),
+                _ => None,
+            }
+        }
+
+        fn route(&self, _client: IpAddr, dest: SocketAddr, _p: Protocol) -> ServiceRoute {
+            match dest.to_string().as_str() {
+                "10.96.0.20:80" => ServiceRoute::Endpoint("10.128.0.5:8080".parse().unwrap()),
+                "10.96.0.21:80" => ServiceRoute::NoEndpoints,
+                _ => ServiceRoute::Direct,
+            }
+        }
+    }
+
+    fn hooks() -> ServiceHooks {
+        ServiceHooks {
+            services: Arc::new(Directory),
+            namespace: "default".into(),
+            client: IpAddr::from([10, 128, 0, 200]),
+        }
+    }
+
+    #[test]
+    fn target_should_resolve_services_in_process() {
+        let h = hooks();
+        let ep = Target::Endpoint("10.128.0.5:8080".parse().unwrap());
+        let cases = [
+            ("web", 80, ep.clone()),
+            ("web.default.svc.cluster.local", 80, ep.clone()),
+            ("10.96.0.20", 80, ep),
+            ("empty", 80, Target::Refused),
+            ("nosuch", 80, Target::NoSuchName),
+            ("nosuch.default.svc.cluster.local", 80, Target::NoSuchName),
+            // A headless Service's pod name: straight to the pod.
+            ("db-0.db", 5432, Target::Endpoint("10.128.0.7:5432".parse().unwrap())),
+            ("example.org", 80, Target::AsAsked),
+            ("10.128.0.9", 80, Target::AsAsked),
+            ("127.0.0.1", 8080, Target::AsAsked),
+        ];
+        for (host, port, want) in cases {
+            assert_eq!(h.target(host, port), want, "{host}:{port}");
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use skiff_runtime_core::cri_log::LogStream;
+use skiff_runtime_core::services::{NoServices, ServiceDirectory};
 use skiff_runtime_core::{
     ContainerConfig, ContainerEvent, ContainerId, ContainerRuntime, ContainerState, ContainerStats,
     ContainerStatus, ExecResult, ExitInfo, ImageEntry, ImageInfo, RuntimeError, SandboxConfig,
@@ -39,6 +40,9 @@ pub const EXIT_CANNOT_RUN: i32 = 128;
 /// Longest termination message kept.
 const MAX_MESSAGE: usize = 4096;
 const GUEST_WORKER_THREADS: usize = 2;
+/// How long a stopping wasi:http server keeps serving (capped by the grace period): longer
+/// than an endpoint removal takes to reach every node's proxy.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
 /// Tuning for [`WasmRuntime::with_options`].
 #[derive(Debug, Clone, Default)]
@@ -64,6 +68,9 @@ struct Inner {
     sandboxes: Mutex<HashMap<SandboxId, SandboxConfig>>,
     events: broadcast::Sender<ContainerEvent>,
     next_id: AtomicU64,
+    /// The cluster's Services and names, for guests' outgoing requests (set by the node once
+    /// its proxy and DNS run; until then every address is connected to as it is).
+    services: std::sync::RwLock<Arc<dyn ServiceDirectory>>,
 }
 
 struct Container {
@@ -116,6 +123,7 @@ impl WasmRuntime {
                 sandboxes: Mutex::new(HashMap::new()),
                 events,
                 next_id: AtomicU64::new(1),
+                services: std::sync::RwLock::new(Arc::new(NoServices)),
             }),
             guests: Some(guests),
             _ticker: ticker,
@@ -125,6 +133,21 @@ impl WasmRuntime {
     /// The node's image store (for `skiff images` and the kubelet's image checks).
     pub fn images(&self) -> &ImageStore {
         &self.inner.images
+    }
+
+    /// Resolve guests' outgoing requests to Services through `directory` from now on
+    /// (containers started later see it).
+    pub fn set_service_directory(&self, directory: Arc<dyn ServiceDirectory>) {
+        if let Ok(mut d) = self.inner.services.write() {
+            *d = directory;
+        }
+    }
+
+    fn service_directory(&self) -> Arc<dyn ServiceDirectory> {
+        match self.inner.services.read() {
+            Ok(d) => d.clone(),
+            Err(_) => Arc::new(NoServices),
+        }
     }
 
     /// The shared engine.
@@ -284,9 +307,10 @@ async fn run_guest(
     config: ContainerConfig,
     log: CriLog,
     usage: Arc<Usage>,
+    services: Arc<dyn ServiceDirectory>,
 ) -> (Outcome, bool) {
     if let Program::Http(pre) = &*program {
-        let message = crate::http::serve(engine, pre.clone(), config, log).await;
+        let message = crate::http::serve(engine, pre.clone(), config, log, services).await;
         return (Outcome::CannotRun(message), false);
     }
     let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
@@ -496,6 +520,7 @@ impl ContainerRuntime for WasmRuntime {
             let started_at = Utc::now();
             c.state = ContainerState::Running { started_at };
             let inner = self.inner.clone();
+            let services = self.service_directory();
             let (engine, program, config, log) =
                 (inner.engine.clone(), c.program.clone(), c.config.clone(), c.log.clone());
             let usage = c.usage.clone();
@@ -505,7 +530,7 @@ impl ContainerRuntime for WasmRuntime {
             // Spawned while holding the lock so the task cannot record its exit before
             // `task` is set.
             let task = handle.spawn(async move {
-                let guest = run_guest(engine, program, config, log, usage.clone());
+                let guest = run_guest(engine, program, config, log, usage.clone(), services);
                 let (outcome, denied) = Metered::new(guest, usage, cpu_limit).await;
                 inner.record_exit(&container_id, |started_at| {
                     exit_info(outcome, denied, limit, started_at)
@@ -524,8 +549,20 @@ impl ContainerRuntime for WasmRuntime {
     async fn stop_container(
         &self,
         id: &ContainerId,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> Result<(), RuntimeError> {
+        // A wasi:http server goes on answering for a moment (within the grace period): the
+        // proxies still send it new connections until they have seen its endpoint go, and a
+        // rolling update must not drop them.
+        let serving = {
+            let containers = self.inner.lock_containers();
+            let c = containers.get(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+            matches!(c.state, ContainerState::Running { .. })
+                && matches!(&*c.program, Program::Http(_))
+        };
+        if serving && !timeout.is_zero() {
+            tokio::time::sleep(timeout.min(HTTP_DRAIN)).await;
+        }
         let pod_uid = {
             let mut containers = self.inner.lock_containers();
             let c = containers.get_mut(id).ok_or_else(|| RuntimeError::NotFound(id.clone()))?;

@@ -260,6 +260,7 @@ impl PodWorker {
             pod_ip: pod_ip.clone(),
             ports: port_mappings(&spec.containers),
             cgroup_parent: None,
+            dns: crate::dns::pod_dns_config(&spec, &self.namespace, &self.ctx.cluster_dns),
         };
         match rt.run_pod_sandbox(&config).await {
             Ok(id) => {

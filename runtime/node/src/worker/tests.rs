@@ -29,6 +29,7 @@ fn context(
         node_name: "node-1".into(),
         node_ip: "10.0.0.1".into(),
         network: Arc::new(PodNetwork::setup(None)),
+        cluster_dns: crate::dns::ClusterDnsSettings::default(),
         allocatable: BTreeMap::new(),
         leftovers: Mutex::new(leftovers),
         runtime_classes: Mutex::default(),

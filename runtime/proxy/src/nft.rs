@@ -1,0 +1,574 @@
+//! The nftables rules of the node proxy (kube-proxy's nftables mode): one table holding base
+//! chains for DNAT (nat prerouting/output), masquerade (nat postrouting) and the reject of
+//! Services without endpoints (filter input/forward/output, before DNAT); verdict maps from
+//! (ClusterIP, protocol, port) and (protocol, NodePort) to a chain per Service port, which
+//! picks an endpoint at random and DNATs to it; ClientIP affinity in a dynamic set per
+//! endpoint.
+//!
+//! Rendering is per Service and pure ([`render_service`]); [`NftProxier`] keeps what it last
+//! applied per Service and plans one `nft -f -` transaction holding only the difference
+//! (map elements added or deleted, changed chains flushed and refilled, gone chains and sets
+//! deleted). The first transaction deletes and recreates the table, so a restarted node
+//! leaves nothing stale.
+//!
+//! Where this departs from upstream, for load time (a full sync of 10,000 Services must take
+//! about a second), after measuring the kernel on 10,000 Services × 4 endpoints:
+//! - no anonymous `numgen … vmap { … }` per Service chain: the kernel names each anonymous
+//!   set by scanning every set of the table (41 s); named per-Service maps cost the same
+//!   scan (16 s), and one shared map bound by a rule per Service is re-validated against
+//!   every binding on each element (6.9 s). A Service chain picks its endpoint with a
+//!   cascade of `numgen random mod K 0 …` rules instead (iptables mode's `statistic`
+//!   cascade: the same uniform choice);
+//! - no chain per endpoint (each rule costs ~20 µs to load): the cascade DNATs itself, and
+//!   hairpin traffic (a pod reaching itself through its Service) is masqueraded by one rule
+//!   matching the shared set `hairpins` (`ip saddr . ip daddr`, an element per endpoint
+//!   address, kept while any Service has it). Services with ClientIP affinity keep
+//!   upstream's chain per endpoint, which updates the endpoint's affinity set.
+//!
+//! What stays: on kernel 6.18 every commit touching rules re-validates the whole table
+//! (~30 ms of kernel time at 10,000 Services), whatever the size of the transaction.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use crate::model::{Endpoint, Ipv4Cidr, ServiceKey, ServiceMap, ServicePort};
+
+/// The packet mark asking `masquerading` to masquerade (kube-proxy's default bit 14).
+const MASQUERADE_MARK: u32 = 0x4000;
+
+pub use skiff_nft::{NFT, NftError, apply};
+
+/// What the rules depend on besides the Services.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// The `ip` family table holding every rule.
+    pub table: String,
+    /// This node's name: `Local` traffic policies keep the endpoints on it.
+    pub node_name: String,
+    /// Pod traffic comes from here; traffic to a ClusterIP from elsewhere is masqueraded.
+    pub cluster_cidr: Option<Ipv4Cidr>,
+    /// ClusterIPs are local addresses on the node (their route is `local`): NodePort rules
+    /// must not catch them.
+    pub service_cidr: Option<Ipv4Cidr>,
+    /// Addresses answered by the node itself (e.g. the cluster DNS): no rule for them.
+    pub excluded: HashSet<Ipv4Addr>,
+}
+
+/// The proxy's verdict maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapName {
+    ServiceIps,
+    ServiceNodePorts,
+    NoEndpointServices,
+    NoEndpointNodePorts,
+}
+
+impl MapName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MapName::ServiceIps => "service-ips",
+            MapName::ServiceNodePorts => "service-nodeports",
+            MapName::NoEndpointServices => "no-endpoint-services",
+            MapName::NoEndpointNodePorts => "no-endpoint-nodeports",
+        }
+    }
+}
+
+/// The nftables objects of one Service: its chains (name → rules), affinity sets, map
+/// elements ((map, key) → value) and endpoint addresses (in the shared `hairpins` set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub chains: BTreeMap<String, Vec<String>>,
+    pub sets: BTreeSet<String>,
+    pub elements: BTreeMap<(MapName, String), String>,
+    pub hairpins: BTreeSet<Ipv4Addr>,
+}
+
+fn proto(sp: &ServicePort) -> &'static str {
+    match sp.protocol() {
+        skiff_runtime_core::services::Protocol::Tcp => "tcp",
+        skiff_runtime_core::services::Protocol::Udp => "udp",
+        skiff_runtime_core::services::Protocol::Sctp => "sctp",
+    }
+}
+
+/// `namespace/name/protocol/port`: the characters of Kubernetes names are all valid in nft
+/// identifiers, `/` is not valid in those names, and `_` (for an unnamed port) is not valid
+/// in a port name, so names cannot collide.
+fn base_name(sp: &ServicePort) -> String {
+    let port = if sp.name.port.is_empty() { "_" } else { sp.name.port.as_str() };
+    format!("{}/{}/{}/{}", sp.name.service.namespace, sp.name.service.name, proto(sp), port)
+}
+
+fn endpoint_suffix(ep: &Endpoint) -> String {
+    format!("__{}/{}", ep.ip, ep.port)
+}
+
+/// The rules of one Service's ports.
+pub fn render_service(opts: &RenderOptions, ports: &[ServicePort]) -> Rendered {
+    let mut r = Rendered::default();
+    for sp in ports {
+        render_port(opts, sp, &mut r);
+    }
+    r
+}
+
+fn render_port(opts: &RenderOptions, sp: &ServicePort, r: &mut Rendered) {
+    if opts.excluded.contains(&sp.cluster_ip) {
+        return;
+    }
+    let base = base_name(sp);
+    let p = proto(sp);
+    let cluster_chain = format!("service-{base}");
+    let local_chain = format!("local-{base}");
+    let external_chain = format!("external-{base}");
+    let cluster = sp.cluster_endpoints();
+    let local = sp.local_endpoints(&opts.node_name);
+    let has_endpoints = !cluster.is_empty();
+    let uses_cluster = has_endpoints && (!sp.internal_local || sp.node_port.is_some());
+    let uses_local =
+        !local.is_empty() && (sp.internal_local || (sp.node_port.is_some() && sp.external_local));
+
+    let (internal_chain, has_internal) = if sp.internal_local {
+        (&local_chain, !local.is_empty())
+    } else {
+        (&cluster_chain, has_endpoints)
+    };
+    let addr_key = format!("{} . {p} . {}", sp.cluster_ip, sp.port);
+    // A Service with no endpoints at all is refused; one with endpoints elsewhere only
+    // (Local policy) drops, as upstream: the client may retry and reach another node.
+    let no_endpoint_verdict =
+        if has_endpoints { "drop".to_string() } else { "goto reject-chain".to_string() };
+    if has_internal {
+        r.elements.insert((MapName::ServiceIps, addr_key), format!("goto {internal_chain}"));
+    } else {
+        r.elements.insert((MapName::NoEndpointServices, addr_key), no_endpoint_verdict.clone());
+    }
+
+    if let Some(np) = sp.node_port {
+        let np_key = format!("{p} . {np}");
+        let has_external = if sp.external_local { !local.is_empty() } else { has_endpoints };
+        if has_endpoints {
+            r.elements.insert(
+                (MapName::ServiceNodePorts, np_key.clone()),
+                format!("goto {external_chain}"),
+            );
+            let mut rules = Vec::new();
+            if !sp.external_local {
+                // The endpoint may be on another node: its reply must come back through us.
+                rules.push("jump mark-for-masquerade".to_string());
+                rules.push(format!("goto {cluster_chain}"));
+            } else {
+                // Pods and the node itself are not subject to the external policy (as if
+                // they went through an external load balancer and came back).
+                if let Some(cidr) = opts.cluster_cidr {
+                    rules.push(format!("ip saddr {cidr} goto {cluster_chain}"));
+                }
+                rules.push("fib saddr type local jump mark-for-masquerade".to_string());
+                rules.push(format!("fib saddr type local goto {cluster_chain}"));
+                if has_external {
+                    rules.push(format!("goto {local_chain}"));
+                }
+            }
+            r.chains.insert(external_chain, rules);
+        }
+        if !has_external {
+            r.elements.insert((MapName::NoEndpointNodePorts, np_key), no_endpoint_verdict);
+        }
+    }
+
+    let mut endpoint_chains: BTreeMap<String, &Endpoint> = BTreeMap::new();
+    let masquerade_off_cluster = opts.cluster_cidr.map(|cidr| {
+        // Off-cluster clients reaching a ClusterIP (a route to the Service CIDR via this
+        // node) are masqueraded: the endpoint may answer from another node.
+        format!(
+            "ip daddr {} {p} dport {} ip saddr != {cidr} jump mark-for-masquerade",
+            sp.cluster_ip, sp.port
+        )
+    });
+    for (chain, eps, used) in
+        [(&cluster_chain, &cluster, uses_cluster), (&local_chain, &local, uses_local)]
+    {
+        if !used {
+            continue;
+        }
+        let mut rules = Vec::new();
+        if chain == internal_chain
+            && let Some(rule) = &masquerade_off_cluster
+        {
+            rules.push(rule.clone());
+        }
+        let n = eps.len();
+        r.hairpins.extend(eps.iter().map(|e| e.ip));
+        // Rule i is reached with probability (n-i)/n and taken with 1/(n-i): 1/n each.
+        let pick = |i: usize, then: String| {
+            if i + 1 == n { then } else { format!("numgen random mod {} 0 {then}", n - i) }
+        };
+        if sp.affinity_timeout.is_none() {
+            for (i, e) in eps.iter().enumerate() {
+                rules.push(pick(i, format!("meta l4proto {p} dnat to {}:{}", e.ip, e.port)));
+            }
+            r.chains.insert(chain.clone(), rules);
+            continue;
+        }
+        let names: Vec<String> =
+            eps.iter().map(|e| format!("endpoint-{base}{}", endpoint_suffix(e))).collect();
+        for (e, name) in eps.iter().zip(&names) {
+            rules.push(format!("ip saddr @affinity-{base}{} goto {name}", endpoint_suffix(e)));
+        }
+        for (i, name) in names.iter().enumerate() {
+            rules.push(pick(i, format!("goto {name}")));
+        }
+        for (e, name) in eps.iter().zip(names) {
+            endpoint_chains.insert(name, e);
+        }
+        r.chains.insert(chain.clone(), rules);
+    }
+    for (name, ep) in endpoint_chains {
+        let mut rules = Vec::new();
+        if let Some(timeout) = sp.affinity_timeout {
+            let set = format!("affinity-{base}{}", endpoint_suffix(ep));
+            rules.push(format!("update @{set} {{ ip saddr timeout {timeout}s }}"));
+            r.sets.insert(set);
+        }
+        rules.push(format!("meta l4proto {p} dnat to {}:{}", ep.ip, ep.port));
+        r.chains.insert(name, rules);
+    }
+}
+
+/// The table's fixed part: base chains, dispatch chains, maps.
+fn table_setup(opts: &RenderOptions) -> String {
+    let t = format!("ip {}", opts.table);
+    let mut not_node_port = vec!["127.0.0.0/8".to_string()];
+    if let Some(c) = opts.service_cidr {
+        not_node_port.push(c.to_string());
+    }
+    let not_node_port = not_node_port.join(", ");
+    let addr_map = "type ipv4_addr . inet_proto . inet_service : verdict ;";
+    let port_map = "type inet_proto . inet_service : verdict ;";
+    // Filter chains see the address before DNAT (priority below dstnat's -100).
+    format!(
+        "add table {t}
+delete table {t}
+add table {t}
+add map {t} service-ips {{ {addr_map} }}
+add map {t} service-nodeports {{ {port_map} }}
+add map {t} no-endpoint-services {{ {addr_map} }}
+add map {t} no-endpoint-nodeports {{ {port_map} }}
+add set {t} hairpins {{ type ipv4_addr . ipv4_addr ; }}
+add chain {t} filter-input {{ type filter hook input priority -110 ; policy accept ; }}
+add chain {t} filter-forward {{ type filter hook forward priority -110 ; policy accept ; }}
+add chain {t} filter-output {{ type filter hook output priority -110 ; policy accept ; }}
+add chain {t} nat-prerouting {{ type nat hook prerouting priority -100 ; policy accept ; }}
+add chain {t} nat-output {{ type nat hook output priority -100 ; policy accept ; }}
+add chain {t} nat-postrouting {{ type nat hook postrouting priority 100 ; policy accept ; }}
+add chain {t} endpoints-check
+add chain {t} reject-chain
+add chain {t} services
+add chain {t} mark-for-masquerade
+add chain {t} masquerading
+add rule {t} filter-input ct state new jump endpoints-check
+add rule {t} filter-forward ct state new jump endpoints-check
+add rule {t} filter-output ct state new jump endpoints-check
+add rule {t} endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+add rule {t} endpoints-check fib daddr type local ip daddr != {{ {not_node_port} }} meta l4proto . th dport vmap @no-endpoint-nodeports
+add rule {t} reject-chain meta l4proto tcp reject with tcp reset
+add rule {t} reject-chain reject
+add rule {t} nat-prerouting jump services
+add rule {t} nat-output jump services
+add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule {t} services fib daddr type local ip daddr != {{ {not_node_port} }} meta l4proto . th dport vmap @service-nodeports
+add rule {t} mark-for-masquerade meta mark set meta mark or {MASQUERADE_MARK:#x}
+add rule {t} nat-postrouting jump masquerading
+add rule {t} masquerading ct status dnat ip saddr . ip daddr @hairpins masquerade fully-random
+add rule {t} masquerading meta mark & {MASQUERADE_MARK:#x} == 0 return
+add rule {t} masquerading meta mark set meta mark xor {MASQUERADE_MARK:#x}
+add rule {t} masquerading masquerade fully-random
+"
+    )
+}
+
+/// One planned sync: the `nft -f` text and what the table holds once it is applied.
+#[derive(Debug)]
+pub struct Transaction {
+    pub text: String,
+    /// Whether the transaction recreates the whole table.
+    pub full: bool,
+    /// Services whose objects changed, with what they are afterwards.
+    updates: Vec<(ServiceKey, Option<Rendered>)>,
+    /// How many Services' endpoints have each address afterwards (those that change).
+    hairpin_refs: Vec<(Ipv4Addr, usize)>,
+}
+
+impl Transaction {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Number of Services whose rules change.
+    pub fn services_changed(&self) -> usize {
+        self.updates.len()
+    }
+}
+
+/// The sections of a transaction, in the order the kernel needs: what refers to an object
+/// goes before the object is deleted, and after it is created.
+#[derive(Default)]
+struct Sections {
+    delete_elements: BTreeMap<MapName, Vec<String>>,
+    flush_chains: String,
+    delete_chains: String,
+    delete_sets: String,
+    add_sets: String,
+    add_chains: String,
+    add_rules: String,
+    add_elements: BTreeMap<MapName, Vec<String>>,
+    /// Per endpoint address: Services that gain it minus Services that lose it.
+    hairpin_delta: HashMap<Ipv4Addr, isize>,
+    delete_hairpins: Vec<String>,
+    add_hairpins: Vec<String>,
+}
+
+impl Sections {
+    fn diff(&mut self, t: &str, old: Option<&Rendered>, new: Option<&Rendered>) {
+        let empty = Rendered::default();
+        let old = old.unwrap_or(&empty);
+        let new = new.unwrap_or(&empty);
+        for (k, v) in &old.elements {
+            if new.elements.get(k) != Some(v) {
+                self.delete_elements.entry(k.0).or_default().push(k.1.clone());
+            }
+        }
+        for (k, v) in &new.elements {
+            if old.elements.get(k) != Some(v) {
+                self.add_elements.entry(k.0).or_default().push(format!("{} : {v}", k.1));
+            }
+        }
+        for (name, rules) in &old.chains {
+            match new.chains.get(name) {
+                None => {
+                    let _ = writeln!(self.flush_chains, "flush chain {t} {name}");
+                    let _ = writeln!(self.delete_chains, "delete chain {t} {name}");
+                }
+                Some(now) if now != rules => {
+                    let _ = writeln!(self.flush_chains, "flush chain {t} {name}");
+                    for rule in now {
+                        let _ = writeln!(self.add_rules, "add rule {t} {name} {rule}");
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, rules) in &new.chains {
+            if !old.chains.contains_key(name) {
+                let _ = writeln!(self.add_chains, "add chain {t} {name}");
+                for rule in rules {
+                    let _ = writeln!(self.add_rules, "add rule {t} {name} {rule}");
+                }
+            }
+        }
+        for ip in old.hairpins.difference(&new.hairpins) {
+            *self.hairpin_delta.entry(*ip).or_default() -= 1;
+        }
+        for ip in new.hairpins.difference(&old.hairpins) {
+            *self.hairpin_delta.entry(*ip).or_default() += 1;
+        }
+        for set in old.sets.difference(&new.sets) {
+            let _ = writeln!(self.delete_sets, "delete set {t} {set}");
+        }
+        for set in new.sets.difference(&old.sets) {
+            let _ = writeln!(
+                self.add_sets,
+                "add set {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; }}"
+            );
+        }
+    }
+
+    /// Turn the hairpin deltas into set changes (an address stays while any Service has
+    /// it), returning the new counts of the addresses that changed.
+    fn hairpins(&mut self, refs: &HashMap<Ipv4Addr, usize>) -> Vec<(Ipv4Addr, usize)> {
+        let mut out = Vec::new();
+        for (ip, delta) in std::mem::take(&mut self.hairpin_delta) {
+            let old = refs.get(&ip).copied().unwrap_or(0);
+            let new = usize::try_from(old as isize + delta).unwrap_or(0);
+            if old == 0 && new > 0 {
+                self.add_hairpins.push(format!("{ip} . {ip}"));
+            } else if old > 0 && new == 0 {
+                self.delete_hairpins.push(format!("{ip} . {ip}"));
+            }
+            if old != new {
+                out.push((ip, new));
+            }
+        }
+        out
+    }
+
+    fn finish(self, t: &str, mut out: String) -> String {
+        for (map, keys) in &self.delete_elements {
+            for chunk in keys.chunks(1000) {
+                let _ =
+                    writeln!(out, "delete element {t} {} {{ {} }}", map.as_str(), chunk.join(", "));
+            }
+        }
+        for chunk in self.delete_hairpins.chunks(1000) {
+            let _ = writeln!(out, "delete element {t} hairpins {{ {} }}", chunk.join(", "));
+        }
+        out.push_str(&self.flush_chains);
+        out.push_str(&self.delete_chains);
+        out.push_str(&self.delete_sets);
+        out.push_str(&self.add_sets);
+        out.push_str(&self.add_chains);
+        out.push_str(&self.add_rules);
+        for (map, elems) in &self.add_elements {
+            // Bounded batches: one huge line costs nft more than several.
+            for chunk in elems.chunks(1000) {
+                let _ =
+                    writeln!(out, "add element {t} {} {{ {} }}", map.as_str(), chunk.join(", "));
+            }
+        }
+        for chunk in self.add_hairpins.chunks(1000) {
+            let _ = writeln!(out, "add element {t} hairpins {{ {} }}", chunk.join(", "));
+        }
+        out
+    }
+}
+
+/// Keeps the table in step with the Services: plans each sync's transaction from what it
+/// last applied. Not thread-safe by itself; the proxy runs one sync at a time.
+pub struct NftProxier {
+    opts: RenderOptions,
+    applied: HashMap<ServiceKey, Rendered>,
+    /// False until a transaction recreating the table was applied (or after a failure).
+    table_synced: bool,
+    /// Per endpoint address, how many Services have it (its `hairpins` element lives while
+    /// any does).
+    hairpin_refs: HashMap<Ipv4Addr, usize>,
+}
+
+impl NftProxier {
+    pub fn new(opts: RenderOptions) -> NftProxier {
+        NftProxier {
+            opts,
+            applied: HashMap::new(),
+            table_synced: false,
+            hairpin_refs: HashMap::new(),
+        }
+    }
+
+    pub fn options(&self) -> &RenderOptions {
+        &self.opts
+    }
+
+    /// The transaction bringing the table to `map` for the Services in `changed` (every
+    /// Service, and the table itself, when the table is not known to be in step).
+    pub fn plan(&self, map: &ServiceMap, changed: &HashSet<ServiceKey>) -> Transaction {
+        let t = format!("ip {}", self.opts.table);
+        let mut sections = Sections::default();
+        let mut updates = Vec::new();
+        let full = !self.table_synced;
+        let empty_refs = HashMap::new();
+        let refs = if full { &empty_refs } else { &self.hairpin_refs };
+        if full {
+            for (key, ports) in map.services() {
+                let new = render_service(&self.opts, ports);
+                sections.diff(&t, None, Some(&new));
+                updates.push((key.clone(), Some(new)));
+            }
+            let hairpin_refs = sections.hairpins(refs);
+            let text = sections.finish(&t, table_setup(&self.opts));
+            return Transaction { text, full, updates, hairpin_refs };
+        }
+        for key in changed {
+            let new = map.get(key).map(|ports| render_service(&self.opts, ports));
+            let new = new.filter(|r| *r != Rendered::default());
+            let old = self.applied.get(key);
+            if old == new.as_ref() {
+                continue;
+            }
+            sections.diff(&t, old, new.as_ref());
+            updates.push((key.clone(), new));
+        }
+        let hairpin_refs = sections.hairpins(refs);
+        let text =
+            if updates.is_empty() { String::new() } else { sections.finish(&t, String::new()) };
+        Transaction { text, full, updates, hairpin_refs }
+    }
+
+    /// Record that `tx` was applied.
+    pub fn committed(&mut self, tx: Transaction) {
+        if tx.full {
+            self.applied.clear();
+            self.hairpin_refs.clear();
+            self.table_synced = true;
+        }
+        for (ip, n) in tx.hairpin_refs {
+            if n == 0 {
+                self.hairpin_refs.remove(&ip);
+            } else {
+                self.hairpin_refs.insert(ip, n);
+            }
+        }
+        for (key, rendered) in tx.updates {
+            match rendered {
+                Some(r) => self.applied.insert(key, r),
+                None => self.applied.remove(&key),
+            };
+        }
+    }
+
+    /// Forget what was applied: the next plan recreates the table (after a failed apply,
+    /// whose effect on the kernel is unknown to us).
+    pub fn reset(&mut self) {
+        self.applied.clear();
+        self.hairpin_refs.clear();
+        self.table_synced = false;
+    }
+
+    /// Plan, apply and record one sync.
+    pub fn sync(
+        &mut self,
+        map: &ServiceMap,
+        changed: &HashSet<ServiceKey>,
+    ) -> Result<Applied, NftError> {
+        let mut tx = self.plan(map, changed);
+        let applied = Applied {
+            text: std::mem::take(&mut tx.text),
+            full: tx.full,
+            services_changed: tx.services_changed(),
+        };
+        if applied.text.is_empty() {
+            return Ok(applied);
+        }
+        match apply(&applied.text) {
+            Ok(()) => {
+                self.committed(tx);
+                Ok(applied)
+            }
+            Err(e) => {
+                self.reset();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What one sync sent.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The transaction (empty when nothing changed).
+    pub text: String,
+    /// Whether it recreated the table.
+    pub full: bool,
+    /// Services whose rules changed.
+    pub services_changed: usize,
+}
+
+/// Delete the table (when this part is turned off); absent is fine.
+pub fn delete_table(table: &str) -> Result<(), NftError> {
+    skiff_nft::delete_table("ip", table)
+}
+
+#[cfg(test)]
+mod tests;
