@@ -26,6 +26,7 @@ SKIFF_DATA_DIR = $(shell [ "$$(id -u)" -eq 0 ] && echo /var/lib/skiff || echo $$
 run: build guests
 	bash scripts/fetch-tools.sh $(SKIFF_TOOLS_DIR) >/dev/null
 	$(CARGO_TARGET_DIR)/release/skiff images import $(SKIFF_GUESTS_DIR)/hello-wasm.wasip2.wasm --name hello-wasm:latest
+	$(CARGO_TARGET_DIR)/release/skiff images import $(SKIFF_GUESTS_DIR)/hello-http.wasip2.wasm --name hello-http:latest
 	@echo
 	@echo "Skiff starts below. In another shell, from this directory:"
 	@echo "  export PATH=\"$(SKIFF_TOOLS_DIR):\$$PATH\" KUBECONFIG=$(SKIFF_DATA_DIR)/kubeconfig.yaml"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
 # RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
-# (the client tests), iproute2 (pod addresses), and the Rust wasm targets for the example
-# guests. Idempotent.
+# (the client tests), iproute2 and nftables (pod addresses, cluster routes and the node proxy's
+# Service rules), dig (the cluster DNS tests), dnsperf and wrk (the network benchmarks), and the
+# Rust wasm targets for the example guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -12,6 +13,11 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 # The node routes its Wasm pods' addresses locally with `ip route` (iproute2).
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The node proxy programs Services with `nft`.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The Python client tests run in a venv (scripts/fetch-tools.sh); Debian splits venv out.

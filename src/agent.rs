@@ -42,6 +42,11 @@ pub struct AgentArgs {
     /// Duration of the node's Lease; it renews every quarter of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_lease_duration_seconds: u64,
+    /// The cluster's pod address space, as the servers were given it (`--cluster-cidr`).
+    #[arg(long, default_value = "10.128.0.0/9")]
+    cluster_cidr: String,
+    #[command(flatten)]
+    network: crate::node::NetworkArgs,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -78,6 +83,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         lease_duration: Duration::from_secs(args.node_lease_duration_seconds),
         labels: Default::default(),
         kubelet_port,
+        network: args.network,
+        cluster_cidr: args.cluster_cidr,
     };
     let kubelet = crate::node::start(&dir, node, client).await?;
     let tls = server_tls_config(&bundle.kubelet_cert, &bundle.kubelet_key)?;

@@ -1,14 +1,58 @@
-//! Starting a node daemon (kubelet) with its runtimes: shared by `skiff server` (the embedded
-//! node) and `skiff agent`.
+//! Starting a node daemon (kubelet, proxy, cluster DNS, NetworkPolicy) with its runtimes:
+//! shared by `skiff server` (the embedded node) and `skiff agent`.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use skiff_dns::{ClusterDns, DnsOptions};
+use skiff_netpol::{Enforcement, NetpolHealth, NetpolOptions, NetworkPolicies};
 use skiff_node::{Kubelet, NodeConfig};
+use skiff_proxy::{Proxy, ProxyHealth, ProxyMode, ProxyOptions};
+use skiff_runtime_core::services::{Protocol, ServiceDirectory, ServiceRoute};
+
+/// The Service range; the api server allocates ClusterIPs from it.
+const SERVICE_CIDR: &str = "10.96.0.0/12";
+/// The Node condition that tells whether the node's Service rules and routes are in force.
+const PROXY_CONDITION: &str = "ServiceProxyReady";
+/// How long the cluster DNS waits for its address to become the node's.
+const DNS_BIND_WAIT: Duration = Duration::from_secs(30);
+/// The Node condition that tells whether NetworkPolicies are enforced in the kernel.
+const POLICY_CONDITION: &str = "NetworkPolicyReady";
+
+/// How the node joins the cluster network.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NetworkArgs {
+    /// How Services reach their endpoints: `nftables` (kernel rules and cluster routes for
+    /// OCI pods and the host; Wasm guests in-process) or `none` (Wasm guests in-process only;
+    /// the host's network is left as it is).
+    #[arg(long, value_enum, default_value_t = ProxyModeArg::Nftables)]
+    pub proxy_mode: ProxyModeArg,
+    /// The cluster DNS address pods are given (`dnsPolicy: ClusterFirst`); every node answers
+    /// it itself.
+    #[arg(long, default_value = "10.96.0.10")]
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Where this node's DNS server listens, UDP and TCP (default: the cluster DNS address,
+    /// port 53; port 0 picks a free port).
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// Resolvers for names outside the cluster domain, e.g. 192.168.1.1:53, comma-separated
+    /// (default: none: such names get NXDOMAIN at once).
+    #[arg(long, value_delimiter = ',')]
+    pub dns_upstream: Vec<SocketAddr>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyModeArg {
+    Nftables,
+    None,
+}
 
 pub struct NodeArgs {
     pub name: String,
@@ -18,10 +62,41 @@ pub struct NodeArgs {
     pub lease_duration: Duration,
     pub labels: BTreeMap<String, String>,
     pub kubelet_port: u16,
+    pub network: NetworkArgs,
+    /// The cluster's pod range (routed `unreachable` under the nodes' blocks).
+    pub cluster_cidr: String,
+}
+
+/// What a Wasm guest's sockets and name lookups ask: names from the cluster DNS's cache,
+/// endpoints from the proxy's Service map, NetworkPolicy verdicts from the policy engine
+/// (set once the node knows its pod range).
+struct NodeServices {
+    proxy: Arc<Proxy>,
+    dns: Arc<ClusterDns>,
+    policies: Arc<std::sync::OnceLock<Arc<NetworkPolicies>>>,
+}
+
+impl ServiceDirectory for NodeServices {
+    fn lookup_host(&self, name: &str, namespace: &str) -> Option<Vec<IpAddr>> {
+        self.dns.lookup_host(name, namespace)
+    }
+
+    fn route(&self, client: IpAddr, dest: SocketAddr, protocol: Protocol) -> ServiceRoute {
+        self.proxy.route(client, dest, protocol)
+    }
+
+    fn allows_egress(&self, from: IpAddr, to: SocketAddr, protocol: Protocol) -> bool {
+        self.policies.get().is_none_or(|p| p.allows_egress(from, to, protocol))
+    }
+
+    fn allows_ingress(&self, peer: IpAddr, to: SocketAddr, protocol: Protocol) -> bool {
+        self.policies.get().is_none_or(|p| p.allows_ingress(peer, to, protocol))
+    }
 }
 
 /// A kubelet for this machine, keeping its state under `dir`: the Wasm runtime always, the
-/// OCI runtime when a CRI endpoint is given. Call `run` on it to start.
+/// OCI runtime when a CRI endpoint is given; the node proxy, cluster DNS and NetworkPolicy
+/// running beside it. Call `run` on it to start.
 pub async fn start(
     dir: &Path,
     args: NodeArgs,
@@ -39,15 +114,49 @@ pub async fn start(
         skiff_runtime_wasm::WasmRuntime::with_options(dir, options)
             .context("starting the Wasm runtime")?,
     );
+    let net = &args.network;
     let config = NodeConfig {
-        name: args.name,
+        name: args.name.clone(),
         ip: args.ip.to_string(),
         pods_dir: dir.join("pods"),
         max_pods: args.max_pods,
-        labels: args.labels,
+        labels: args.labels.clone(),
         lease_duration: args.lease_duration,
         kubelet_port: args.kubelet_port,
+        cluster_dns: skiff_node::dns::ClusterDnsSettings {
+            server: Some(net.cluster_dns.to_string()),
+            domain: net.cluster_domain.clone(),
+        },
     };
+
+    let mut proxy_options = ProxyOptions::new(&args.name);
+    proxy_options.node_ip = match args.ip {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
+    };
+    proxy_options.service_cidr = Some(SERVICE_CIDR.to_string());
+    proxy_options.cluster_cidr = Some(args.cluster_cidr.clone());
+    proxy_options.mode = match net.proxy_mode {
+        ProxyModeArg::Nftables => ProxyMode::Nftables,
+        ProxyModeArg::None => ProxyMode::None,
+    };
+    proxy_options.locally_served = vec![net.cluster_dns];
+    let proxy = Arc::new(Proxy::new(proxy_options).context("setting up the node proxy")?);
+    let dns_listen = net.dns_listen.unwrap_or(SocketAddr::new(IpAddr::V4(net.cluster_dns), 53));
+    let dns = ClusterDns::new(DnsOptions {
+        zone: net.cluster_domain.clone(),
+        listen: vec![dns_listen],
+        upstreams: net.dns_upstream.clone(),
+        ..Default::default()
+    })
+    .context("setting up the cluster DNS")?;
+    let policies = Arc::new(std::sync::OnceLock::new());
+    wasm.set_service_directory(Arc::new(NodeServices {
+        proxy: proxy.clone(),
+        dns: dns.clone(),
+        policies: policies.clone(),
+    }));
+
     let mut runtimes: Vec<Arc<dyn skiff_runtime_core::ContainerRuntime>> = vec![wasm];
     if let Some(endpoint) = &args.container_runtime_endpoint {
         let cri = skiff_runtime_cri::CriRuntime::connect(endpoint)
@@ -56,5 +165,115 @@ pub async fn start(
         tracing::info!(%endpoint, "OCI runtime connected (RuntimeClass runc)");
         runtimes.push(Arc::new(cri));
     }
-    Ok(Kubelet::new(config, client, runtimes))
+    let kubelet = Kubelet::new(config, client.clone(), runtimes);
+    kubelet.add_metrics(|registry| {
+        proxy.register_metrics(registry);
+        dns.register_metrics(registry);
+    });
+    tokio::spawn(proxy.clone().run(client.clone()));
+    tokio::spawn(report_proxy_health(proxy, kubelet.clone()));
+    let mut netpol = NetpolOptions::new(&args.name);
+    netpol.enforcement = match net.proxy_mode {
+        ProxyModeArg::Nftables => Enforcement::Nftables,
+        ProxyModeArg::None => Enforcement::InProcess,
+    };
+    netpol.node_addresses = vec![args.ip];
+    tokio::spawn(run_network_policies(netpol, policies, client.clone(), kubelet.clone()));
+    tokio::spawn(async move {
+        // The cluster DNS address is the node's once the proxy has routed the Service range
+        // locally: wait for that (bounded), then serve.
+        let deadline = tokio::time::Instant::now() + DNS_BIND_WAIT;
+        while let Err(e) = dns.listen() {
+            if tokio::time::Instant::now() > deadline {
+                tracing::error!(error = %e, listen = %dns_listen, "the cluster DNS server cannot listen; Wasm guests still resolve names in-process");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Err(e) = dns.run(client).await {
+            tracing::error!(error = %e, listen = %dns_listen, "the cluster DNS server stopped; Wasm guests still resolve names in-process");
+        }
+    });
+    Ok(kubelet)
+}
+
+/// NetworkPolicy on this node: nftables for its OCI pods (the CNI half of its pod range, known
+/// once the control plane assigned the range), in-process checks for its Wasm pods.
+async fn run_network_policies(
+    mut options: NetpolOptions,
+    slot: Arc<std::sync::OnceLock<Arc<NetworkPolicies>>>,
+    client: kube::Client,
+    kubelet: Arc<Kubelet>,
+) {
+    options.oci_pod_cidr = kubelet.pod_cidr().await.and_then(|c| lower_half(&c));
+    let policies = match NetworkPolicies::new(options) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            tracing::error!(error = %e, "NetworkPolicy cannot be enforced on this node");
+            return;
+        }
+    };
+    kubelet.add_metrics(|registry| policies.register_metrics(registry));
+    let _ = slot.set(policies.clone());
+    let health = policies.clone();
+    let kubelet_health = kubelet.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let (ok, reason, message) = match health.health() {
+                NetpolHealth::Ok => {
+                    (true, "PoliciesInForce", "NetworkPolicies are enforced".to_string())
+                }
+                NetpolHealth::Unavailable(why) => (
+                    false,
+                    "NetworkPolicyUnavailable",
+                    format!(
+                        "NetworkPolicies cannot be enforced in nftables ({why}); Wasm pods are still checked in-process"
+                    ),
+                ),
+            };
+            kubelet_health.set_condition(POLICY_CONDITION, ok, reason, &message).await;
+        }
+    });
+    policies.run(client).await;
+}
+
+/// The lower half of a node's pod block (its OCI pods', as `skiff_node::network` plans it).
+fn lower_half(cidr: &str) -> Option<String> {
+    let (ip, bits) = cidr.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    (bits < 32).then(|| format!("{ip}/{}", bits + 1))
+}
+
+/// Keep the Node's `ServiceProxyReady` condition in step with the proxy (an event when it
+/// turns false), so a node without nftables or route privileges says why.
+async fn report_proxy_health(proxy: Arc<Proxy>, kubelet: Arc<Kubelet>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let (ok, reason, message) = match proxy.health() {
+            ProxyHealth::Ok => (
+                true,
+                "ProxyRulesInForce",
+                "Service rules and cluster routes are in force".to_string(),
+            ),
+            ProxyHealth::NftablesUnavailable(why) => (
+                false,
+                "NftablesUnavailable",
+                format!(
+                    "Services cannot be programmed in nftables ({why}); OCI pods and the host cannot reach ClusterIPs, Wasm pods still reach Services in-process"
+                ),
+            ),
+            ProxyHealth::RoutesUnavailable(why) => (
+                false,
+                "RoutesUnavailable",
+                format!(
+                    "cluster routes cannot be installed ({why}); pods of other nodes are not reachable by pod IP"
+                ),
+            ),
+        };
+        kubelet.set_condition(PROXY_CONDITION, ok, reason, &message).await;
+    }
 }

@@ -81,6 +81,8 @@ pub struct ServerArgs {
     /// Duration of the embedded node's Lease; it renews every quarter of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_lease_duration_seconds: u64,
+    #[command(flatten)]
+    network: crate::node::NetworkArgs,
     /// Store snapshot interval in log entries (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
@@ -386,6 +388,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 "node-role.kubernetes.io/control-plane".to_string(),
                 String::new(),
             )]),
+            network: args.network.clone(),
+            cluster_cidr: args.cluster_cidr.clone(),
         };
         let kubelet = crate::node::start(&dir, node, api.client()).await?;
         api.register_log_source(&node_name, kubelet.log_source());

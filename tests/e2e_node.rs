@@ -8,12 +8,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Skiff, guest, repo_root};
+use support::{Containerd, Skiff, guest};
 
 const CONFIG: &str = r#"
 apiVersion: v1
@@ -199,58 +197,6 @@ fn wasm_pod_should_run_the_whole_lifecycle() {
         &["guest", "exists", "/work/ready"],
     );
     check_lifecycle(&s, "wasm-life", &manifest);
-}
-
-/// An isolated containerd for this test (scripts/containerd.sh), stopped on drop.
-struct Containerd {
-    dir: PathBuf,
-    socket: String,
-}
-
-impl Containerd {
-    fn start(dir: &Path, bridge: &str) -> Option<Containerd> {
-        if Command::new("containerd").arg("--version").output().is_err() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "containerd is not installed (scripts/containerd.sh install)"
-            );
-            eprintln!(
-                "containerd is not installed; skipping the OCI half (scripts/containerd.sh install)"
-            );
-            return None;
-        }
-        let script = repo_root().join("scripts/containerd.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(dir)
-            .arg(bridge)
-            .output()
-            .expect("running scripts/containerd.sh");
-        assert!(
-            out.status.success(),
-            "containerd.sh start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let socket = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        Some(Containerd { dir: dir.to_path_buf(), socket })
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/containerd.sh"))
-            .arg("stop")
-            .arg(&self.dir)
-            .output();
-    }
 }
 
 #[test]

@@ -52,12 +52,18 @@ impl ServerBuilder {
     }
 
     /// Run the embedded node as `name` on 127.0.0.1, and wait up to `within` for `wait`.
+    /// The node leaves the host's network alone (Services in-process only, cluster DNS on a
+    /// loopback port): benchmarks run in the host's namespace.
     pub fn node(mut self, name: &str, wait: NodeWait, within: Duration) -> Self {
         self.args.extend([
             "--node-name".into(),
             name.into(),
             "--node-ip".into(),
             "127.0.0.1".into(),
+            "--proxy-mode".into(),
+            "none".into(),
+            "--dns-listen".into(),
+            "127.0.0.1:0".into(),
         ]);
         self.node = Some((name.into(), wait, within));
         self

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -61,6 +63,24 @@ pub struct Skiff {
     pub dir: PathBuf,
     pub url: String,
     pub kubeconfig: PathBuf,
+    /// The network namespace the server runs in (and kubectl with it), if not the host's.
+    pub netns: Option<String>,
+    /// The server's pod address space (`--cluster-cidr`).
+    pub cluster_cidr: String,
+}
+
+/// `program` to run in network namespace `netns`, or as it is. Only the network namespace
+/// changes (`nsenter --net`): `ip netns exec` would also remount `/sys`, hiding the cgroup
+/// file system that runc needs.
+pub fn in_netns(netns: Option<&str>, program: &Path) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/var/run/netns/{ns}")).arg("--").arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 /// The fields after `READY ` of each READY line the server prints on stdout (which this
@@ -94,27 +114,34 @@ impl Skiff {
 
     /// `start` with extra `skiff server` flags. Each server gets a pod address space of its
     /// own (a /16 of 10.128.0.0/9), so servers of concurrent tests never hand out the same
-    /// pod address.
+    /// pod address. Servers in the host's network namespace leave its nftables alone
+    /// (`--proxy-mode none`: Services are resolved in-process only) and serve cluster DNS on
+    /// a loopback port; tests of the node network run servers in namespaces of their own
+    /// ([`Skiff::start_in`]).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Skiff {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--node-ip", "127.0.0.1"];
+        if !extra.contains(&"--proxy-mode") {
+            args.extend(["--proxy-mode", "none"]);
+        }
+        if !extra.contains(&"--dns-listen") {
+            args.extend(["--dns-listen", "127.0.0.1:0"]);
+        }
+        args.extend(extra);
+        Skiff::start_in(None, dir, &args)
+    }
+
+    /// Start `skiff server` inside network namespace `netns` (when given: every command this
+    /// harness runs for it, kubectl included, runs there too) with exactly `args` after the
+    /// node name, cluster CIDR and data dir.
+    pub fn start_in(netns: Option<&str>, dir: &Path, args: &[&str]) -> Skiff {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let block = (std::process::id().wrapping_mul(7).wrapping_add(n)) % 128;
         let cidr = format!("10.{}.0.0/16", 128 + block);
-        let mut child = Command::new(skiff_bin())
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--node-name",
-                "skiff-e2e",
-                "--node-ip",
-                "127.0.0.1",
-                "--cluster-cidr",
-                &cidr,
-                "--data-dir",
-            ])
+        let mut child = in_netns(netns, &skiff_bin())
+            .args(["server", "--node-name", "skiff-e2e", "--cluster-cidr", &cidr, "--data-dir"])
             .arg(dir)
-            .args(extra)
+            .args(args)
             .env("SKIFF_LOG", "info,openraft=warn,kube=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -127,7 +154,14 @@ impl Skiff {
         let mut parts = ready.split_whitespace();
         let url = parts.next().unwrap_or_default().to_string();
         let kubeconfig = PathBuf::from(parts.next().unwrap_or_default());
-        let s = Skiff { child: Some(child), dir: dir.to_path_buf(), url, kubeconfig };
+        let s = Skiff {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            url,
+            kubeconfig,
+            netns: netns.map(str::to_string),
+            cluster_cidr: cidr,
+        };
         // The node registers asynchronously; wait for it to be Ready.
         s.wait_for("node Ready", Duration::from_secs(30), || {
             let out = s.kubectl(&[
@@ -156,7 +190,7 @@ impl Skiff {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(tools_dir().join("kubectl"))
+        in_netns(self.netns.as_deref(), &tools_dir().join("kubectl"))
             .env("HOME", self.tool_home())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -167,7 +201,7 @@ impl Skiff {
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(tools_dir().join("kubectl"))
+        let mut child = in_netns(self.netns.as_deref(), &tools_dir().join("kubectl"))
             .env("HOME", self.tool_home())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -281,12 +315,27 @@ impl Skiff {
     /// Start `skiff agent` as node `name` with `dir` as its data dir, joined to this server
     /// with the server's join token; wait until its Node is Ready.
     pub fn start_agent(&self, dir: &Path, name: &str, extra: &[&str]) -> Agent {
+        let mut args = vec!["--node-ip", "127.0.0.1", "--proxy-mode", "none"];
+        args.extend(["--dns-listen", "127.0.0.1:0"]);
+        args.extend(extra);
+        self.start_agent_in(None, dir, name, &args)
+    }
+
+    /// Start `skiff agent` as node `name` in network namespace `netns` (if given) with
+    /// exactly `args` after its name and data dir; wait until its Node is Ready.
+    pub fn start_agent_in(
+        &self,
+        netns: Option<&str>,
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+    ) -> Agent {
         let token = std::fs::read_to_string(self.dir.join("token")).expect("join token");
-        let mut child = Command::new(skiff_bin())
+        let mut child = in_netns(netns, &skiff_bin())
             .args(["agent", "--server", &self.url, "--token", token.trim()])
-            .args(["--node-name", name, "--node-ip", "127.0.0.1", "--data-dir"])
+            .args(["--node-name", name, "--data-dir"])
             .arg(dir)
-            .args(extra)
+            .args(args)
             .env("SKIFF_LOG", "info,kube=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -473,4 +522,64 @@ pub fn wait_pod_with(
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out waiting for pod {ns}/{name}; last status: {}", last["status"]);
+}
+
+/// An isolated containerd for a test (scripts/containerd.sh), stopped on drop.
+pub struct Containerd {
+    dir: PathBuf,
+    pub socket: String,
+}
+
+impl Containerd {
+    /// Start one with its state under `dir` and pods on CNI bridge `bridge`. `None` (after
+    /// saying why) where containerd is not installed; under `CI=true` that fails the test.
+    pub fn start(dir: &Path, bridge: &str) -> Option<Containerd> {
+        Containerd::start_in(None, dir, bridge)
+    }
+
+    /// `start` inside network namespace `netns`: the daemon, its CNI bridge and its pods'
+    /// network live there.
+    pub fn start_in(netns: Option<&str>, dir: &Path, bridge: &str) -> Option<Containerd> {
+        if Command::new("containerd").arg("--version").output().is_err() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "containerd is not installed (scripts/containerd.sh install)"
+            );
+            eprintln!(
+                "containerd is not installed; skipping the OCI part (scripts/containerd.sh install)"
+            );
+            return None;
+        }
+        let script = repo_root().join("scripts/containerd.sh");
+        let out = in_netns(netns, Path::new("bash"))
+            .arg(&script)
+            .arg("start")
+            .arg(dir)
+            .arg(bridge)
+            .output()
+            .expect("running scripts/containerd.sh");
+        assert!(
+            out.status.success(),
+            "containerd.sh start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let socket = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Some(Containerd { dir: dir.to_path_buf(), socket })
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/containerd.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
 }

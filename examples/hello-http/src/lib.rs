@@ -6,9 +6,18 @@
 //! - `GET /ready` answers 200 when `/data/ready` exists, else 503 (a readiness gate a sidecar
 //!   can open by writing that file into a shared emptyDir).
 //! - `GET /file?path=P` answers the content of file P (404 when it cannot be read).
+//! - `GET /fetch?url=http://HOST[:PORT]/PATH` makes an outgoing `wasi:http` request and
+//!   answers its status and body (502 with the error when it fails): how a Wasm guest calls
+//!   another Service by its name. `&timeout_ms=N` (after the URL) bounds its connect and its
+//!   wait for the first response byte (the host's default is 600 s): a probe of a peer whose
+//!   packets are dropped (NetworkPolicy) then fails fast.
 
 use wasi::exports::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions,
+    ResponseOutparam, Scheme,
+};
 
 struct HelloHttp;
 
@@ -56,7 +65,60 @@ impl Guest for HelloHttp {
                     Err(e) => respond(out, 404, format!("{file}: {e}\n").as_bytes()),
                 }
             }
+            "/fetch" => {
+                let query = query.strip_prefix("url=").unwrap_or("");
+                let (url, timeout_ms) = match query.split_once("&timeout_ms=") {
+                    Some((url, ms)) => (url, ms.parse::<u64>().ok()),
+                    None => (query, None),
+                };
+                match fetch(url, timeout_ms) {
+                    Ok((status, body)) => respond(out, status, &body),
+                    Err(e) => respond(out, 502, format!("fetching {url}: {e}\n").as_bytes()),
+                }
+            }
             _ => respond(out, 404, b"not found\n"),
         }
     }
+}
+
+/// GET `url` (plain HTTP) through the host's `wasi:http/outgoing-handler`, its connect and
+/// first byte each bounded by `timeout_ms` when given.
+fn fetch(url: &str, timeout_ms: Option<u64>) -> Result<(u16, Vec<u8>), String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs are fetched")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "bad scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "bad authority")?;
+    request.set_path_with_query(Some(path)).map_err(|()| "bad path")?;
+    let options = timeout_ms.map(|ms| {
+        let options = RequestOptions::new();
+        let ns = ms.saturating_mul(1_000_000);
+        // An error says the host does not support the timeout: the default applies.
+        let _ = options.set_connect_timeout(Some(ns));
+        let _ = options.set_first_byte_timeout(Some(ns));
+        options
+    });
+    let future = outgoing_handler::handle(request, options).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        match future.get() {
+            Some(result) => break result.map_err(|()| "response taken twice")?.map_err(|e| format!("{e:?}"))?,
+            None => future.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    let body = response.consume().map_err(|()| "no body")?;
+    let stream = body.stream().map_err(|()| "no body stream")?;
+    let mut data = Vec::new();
+    // A bounded read: the example answers small bodies only.
+    while data.len() < 1 << 20 {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(_) => break,
+        }
+    }
+    Ok((status, data))
 }

@@ -1,0 +1,117 @@
+//! Network namespaces made by a test: a bridge of its own in the host namespace (without an
+//! address: the host takes no part in the traffic) and one namespace per node, each joined to
+//! the bridge by a veth pair and given an address of a private /24 picked per test. Every
+//! packet of a test of the node network stays inside these namespaces. Removed on drop.
+
+use std::process::Command;
+
+pub struct TestNet {
+    pub bridge: String,
+    /// The /24's first three octets, e.g. `172.31.37`.
+    pub prefix: String,
+    pub namespaces: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("running ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl TestNet {
+    /// `nodes` namespaces on a fresh bridge. `None` (after saying why) where this machine
+    /// cannot make namespaces: not root, or no `ip`; under `CI=true` that fails the test.
+    pub fn new(nodes: usize) -> Option<TestNet> {
+        // SAFETY: geteuid has no preconditions.
+        #[allow(unsafe_code)]
+        let root = unsafe { libc::geteuid() } == 0;
+        let has_ip = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
+        if !root || !has_ip {
+            let why = if root { "the ip command is missing (iproute2)" } else { "not root" };
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "network namespace tests cannot run: {why}"
+            );
+            eprintln!("skipping: network namespace tests need root and iproute2 ({why})");
+            return None;
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id().wrapping_mul(13).wrapping_add(n)) % 100_000;
+        let prefix = format!("172.31.{}", 16 + (id % 200));
+        let net = TestNet {
+            bridge: format!("skb{id}"),
+            prefix,
+            namespaces: (0..nodes).map(|i| format!("skiff-{id}-{i}")).collect(),
+        };
+        net.setup(id).unwrap_or_else(|e| panic!("setting up test namespaces: {e}"));
+        Some(net)
+    }
+
+    fn setup(&self, id: u32) -> Result<(), String> {
+        ip(&["link", "add", &self.bridge, "type", "bridge"])?;
+        ip(&["link", "set", &self.bridge, "up"])?;
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            let host_end = format!("skv{id}x{i}");
+            ip(&["netns", "add", ns])?;
+            ip(&["link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+            ip(&["link", "set", &host_end, "master", &self.bridge])?;
+            ip(&["link", "set", &host_end, "up"])?;
+            let addr = format!("{}/24", self.node_ip(i));
+            ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+            // Nodes forward to the pods behind them (OCI pods sit behind a CNI bridge).
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{ns}"))
+                .args(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!("sysctl in {ns}: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address of node `i` (its namespace's `eth0`).
+    pub fn node_ip(&self, i: usize) -> String {
+        format!("{}.{}", self.prefix, 10 + i)
+    }
+
+    pub fn ns(&self, i: usize) -> &str {
+        &self.namespaces[i]
+    }
+
+    /// Run `args` in node `i`'s namespace; stdout on success, else the error text.
+    pub fn exec(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.ns(i)))
+            .arg("--")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            // Processes still inside would keep it alive; the tests stop theirs first.
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
