@@ -87,12 +87,16 @@ impl Cluster {
                 .flatten()
                 .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
                 .filter(|p| {
-                    p["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
-                        c["type"] == "Ready" && c["status"] == "True"
-                    })
+                    p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
                 })
                 .map(|p| {
-                    let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+                    let s = |ptr: &str| {
+                        p.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string()
+                    };
                     (s("/metadata/name"), s("/status/podIP"), s("/spec/nodeName"))
                 })
                 .collect();
@@ -122,7 +126,12 @@ impl Cluster {
             for ep in slice["endpoints"].as_array().into_iter().flatten() {
                 if ep["conditions"]["ready"] == true {
                     ips.extend(
-                        ep["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string),
+                        ep["addresses"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string),
                     );
                 }
             }
@@ -132,9 +141,11 @@ impl Cluster {
     }
 
     fn wait_endpoints(&self, svc: &str, n: usize) {
-        self.server.wait_for(&format!("{n} ready endpoints of {svc}"), Duration::from_secs(30), || {
-            self.ready_endpoints(svc).len() == n
-        });
+        self.server.wait_for(
+            &format!("{n} ready endpoints of {svc}"),
+            Duration::from_secs(30),
+            || self.ready_endpoints(svc).len() == n,
+        );
     }
 
     /// Run a one-shot OCI busybox pod on the server's node; its log once it succeeded.
@@ -186,7 +197,8 @@ fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
 /// One HTTP/1.1 GET on a new connection: (status, body), or what went wrong.
 fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
     let sa: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut stream = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
         .map_err(|e| format!("write {addr}: {e}"))?;
@@ -262,9 +274,13 @@ fn services_dns_and_routes_should_join_wasm_and_oci_pods_across_nodes() {
     });
 
     // The cluster DNS on its ClusterIP, from the node.
-    let dig = |name: &str| c.net.exec(0, &["dig", "+short", "+time=2", "+tries=1", "@10.96.0.10", name]);
+    let dig =
+        |name: &str| c.net.exec(0, &["dig", "+short", "+time=2", "+tries=1", "@10.96.0.10", name]);
     assert_eq!(dig("web.default.svc.cluster.local").expect("dig").trim(), ip);
-    let nx = c.net.exec(0, &["dig", "+time=2", "+tries=1", "@10.96.0.10", "nosuch.default.svc.cluster.local"]).expect("dig");
+    let nx = c
+        .net
+        .exec(0, &["dig", "+time=2", "+tries=1", "@10.96.0.10", "nosuch.default.svc.cluster.local"])
+        .expect("dig");
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
 
     // An OCI pod reaches the Wasm Service by name. (No `wget -T`: Debian's busybox 1.35
@@ -304,12 +320,23 @@ spec:
     c.wait_endpoints("oci-web", 1);
     in_ns(&ns0, || {
         for (name, pod_ip, node) in &pods {
-            let (code, body) = http_get(&format!("{pod_ip}:8080"), "/fetch?url=http://oci-web/index.html", Duration::from_secs(10))
-                .unwrap_or_else(|e| panic!("{name} on {node}: {e}"));
+            let (code, body) = http_get(
+                &format!("{pod_ip}:8080"),
+                "/fetch?url=http://oci-web/index.html",
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("{name} on {node}: {e}"));
             // (The body comes chunked: this client does not decode it.)
-            assert!(code == 200 && body.contains("hello-from-oci"), "Wasm pod {name} on {node} calling oci-web: {code} {body}");
-            let (code, body) = http_get(&format!("{pod_ip}:8080"), "/fetch?url=http://nosuch/", Duration::from_secs(10))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                code == 200 && body.contains("hello-from-oci"),
+                "Wasm pod {name} on {node} calling oci-web: {code} {body}"
+            );
+            let (code, body) = http_get(
+                &format!("{pod_ip}:8080"),
+                "/fetch?url=http://nosuch/",
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(code, 502, "an unknown name fails: {body}");
         }
     });
@@ -351,8 +378,12 @@ spec:
     let db0 = db.iter().find(|p| p.0 == "db-0").expect("db-0");
     let db1 = db.iter().find(|p| p.0 == "db-1").expect("db-1");
     in_ns(&ns0, || {
-        let (code, body) = http_get(&format!("{}:8080", db0.1), "/fetch?url=http://db-1.db:8080/", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("db-0 calling db-1.db: {e}"));
+        let (code, body) = http_get(
+            &format!("{}:8080", db0.1),
+            "/fetch?url=http://db-1.db:8080/",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("db-0 calling db-1.db: {e}"));
         assert_eq!(code, 200, "{body}");
         assert!(body.contains("pod db-1"), "{body}");
     });
@@ -361,17 +392,66 @@ spec:
         "resolver",
         "nslookup db-0.db.default.svc.cluster.local && nslookup db-1.db.default.svc.cluster.local",
     );
-    assert!(log.contains(&db0.1) && log.contains(&db1.1), "stable names should resolve to {} and {}:\n{log}", db0.1, db1.1);
+    assert!(
+        log.contains(&db0.1) && log.contains(&db1.1),
+        "stable names should resolve to {} and {}:\n{log}",
+        db0.1,
+        db1.1
+    );
+
+    // NodePort: the other node's address reaches the Service; ClientIP affinity keeps a
+    // client on one endpoint.
+    c.server.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"type":"NodePort","sessionAffinity":"ClientIP"}}"#,
+    ]);
+    let node_port = c.server.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let node_port = node_port.trim().to_string();
+    assert!(node_port.parse::<u16>().is_ok_and(|p| (30000..=32767).contains(&p)), "{node_port}");
+    let ns1 = c.net.ns(1).to_string();
+    let via_node_port = format!("{}:{node_port}", c.net.node_ip(0));
+    let mut answered = std::collections::BTreeSet::new();
+    in_ns(&ns1, || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut n = 0;
+        while n < 20 {
+            match http_get(&via_node_port, "/", Duration::from_secs(2)) {
+                Ok((200, body)) => {
+                    n += 1;
+                    answered.extend(
+                        pods.iter().filter(|p| body.contains(p.0.as_str())).map(|p| p.0.clone()),
+                    );
+                }
+                other => assert!(
+                    Instant::now() < deadline,
+                    "NodePort {via_node_port} from node-b: {other:?}"
+                ),
+            }
+        }
+    });
+    assert_eq!(
+        answered.len(),
+        1,
+        "ClientIP affinity should keep one client on one endpoint: {answered:?}"
+    );
 
     // Deleting a Service removes its rules within a second.
     c.server.ok(&["delete", "svc", "web"]);
     let gone = Instant::now();
-    in_ns(&ns0, || loop {
-        match http_get(&format!("{ip}:80"), "/", Duration::from_millis(500)) {
-            Err(e) if e.contains("refused") => break,
-            other => assert!(gone.elapsed() < Duration::from_secs(1), "ClusterIP {ip} still answers 1 s after its Service was deleted: {other:?}"),
+    in_ns(&ns0, || {
+        loop {
+            match http_get(&format!("{ip}:80"), "/", Duration::from_millis(500)) {
+                Err(e) if e.contains("refused") => break,
+                other => assert!(
+                    gone.elapsed() < Duration::from_secs(1),
+                    "ClusterIP {ip} still answers 1 s after its Service was deleted: {other:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
     });
 }
 
@@ -400,9 +480,14 @@ fn cluster_addresses_should_stay_on_the_machine() {
     drop(server);
     in_ns(&ns0, || {
         let started = Instant::now();
-        let err = http_get("10.96.200.200:80", "/", Duration::from_secs(2)).expect_err("nothing serves it");
+        let err = http_get("10.96.200.200:80", "/", Duration::from_secs(2))
+            .expect_err("nothing serves it");
         assert!(err.contains("refused"), "{err}");
-        assert!(started.elapsed() < Duration::from_millis(200), "refused only after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "refused only after {:?}",
+            started.elapsed()
+        );
     });
     let service = net.exec(0, &["ip", "route", "get", "10.96.0.1"]).expect("route get");
     assert!(!service.contains(&gw), "{service}");
@@ -414,11 +499,15 @@ fn rolling_update_behind_a_service_should_drop_no_request() {
     let _serial = support::serial();
     let Some(c) = Cluster::start(false) else { return };
     let ns0 = c.net.ns(0).to_string();
-    c.apply(&WEB.replace("replicas: 2", "replicas: 3").replace("whenUnsatisfiable: DoNotSchedule", "whenUnsatisfiable: ScheduleAnyway"));
+    c.apply(
+        &WEB.replace("replicas: 2", "replicas: 3")
+            .replace("whenUnsatisfiable: DoNotSchedule", "whenUnsatisfiable: ScheduleAnyway"),
+    );
     c.ready_pods("web", 3, Duration::from_secs(90));
     c.wait_endpoints("web", 3);
     let ip = c.cluster_ip("web");
-    let before: Vec<String> = c.ready_pods("web", 3, Duration::from_secs(5)).into_iter().map(|p| p.0).collect();
+    let before: Vec<String> =
+        c.ready_pods("web", 3, Duration::from_secs(5)).into_iter().map(|p| p.0).collect();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (ok, failures) = std::thread::scope(|scope| {
         let load = scope.spawn(|| {
@@ -427,7 +516,8 @@ fn rolling_update_behind_a_service_should_drop_no_request() {
                 let deadline = Instant::now() + Duration::from_secs(120);
                 // Bounded: at most 50,000 requests or two minutes.
                 for _ in 0..50_000 {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > deadline {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > deadline
+                    {
                         break;
                     }
                     match http_get(&format!("{ip}:80"), "/", Duration::from_secs(5)) {
@@ -451,5 +541,11 @@ fn rolling_update_behind_a_service_should_drop_no_request() {
     });
     eprintln!("rolling update: {ok} requests answered, {} failed", failures.len());
     assert!(ok > 100, "the load loop ran too little to tell: {ok}");
-    assert!(failures.is_empty(), "{} of {} requests failed during the rollout: {:?}", failures.len(), ok as usize + failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the rollout: {:?}",
+        failures.len(),
+        ok as usize + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
