@@ -308,6 +308,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
+    // The `kubernetes` Service lists every live member.
+    tokio::spawn(skiff_apiserver::members::run(
+        api.client(),
+        SocketAddr::new(url_host, addr.port()),
+    ));
     let kubeconfig = dir.join("kubeconfig.yaml");
     write_private(&kubeconfig, pki.kubeconfig(&url).as_bytes())?;
     tokio::spawn(api.clone().serve_tls(listener, pki.server_config()?));

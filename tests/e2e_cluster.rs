@@ -680,8 +680,49 @@ async fn controller_manager_should_run_on_one_member_and_move_when_it_dies() {
         assert_eq!(leads(m), i == leading, "{}: only the holder {holder} runs controllers", m.name);
     }
 
+    // The `kubernetes` Service's endpoints list every live member (here all on 127.0.0.1, one
+    // port each), and drop a member that stops renewing its apiserver Lease.
+    let member_ports = |client: kube::Client| async move {
+        let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client, "default");
+        let mut ports: Vec<i32> = eps
+            .get("kubernetes")
+            .await
+            .ok()
+            .and_then(|e| e.subsets)
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|s| s.ports.iter().flatten().map(|p| p.port))
+            .collect();
+        ports.sort();
+        ports
+    };
+    let port_of = |m: &Member| -> i32 {
+        m.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("member port")
+    };
+    let mut all_ports: Vec<i32> = cluster.iter().map(port_of).collect();
+    all_ports.sort();
+    let c0 = clients[0].clone();
+    let want = all_ports.clone();
+    wait_for("the kubernetes endpoints to list all three members", Duration::from_secs(30), || {
+        let (c, want) = (c0.clone(), want.clone());
+        async move { member_ports(c).await == want }
+    })
+    .await;
+
     cluster[leading].kill9();
     let witness = clients[(leading + 1) % 3].clone();
+    let gone = port_of(&cluster[leading]);
+    let left: Vec<i32> = all_ports.iter().copied().filter(|p| *p != gone).collect();
+    let w = witness.clone();
+    wait_for(
+        "the killed member to leave the kubernetes endpoints",
+        Duration::from_secs(60),
+        || {
+            let (c, left) = (w.clone(), left.clone());
+            async move { member_ports(c).await == left }
+        },
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let next = loop {
         if let Some(found) = controller_lease(&witness).await.filter(|(h, _)| *h != holder) {

@@ -25,6 +25,7 @@ pub mod podcidr;
 pub mod printers;
 pub mod reviews;
 pub mod selectors;
+pub mod members;
 pub mod services;
 pub mod subresources;
 pub mod table;
