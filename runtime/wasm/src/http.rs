@@ -174,7 +174,7 @@ impl Shared {
         self: Arc<Self>,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<Response, String> {
-        let mut builder = crate::runtime::wasi_context(&self.config)?;
+        let mut builder = crate::runtime::wasi_context(&self.config, &self.hooks.services)?;
         builder
             .stdout(self.log.stream(LogStream::Stdout))
             .stderr(self.log.stream(LogStream::Stderr));

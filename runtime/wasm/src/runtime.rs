@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use skiff_runtime_core::cri_log::LogStream;
-use skiff_runtime_core::services::{NoServices, ServiceDirectory};
+use skiff_runtime_core::services::{NoServices, Protocol, ServiceDirectory, ServiceRoute};
 use skiff_runtime_core::{
     ContainerConfig, ContainerEvent, ContainerId, ContainerRuntime, ContainerState, ContainerStats,
     ContainerStatus, ExecResult, ExitInfo, ImageEntry, ImageInfo, RuntimeError, SandboxConfig,
@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::engine::{
@@ -273,9 +274,39 @@ fn classify(result: wasmtime::Result<()>) -> Outcome {
 /// directories (cap-std handles underneath: `..`, absolute paths and symlinks cannot leave a
 /// mount). `workingDir` is passed as `PWD` (WASI has no working directory of its own).
 /// Outbound networking (WASI sockets, name lookups) is allowed, like a container's.
-pub(crate) fn wasi_context(config: &ContainerConfig) -> Result<WasiCtxBuilder, String> {
+pub(crate) fn wasi_context(
+    config: &ContainerConfig,
+    services: &Arc<dyn ServiceDirectory>,
+) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
-    builder.args(&config.argv).envs(&config.env).inherit_network().allow_ip_name_lookup(true);
+    // wasmtime-wasi allows neither TCP nor UDP unless told (setting an address check alone
+    // does not): a guest's sockets are as open as a container's, within NetworkPolicy.
+    builder
+        .args(&config.argv)
+        .envs(&config.env)
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(true);
+    // NetworkPolicy's egress half for the guest's own sockets, checked where the kernel cannot
+    // tell the pod from the node: at the endpoint a Service address leads to.
+    let pod_ip: Option<std::net::IpAddr> = config.pod_ip.as_deref().and_then(|ip| ip.parse().ok());
+    let services = services.clone();
+    builder.socket_addr_check(move |addr, use_| {
+        let protocol = match use_ {
+            SocketAddrUse::TcpConnect => Some(Protocol::Tcp),
+            SocketAddrUse::UdpSend => Some(Protocol::Udp),
+            _ => None,
+        };
+        let allowed = match (protocol, pod_ip) {
+            (Some(protocol), Some(from)) => match services.route(from, addr, protocol) {
+                ServiceRoute::Endpoint(ep) => services.allows_egress(from, ep, protocol),
+                ServiceRoute::NoEndpoints => false,
+                ServiceRoute::Direct => services.allows_egress(from, addr, protocol),
+            },
+            _ => true,
+        };
+        Box::pin(async move { allowed })
+    });
     if let Some(wd) = &config.working_dir {
         builder.env("PWD", wd);
     }
@@ -293,8 +324,12 @@ pub(crate) fn wasi_context(config: &ContainerConfig) -> Result<WasiCtxBuilder, S
     Ok(builder)
 }
 
-fn wasi_builder(config: &ContainerConfig, log: &CriLog) -> Result<WasiCtxBuilder, String> {
-    let mut builder = wasi_context(config)?;
+fn wasi_builder(
+    config: &ContainerConfig,
+    log: &CriLog,
+    services: &Arc<dyn ServiceDirectory>,
+) -> Result<WasiCtxBuilder, String> {
+    let mut builder = wasi_context(config, services)?;
     builder.stdout(log.stream(LogStream::Stdout)).stderr(log.stream(LogStream::Stderr));
     Ok(builder)
 }
@@ -314,7 +349,7 @@ async fn run_guest(
         return (Outcome::CannotRun(message), false);
     }
     let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
-    match wasi_builder(&config, &log) {
+    match wasi_builder(&config, &log, &services) {
         Ok(builder) => run_command(&engine, &program, builder, limiter).await,
         Err(message) => (Outcome::CannotRun(message), false),
     }
@@ -378,12 +413,13 @@ async fn exec_guest(
     mut config: ContainerConfig,
     argv: Vec<String>,
     timeout: Duration,
+    services: Arc<dyn ServiceDirectory>,
 ) -> Result<ExecResult, RuntimeError> {
     const CAP: usize = 1 << 20;
     config.argv = argv;
     let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(CAP);
     let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(CAP);
-    let mut builder = wasi_context(&config).map_err(RuntimeError::Other)?;
+    let mut builder = wasi_context(&config, &services).map_err(RuntimeError::Other)?;
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     let limiter = MemoryLimiter::new(config.memory_limit_bytes);
     let run = run_command(&engine, &program, builder, limiter);
@@ -643,7 +679,7 @@ impl ContainerRuntime for WasmRuntime {
         let engine = self.inner.engine.clone();
         let argv = cmd.to_vec();
         handle
-            .spawn(exec_guest(engine, program, config, argv, timeout))
+            .spawn(exec_guest(engine, program, config, argv, timeout, self.service_directory()))
             .await
             .map_err(|e| RuntimeError::Other(format!("exec task failed: {e}")))?
     }

@@ -668,3 +668,60 @@ async fn wasi_http_component_should_be_served_on_its_pod_ip_and_port() {
     .expect("join");
     assert!(after, "the port stayed open after stop");
 }
+
+/// A directory whose NetworkPolicy lets a pod reach only `allowed`, and where ClusterIP
+/// 10.96.0.50:80 leads to `allowed`.
+struct OnlyTo {
+    allowed: std::net::SocketAddr,
+}
+
+impl skiff_runtime_core::services::ServiceDirectory for OnlyTo {
+    fn lookup_host(&self, _: &str, _: &str) -> Option<Vec<std::net::IpAddr>> {
+        None
+    }
+
+    fn route(
+        &self,
+        _client: std::net::IpAddr,
+        dest: std::net::SocketAddr,
+        _: skiff_runtime_core::services::Protocol,
+    ) -> skiff_runtime_core::services::ServiceRoute {
+        use skiff_runtime_core::services::ServiceRoute;
+        if dest == "10.96.0.50:80".parse().expect("addr") {
+            ServiceRoute::Endpoint(self.allowed)
+        } else {
+            ServiceRoute::Direct
+        }
+    }
+
+    fn allows_egress(
+        &self,
+        _from: std::net::IpAddr,
+        to: std::net::SocketAddr,
+        _: skiff_runtime_core::services::Protocol,
+    ) -> bool {
+        to == self.allowed
+    }
+}
+
+#[tokio::test]
+async fn guest_sockets_should_follow_network_policy_egress() {
+    let Some(path) = rust_guest("test-guest.wasip2.wasm") else { return };
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let (open_addr, closed_addr) =
+        (open.local_addr().expect("addr"), closed.local_addr().expect("addr"));
+    let mut h = Harness::new();
+    h.rt.set_service_directory(std::sync::Arc::new(OnlyTo { allowed: open_addr }));
+    h.import_file("guest", &path);
+    let cases = [(open_addr.to_string(), 0), (closed_addr.to_string(), 1)];
+    for (to, want) in cases {
+        let mut config = h.config("guest", &["connect", &to], 64 * MIB);
+        config.pod_ip = Some("127.0.0.1".into());
+        let id = h.rt.create_container(&config).await.expect("create");
+        h.rt.start_container(&id).await.expect("start");
+        let exit = wait_exit(&h.rt, &id, Duration::from_secs(30)).await;
+        let log = read_log(&config.log_path);
+        assert_eq!(exit.exit_code, want, "connect {to} (allowed: {open_addr}): {log:?}");
+    }
+}

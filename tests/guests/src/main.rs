@@ -1,5 +1,7 @@
 //! A guest with one behaviour per first argument, for the runtime's tests:
-//! `sleep SECONDS`, `exit CODE`, `trap`, `oom`, `spin`, `print N [sleep SECONDS]`.
+//! `sleep SECONDS`, `exit CODE`, `trap`, `oom`, `spin`, `print N [sleep SECONDS]`,
+//! `connect HOST:PORT` (a TCP connection through WASI sockets: exit 0 when it opens, 1 when
+//! refused; wasip2 only).
 
 mod script;
 
@@ -65,8 +67,21 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             };
         }
+        "connect" => {
+            let to = args.get(2).map(String::as_str).unwrap_or("");
+            return match std::net::TcpStream::connect(to) {
+                Ok(_) => {
+                    println!("connected to {to}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("cannot connect to {to}: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         other => {
-            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists");
+            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists|connect");
             return ExitCode::from(2);
         }
     }
