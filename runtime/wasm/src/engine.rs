@@ -112,6 +112,13 @@ pub(crate) struct P2Host {
     pub(crate) ctx: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) names: crate::lookup::Names,
+}
+
+impl crate::lookup::GuestNames for P2Host {
+    fn names(&self) -> &crate::lookup::Names {
+        &self.names
+    }
 }
 
 impl WasiView for P2Host {
@@ -309,8 +316,10 @@ impl ProgramCache {
             .map_err(CompileError::Link)?;
         let mut p2_linker = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(CompileError::Link)?;
+        crate::lookup::add_to_linker(&mut p2_linker).map_err(CompileError::Link)?;
         let mut http_linker = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(CompileError::Link)?;
+        crate::lookup::add_to_linker(&mut http_linker).map_err(CompileError::Link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(CompileError::Link)?;
         Ok(ProgramCache {

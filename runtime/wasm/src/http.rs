@@ -40,6 +40,13 @@ pub(crate) struct HttpHost {
     pub(crate) http: WasiHttpCtx,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) hooks: ServiceHooks,
+    pub(crate) names: crate::lookup::Names,
+}
+
+impl crate::lookup::GuestNames for HttpHost {
+    fn names(&self) -> &crate::lookup::Names {
+        &self.names
+    }
 }
 
 impl WasiView for HttpHost {
@@ -184,6 +191,10 @@ impl Shared {
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter::new(self.config.memory_limit_bytes),
             hooks: self.hooks.clone(),
+            names: crate::lookup::Names {
+                services: self.hooks.services.clone(),
+                namespace: self.hooks.namespace.clone(),
+            },
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);

@@ -10,6 +10,7 @@ mod engine;
 mod http;
 pub mod images;
 mod log;
+mod lookup;
 mod mounts;
 mod runtime;
 

@@ -14,7 +14,7 @@ use skiff_runtime_core::services::{NoServices, Protocol, ServiceDirectory, Servi
 use skiff_runtime_core::{
     ContainerConfig, ContainerEvent, ContainerId, ContainerRuntime, ContainerState, ContainerStats,
     ContainerStatus, ExecResult, ExitInfo, ImageEntry, ImageInfo, RuntimeError, SandboxConfig,
-    SandboxId, SandboxStatus,
+    SandboxId, SandboxStatus, labels,
 };
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
@@ -350,18 +350,31 @@ async fn run_guest(
     }
     let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
     match wasi_builder(&config, &log, &services) {
-        Ok(builder) => run_command(&engine, &program, builder, limiter).await,
+        Ok(builder) => {
+            let names = guest_names(&config, &services);
+            run_command(&engine, &program, builder, limiter, names).await
+        }
         Err(message) => (Outcome::CannotRun(message), false),
     }
 }
 
 /// Run a command program (a p1 module's `_start`, a p2 component's `wasi:cli/run`) in a new
 /// store with `builder`'s WASI context; returns how it ended and whether memory was refused.
+/// What the guest's name lookups are answered from.
+fn guest_names(
+    config: &ContainerConfig,
+    services: &Arc<dyn ServiceDirectory>,
+) -> crate::lookup::Names {
+    let namespace = config.labels.get(labels::POD_NAMESPACE).map(String::as_str).unwrap_or("");
+    crate::lookup::Names { services: services.clone(), namespace: namespace.into() }
+}
+
 async fn run_command(
     engine: &Engine,
     program: &Program,
     mut builder: WasiCtxBuilder,
     limiter: MemoryLimiter,
+    names: crate::lookup::Names,
 ) -> (Outcome, bool) {
     match program {
         Program::Module(pre) => {
@@ -384,7 +397,7 @@ async fn run_command(
         Program::Component(pre) => {
             let ctx = builder.build();
             let mut store =
-                Store::new(engine, P2Host { ctx, table: ResourceTable::new(), limiter });
+                Store::new(engine, P2Host { ctx, table: ResourceTable::new(), limiter, names });
             store.limiter(|h| &mut h.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
@@ -422,7 +435,8 @@ async fn exec_guest(
     let mut builder = wasi_context(&config, &services).map_err(RuntimeError::Other)?;
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     let limiter = MemoryLimiter::new(config.memory_limit_bytes);
-    let run = run_command(&engine, &program, builder, limiter);
+    let names = guest_names(&config, &services);
+    let run = run_command(&engine, &program, builder, limiter, names);
     let (outcome, _) = tokio::time::timeout(timeout, run).await.map_err(|_| {
         RuntimeError::Other(format!("command {:?} timed out after {timeout:?}", config.argv))
     })?;

@@ -676,8 +676,12 @@ struct OnlyTo {
 }
 
 impl skiff_runtime_core::services::ServiceDirectory for OnlyTo {
-    fn lookup_host(&self, _: &str, _: &str) -> Option<Vec<std::net::IpAddr>> {
-        None
+    fn lookup_host(&self, name: &str, namespace: &str) -> Option<Vec<std::net::IpAddr>> {
+        match (name, namespace) {
+            ("web", "default") => Some(vec![self.allowed.ip()]),
+            ("nosuch", _) => Some(vec![]),
+            _ => None,
+        }
     }
 
     fn route(
@@ -705,7 +709,7 @@ impl skiff_runtime_core::services::ServiceDirectory for OnlyTo {
 }
 
 #[tokio::test]
-async fn guest_sockets_should_follow_network_policy_egress() {
+async fn guest_sockets_should_resolve_cluster_names_and_follow_network_policy_egress() {
     let Some(path) = rust_guest("test-guest.wasip2.wasm") else { return };
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
@@ -714,10 +718,17 @@ async fn guest_sockets_should_follow_network_policy_egress() {
     let mut h = Harness::new();
     h.rt.set_service_directory(std::sync::Arc::new(OnlyTo { allowed: open_addr }));
     h.import_file("guest", &path);
-    let cases = [(open_addr.to_string(), 0), (closed_addr.to_string(), 1)];
+    let cases = [
+        (open_addr.to_string(), 0),
+        (closed_addr.to_string(), 1),
+        // Names through the cluster's data (wasi:sockets/ip-name-lookup, in-process).
+        (format!("web:{}", open_addr.port()), 0),
+        ("nosuch:80".to_string(), 1),
+    ];
     for (to, want) in cases {
         let mut config = h.config("guest", &["connect", &to], 64 * MIB);
         config.pod_ip = Some("127.0.0.1".into());
+        config.labels.insert(skiff_runtime_core::labels::POD_NAMESPACE.into(), "default".into());
         let id = h.rt.create_container(&config).await.expect("create");
         h.rt.start_container(&id).await.expect("start");
         let exit = wait_exit(&h.rt, &id, Duration::from_secs(30)).await;
