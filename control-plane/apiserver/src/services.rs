@@ -111,6 +111,62 @@ pub fn claims(svc: &mut Value, attempt: usize) -> Result<Vec<TxnOp>, ApiError> {
     Ok(ops)
 }
 
+/// The node ports `svc` holds (none unless it is a NodePort or LoadBalancer Service).
+fn node_ports(svc: &Value) -> std::collections::BTreeSet<i64> {
+    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    if ty != "NodePort" && ty != "LoadBalancer" {
+        return Default::default();
+    }
+    svc.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64).filter(|n| *n > 0))
+        .collect()
+}
+
+/// What a Service update must also write, as kube-apiserver does on a type change: node ports
+/// a NodePort or LoadBalancer Service lacks are allocated (those it names are checked), the
+/// claims of ports it gains are created and those of ports it gives up released; a Service
+/// that is no longer NodePort or LoadBalancer loses its `nodePort`s.
+pub fn update_claims(old: &Value, new: &mut Value) -> Result<Vec<TxnOp>, ApiError> {
+    let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let ty = new.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let wants_ports = ty == "NodePort" || ty == "LoadBalancer";
+    let had = node_ports(old);
+    if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+        for (i, p) in ports.iter_mut().enumerate() {
+            if !wants_ports {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("nodePort");
+                }
+                continue;
+            }
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(n) if n > 0 => {
+                    if !had.contains(&n) && (n > 65535 || !NODE_PORTS.contains(&(n as u16))) {
+                        return Err(invalid(
+                            &name,
+                            &format!("spec.ports[{i}].nodePort"),
+                            format!(
+                                "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is 30000-32767"
+                            ),
+                        ));
+                    }
+                }
+                _ => p["nodePort"] = json!(i64::from(rand::rng().random_range(NODE_PORTS))),
+            }
+        }
+    }
+    let has = node_ports(new);
+    let mut ops: Vec<TxnOp> = has
+        .difference(&had)
+        .map(|n| TxnOp::Create { key: port_key(*n), value: name.clone().into_bytes() })
+        .collect();
+    ops.extend(had.difference(&has).map(|n| TxnOp::Delete { key: port_key(*n), expected: None }));
+    Ok(ops)
+}
+
 /// The claim keys a Service holds, to delete with it.
 pub fn release(svc: &Value) -> Vec<String> {
     let mut keys = Vec::new();
@@ -164,6 +220,27 @@ fn invalid(name: &str, field: &str, message: String) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_claims_should_follow_type_changes() {
+        let old = json!({"metadata": {"name": "web"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+        let mut new = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        let ops = update_claims(&old, &mut new).unwrap();
+        let n = new["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        assert!((30000..=32767).contains(&n));
+        assert_eq!(ops, vec![TxnOp::Create { key: port_key(n), value: b"web".to_vec() }]);
+        // Unchanged: nothing to claim.
+        let mut same = new.clone();
+        assert!(update_claims(&new, &mut same).unwrap().is_empty());
+        // Back to ClusterIP: the port is released and dropped from the spec.
+        let mut back = json!({"metadata": {"name": "web"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": n}]}});
+        let ops = update_claims(&new, &mut back).unwrap();
+        assert_eq!(ops, vec![TxnOp::Delete { key: port_key(n), expected: None }]);
+        assert!(back["spec"]["ports"][0].get("nodePort").is_none());
+        // A port out of range is refused with its field path.
+        let mut bad = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
+        assert_eq!(update_claims(&old, &mut bad).unwrap_err().code, 422);
+    }
 
     #[test]
     fn claims_should_allocate_ip_and_node_ports() {

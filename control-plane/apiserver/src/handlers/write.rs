@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, object_key};
-use skiff_store::{KeyValue, StoreError};
+use skiff_store::{KeyValue, StoreError, TxnOp};
 
 use super::pods::bind;
 use super::{
@@ -233,6 +233,9 @@ pub(crate) async fn write(
         }
         return Ok(gone);
     }
+    if res.kind == "Service" && res.group.is_empty() {
+        return write_service(state, key, prev, obj).await;
+    }
     // Kubernetes does not write (or bump resourceVersion) when nothing changed.
     let stored = without_resource_version(obj);
     if serde_json::from_slice::<Value>(&prev.value).ok().as_ref() == Some(&stored) {
@@ -244,6 +247,55 @@ pub(crate) async fn write(
         .await
         .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
     decode(&kv)
+}
+
+/// An update of a Service with the node-port claims its type and ports now need, in one
+/// transaction; a random port that another Service took meanwhile is drawn again.
+async fn write_service(
+    state: &State,
+    key: &str,
+    prev: &KeyValue,
+    obj: &Value,
+) -> Result<Value, ApiError> {
+    let name = name_of(obj).to_string();
+    let old: Value = serde_json::from_slice(&prev.value)
+        .map_err(|e| ApiError::internal(format!("decoding the stored Service: {e}")))?;
+    for _ in 0..8 {
+        let mut new = without_resource_version(obj);
+        let mut ops = crate::services::update_claims(&old, &mut new)?;
+        if ops.is_empty() && old == new {
+            return decode(prev);
+        }
+        let value = serde_json::to_vec(&new).unwrap_or_default();
+        ops.insert(
+            0,
+            TxnOp::Update { key: key.to_string(), value, expected: Some(prev.mod_revision) },
+        );
+        match state.store.txn(ops).await {
+            Ok(kvs) => {
+                let kv =
+                    kvs.first().ok_or_else(|| ApiError::internal("empty transaction result"))?;
+                return decode(kv);
+            }
+            Err(StoreError::AlreadyExists(k)) => {
+                if let Some(e) = crate::services::requested_conflict(obj, &k)
+                    && obj
+                        .pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|p| {
+                            p.get("nodePort").map(Value::to_string).as_deref()
+                                == k.rsplit('/').next()
+                        })
+                {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(ApiError::from_store(e, "services", &name)),
+        }
+    }
+    Err(ApiError::internal("could not allocate a free node port; try again"))
 }
 
 /// `PUT`: replace an object (or its status), retried on a conflict unless the body names a
