@@ -26,20 +26,19 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::netns::TestNet;
-use support::{Agent, Checks, Containerd, Skiff, guest};
+use support::Checks;
+use support::netns::{AGENT_NODE, TwoNodes as Cluster, http_get, in_ns};
 
 const IMAGE: &str = "hello-http:e2e";
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
 const PORTS: [u16; 2] = [8080, 8081];
 const SERVER_NODE: &str = "skiff-e2e";
-const AGENT_NODE: &str = "node-b";
 /// How long a Wasm pod's probe of a dropped connection waits.
 const PROBE_TIMEOUT_MS: u64 = 500;
 /// How long an OCI pod's probe waits, in seconds: longer, as a busy machine may take a while
@@ -56,114 +55,16 @@ const EFFECT_BOUND: Duration = Duration::from_secs(2);
 /// connections, then pauses 0.2 s; slower on a busy machine).
 const OCI_ROUND_SLACK: Duration = Duration::from_millis(1500);
 
-/// A two-node cluster in test namespaces. Fields drop in order: processes first, then
-/// containerd, then the namespaces.
-struct Cluster {
-    _agent: Agent,
-    server: Skiff,
-    _containerd: Option<Containerd>,
-    net: TestNet,
-    _dir: tempfile::TempDir,
+/// The two-node cluster, with what these tests ask of it.
+trait PolicyCluster {
+    /// The network namespace of node `node`.
+    fn node_ns(&self, node: &str) -> &str;
 }
 
-impl Cluster {
-    /// `None` where namespaces (or, with `oci`, containerd) are not available here.
-    fn start(oci: bool) -> Option<Cluster> {
-        let net = TestNet::new(2)?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let containerd = if oci {
-            Some(Containerd::start_in(Some(net.ns(0)), &dir.path().join("containerd"), "skcni0")?)
-        } else {
-            None
-        };
-        let (ip0, ip1) = (net.node_ip(0), net.node_ip(1));
-        let listen = format!("{ip0}:0");
-        let endpoint = containerd.as_ref().map(|c| format!("unix://{}", c.socket));
-        let mut args = vec!["--listen", &listen, "--node-ip", &ip0];
-        if let Some(e) = &endpoint {
-            args.extend(["--container-runtime-endpoint", e]);
-        }
-        let server = Skiff::start_in(Some(net.ns(0)), &dir.path().join("server"), &args);
-        let kubelet = format!("{ip1}:0");
-        let agent = server.start_agent_in(
-            Some(net.ns(1)),
-            &dir.path().join("agent"),
-            AGENT_NODE,
-            &[
-                "--node-ip",
-                &ip1,
-                "--kubelet-listen",
-                &kubelet,
-                "--cluster-cidr",
-                &server.cluster_cidr,
-            ],
-        );
-        server.import(&guest("hello-http.wasip2.wasm"), IMAGE);
-        agent.import(&guest("hello-http.wasip2.wasm"), IMAGE);
-        Some(Cluster { _agent: agent, server, _containerd: containerd, net, _dir: dir })
-    }
-
-    fn apply(&self, manifest: &str) {
-        let out = self.server.kubectl_stdin(&["apply", "-f", "-"], manifest);
-        assert!(
-            out.status.success(),
-            "apply failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn delete(&self, manifest: &str) {
-        let out = self.server.kubectl_stdin(&["delete", "--wait=false", "-f", "-"], manifest);
-        assert!(
-            out.status.success(),
-            "delete failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The network namespace of node `node`.
+impl PolicyCluster for Cluster {
     fn node_ns(&self, node: &str) -> &str {
         self.net.ns(if node == SERVER_NODE { 0 } else { 1 })
     }
-}
-
-/// Run `f` on a thread inside network namespace `ns` (sockets it opens live there).
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-                use std::os::fd::AsRawFd;
-                // SAFETY: setns on a valid namespace fd; it changes only this thread.
-                #[allow(unsafe_code)]
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("thread in namespace")
-    })
-}
-
-/// One HTTP/1.1 GET on a new connection: (status, body), or what went wrong.
-fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
-    let sa: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write {addr}: {e}"))?;
-    let mut buf = String::new();
-    stream.read_to_string(&mut buf).map_err(|e| format!("read {addr}: {e}"))?;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line from {addr}: {buf:?}"))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
 }
 
 /// Seconds since boot (`/proc/uptime`): the clock the OCI pods' loops print too.

@@ -8,73 +8,21 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::netns::TestNet;
-use support::{Agent, Containerd, Skiff, guest};
+use support::netns::{TwoNodes as Cluster, http_get, in_ns};
 
-const IMAGE: &str = "hello-http:e2e";
-
-/// A two-node cluster in test namespaces. Fields drop in order: processes first, then
-/// containerd, then the namespaces.
-struct Cluster {
-    agent: Agent,
-    server: Skiff,
-    _containerd: Option<Containerd>,
-    net: TestNet,
-    _dir: tempfile::TempDir,
+/// What these tests ask of the two-node cluster.
+trait NetworkCluster {
+    fn ready_pods(&self, app: &str, n: usize, timeout: Duration) -> Vec<(String, String, String)>;
+    fn cluster_ip(&self, svc: &str) -> String;
+    fn ready_endpoints(&self, svc: &str) -> Vec<String>;
+    fn wait_endpoints(&self, svc: &str, n: usize);
+    fn busybox(&self, name: &str, script: &str) -> String;
 }
 
-impl Cluster {
-    /// `None` where namespaces (or, with `oci`, containerd) are not available here.
-    fn start(oci: bool) -> Option<Cluster> {
-        let net = TestNet::new(2)?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let containerd = if oci {
-            Some(Containerd::start_in(Some(net.ns(0)), &dir.path().join("containerd"), "skcni0")?)
-        } else {
-            None
-        };
-        let (ip0, ip1) = (net.node_ip(0), net.node_ip(1));
-        let listen = format!("{ip0}:0");
-        let endpoint = containerd.as_ref().map(|c| format!("unix://{}", c.socket));
-        let mut args = vec!["--listen", &listen, "--node-ip", &ip0];
-        if let Some(e) = &endpoint {
-            args.extend(["--container-runtime-endpoint", e]);
-        }
-        let server = Skiff::start_in(Some(net.ns(0)), &dir.path().join("server"), &args);
-        let kubelet = format!("{ip1}:0");
-        let agent = server.start_agent_in(
-            Some(net.ns(1)),
-            &dir.path().join("agent"),
-            "node-b",
-            &[
-                "--node-ip",
-                &ip1,
-                "--kubelet-listen",
-                &kubelet,
-                "--cluster-cidr",
-                &server.cluster_cidr,
-            ],
-        );
-        server.import(&guest("hello-http.wasip2.wasm"), IMAGE);
-        agent.import(&guest("hello-http.wasip2.wasm"), IMAGE);
-        Some(Cluster { agent, server, _containerd: containerd, net, _dir: dir })
-    }
-
-    fn apply(&self, manifest: &str) {
-        let out = self.server.kubectl_stdin(&["apply", "-f", "-"], manifest);
-        assert!(
-            out.status.success(),
-            "apply failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
+impl NetworkCluster for Cluster {
     /// Pods with label `app=<app>` once `n` of them are Ready: (name, pod IP, node).
     fn ready_pods(&self, app: &str, n: usize, timeout: Duration) -> Vec<(String, String, String)> {
         let deadline = Instant::now() + timeout;
@@ -174,43 +122,6 @@ spec:
         assert_eq!(support::phase(&pod), "Succeeded", "pod {name} failed; its log:\n{log}");
         log
     }
-}
-
-/// Run `f` on a thread inside network namespace `ns` (sockets it opens live there).
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-                use std::os::fd::AsRawFd;
-                // SAFETY: setns on a valid namespace fd; it changes only this thread.
-                #[allow(unsafe_code)]
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("thread in namespace")
-    })
-}
-
-/// One HTTP/1.1 GET on a new connection: (status, body), or what went wrong.
-fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
-    let sa: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write {addr}: {e}"))?;
-    let mut buf = String::new();
-    stream.read_to_string(&mut buf).map_err(|e| format!("read {addr}: {e}"))?;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line from {addr}: {buf:?}"))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
 }
 
 const WEB: &str = r#"
@@ -475,7 +386,7 @@ fn cluster_addresses_should_stay_on_the_machine() {
     );
     // A ClusterIP without a rule is refused at once, with the node daemons stopped.
     let ns0 = c.net.ns(0).to_string();
-    let Cluster { agent, server, net, _dir, .. } = c;
+    let Cluster { agent, server, net, .. } = c;
     drop(agent);
     drop(server);
     in_ns(&ns0, || {

@@ -3,7 +3,12 @@
 //! the bridge by a veth pair and given an address of a private /24 picked per test. Every
 //! packet of a test of the node network stays inside these namespaces. Removed on drop.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::time::Duration;
+
+use super::{Agent, Containerd, Skiff, guest};
 
 pub struct TestNet {
     pub bridge: String,
@@ -114,4 +119,112 @@ impl Drop for TestNet {
         }
         let _ = ip(&["link", "del", &self.bridge]);
     }
+}
+
+/// A two-node cluster in test namespaces: `skiff server` (node `skiff-e2e`, with containerd
+/// when asked) in the first, `skiff agent` (node `node-b`, Wasm only) in the second, each with
+/// the image `hello-http:e2e`. Fields drop in order: processes first, then containerd, then
+/// the namespaces.
+pub struct TwoNodes {
+    pub agent: Agent,
+    pub server: Skiff,
+    pub containerd: Option<Containerd>,
+    pub net: TestNet,
+    pub dir: tempfile::TempDir,
+}
+
+/// The agent's node name in [`TwoNodes`].
+pub const AGENT_NODE: &str = "node-b";
+
+impl TwoNodes {
+    /// `None` where namespaces (or, with `oci`, containerd) are not available here.
+    pub fn start(oci: bool) -> Option<TwoNodes> {
+        let net = TestNet::new(2)?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let containerd = if oci {
+            Some(Containerd::start_in(Some(net.ns(0)), &dir.path().join("containerd"), "skcni0")?)
+        } else {
+            None
+        };
+        let (ip0, ip1) = (net.node_ip(0), net.node_ip(1));
+        let listen = format!("{ip0}:0");
+        let endpoint = containerd.as_ref().map(|c| format!("unix://{}", c.socket));
+        let mut args = vec!["--listen", &listen, "--node-ip", &ip0];
+        if let Some(e) = &endpoint {
+            args.extend(["--container-runtime-endpoint", e]);
+        }
+        let server = Skiff::start_in(Some(net.ns(0)), &dir.path().join("server"), &args);
+        let kubelet = format!("{ip1}:0");
+        let agent = server.start_agent_in(
+            Some(net.ns(1)),
+            &dir.path().join("agent"),
+            AGENT_NODE,
+            &[
+                "--node-ip",
+                &ip1,
+                "--kubelet-listen",
+                &kubelet,
+                "--cluster-cidr",
+                &server.cluster_cidr,
+            ],
+        );
+        server.import(&guest("hello-http.wasip2.wasm"), "hello-http:e2e");
+        agent.import(&guest("hello-http.wasip2.wasm"), "hello-http:e2e");
+        Some(TwoNodes { agent, server, containerd, net, dir })
+    }
+
+    pub fn apply(&self, manifest: &str) {
+        self.kubectl_stdin(&["apply", "-f", "-"], manifest);
+    }
+
+    pub fn delete(&self, manifest: &str) {
+        self.kubectl_stdin(&["delete", "--wait=false", "-f", "-"], manifest);
+    }
+
+    fn kubectl_stdin(&self, args: &[&str], manifest: &str) {
+        let out = self.server.kubectl_stdin(args, manifest);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Run `f` on a thread inside network namespace `ns` (sockets it opens live there).
+pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a valid namespace fd; it changes only this thread.
+                #[allow(unsafe_code)]
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in namespace")
+    })
+}
+
+/// One HTTP/1.1 GET on a new connection: (status, body), or what went wrong.
+pub fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let sa: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write {addr}: {e}"))?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).map_err(|e| format!("read {addr}: {e}"))?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line from {addr}: {buf:?}"))?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
 }
