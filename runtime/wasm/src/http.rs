@@ -359,7 +359,101 @@ impl ServiceHooks {
     }
 }
 
-/// Plain HTTP/1.1 to `dest` over a new connection from `source` (any address when `None`).
+type Sender = hyper::client::conn::http1::SendRequest<WasiBody>;
+type PoolKey = (Option<IpAddr>, SocketAddr);
+
+/// Idle HTTP/1.1 connections of guests, by (source, endpoint): a guest that calls a Service
+/// in a loop reuses them instead of leaving a socket in TIME-WAIT per request (which, with
+/// the source address bound, exhausts the pod address's ports within seconds).
+static POOL: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<PoolKey, Vec<Sender>>>,
+> = std::sync::LazyLock::new(Default::default);
+/// Connections kept per (source, endpoint), and keys kept before closed ones are swept.
+const POOL_PER_KEY: usize = 64;
+const POOL_KEYS: usize = 4096;
+
+/// A pooled connection ready for a request, if there is one.
+fn pooled(key: &PoolKey) -> Option<Sender> {
+    let mut pool = POOL.lock().ok()?;
+    let senders = pool.get_mut(key)?;
+    senders.retain(|s| !s.is_closed());
+    let ready = senders.iter().position(|s| s.is_ready())?;
+    Some(senders.swap_remove(ready))
+}
+
+/// Keep `sender` for later requests (it becomes ready once this response is read).
+fn pool(key: PoolKey, sender: Sender) {
+    let Ok(mut pool) = POOL.lock() else { return };
+    if pool.len() >= POOL_KEYS && !pool.contains_key(&key) {
+        pool.retain(|_, senders| {
+            senders.retain(|s| !s.is_closed());
+            !senders.is_empty()
+        });
+        if pool.len() >= POOL_KEYS {
+            return;
+        }
+    }
+    let senders = pool.entry(key).or_default();
+    if senders.len() < POOL_PER_KEY {
+        senders.push(sender);
+    }
+}
+
+/// A new connection to `dest` from `source` (any address when `None`).
+async fn connect(
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: std::time::Duration,
+) -> wasmtime_wasi_http::Result<Sender> {
+    use wasmtime_wasi_http::Error;
+    let socket = match dest {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(Error::Connect)?;
+    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == dest.is_ipv4()) {
+        bind_address_no_port(&socket);
+        socket.bind(SocketAddr::new(ip, 0)).map_err(Error::Connect)?;
+    }
+    let stream = tokio::time::timeout(timeout, socket.connect(dest))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+            _ => Error::Connect(e),
+        })?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(Error::from)?;
+    // The connection is driven by a task of its own for as long as it lives (pooled or not).
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Let the kernel pick the source port at `connect` (by the whole address tuple) rather than
+/// at `bind`, so many connections from one pod address do not run out of ports.
+fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket this function borrows, with a pointer to a live c_int
+    // and its size; failure only leaves the option unset.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Plain HTTP/1.1 to `dest` from `source`, on a pooled connection when one is ready.
 async fn send_plain(
     request: hyper::Request<WasiBody>,
     dest: SocketAddr,
@@ -368,40 +462,18 @@ async fn send_plain(
 ) -> wasmtime_wasi_http::Result<Sent> {
     use wasmtime_wasi_http::Error;
     let limit = |t: Option<std::time::Duration>| t.unwrap_or(std::time::Duration::from_secs(600));
-    let socket = match dest {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-    }
-    .map_err(Error::Connect)?;
-    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == dest.is_ipv4()) {
-        socket.bind(SocketAddr::new(ip, 0)).map_err(Error::Connect)?;
-    }
-    let stream = tokio::time::timeout(limit(options.connect_timeout), socket.connect(dest))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)?
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
-            _ => Error::Connect(e),
-        })?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(Error::from)?;
-    // The connection is driven by a task of its own; the guest's body streams through it.
-    let driver = tokio::spawn(conn);
-    let response =
-        tokio::time::timeout(limit(options.first_byte_timeout), sender.send_request(request))
-            .await
-            .map_err(|_| Error::ConnectionReadTimeout)?
-            .map_err(Error::from)?;
-    let io = async move {
-        match driver.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::from(e)),
-            Err(e) => Err(Error::InternalError(Some(e.to_string()))),
-        }
+    let key = (source, dest);
+    let mut sender = match pooled(&key) {
+        Some(s) => s,
+        None => connect(dest, source, limit(options.connect_timeout)).await?,
     };
+    let sending = sender.send_request(request);
+    pool(key, sender);
+    let response = tokio::time::timeout(limit(options.first_byte_timeout), sending)
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)?
+        .map_err(Error::from)?;
+    let io = async { Ok(()) };
     Ok((
         response.map(|b| b.map_err(Error::from).boxed_unsync()),
         Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
