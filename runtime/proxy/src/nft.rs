@@ -1,32 +1,50 @@
 //! The nftables rules of the node proxy (kube-proxy's nftables mode): one table holding base
 //! chains for DNAT (nat prerouting/output), masquerade (nat postrouting) and the reject of
-//! Services without endpoints (filter input/forward/output, before DNAT); verdict maps from
-//! (ClusterIP, protocol, port) and (protocol, NodePort) to a chain per Service port, which
-//! picks an endpoint at random and DNATs to it; ClientIP affinity in a dynamic set per
-//! endpoint.
+//! Services without endpoints (filter input/forward/output, before DNAT), and verdict maps
+//! from (ClusterIP, protocol, port) and (protocol, NodePort) to where the connection goes.
+//!
+//! An ordinary Service port (no NodePort, no ClientIP affinity) has no chain and no rule of
+//! its own, only map elements:
+//! - `endpoints`: (ClusterIP . protocol . port . slot) → (endpoint address . port), slots
+//!   0..N-1 for its N chosen endpoints (the ready ones, else the serving terminating ones;
+//!   this node's for `internalTrafficPolicy: Local`; at most [`MAX_PICK`], the first ones);
+//! - `service-ips`: (ClusterIP . protocol . port) → `goto pick-N`, one of a few shared
+//!   chains (created when an N is first used, kept until the table is recreated) whose
+//!   only rules mark off-cluster clients for masquerade and
+//!   `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod N map @endpoints`:
+//!   the packet's own address and a uniform random slot look the endpoint up.
+//!
+//! So an endpoint change sends only that Service's changed `endpoints` elements (and its
+//! `service-ips` element when N changes), and a full sync is mostly map elements. NodePort
+//! Services (few) and Services with ClientIP affinity (rare) keep upstream's per-Service
+//! chains: `external-…` for the NodePort (masquerade, the external traffic policy),
+//! `service-…`/`local-…` picking an endpoint with a cascade of `numgen random mod K 0 …`
+//! rules (iptables mode's `statistic` cascade: the same uniform choice), and, with
+//! affinity, a chain per endpoint updating the endpoint's dynamic affinity set.
 //!
 //! Rendering is per Service and pure ([`render_service`]); [`NftProxier`] keeps what it last
 //! applied per Service and plans one `nft -f -` transaction holding only the difference
 //! (map elements added or deleted, changed chains flushed and refilled, gone chains and sets
-//! deleted). The first transaction deletes and recreates the table, so a restarted node
-//! leaves nothing stale.
+//! deleted, new `pick-N` chains added). The first transaction deletes and recreates the
+//! table, so a restarted node leaves nothing stale.
 //!
-//! Where this departs from upstream, for load time (a full sync of 10,000 Services must take
-//! about a second), after measuring the kernel on 10,000 Services × 4 endpoints:
-//! - no anonymous `numgen … vmap { … }` per Service chain: the kernel names each anonymous
-//!   set by scanning every set of the table (41 s); named per-Service maps cost the same
-//!   scan (16 s), and one shared map bound by a rule per Service is re-validated against
-//!   every binding on each element (6.9 s). A Service chain picks its endpoint with a
-//!   cascade of `numgen random mod K 0 …` rules instead (iptables mode's `statistic`
-//!   cascade: the same uniform choice);
-//! - no chain per endpoint (each rule costs ~20 µs to load): the cascade DNATs itself, and
-//!   hairpin traffic (a pod reaching itself through its Service) is masqueraded by one rule
-//!   matching the shared set `hairpins` (`ip saddr . ip daddr`, an element per endpoint
-//!   address, kept while any Service has it). Services with ClientIP affinity keep
-//!   upstream's chain per endpoint, which updates the endpoint's affinity set.
-//!
-//! What stays: on kernel 6.18 every commit touching rules re-validates the whole table
-//! (~30 ms of kernel time at 10,000 Services), whatever the size of the transaction.
+//! Why, measured on kernel 6.18 with nft 1.0.6, 10,000 Services × 4 endpoints (release
+//! benchmark `skiff-bench-proxy`, 2 shared cores):
+//! - anonymous `numgen … vmap { … }` per Service chain: the kernel names each anonymous set
+//!   by scanning every set of the table (41 s); named per-Service maps cost the same scan
+//!   (16 s), and one shared map bound by a rule *per Service* is re-validated against every
+//!   binding on each element (6.9 s). The shared `endpoints` map here is bound by the few
+//!   `pick-N` rules only;
+//! - a chain per Service with its cascade (~40,000 rules, 10,000 chains; each rule costs
+//!   ~20 µs to load, and every commit touching rules re-validates the whole table, ~30 ms
+//!   of kernel time): full sync ≈ 1.9 s, endpoint change p99 ≈ 90 ms. Map elements only
+//!   (12 chains in all): full sync 0.73 s (2.8 MiB of `nft` text; ~0.6 s of it is nft
+//!   parsing ~60,000 elements and the kernel inserting them), endpoint change p50 16 ms,
+//!   p99 24 ms (a ~300 byte transaction);
+//! - no chain per endpoint: hairpin traffic (a pod reaching itself through its Service) is
+//!   masqueraded by one rule matching the shared set `hairpins` (`ip saddr . ip daddr`, an
+//!   element per address of an endpoint on this node — a pod reaching itself is on this
+//!   node — kept while any Service has it).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -58,6 +76,10 @@ pub struct RenderOptions {
 /// The proxy's verdict maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MapName {
+    /// (ClusterIP . port . slot) → (endpoint address . port), per protocol.
+    EndpointsTcp,
+    EndpointsUdp,
+    EndpointsSctp,
     ServiceIps,
     ServiceNodePorts,
     NoEndpointServices,
@@ -67,6 +89,9 @@ pub enum MapName {
 impl MapName {
     pub fn as_str(self) -> &'static str {
         match self {
+            MapName::EndpointsTcp => "endpoints-tcp",
+            MapName::EndpointsUdp => "endpoints-udp",
+            MapName::EndpointsSctp => "endpoints-sctp",
             MapName::ServiceIps => "service-ips",
             MapName::ServiceNodePorts => "service-nodeports",
             MapName::NoEndpointServices => "no-endpoint-services",
@@ -76,13 +101,46 @@ impl MapName {
 }
 
 /// The nftables objects of one Service: its chains (name → rules), affinity sets, map
-/// elements ((map, key) → value) and endpoint addresses (in the shared `hairpins` set).
+/// elements ((map, key) → value), endpoint addresses (in the shared `hairpins` set) and
+/// the shared `pick-N` chains its elements jump to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     pub chains: BTreeMap<String, Vec<String>>,
     pub sets: BTreeSet<String>,
     pub elements: BTreeMap<(MapName, String), String>,
     pub hairpins: BTreeSet<Ipv4Addr>,
+    pub picks: BTreeSet<(&'static str, usize)>,
+}
+
+/// The most endpoints a Service port of the map layout chooses among (its `pick-N`
+/// chains are created for the N in use only); beyond, the first ones are used.
+pub const MAX_PICK: usize = 256;
+
+/// The protocols of the map layout: (name, its `endpoints-…` map).
+const PROTOCOLS: [(&str, MapName); 3] = [
+    ("tcp", MapName::EndpointsTcp),
+    ("udp", MapName::EndpointsUdp),
+    ("sctp", MapName::EndpointsSctp),
+];
+
+fn pick_chain(p: &str, n: usize) -> String {
+    format!("pick-{p}-{n}")
+}
+
+/// The rules of the shared chain `pick-p-n`, which DNATs a ClusterIP connection of protocol
+/// `p` to one of the `n` endpoints in the `endpoints-p` map under its (ClusterIP . port), at
+/// random.
+fn pick_rules(opts: &RenderOptions, p: &str, n: usize) -> Vec<String> {
+    let mut rules = Vec::new();
+    if let Some(cidr) = opts.cluster_cidr {
+        // Off-cluster clients reaching a ClusterIP (a route to the Service CIDR via this
+        // node) are masqueraded: the endpoint may answer from another node.
+        rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
+    }
+    rules.push(format!(
+        "dnat ip to ip daddr . {p} dport . numgen random mod {n} map @endpoints-{p}"
+    ));
+    rules
 }
 
 fn proto(sp: &ServicePort) -> &'static str {
@@ -116,6 +174,10 @@ pub fn render_service(opts: &RenderOptions, ports: &[ServicePort]) -> Rendered {
 
 fn render_port(opts: &RenderOptions, sp: &ServicePort, r: &mut Rendered) {
     if opts.excluded.contains(&sp.cluster_ip) {
+        return;
+    }
+    if sp.affinity_timeout.is_none() && sp.node_port.is_none() {
+        render_mapped_port(opts, sp, r);
         return;
     }
     let base = base_name(sp);
@@ -200,7 +262,7 @@ fn render_port(opts: &RenderOptions, sp: &ServicePort, r: &mut Rendered) {
             rules.push(rule.clone());
         }
         let n = eps.len();
-        r.hairpins.extend(eps.iter().map(|e| e.ip));
+        r.hairpins.extend(hairpin_candidates(opts, eps));
         // Rule i is reached with probability (n-i)/n and taken with 1/(n-i): 1/n each.
         let pick = |i: usize, then: String| {
             if i + 1 == n { then } else { format!("numgen random mod {} 0 {then}", n - i) }
@@ -237,6 +299,51 @@ fn render_port(opts: &RenderOptions, sp: &ServicePort, r: &mut Rendered) {
     }
 }
 
+/// The endpoints a connection through this node may hairpin to: a pod reaching itself
+/// through its Service is on this node (another node's pod goes through its own node's
+/// rules), so only this node's endpoints (and those of no known node) need an element.
+fn hairpin_candidates<'a>(
+    opts: &'a RenderOptions,
+    eps: &'a [&Endpoint],
+) -> impl Iterator<Item = Ipv4Addr> + 'a {
+    eps.iter().filter(|e| e.node_name.as_deref().is_none_or(|n| n == opts.node_name)).map(|e| e.ip)
+}
+
+/// A port without NodePort or affinity: map elements only (no chain, no rule of its own).
+fn render_mapped_port(opts: &RenderOptions, sp: &ServicePort, r: &mut Rendered) {
+    let p = proto(sp);
+    let addr_key = format!("{} . {p} . {}", sp.cluster_ip, sp.port);
+    let mut eps = sp.internal_endpoints(&opts.node_name);
+    if eps.is_empty() {
+        // None at all: refused. Some elsewhere only (Local policy): dropped, as upstream.
+        let verdict = if sp.cluster_endpoints().is_empty() { "goto reject-chain" } else { "drop" };
+        r.elements.insert((MapName::NoEndpointServices, addr_key), verdict.to_string());
+        return;
+    }
+    if eps.len() > MAX_PICK {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                service = %sp.name.service,
+                endpoints = eps.len(),
+                "a Service port has more endpoints than the proxy chooses among; the first {MAX_PICK} are used (logged once)"
+            );
+        }
+        eps.truncate(MAX_PICK);
+    }
+    let n = eps.len();
+    let map = PROTOCOLS.iter().find(|(name, _)| *name == p).map_or(MapName::EndpointsTcp, |m| m.1);
+    for (slot, e) in eps.iter().enumerate() {
+        r.elements.insert(
+            (map, format!("{} . {} . {slot}", sp.cluster_ip, sp.port)),
+            format!("{} . {}", e.ip, e.port),
+        );
+    }
+    r.hairpins.extend(hairpin_candidates(opts, &eps));
+    r.elements.insert((MapName::ServiceIps, addr_key), format!("goto {}", pick_chain(p, n)));
+    r.picks.insert((p, n));
+}
+
 /// The table's fixed part: base chains, dispatch chains, maps.
 fn table_setup(opts: &RenderOptions) -> String {
     let t = format!("ip {}", opts.table);
@@ -247,12 +354,23 @@ fn table_setup(opts: &RenderOptions) -> String {
     let not_node_port = not_node_port.join(", ");
     let addr_map = "type ipv4_addr . inet_proto . inet_service : verdict ;";
     let port_map = "type inet_proto . inet_service : verdict ;";
+    // Per protocol: `th dport` in a map's key or data does not survive nft 1.0.6 reading the
+    // table back (a later transaction adding a rule fails, or UDP is matched as TCP).
+    let endpoint_maps: String = PROTOCOLS
+        .iter()
+        .map(|(p, map)| {
+            format!(
+                "add map {t} {} {{ typeof ip daddr . {p} dport . numgen random mod {MAX_PICK} : ip daddr . {p} dport ; }}\n",
+                map.as_str()
+            )
+        })
+        .collect();
     // Filter chains see the address before DNAT (priority below dstnat's -100).
     format!(
         "add table {t}
 delete table {t}
 add table {t}
-add map {t} service-ips {{ {addr_map} }}
+{endpoint_maps}add map {t} service-ips {{ {addr_map} }}
 add map {t} service-nodeports {{ {port_map} }}
 add map {t} no-endpoint-services {{ {addr_map} }}
 add map {t} no-endpoint-nodeports {{ {port_map} }}
@@ -299,6 +417,8 @@ pub struct Transaction {
     updates: Vec<(ServiceKey, Option<Rendered>)>,
     /// How many Services' endpoints have each address afterwards (those that change).
     hairpin_refs: Vec<(Ipv4Addr, usize)>,
+    /// The `pick-N` chains this transaction creates.
+    new_picks: BTreeSet<(&'static str, usize)>,
 }
 
 impl Transaction {
@@ -325,6 +445,8 @@ struct Sections {
     add_chains: String,
     add_rules: String,
     add_elements: BTreeMap<MapName, Vec<String>>,
+    /// `pick-N` chains the new objects jump to.
+    picks: BTreeSet<(&'static str, usize)>,
     /// Per endpoint address: Services that gain it minus Services that lose it.
     hairpin_delta: HashMap<Ipv4Addr, isize>,
     delete_hairpins: Vec<String>,
@@ -369,6 +491,7 @@ impl Sections {
                 }
             }
         }
+        self.picks.extend(new.picks.iter().copied());
         for ip in old.hairpins.difference(&new.hairpins) {
             *self.hairpin_delta.entry(*ip).or_default() -= 1;
         }
@@ -384,6 +507,28 @@ impl Sections {
                 "add set {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; }}"
             );
         }
+    }
+
+    /// Create the `pick-N` chains used and not in `existing`, returning them.
+    fn add_picks(
+        &mut self,
+        t: &str,
+        opts: &RenderOptions,
+        existing: &BTreeSet<(&'static str, usize)>,
+    ) -> BTreeSet<(&'static str, usize)> {
+        let new: BTreeSet<_> = self.picks.difference(existing).copied().collect();
+        let mut chains = String::new();
+        let mut rules = String::new();
+        for (p, n) in &new {
+            let name = pick_chain(p, *n);
+            let _ = writeln!(chains, "add chain {t} {name}");
+            for rule in pick_rules(opts, p, *n) {
+                let _ = writeln!(rules, "add rule {t} {name} {rule}");
+            }
+        }
+        self.add_chains.insert_str(0, &chains);
+        self.add_rules.insert_str(0, &rules);
+        new
     }
 
     /// Turn the hairpin deltas into set changes (an address stays while any Service has
@@ -445,6 +590,9 @@ pub struct NftProxier {
     /// Per endpoint address, how many Services have it (its `hairpins` element lives while
     /// any does).
     hairpin_refs: HashMap<Ipv4Addr, usize>,
+    /// The `pick-N` chains in the table (created when first used, kept until the table is
+    /// recreated).
+    picks: BTreeSet<(&'static str, usize)>,
 }
 
 impl NftProxier {
@@ -454,6 +602,7 @@ impl NftProxier {
             applied: HashMap::new(),
             table_synced: false,
             hairpin_refs: HashMap::new(),
+            picks: BTreeSet::new(),
         }
     }
 
@@ -477,8 +626,9 @@ impl NftProxier {
                 updates.push((key.clone(), Some(new)));
             }
             let hairpin_refs = sections.hairpins(refs);
+            let new_picks = sections.add_picks(&t, &self.opts, &BTreeSet::new());
             let text = sections.finish(&t, table_setup(&self.opts));
-            return Transaction { text, full, updates, hairpin_refs };
+            return Transaction { text, full, updates, hairpin_refs, new_picks };
         }
         for key in changed {
             let new = map.get(key).map(|ports| render_service(&self.opts, ports));
@@ -491,9 +641,10 @@ impl NftProxier {
             updates.push((key.clone(), new));
         }
         let hairpin_refs = sections.hairpins(refs);
+        let new_picks = sections.add_picks(&t, &self.opts, &self.picks);
         let text =
             if updates.is_empty() { String::new() } else { sections.finish(&t, String::new()) };
-        Transaction { text, full, updates, hairpin_refs }
+        Transaction { text, full, updates, hairpin_refs, new_picks }
     }
 
     /// Record that `tx` was applied.
@@ -501,8 +652,10 @@ impl NftProxier {
         if tx.full {
             self.applied.clear();
             self.hairpin_refs.clear();
+            self.picks.clear();
             self.table_synced = true;
         }
+        self.picks.extend(tx.new_picks);
         for (ip, n) in tx.hairpin_refs {
             if n == 0 {
                 self.hairpin_refs.remove(&ip);
@@ -523,6 +676,7 @@ impl NftProxier {
     pub fn reset(&mut self) {
         self.applied.clear();
         self.hairpin_refs.clear();
+        self.picks.clear();
         self.table_synced = false;
     }
 

@@ -53,14 +53,18 @@ fn first_plan_should_recreate_the_table_with_every_service() {
     let map = ServiceMap::build(&[web_svc()], &[web(&[("10.244.0.5", "n1")])]);
     let tx = p.plan(&map, &HashSet::new());
     for want in [
-        "add chain ip t service-ns/web/tcp/_",
-        "add rule ip t service-ns/web/tcp/_ ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        "add rule ip t service-ns/web/tcp/_ meta l4proto tcp dnat to 10.244.0.5:8080",
+        "add chain ip t pick-tcp-1",
+        "add rule ip t pick-tcp-1 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+        "add rule ip t pick-tcp-1 dnat ip to ip daddr . tcp dport . numgen random mod 1 map @endpoints-tcp",
+        "add element ip t endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.0.5 . 8080 }",
         "add element ip t hairpins { 10.244.0.5 . 10.244.0.5 }",
-        "add element ip t service-ips { 10.96.0.10 . tcp . 80 : goto service-ns/web/tcp/_ }",
+        "add element ip t service-ips { 10.96.0.10 . tcp . 80 : goto pick-tcp-1 }",
     ] {
         assert!(tx.text.contains(want), "missing {want:?} in\n{}", tx.text);
     }
+    // No chain or rule of the Service's own.
+    assert!(!tx.text.contains("ns/web"), "{}", tx.text);
+    assert_eq!(tx.text.matches("add chain ip t pick-").count(), 1, "{}", tx.text);
 }
 
 #[test]
@@ -78,28 +82,39 @@ fn incremental_plans_should_send_only_the_delta() {
     }
     let cases = vec![
         Case {
-            what: "endpoint added: the service chain is refilled, its elements added",
+            what: "endpoint added: a slot element added, the verdict moves to the new pick chain",
             services: base_services.to_vec(),
             slices: vec![web(&[("10.244.0.5", "n1"), ("10.244.0.6", "n2")]), other_eps.clone()],
             want: vec![
-                "flush chain ip t service-ns/web/tcp/_",
-                "add rule ip t service-ns/web/tcp/_ numgen random mod 2 0 meta l4proto tcp dnat to 10.244.0.5:8080",
-                "add rule ip t service-ns/web/tcp/_ meta l4proto tcp dnat to 10.244.0.6:8080",
-                "add element ip t hairpins { 10.244.0.6 . 10.244.0.6 }",
+                "delete element ip t service-ips { 10.96.0.10 . tcp . 80 }",
+                "add chain ip t pick-tcp-2",
+                "add rule ip t pick-tcp-2 dnat ip to ip daddr . tcp dport . numgen random mod 2 map @endpoints-tcp",
+                "add element ip t endpoints-tcp { 10.96.0.10 . 80 . 1 : 10.244.0.6 . 8080 }",
+                "add element ip t service-ips { 10.96.0.10 . tcp . 80 : goto pick-tcp-2 }",
             ],
-            not: vec!["other", "delete", "add table", "add chain"],
+            // Slot 0 is unchanged; pick-tcp-1 exists already; the new endpoint is on another
+            // node, so no hairpin element.
+            not: vec![
+                "other",
+                "add table",
+                "flush",
+                ". 80 . 0",
+                "pick-tcp-1",
+                "ns/web",
+                "hairpins",
+            ],
         },
         Case {
-            what: "endpoint replaced: the service chain is refilled",
+            what: "endpoint replaced: only its slot element changes",
             services: base_services.to_vec(),
             slices: vec![web(&[("10.244.0.7", "n1")]), other_eps.clone()],
             want: vec![
-                "flush chain ip t service-ns/web/tcp/_",
-                "add rule ip t service-ns/web/tcp/_ meta l4proto tcp dnat to 10.244.0.7:8080",
+                "delete element ip t endpoints-tcp { 10.96.0.10 . 80 . 0 }",
+                "add element ip t endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.0.7 . 8080 }",
                 "delete element ip t hairpins { 10.244.0.5 . 10.244.0.5 }",
                 "add element ip t hairpins { 10.244.0.7 . 10.244.0.7 }",
             ],
-            not: vec!["other", "add chain", "delete chain", "service-ips"],
+            not: vec!["other", "add chain", "flush chain", "delete chain", "rule", "service-ips"],
         },
         Case {
             what: "endpoint removed: no endpoints left, the map element moves to the reject map",
@@ -107,23 +122,22 @@ fn incremental_plans_should_send_only_the_delta() {
             slices: vec![web(&[]), other_eps.clone()],
             want: vec![
                 "delete element ip t service-ips { 10.96.0.10 . tcp . 80 }",
-                "flush chain ip t service-ns/web/tcp/_",
-                "delete chain ip t service-ns/web/tcp/_",
+                "delete element ip t endpoints-tcp { 10.96.0.10 . 80 . 0 }",
                 "delete element ip t hairpins { 10.244.0.5 . 10.244.0.5 }",
                 "add element ip t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }",
             ],
-            not: vec!["other", "add chain", "add rule"],
+            not: vec!["other", "add chain", "flush chain", "delete chain", "rule"],
         },
         Case {
-            what: "service deleted: its chains and elements go",
+            what: "service deleted: its elements go",
             services: vec![other.clone()],
             slices: vec![other_eps.clone()],
             want: vec![
                 "delete element ip t service-ips { 10.96.0.10 . tcp . 80 }",
-                "delete chain ip t service-ns/web/tcp/_",
+                "delete element ip t endpoints-tcp { 10.96.0.10 . 80 . 0 }",
                 "delete element ip t hairpins { 10.244.0.5 . 10.244.0.5 }",
             ],
-            not: vec!["other", "add "],
+            not: vec!["other", "add ", "flush chain", "delete chain"],
         },
         Case {
             what: "no change: nothing sent",
@@ -154,9 +168,65 @@ fn plan_should_order_deletions_before_additions() {
     let map = ServiceMap::build(&[web_svc()], &[web(&eps)]);
     let text = p.plan(&map, &key("web")).text;
     let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s:?} not in\n{text}"));
-    assert!(at("delete element ip t hairpins") < at("flush chain ip t service-ns/web/tcp/_"));
-    assert!(at("flush chain ip t service-ns/web/tcp/_") < at("add rule ip t service-ns/web/tcp/_"));
-    assert!(at("add rule ip t service-ns/web/tcp/_") < at("add element ip t hairpins"));
+    assert!(at("delete element ip t endpoints-tcp") < at("add chain ip t pick-tcp-2"));
+    assert!(at("delete element ip t hairpins") < at("add chain ip t pick-tcp-2"));
+    assert!(at("add chain ip t pick-tcp-2") < at("add rule ip t pick-tcp-2"));
+    assert!(at("add rule ip t pick-tcp-2") < at("add element ip t endpoints-tcp"));
+    assert!(at("add rule ip t pick-tcp-2") < at("add element ip t service-ips"));
+    assert!(at("add rule ip t pick-tcp-2") < at("add element ip t hairpins"));
+}
+
+#[test]
+fn pick_chains_should_be_created_once_and_kept() {
+    let (mut p, _) = synced(&[web_svc()], &[web(&[("10.244.0.5", "n1")])]);
+    let two = [("10.244.0.5", "n1"), ("10.244.0.6", "n1")];
+    let map = ServiceMap::build(&[web_svc()], &[web(&two)]);
+    let tx = p.plan(&map, &key("web"));
+    assert!(tx.text.contains("add chain ip t pick-tcp-2"), "{}", tx.text);
+    p.committed(tx);
+    let map = ServiceMap::build(&[web_svc()], &[web(&two[..1])]);
+    let tx = p.plan(&map, &key("web"));
+    assert!(!tx.text.contains("chain"), "{}", tx.text);
+    p.committed(tx);
+    let map = ServiceMap::build(&[web_svc()], &[web(&two)]);
+    let tx = p.plan(&map, &key("web"));
+    assert!(!tx.text.contains("chain"), "{}", tx.text);
+    // A failed apply forgets them: the table is recreated with those in use.
+    p.reset();
+    let tx = p.plan(&map, &HashSet::new());
+    assert!(tx.full && tx.text.contains("add chain ip t pick-tcp-2"), "{}", tx.text);
+    assert!(!tx.text.contains("pick-tcp-1"), "{}", tx.text);
+}
+
+#[test]
+fn map_layout_should_key_by_protocol_and_cap_the_endpoints() {
+    let svc = service("ns", "dns", "10.96.0.53", &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")]);
+    let mut udp = slice("ns", "dns", "dns-1", ("dns", 5353), &[ready("10.244.0.5", "n1")]);
+    udp.ports.as_mut().unwrap()[0].protocol = Some("UDP".into());
+    let map = ServiceMap::build(&[svc], &[udp]);
+    let r = render(&opts("t"), &map, "ns", "dns");
+    assert_eq!(
+        r.elements[&(MapName::ServiceIps, "10.96.0.53 . udp . 53".into())],
+        "goto pick-udp-1"
+    );
+    assert_eq!(
+        r.elements[&(MapName::EndpointsUdp, "10.96.0.53 . 53 . 0".into())],
+        "10.244.0.5 . 5353"
+    );
+    let tcp = &r.elements[&(MapName::NoEndpointServices, "10.96.0.53 . tcp . 53".into())];
+    assert_eq!(tcp, "goto reject-chain");
+
+    let ips: Vec<String> =
+        (0..300).map(|i| format!("10.244.{}.{}", i / 200, i % 200 + 1)).collect();
+    let eps: Vec<_> = ips.iter().map(|ip| ready(ip, "n1")).collect();
+    let map = ServiceMap::build(&[web_svc()], &[slice("ns", "web", "web-1", ("", 80), &eps)]);
+    let r = render(&opts("t"), &map, "ns", "web");
+    let goto = format!("goto pick-tcp-{MAX_PICK}");
+    assert_eq!(r.elements[&(MapName::ServiceIps, "10.96.0.10 . tcp . 80".into())], goto);
+    let slots = r.elements.keys().filter(|(m, _)| *m == MapName::EndpointsTcp).count();
+    assert_eq!(slots, MAX_PICK);
+    assert_eq!(r.hairpins.len(), MAX_PICK);
+    assert!(r.chains.is_empty());
 }
 
 #[test]
@@ -174,6 +244,20 @@ fn hairpins_should_stay_while_any_service_has_the_address() {
     let tx = p.plan(&map, &key("a"));
     let want = "delete element ip t hairpins { 10.244.0.1 . 10.244.0.1 }";
     assert!(tx.text.contains(want), "{}", tx.text);
+}
+
+#[test]
+fn hairpins_should_hold_this_nodes_endpoints_only() {
+    let mut unknown = slice("ns", "web", "web-2", ("", 8080), &[ready("10.244.2.5", "n3")]);
+    unknown.endpoints[0].node_name = None;
+    let slices = [web(&[("10.244.0.5", "n1"), ("10.244.1.5", "n2")]), unknown];
+    let map = ServiceMap::build(&[web_svc()], &slices);
+    let r = render(&opts("t"), &map, "ns", "web");
+    let want: BTreeSet<Ipv4Addr> =
+        ["10.244.0.5".parse().unwrap(), "10.244.2.5".parse().unwrap()].into();
+    assert_eq!(r.hairpins, want);
+    let slots = r.elements.keys().filter(|(m, _)| *m == MapName::EndpointsTcp).count();
+    assert_eq!(slots, 3);
 }
 
 #[test]
@@ -209,10 +293,14 @@ fn local_policy_should_use_this_nodes_endpoints_only() {
     let r = render(&opts("t"), &map, "ns", "web");
     assert_eq!(
         r.elements[&(MapName::ServiceIps, "10.96.0.10 . tcp . 80".into())],
-        "goto local-ns/web/tcp/_"
+        "goto pick-tcp-1"
     );
-    assert_eq!(r.chains["local-ns/web/tcp/_"][1], "meta l4proto tcp dnat to 10.244.0.5:8080");
+    assert_eq!(
+        r.elements[&(MapName::EndpointsTcp, "10.96.0.10 . 80 . 0".into())],
+        "10.244.0.5 . 8080"
+    );
     assert!(!format!("{r:?}").contains("10.244.1.5"), "{r:#?}");
+    assert!(r.chains.is_empty(), "{:#?}", r.chains);
     // On a node with no local endpoint: dropped (others have some), not rejected.
     let mut o = opts("t");
     o.node_name = "n3".into();
@@ -280,7 +368,10 @@ fn full_sync_should_load_into_nftables_and_restart_without_duplicates() {
             "set affinity-ns/web/tcp/___10.244.0.5/8080",
             "update @affinity-ns/web/tcp/___10.244.0.5/8080 { ip saddr timeout 3h }",
             "numgen random mod 2 0 goto endpoint-ns/web/tcp/___10.244.0.5/8080",
-            "meta l4proto tcp dnat to 10.244.0.9:80",
+            "10.96.0.13 . tcp . 80 : goto pick-tcp-1",
+            "10.96.0.13 . 80 . 0 : 10.244.0.9 . 80",
+            "chain pick-tcp-1 {",
+            "dnat ip to ip daddr . tcp dport . numgen random mod 1 map @endpoints-tcp",
             "10.244.0.9 . 10.244.0.9",
         ] {
             assert!(listing.contains(want), "missing {want:?} in\n{listing}");
@@ -291,6 +382,8 @@ fn full_sync_should_load_into_nftables_and_restart_without_duplicates() {
         let relisted = run("nft", &["list", "table", "ip", "skiff-test"]);
         assert_eq!(relisted.matches("dnat to 10.244.0.6:8080").count(), 1, "{relisted}");
         assert_eq!(relisted.matches("chain services {").count(), 1);
+        assert_eq!(relisted.matches("chain pick-tcp-1 {").count(), 1);
+        assert_eq!(relisted.matches(": 10.244.0.9 . 80").count(), 1, "{relisted}");
         assert_eq!(relisted.len(), listing.len());
         // An incremental change applies too, and only it is sent.
         let map2 = ServiceMap::build(&[web_svc()], &[web(&[("10.244.0.5", "n1")])]);
@@ -300,10 +393,19 @@ fn full_sync_should_load_into_nftables_and_restart_without_duplicates() {
         assert!(!delta.full);
         assert!(!delta.text.contains("add table"), "{}", delta.text);
         let listing = run("nft", &["list", "table", "ip", "skiff-test"]);
-        for gone in ["10.244.0.6", "affinity", "10.96.0.12", "10.244.0.9"] {
+        for gone in ["10.244.0.6", "affinity", "10.96.0.12", "10.244.0.9", "ns/web"] {
             assert!(!listing.contains(gone), "{gone:?} still in\n{listing}");
         }
-        assert!(listing.contains("meta l4proto tcp dnat to 10.244.0.5:8080"), "{listing}");
+        assert!(listing.contains("10.96.0.10 . tcp . 80 : goto pick-tcp-1"), "{listing}");
+        assert!(listing.contains("10.96.0.10 . 80 . 0 : 10.244.0.5 . 8080"), "{listing}");
         assert!(listing.contains("10.244.0.5 . 10.244.0.5"), "{listing}");
+        // A new pick chain in an incremental transaction (nft reads the table's rules back).
+        let eps = [("10.244.0.5", "n1"), ("10.244.0.7", "n1"), ("10.244.0.8", "n2")];
+        let map3 = ServiceMap::build(&[web_svc()], &[web(&eps)]);
+        let delta = again.sync(&map3, &key("web")).expect("incremental sync with a new chain");
+        assert!(delta.text.contains("add chain ip skiff-test pick-tcp-3"), "{}", delta.text);
+        let listing = run("nft", &["list", "table", "ip", "skiff-test"]);
+        assert!(listing.contains("10.96.0.10 . tcp . 80 : goto pick-tcp-3"), "{listing}");
+        assert!(listing.contains("10.96.0.10 . 80 . 2 : 10.244.0.8 . 8080"), "{listing}");
     });
 }
