@@ -2,6 +2,8 @@
 //! `nft -f -` per transaction, so all of it applies or none. The node proxy and the
 //! NetworkPolicy engine each keep one table and send only what changed.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
@@ -62,4 +64,41 @@ pub fn apply(text: &str) -> Result<(), NftError> {
 /// Delete table `family table` (`ip`, `inet`, …); absent is fine.
 pub fn delete_table(family: &str, table: &str) -> Result<(), NftError> {
     apply(&format!("add table {family} {table}\ndelete table {family} {table}\n"))
+}
+
+/// The commands that turn table `t`'s chains `old` into `new` (name → rules), appended to the
+/// parts of a transaction that must run in that order: flushes, then deletions (after the
+/// elements that jump to them are gone), then new chains, then their rules.
+pub fn diff_chains(
+    t: &str,
+    old: &BTreeMap<String, Vec<String>>,
+    new: &BTreeMap<String, Vec<String>>,
+    flush: &mut String,
+    delete: &mut String,
+    add_chains: &mut String,
+    add_rules: &mut String,
+) {
+    for (name, rules) in old {
+        match new.get(name) {
+            None => {
+                let _ = writeln!(flush, "flush chain {t} {name}");
+                let _ = writeln!(delete, "delete chain {t} {name}");
+            }
+            Some(now) if now != rules => {
+                let _ = writeln!(flush, "flush chain {t} {name}");
+                for rule in now {
+                    let _ = writeln!(add_rules, "add rule {t} {name} {rule}");
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, rules) in new {
+        if !old.contains_key(name) {
+            let _ = writeln!(add_chains, "add chain {t} {name}");
+            for rule in rules {
+                let _ = writeln!(add_rules, "add rule {t} {name} {rule}");
+            }
+        }
+    }
 }

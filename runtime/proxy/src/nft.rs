@@ -468,29 +468,15 @@ impl Sections {
                 self.add_elements.entry(k.0).or_default().push(format!("{} : {v}", k.1));
             }
         }
-        for (name, rules) in &old.chains {
-            match new.chains.get(name) {
-                None => {
-                    let _ = writeln!(self.flush_chains, "flush chain {t} {name}");
-                    let _ = writeln!(self.delete_chains, "delete chain {t} {name}");
-                }
-                Some(now) if now != rules => {
-                    let _ = writeln!(self.flush_chains, "flush chain {t} {name}");
-                    for rule in now {
-                        let _ = writeln!(self.add_rules, "add rule {t} {name} {rule}");
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-        for (name, rules) in &new.chains {
-            if !old.chains.contains_key(name) {
-                let _ = writeln!(self.add_chains, "add chain {t} {name}");
-                for rule in rules {
-                    let _ = writeln!(self.add_rules, "add rule {t} {name} {rule}");
-                }
-            }
-        }
+        skiff_nft::diff_chains(
+            t,
+            &old.chains,
+            &new.chains,
+            &mut self.flush_chains,
+            &mut self.delete_chains,
+            &mut self.add_chains,
+            &mut self.add_rules,
+        );
         self.picks.extend(new.picks.iter().copied());
         for ip in old.hairpins.difference(&new.hairpins) {
             *self.hairpin_delta.entry(*ip).or_default() -= 1;
