@@ -341,7 +341,11 @@ impl ServiceHooks {
                 }
             }
         };
-        if !self.services.allows_egress(self.client, dest, Protocol::Tcp) {
+        // Both halves of NetworkPolicy, per request: a pooled connection to the endpoint was
+        // accepted under the policy of its time, and the guest asked for a new request.
+        if !self.services.allows_egress(self.client, dest, Protocol::Tcp)
+            || !self.services.allows_ingress(self.client, dest, Protocol::Tcp)
+        {
             return Err(Error::DestinationIpProhibited);
         }
         if https {
