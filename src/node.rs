@@ -183,13 +183,10 @@ pub async fn start(
         // The cluster DNS address is the node's once the proxy has routed the Service range
         // locally: wait for that (bounded), then serve.
         let deadline = tokio::time::Instant::now() + DNS_BIND_WAIT;
-        while let Err(e) = dns.listen() {
-            if tokio::time::Instant::now() > deadline {
-                tracing::error!(error = %e, listen = %dns_listen, "the cluster DNS server cannot listen; Wasm guests still resolve names in-process");
-                return;
-            }
+        while dns.listen().is_err() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Listening or not, the cache is fed: Wasm guests resolve names from it in-process.
         if let Err(e) = dns.run(client).await {
             tracing::error!(error = %e, listen = %dns_listen, "the cluster DNS server stopped; Wasm guests still resolve names in-process");
         }

@@ -206,7 +206,10 @@ impl ClusterDns {
         if tokio::time::timeout(SYNC_WAIT, synced).await.is_err() {
             tracing::warn!("cluster dns: serving before services and endpoint slices are listed");
         }
-        self.listen()?;
+        // Without a listener the cache still answers the in-process lookups of Wasm guests.
+        if let Err(e) = self.listen() {
+            tracing::error!(error = %e, "cluster dns: cannot listen; names are answered in-process only");
+        }
         // The informers' watches live as long as `informers`.
         std::future::pending::<()>().await;
         drop(informers);
