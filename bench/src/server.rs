@@ -42,6 +42,8 @@ pub struct ServerBuilder {
     images: Vec<(PathBuf, String)>,
     log_to_file: bool,
     node: Option<(String, NodeWait, Duration)>,
+    /// (network namespace, address to listen on), when not the host's loopback.
+    netns: Option<(String, String)>,
 }
 
 impl ServerBuilder {
@@ -66,6 +68,15 @@ impl ServerBuilder {
             "127.0.0.1:0".into(),
         ]);
         self.node = Some((name.into(), wait, within));
+        self
+    }
+
+    /// Run the server in network namespace `ns` (under /var/run/netns, made by the caller),
+    /// listening on `ip`. Only the network namespace changes (`nsenter --net`: `ip netns
+    /// exec` would remount /sys and hide the cgroups runc needs). The kube client is made on
+    /// the calling thread, so call `start` from a thread inside that namespace.
+    pub fn in_netns(mut self, ns: &str, ip: &str) -> Self {
+        self.netns = Some((ns.into(), ip.into()));
         self
     }
 
@@ -116,8 +127,16 @@ impl ServerBuilder {
             Stdio::inherit()
         };
         let t0 = Instant::now();
-        let mut child = Command::new(&self.skiff)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        let (mut command, listen) = match &self.netns {
+            Some((ns, ip)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}")).arg("--").arg(&self.skiff);
+                (c, format!("{ip}:0"))
+            }
+            None => (Command::new(&self.skiff), "127.0.0.1:0".to_string()),
+        };
+        let mut child = command
+            .args(["server", "--listen", &listen, "--data-dir"])
             .arg(&dir)
             .args(&self.args)
             .env("SKIFF_LOG", "warn")
@@ -191,6 +210,7 @@ impl Server {
             images: Vec::new(),
             log_to_file: false,
             node: None,
+            netns: None,
         }
     }
 

@@ -39,9 +39,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use skiff_bench::Goal;
-use skiff_bench::process::{KillOnDrop, NoLine, first_line};
+use skiff_bench::server::Server;
 
 #[derive(Parser)]
 struct Args {
@@ -186,24 +185,6 @@ impl Drop for Net {
     }
 }
 
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> anyhow::Result<TempDir> {
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Run `f` on a new thread inside network namespace `ns` (the sockets it opens live there, and
 /// so do the threads it starts).
 fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
@@ -234,77 +215,34 @@ fn enter(ns: &str) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The cluster.
 
-/// `skiff server` in the node's namespace: the child, its kube client, its log file.
+/// `skiff server` in the node's namespace (killed, its data dir removed, on drop).
 struct Cluster {
-    /// Killed (and reaped) when the cluster drops.
-    _server: KillOnDrop,
+    server: Server,
     client: kube::Client,
-    log: PathBuf,
 }
 
 impl Cluster {
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.server.log_tail()
     }
 }
 
-/// Import the image, then start the server in `net.node` (this runs on a thread inside that
-/// namespace, so the kube client's connections are made there).
-async fn start_cluster(args: &Args, net: &Net, dir: &Path) -> anyhow::Result<Cluster> {
+/// Start the server, with the image imported, in `net.node` (this runs on a thread inside
+/// that namespace, so the kube client's connections are made there).
+async fn start_cluster(args: &Args, net: &Net) -> anyhow::Result<Cluster> {
     let guest = args.guests_dir.join("hello-http.wasip2.wasm");
     if !guest.exists() {
         bail!("{} missing (scripts/build-guests.sh builds it)", guest.display());
     }
-    let data = dir.join("server");
-    let out = Command::new(&args.skiff)
-        .args(["images", "import", "--data-dir"])
-        .arg(&data)
-        .arg(&guest)
-        .args(["--name", IMAGE])
-        .output()
-        .with_context(|| format!("running {} images import", args.skiff.display()))?;
-    if !out.status.success() {
-        bail!("importing {}: {}", guest.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let log = dir.join("server.log");
-    let listen = format!("{}:0", net.node_ip);
-    let mut child = in_netns(&net.node, &args.skiff)
-        .args(["server", "--listen", &listen, "--node-ip", &net.node_ip])
-        .args(["--node-name", NODE_NAME, "--data-dir"])
-        .arg(&data)
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log)?))
-        .spawn()
-        .context("starting skiff server")?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let mut server = KillOnDrop::new(child);
-    // READY <url> <kubeconfig> <peer url>
-    let ready = first_line(stdout, READY_TIMEOUT, |l| {
-        l.strip_prefix("READY ")?.split_whitespace().nth(1).map(PathBuf::from)
-    })
-    .await;
-    let kubeconfig = match ready {
-        Ok(path) => path,
-        Err(why) => {
-            server.kill();
-            let what = match why {
-                NoLine::Ended(_) => "exited before it was ready".to_string(),
-                NoLine::TimedOut => format!("did not print READY within {READY_TIMEOUT:?}"),
-            };
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("skiff server {what}; its log:\n{text}");
-        }
-    };
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    let client = kube::Client::try_from(config)?;
-    Ok(Cluster { _server: server, client, log })
+    let server = Server::builder(&args.skiff, &format!("{}-server", net.node))
+        .in_netns(&net.node, &net.node_ip)
+        .args(["--node-name", NODE_NAME, "--node-ip", &net.node_ip])
+        .image(&guest, IMAGE)
+        .log_to_file()
+        .start()
+        .await?;
+    let client = server.client().clone();
+    Ok(Cluster { server, client })
 }
 
 fn manifests(replicas: usize) -> anyhow::Result<(Deployment, Service)> {
@@ -549,9 +487,9 @@ struct Row {
     against: Option<(usize, f64)>,
 }
 
-async fn measure(args: &Args, net: &Net, dir: &Path) -> anyhow::Result<()> {
+async fn measure(args: &Args, net: &Net) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let cluster = start_cluster(args, net, dir).await?;
+    let cluster = start_cluster(args, net).await?;
     let result = measure_in(args, net, &cluster, t0).await;
     if result.is_err() {
         eprintln!("skiff server log (last lines):\n{}", cluster.log_tail());
@@ -770,17 +708,15 @@ fn main() -> anyhow::Result<()> {
     }
     let args = Args { skiff: std::path::absolute(&args.skiff)?, ..args };
     check_tools(&args)?;
-    // Dropped in reverse: the server (inside `measure`) first, then the dir, then the
-    // namespaces.
+    // The server (inside `measure`, with its data dir) goes before the namespaces.
     let net = Net::new(args.subnet)?;
-    let dir = TempDir::new(&format!("skiff-bench-service-{}", std::process::id()))?;
     // Everything else runs on a thread inside the node's namespace: the kube client reaches the
     // api server there, and the threads the runtime starts are there too.
     in_ns(&net.node, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             tokio::select! {
-                result = measure(&args, &net, &dir.0) => result,
+                result = measure(&args, &net) => result,
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             }
         })
