@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// Run the control plane only, without the embedded node.
     #[arg(long)]
     disable_agent: bool,
+    /// Events each resource's watch cache keeps for watchers resuming from a resourceVersion;
+    /// also how far a watcher may fall behind before it is ended with 410 Expired.
+    #[arg(long, default_value_t = 4096)]
+    default_watch_cache_size: usize,
     /// A KubeSchedulerConfiguration file (kubescheduler.config.k8s.io/v1): scheduler
     /// profiles, disabled plugins, scoring strategy, percentageOfNodesToScore.
     #[arg(long)]
@@ -301,6 +305,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         skiff_apiserver::podcidr::PodCidrs::parse(&args.cluster_cidr, args.node_cidr_mask_size)
             .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
     );
+    api.set_watch_cache(skiff_apiserver::cache::CacheConfig {
+        history: args.default_watch_cache_size,
+        watcher_window: args.default_watch_cache_size,
+    });
     api.set_cluster_ca(&pki.ca_cert_pem);
     api.enable_service_account_tokens(&pki.ca_key_pem)
         .map_err(|e| anyhow::anyhow!("service account token signing: {e}"))?;

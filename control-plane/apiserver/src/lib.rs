@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod cache;
 pub mod codec;
 pub mod convert;
 pub mod discovery;
@@ -70,6 +71,8 @@ pub struct State {
     pod_cidrs: RwLock<podcidr::PodCidrs>,
     /// The cluster CA (PEM), which remote nodes' kubelet certificates are checked against.
     cluster_ca: std::sync::OnceLock<String>,
+    /// One watch cache per resource, serving watches and most lists.
+    pub caches: cache::WatchCaches,
 }
 
 impl State {
@@ -116,6 +119,7 @@ pub struct ApiServer {
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, admin_token: String, server_address: String) -> Self {
         let state = Arc::new(State {
+            caches: cache::WatchCaches::new(store.clone(), cache::CacheConfig::default()),
             store,
             registry: Registry::builtin(),
             metrics: Metrics::new(),
@@ -133,6 +137,11 @@ impl ApiServer {
             async move { serve_request(s, req).await }
         });
         ApiServer { state, router }
+    }
+
+    /// The sizes of the watch caches' windows (kube-apiserver's `--default-watch-cache-size`).
+    pub fn set_watch_cache(&self, config: cache::CacheConfig) {
+        self.state.caches.set_config(config);
     }
 
     /// Issue and accept service account tokens signed with `key_pem` (the cluster CA's key,

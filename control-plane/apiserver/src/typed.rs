@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::errors::ApiError;
 
 fn roundtrip<T: DeserializeOwned + Serialize>(kind: &str, obj: &Value) -> Result<Value, ApiError> {
-    let typed: T = serde_json::from_value(obj.clone())
+    let typed: T = T::deserialize(obj)
         .map_err(|e| ApiError::bad_request(format!("{kind} in version is invalid: {e}")))?;
     serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))
 }

@@ -1,6 +1,9 @@
-//! Watch: a stream of `{"type": …, "object": …}` lines from the store's revision stream, with
-//! selector transitions (an object leaving a selector is DELETED for that watcher), bookmarks,
-//! streaming lists (`sendInitialEvents`) and 410 Gone for compacted revisions.
+//! Watch: a stream of `{"type": …, "object": …}` lines (or protobuf frames, when the client
+//! prefers them), with selector transitions (an object leaving a selector is DELETED for that
+//! watcher), bookmarks, streaming lists (`sendInitialEvents`) and 410 Gone for compacted
+//! revisions. Watches are served from the resource's watch cache (`crate::cache`), sharing
+//! each event's encoded bytes; what the cache cannot serve (a resume older than its window)
+//! is served from the store's revision stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +18,14 @@ use serde_json::{Value, json};
 use skiff_api::{list_prefix, object_key};
 use skiff_store::{StoreError, WatchEvent};
 
+use skiff_api::{ResourceInfo, protobuf};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::cache::{Cached, CachedEvent, Message, Start, Subscription};
 use crate::errors::ApiError;
 use crate::handlers::{Target, decode, selectors};
 use crate::objects::labels_of;
+use crate::selectors::{FieldSelector, LabelSelector};
 use crate::{State, table};
 
 fn line(ty: &str, object: &Value) -> Bytes {
@@ -54,6 +62,26 @@ pub async fn watch(
         && q.get("resourceVersionMatch").is_some_and(|m| m != "NotOlderThan")
     {
         return Err(ApiError::invalid("ListOptions", "", vec![("resourceVersionMatch".into(), "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".into())]));
+    }
+    if let Some(resp) = watch_from_cache(
+        state,
+        target,
+        &CachedWatch {
+            prefix: &prefix,
+            exact,
+            rv,
+            send_initial,
+            bookmarks,
+            labels: &labels,
+            fields: &fields,
+            accept,
+            include: &include,
+            timeout,
+        },
+    )
+    .await?
+    {
+        return Ok(resp);
     }
     let mut initial: Vec<Value> = Vec::new();
     let start = if send_initial == Some("true")
@@ -216,5 +244,264 @@ fn translate(
             Some(("DELETED", obj))
         }
         WatchEvent::Progress { .. } => None,
+    }
+}
+
+/// What a watcher asked for, as the cache serves it.
+struct CachedWatch<'a> {
+    prefix: &'a str,
+    /// Only the key `prefix` itself (a `metadata.name=` watch).
+    exact: bool,
+    rv: &'a str,
+    send_initial: Option<&'a str>,
+    bookmarks: bool,
+    labels: &'a LabelSelector,
+    fields: &'a FieldSelector,
+    accept: &'a str,
+    include: &'a str,
+    timeout: u64,
+}
+
+/// Bytes a watcher gathers before it writes them out as one chunk.
+const CHUNK: usize = 64 * 1024;
+
+/// Serve a watch from the resource's watch cache; `None` when the cache cannot (not built
+/// yet, a revision it does not reach in time, a resume older than its window).
+async fn watch_from_cache(
+    state: &Arc<State>,
+    target: &Target,
+    w: &CachedWatch<'_>,
+) -> Result<Option<Response>, ApiError> {
+    let res = &target.resource;
+    let cache = state.caches.get(res);
+    let initial = w.send_initial == Some("true")
+        || (w.send_initial.is_none() && (w.rv.is_empty() || w.rv == "0"));
+    let (start, need) = match w.rv {
+        "" if initial || w.send_initial.is_some() => {
+            let Ok(rev) = state.caches.consistent_revision().await else { return Ok(None) };
+            (if initial { Start::Snapshot(rev) } else { Start::After(rev) }, rev)
+        }
+        "" | "0" => (if initial { Start::Snapshot(0) } else { Start::Now }, 0),
+        rv => {
+            let n = rv
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+            (if initial { Start::Snapshot(n) } else { Start::After(n) }, n)
+        }
+    };
+    if !state.caches.reach(&cache, need).await {
+        return Ok(None);
+    }
+    let Some(sub) = cache.subscribe(w.prefix, start, w.labels, w.fields) else {
+        return Ok(None);
+    };
+    let view = target.view.clone().unwrap_or_else(|| res.clone());
+    let as_table = table::wants_table(w.accept);
+    let proto = !as_table
+        && crate::codec::wants_protobuf(w.accept)
+        && protobuf::supports(&view.api_version(), view.kind);
+    let out = Out {
+        proto,
+        form: if as_table {
+            Form::Table(w.include.to_string())
+        } else if target.view.is_some() {
+            Form::View
+        } else {
+            Form::Stored
+        },
+        view,
+    };
+    let watcher = Watcher {
+        out,
+        prefix: w.prefix.to_string(),
+        exact: w.exact,
+        labels: w.labels.clone(),
+        fields: w.fields.clone(),
+        bookmarks: w.bookmarks,
+        end_bookmark: w.send_initial == Some("true") && w.bookmarks,
+    };
+    let content_type =
+        if proto { "application/vnd.kubernetes.protobuf;stream=watch" } else { "application/json" };
+    let gauge = state.metrics.inflight_watches.clone();
+    gauge.inc();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let timeout = Duration::from_secs(w.timeout);
+    tokio::spawn(async move {
+        let _guard = GaugeGuard(gauge);
+        let _ = tokio::time::timeout(timeout, watcher.run(sub, &tx)).await;
+    });
+    let stream =
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    Ok(Some(
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache, private")],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+    ))
+}
+
+/// How a watcher's objects are written.
+enum Form {
+    /// The stored version: the cached bytes as they are.
+    Stored,
+    /// Another version of the resource: converted per event.
+    View,
+    /// A Table row per event (`kubectl get -w`), with this `includeObject`.
+    Table(String),
+}
+
+struct Out {
+    proto: bool,
+    form: Form,
+    /// The resource as the watcher asked for it (its version).
+    view: ResourceInfo,
+}
+
+impl Out {
+    fn event(&self, ty: &str, c: &Cached, buf: &mut Vec<u8>) {
+        match (&self.form, self.proto) {
+            (Form::Stored, false) => {
+                buf.extend_from_slice(b"{\"type\":\"");
+                buf.extend_from_slice(ty.as_bytes());
+                buf.extend_from_slice(b"\",\"object\":");
+                buf.extend_from_slice(&c.json);
+                buf.extend_from_slice(b"}\n");
+            }
+            (Form::Stored, true) => match c.protobuf() {
+                Some(env) => buf.extend_from_slice(&protobuf::encode_watch_frame(
+                    ty,
+                    &self.view.api_version(),
+                    env,
+                )),
+                None => tracing::warn!(key = %c.key, "watch: an object has no protobuf form"),
+            },
+            (Form::View, _) => {
+                self.value(ty, &crate::convert::from_storage(c.value(), &self.view), buf);
+            }
+            (Form::Table(include), _) => {
+                let rv = c.revision.to_string();
+                let row = table::to_table(self.view.kind, &[c.value()], &rv, None, include);
+                self.value(ty, &row, buf);
+            }
+        }
+    }
+
+    fn value(&self, ty: &str, obj: &Value, buf: &mut Vec<u8>) {
+        if self.proto {
+            match protobuf::encode_watch_event(ty, obj) {
+                Ok(frame) => buf.extend_from_slice(&frame),
+                Err(e) => tracing::warn!(error = %e, "watch: an event has no protobuf form"),
+            }
+        } else {
+            buf.extend_from_slice(&line(ty, obj));
+        }
+    }
+
+    fn bookmark(&self, rv: u64, end: bool, buf: &mut Vec<u8>) {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.view.kind, "apiVersion": self.view.api_version(), "metadata": meta});
+        self.value("BOOKMARK", &obj, buf);
+    }
+}
+
+struct Watcher {
+    out: Out,
+    prefix: String,
+    exact: bool,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    bookmarks: bool,
+    end_bookmark: bool,
+}
+
+impl Watcher {
+    fn wants(&self, c: &Cached) -> bool {
+        if self.exact { c.key == self.prefix } else { c.key.starts_with(&self.prefix) }
+    }
+
+    /// Add one message's output to `buf`.
+    fn message(&self, msg: &Message, buf: &mut Vec<u8>) {
+        match msg {
+            Message::Event(ev) => self.event(ev, buf),
+            Message::Progress(rev) if self.bookmarks => self.out.bookmark(*rev, false, buf),
+            Message::Progress(_) => {}
+        }
+    }
+
+    fn event(&self, ev: &CachedEvent, buf: &mut Vec<u8>) {
+        if self.wants(&ev.object)
+            && let Some(ty) = ev.for_watcher(&self.labels, &self.fields)
+        {
+            self.out.event(ty, &ev.object, buf);
+        }
+    }
+
+    /// Write the start, then follow the channel until the client goes away. A watcher that
+    /// falls behind the channel's window is ended with 410 Expired: it lists again.
+    async fn run(self, sub: Subscription, tx: &tokio::sync::mpsc::Sender<Bytes>) {
+        let send = |buf: &mut Vec<u8>| {
+            let chunk = Bytes::from(std::mem::replace(buf, Vec::with_capacity(CHUNK)));
+            async move { tx.send(chunk).await.is_ok() }
+        };
+        let mut buf = Vec::with_capacity(CHUNK);
+        for c in sub.initial.iter().filter(|c| self.wants(c)) {
+            self.out.event("ADDED", c, &mut buf);
+            if buf.len() >= CHUNK && !send(&mut buf).await {
+                return;
+            }
+        }
+        for ev in &sub.replay {
+            self.event(ev, &mut buf);
+            if buf.len() >= CHUNK && !send(&mut buf).await {
+                return;
+            }
+        }
+        if self.end_bookmark {
+            self.out.bookmark(sub.revision, true, &mut buf);
+        }
+        if !buf.is_empty() && !send(&mut buf).await {
+            return;
+        }
+        let mut rx = sub.rx;
+        loop {
+            let first = tokio::select! {
+                _ = tx.closed() => return,
+                m = rx.recv() => m,
+            };
+            let mut next = first.map_err(|e| matches!(e, RecvError::Closed));
+            // Gather what else is pending into the same write.
+            loop {
+                match next {
+                    Ok(msg) => self.message(&msg, &mut buf),
+                    Err(closed) => {
+                        let why = if closed {
+                            "the watch cache was rebuilt; list again and watch from the new resourceVersion"
+                        } else {
+                            "the watcher fell too far behind; list again and watch from the new resourceVersion"
+                        };
+                        self.out.value("ERROR", &ApiError::gone(why).to_status(), &mut buf);
+                        let _ = send(&mut buf).await;
+                        return;
+                    }
+                }
+                if buf.len() >= CHUNK {
+                    break;
+                }
+                next = match rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(_)) => Err(false),
+                    Err(TryRecvError::Closed) => Err(true),
+                };
+            }
+            if !buf.is_empty() && !send(&mut buf).await {
+                return;
+            }
+        }
     }
 }

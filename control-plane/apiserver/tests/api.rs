@@ -1,27 +1,15 @@
 //! The api server over a real RaftStore (RocksDB in a temp dir), driven through its router.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
+use common::{Api, api};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use skiff_apiserver::{ApiServer, InProcess};
-use skiff_store::RaftStore;
+use skiff_apiserver::InProcess;
 use tower::ServiceExt;
-
-struct Api {
-    server: ApiServer,
-    _dir: tempfile::TempDir,
-}
-
-async fn api() -> Api {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(RaftStore::open(&dir.path().join("store")).await.expect("store"));
-    let server = ApiServer::new(store, "secret-token".into(), "127.0.0.1:1".into());
-    server.bootstrap().await.expect("bootstrap");
-    Api { server, _dir: dir }
-}
 
 impl Api {
     async fn call(

@@ -214,4 +214,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest applied revision.
     fn current_revision(&self) -> u64;
+
+    /// Ask every open watch to send a `Progress` notification now if it has nothing pending,
+    /// instead of at its next interval (etcd's `RequestWatchProgress`): a cache fed by a
+    /// watch learns at once that it has reached the store's revision. Best effort.
+    fn request_watch_progress(&self) {}
 }

@@ -561,6 +561,37 @@ async fn raft_store_should_send_progress_while_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_store_should_send_progress_at_once_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An interval no test waits for: only a request can bring the notification.
+    let options = RaftStoreOptions {
+        watch_progress_interval: Duration::from_secs(3600),
+        ..RaftStoreOptions::default()
+    };
+    let store = Arc::new(open_with(dir.path(), options).await);
+    let mut stream = store.watch("/quiet/", store.current_revision()).await.expect("watch");
+    let other = store.create("/loud/a", vec![]).await.expect("create");
+    let asker = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // A request that finds the watcher busy is lost: ask until it is heard.
+            loop {
+                store.request_watch_progress();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let ev = tokio::time::timeout(Duration::from_secs(5), next_event(&mut stream))
+        .await
+        .expect("progress within 5 s, not at the hour's interval")
+        .expect("item");
+    asker.abort();
+    assert_eq!(ev, WatchEvent::Progress { revision: other.mod_revision });
+    drop(stream);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_store_should_serve_watches_from_before_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path()).await;

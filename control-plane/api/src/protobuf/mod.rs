@@ -171,6 +171,99 @@ pub fn encode_watch_event(event_type: &str, object: &Value) -> Result<Vec<u8>, P
     Ok(out)
 }
 
+/// The object's own message inside an envelope [`encode`] wrote (field 2 of the
+/// `runtime.Unknown`), so a list can embed stored envelopes without encoding them again.
+pub fn envelope_payload(envelope: &[u8]) -> Option<&[u8]> {
+    let mut r = Reader::new(envelope.strip_prefix(MAGIC)?);
+    while !r.done() {
+        match r.key().ok()? {
+            (2, LEN) => return r.bytes().ok(),
+            (_, wt) => r.skip(wt).ok()?,
+        }
+    }
+    None
+}
+
+/// A list body (`PodList`, ...) from its items' envelopes (as [`encode`] wrote them): the
+/// items are copied, never decoded. `kind` is the list kind; its message names the fields.
+pub fn encode_list<'a>(
+    api_version: &str,
+    kind: &str,
+    resource_version: &str,
+    continue_token: Option<&str>,
+    items: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>, ProtoError> {
+    let msg = schema::lookup(api_version, kind).ok_or_else(|| ProtoError::UnknownKind {
+        api_version: api_version.into(),
+        kind: kind.into(),
+    })?;
+    let field = |m: &'static schema::Message, json: &str| {
+        m.field_by_json(json)
+            .ok_or_else(|| ProtoError::UnknownField { message: m.display(), field: json.into() })
+    };
+    let (meta, items_field) = (field(msg, "metadata")?, field(msg, "items")?);
+    let schema::Ty::Message(list_meta) = meta.ty else {
+        return Err(ProtoError::WrongType {
+            message: msg.display(),
+            expected: "a ListMeta message",
+            got: "a scalar",
+        });
+    };
+    let list_meta = schema::message(list_meta);
+    let rv_tag = field(list_meta, "resourceVersion")?.tag;
+    let continue_tag = field(list_meta, "continue")?.tag;
+    let mut payload = Vec::new();
+    put_nested(&mut payload, meta.tag, |o| {
+        put_bytes(o, rv_tag, resource_version.as_bytes());
+        if let Some(c) = continue_token {
+            put_bytes(o, continue_tag, c.as_bytes());
+        }
+        Ok::<(), ProtoError>(())
+    })?;
+    for item in items {
+        let raw = envelope_payload(item).ok_or_else(|| ProtoError::Malformed {
+            message: msg.display(),
+            detail: "an item is not a protobuf envelope".into(),
+        })?;
+        put_bytes(&mut payload, items_field.tag, raw);
+    }
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    out.extend_from_slice(MAGIC);
+    put_nested(&mut out, 1, |o| {
+        put_bytes(o, 1, api_version.as_bytes());
+        put_bytes(o, 2, kind.as_bytes());
+        Ok::<(), ProtoError>(())
+    })?;
+    put_bytes(&mut out, 2, &payload);
+    put_bytes(&mut out, 3, b"");
+    put_bytes(&mut out, 4, b"");
+    Ok(out)
+}
+
+/// A watch frame (as [`encode_watch_event`] writes) around an object envelope [`encode`]
+/// already wrote, in the group version `api_version`.
+pub fn encode_watch_frame(event_type: &str, api_version: &str, envelope: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    out.extend_from_slice(MAGIC);
+    let _ = put_nested(&mut out, 1, |o| {
+        put_bytes(o, 1, api_version.as_bytes());
+        put_bytes(o, 2, b"WatchEvent");
+        Ok::<(), ProtoError>(())
+    });
+    let _ = put_nested(&mut out, 2, |o| {
+        put_bytes(o, 1, event_type.as_bytes());
+        put_nested(o, 2, |o| {
+            put_bytes(o, 1, envelope);
+            Ok::<(), ProtoError>(())
+        })
+    });
+    put_bytes(&mut out, 3, b"");
+    put_bytes(&mut out, 4, b"");
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
 /// Split one frame off a protobuf watch stream: `Ok(Some((event, rest)))`, or `Ok(None)` when
 /// `stream` does not hold a whole frame yet. The event decodes like any body, its `object`
 /// being the decoded object.

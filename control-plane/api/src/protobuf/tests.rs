@@ -331,3 +331,39 @@ fn garbage_truncated_and_mutated_bodies_should_error_without_panicking() {
         "spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": deep}}]}});
     assert!(matches!(encode(&crd), Err(ProtoError::TooDeep(_))));
 }
+
+#[test]
+fn a_list_built_from_item_envelopes_should_equal_the_list_encoded_whole() {
+    let mut a = sample_pod();
+    a["metadata"]["name"] = json!("a");
+    let mut b = sample_pod();
+    b["metadata"]["name"] = json!("b");
+    let envelopes = [encode(&a).expect("a"), encode(&b).expect("b")];
+    let built =
+        encode_list("v1", "PodList", "42", Some("next"), envelopes.iter().map(Vec::as_slice))
+            .expect("list");
+    let strip = |mut o: Value| {
+        let m = o.as_object_mut().expect("object");
+        m.remove("apiVersion");
+        m.remove("kind");
+        o
+    };
+    let decoded = decode(&built).expect("decodes");
+    assert_eq!(decoded["metadata"], json!({"resourceVersion": "42", "continue": "next"}));
+    assert_eq!(decoded["items"], json!([strip(a.clone()), strip(b.clone())]));
+    let whole = json!({"apiVersion": "v1", "kind": "PodList",
+        "metadata": {"resourceVersion": "42", "continue": "next"}, "items": [a, b]});
+    assert_eq!(built, encode(&whole).expect("whole"));
+    assert!(encode_list("v1", "NoSuchList", "1", None, []).is_err());
+    assert!(encode_list("v1", "PodList", "1", None, [&b"garbage"[..]]).is_err());
+}
+
+#[test]
+fn a_watch_frame_around_an_envelope_should_equal_one_encoded_from_the_object() {
+    let pod = sample_pod();
+    let envelope = encode(&pod).expect("pod");
+    assert_eq!(
+        encode_watch_frame("MODIFIED", "v1", &envelope),
+        encode_watch_event("MODIFIED", &pod).expect("frame")
+    );
+}

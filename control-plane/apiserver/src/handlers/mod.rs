@@ -101,9 +101,53 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-/// Encode an object for the store: resourceVersion is the store's, never persisted.
+/// Encode an object for the store: resourceVersion is the store's, never persisted. The
+/// object is written as it is, skipping `metadata.resourceVersion` (no copy of it is made).
 fn encode(obj: &Value) -> Vec<u8> {
-    serde_json::to_vec(&without_resource_version(obj)).unwrap_or_default()
+    serde_json::to_vec(&Stored(obj)).unwrap_or_default()
+}
+
+/// An object as stored: without `metadata.resourceVersion`.
+struct Stored<'a>(&'a Value);
+
+/// An object's metadata as stored: without `resourceVersion`.
+struct StoredMeta<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(m) = self.0 else { return self.0.serialize(s) };
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    map.serialize_entry(k, &StoredMeta(meta))?
+                }
+                v => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for StoredMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0.iter().filter(|(k, _)| *k != "resourceVersion");
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Stamp the resourceVersion the store gave an object's write.
+pub(crate) fn with_resource_version(mut obj: Value, revision: u64) -> Value {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(revision.to_string()));
+    }
+    obj
 }
 
 pub(crate) fn without_resource_version(obj: &Value) -> Value {
@@ -165,11 +209,19 @@ fn field_validation(
     q: &HashMap<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").map(String::as_str).unwrap_or("Warn");
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    let unknown = typed::check(&res.api_version(), res.kind, &obj)?;
+    // managedFields are not checked; copy the object only when it has some.
+    let stripped;
+    let obj = if obj.pointer("/metadata/managedFields").is_some() {
+        let mut o = obj.clone();
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+        stripped = o;
+        &stripped
+    } else {
+        obj
+    };
+    let unknown = typed::check(&res.api_version(), res.kind, obj)?;
     if unknown.is_empty() || mode == "Ignore" {
         return Ok(Vec::new());
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, list_prefix};
@@ -83,6 +83,14 @@ pub async fn list(
         Some(token) => Some(decode_continue(token)?),
         None => None,
     };
+    if token.is_none()
+        && target.view.is_none()
+        && wanted_table(headers, q).is_none()
+        && let Some(resp) =
+            list_from_cache(state, res, headers, q, &prefix, limit, &labels, &fields).await
+    {
+        return Ok(resp);
+    }
     let store_err = |e: StoreError| ApiError::from_store(e, res.plural, "");
     let mut options = list_read_options(state, q, token.as_ref())?;
     // Selectors filter after the store pages, so a page may take several store reads; every
@@ -130,6 +138,107 @@ pub async fn list(
         StatusCode::OK,
         &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": meta, "items": items}),
     ))
+}
+
+/// Items gathered into one chunk of a list body streamed from the cache.
+const LIST_CHUNK: usize = 256 * 1024;
+
+/// A list answered from the watch cache, when its `resourceVersion` semantics allow: `0`
+/// (any), not older than N, or (without `limit`) a consistent read once the cache has caught
+/// up with the store's revision. The items' cached bytes are copied into the body (JSON,
+/// streamed) or the list envelope (protobuf); nothing is decoded or encoded again. `None`
+/// leaves the list to the store (paged reads, exact revisions, a cache not ready).
+#[allow(clippy::too_many_arguments)]
+async fn list_from_cache(
+    state: &Arc<State>,
+    res: &ResourceInfo,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    prefix: &str,
+    limit: Option<usize>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> Option<Response> {
+    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    let consistent = match (rv, rv_match) {
+        ("", "") if limit.is_none() => true,
+        // As kube-apiserver, a list at any revision ignores `limit` when served from cache.
+        ("0", "" | "NotOlderThan") => false,
+        (n, "" | "NotOlderThan") if limit.is_none() && n.parse::<u64>().is_ok() => false,
+        _ => return None,
+    };
+    let cache = state.caches.get(res);
+    if !cache.is_ready() {
+        return None;
+    }
+    let need = if consistent {
+        state.caches.consistent_revision().await.ok()?
+    } else {
+        rv.parse::<u64>().unwrap_or(0)
+    };
+    if !state.caches.reach(&cache, need).await {
+        return None;
+    }
+    let (items, revision) = cache.snapshot(prefix, labels, fields)?;
+    let rv = revision.to_string();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let api_version = res.api_version();
+    if crate::codec::wants_protobuf(accept) && !crate::codec::wants_yaml(accept) {
+        let envelopes: Option<Vec<&bytes::Bytes>> = items.iter().map(|c| c.protobuf()).collect();
+        let body = envelopes.and_then(|envs| {
+            skiff_api::protobuf::encode_list(
+                &api_version,
+                res.list_kind,
+                &rv,
+                None,
+                envs.iter().map(|b| b.as_ref()),
+            )
+            .ok()
+        });
+        if let Some(body) = body {
+            return Some(
+                (StatusCode::OK, [(header::CONTENT_TYPE, skiff_api::protobuf::CONTENT_TYPE)], body)
+                    .into_response(),
+            );
+        }
+    }
+    let head = format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"items\":[",
+        Value::from(res.list_kind),
+        Value::from(api_version)
+    );
+    let items = Arc::new(items);
+    let chunks = futures::stream::unfold((Some(head), 0usize), move |(head, mut i)| {
+        let items = items.clone();
+        async move {
+            let mut buf = match head {
+                Some(h) => h.into_bytes(),
+                None if i > items.len() => return None,
+                None => Vec::with_capacity(LIST_CHUNK),
+            };
+            while i < items.len() && buf.len() < LIST_CHUNK {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(&items[i].json);
+                i += 1;
+            }
+            if i == items.len() {
+                buf.extend_from_slice(b"]}");
+                i += 1;
+            }
+            Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(buf)), (None, i)))
+        }
+    });
+    Some(
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::from_stream(chunks),
+        )
+            .into_response(),
+    )
 }
 
 /// Where a list resumes: after `start`, at `revision`.

@@ -13,27 +13,38 @@ use skiff_store::{KeyValue, StoreError, TxnOp};
 use super::pods::bind;
 use super::{
     MAX_RETRIES, Target, decode, encode, field_validation, is_dry_run, json_response, parse_body,
-    read_current, too_many_writers, with_warnings, without_resource_version,
+    read_current, too_many_writers, with_resource_version, with_warnings, without_resource_version,
 };
 use crate::errors::ApiError;
 use crate::objects::{self, name_of, resource_version_of};
 use crate::{State, apply};
 
 /// New objects may go into namespace `ns` only while it exists and is not being deleted.
+/// Like kube-apiserver's NamespaceLifecycle admission, this reads the namespace from the
+/// watch cache (no store round trip per create); one the cache does not know yet (just
+/// created) is read from the store.
 pub(super) async fn ensure_namespace(state: &State, ns: &str) -> Result<(), ApiError> {
     let key = format!("/registry/namespaces/{ns}");
+    let terminating = |ns: &str| {
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        )
+    };
+    if let Some(namespaces) = state.registry.by_plural("", "namespaces")
+        && let Some(cached) = state.caches.get(namespaces).get(&key)
+    {
+        return if cached.is_terminating() { Err(terminating(ns)) } else { Ok(()) };
+    }
     match state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "namespaces", ns))? {
         None => Err(ApiError::not_found("namespaces", ns)),
         Some(kv) => {
             let obj = decode(&kv)?;
             if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
-                return Err(ApiError::new(
-                    403,
-                    "Forbidden",
-                    format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                ));
+                return Err(terminating(ns));
             }
             Ok(())
         }
@@ -102,7 +113,7 @@ pub(super) async fn store_new(
         .create(key, encode(&obj))
         .await
         .map_err(|e| ApiError::from_store(e, res.plural, name_of(&obj)))?;
-    decode(&kv)
+    Ok(with_resource_version(obj, kv.mod_revision))
 }
 
 /// Create a Service together with the claims of the addresses it is given; a random pick
@@ -237,16 +248,30 @@ pub(crate) async fn write(
         return write_service(state, key, prev, obj).await;
     }
     // Kubernetes does not write (or bump resourceVersion) when nothing changed.
-    let stored = without_resource_version(obj);
-    if serde_json::from_slice::<Value>(&prev.value).ok().as_ref() == Some(&stored) {
+    let value = encode(obj);
+    if value == prev.value
+        || serde_json::from_slice::<Value>(&prev.value).is_ok_and(|p| same_when_stored(&p, obj))
+    {
         return decode(prev);
     }
     let kv = state
         .store
-        .update(key, serde_json::to_vec(&stored).unwrap_or_default(), Some(prev.mod_revision))
+        .update(key, value, Some(prev.mod_revision))
         .await
         .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-    decode(&kv)
+    Ok(with_resource_version(obj.clone(), kv.mod_revision))
+}
+
+/// Whether `stored` (as read from the store) is `obj` but for `metadata.resourceVersion`.
+fn same_when_stored(stored: &Value, obj: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (stored, obj) else { return stored == obj };
+    fn meta(m: &serde_json::Map<String, Value>) -> Option<Vec<(&String, &Value)>> {
+        let meta = m.get("metadata").and_then(Value::as_object)?;
+        Some(meta.iter().filter(|(k, _)| *k != "resourceVersion").collect())
+    }
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| k == "metadata" || b.get(k) == Some(v))
+        && meta(a) == meta(b)
 }
 
 /// An update of a Service with the node-port claims its type and ports now need, in one
@@ -338,4 +363,24 @@ pub async fn update(
         }
     }
     Err(too_many_writers(res.plural, &name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_should_be_the_same_when_stored_whatever_its_resource_version() {
+        let stored = json!({"kind": "Pod", "metadata": {"name": "a", "labels": {"x": "1"}}});
+        let mut obj = stored.clone();
+        obj["metadata"]["resourceVersion"] = json!("7");
+        assert!(same_when_stored(&stored, &obj));
+        assert_eq!(super::super::encode(&obj), serde_json::to_vec(&stored).expect("json"));
+        obj["metadata"]["labels"]["x"] = json!("2");
+        assert!(!same_when_stored(&stored, &obj));
+        let mut more = stored.clone();
+        more["spec"] = json!({});
+        assert!(!same_when_stored(&stored, &more));
+        assert!(!same_when_stored(&more, &stored));
+    }
 }

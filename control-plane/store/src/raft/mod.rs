@@ -629,6 +629,10 @@ impl Store for RaftStore {
     fn current_revision(&self) -> u64 {
         self.hub.current_revision()
     }
+
+    fn request_watch_progress(&self) {
+        self.hub.request_progress();
+    }
 }
 
 /// What a write produced: one key, or a transaction's keys.

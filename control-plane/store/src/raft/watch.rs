@@ -42,6 +42,8 @@ pub(crate) struct WatchHub {
     compacted: AtomicU64,
     shut_down: AtomicBool,
     progress_interval: Duration,
+    /// Wakes idle watchers to report their progress now ([`WatchHub::request_progress`]).
+    progress_now: tokio::sync::Notify,
 }
 
 struct HubInner {
@@ -67,6 +69,7 @@ impl WatchHub {
             compacted: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
             progress_interval,
+            progress_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -110,6 +113,11 @@ impl WatchHub {
             let _ = tx.send(Arc::new(Published { revision: applied, events }));
         }
         self.revision.store(applied, Ordering::Release);
+    }
+
+    /// Have every idle watcher send its `Progress` now rather than at its next interval.
+    pub(crate) fn request_progress(&self) {
+        self.progress_now.notify_waiters();
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -200,6 +208,14 @@ fn read_history(
     Ok((events, until))
 }
 
+/// The next progress notification is due: at `at`, or earlier when one is requested.
+async fn progress_due(hub: &WatchHub, at: Instant) {
+    tokio::select! {
+        () = tokio::time::sleep_until(at) => {}
+        () = hub.progress_now.notified() => {}
+    }
+}
+
 struct WatchState {
     hub: Arc<WatchHub>,
     prefix: String,
@@ -272,7 +288,7 @@ impl WatchState {
                         }
                     }
                 },
-                () = tokio::time::sleep_until(self.next_progress) => {
+                () = progress_due(&self.hub, self.next_progress) => {
                     self.next_progress = Instant::now() + self.hub.progress_interval;
                     if let Some(idle) = self.hub.idle_revision(&self.rx) {
                         self.pos = self.pos.max(idle);
