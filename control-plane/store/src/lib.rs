@@ -1,6 +1,7 @@
 //! The system of record: a revisioned key-value store with watch, and its implementation on
 //! openraft + RocksDB (`RaftStore`). Keys look like etcd's (`/registry/pods/default/web`);
-//! every write is a raft entry and its revision is the raft log index of that entry.
+//! every write goes through the raft log (concurrent writes share an entry) and gets the next
+//! revision, which is never below its entry's log index (see `raft/mod.rs`).
 
 use std::pin::Pin;
 

@@ -26,6 +26,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use super::batcher::WriteBatcher;
 use super::network::{CallError, PeerHttp};
 use super::peer::{self, ForwardError, ForwardReply, ForwardRequest, PATH_FORWARD};
 use super::{Command, CommandResponse, Node, NodeId, RaftStore, TypeConfig, fatal_to_store};
@@ -83,6 +84,8 @@ pub(crate) struct Cluster {
     pub(crate) stats: Stats,
     /// Serializes the membership changes this member makes while it leads.
     membership_lock: tokio::sync::Mutex<()>,
+    /// Writes this member runs as leader (its own and forwarded ones), group-committed.
+    batcher: WriteBatcher,
 }
 
 enum Route {
@@ -109,7 +112,7 @@ fn not_leader(f: ForwardToLeader<NodeId, Node>) -> ForwardError {
     ForwardError::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)) }
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> ForwardError {
+pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> ForwardError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
@@ -122,6 +125,7 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> ForwardE
 impl Cluster {
     pub(crate) fn new(raft: Raft<TypeConfig>, id: NodeId, http: PeerHttp) -> Self {
         Cluster {
+            batcher: WriteBatcher::new(raft.clone()),
             raft,
             id,
             http,
@@ -220,20 +224,7 @@ impl Cluster {
         request: ForwardRequest,
     ) -> Result<ForwardReply, ForwardError> {
         match request {
-            ForwardRequest::Write(cmd) => {
-                // Submitting and waiting apart: a raft that is stopped before it takes the
-                // write certainly did not apply it, one that stops later may have.
-                let pending = self
-                    .raft
-                    .client_write_ff(cmd)
-                    .await
-                    .map_err(|f| ForwardError::Unavailable(f.to_string()))?;
-                match pending.await {
-                    Ok(Ok(resp)) => Ok(ForwardReply::Written(resp.data)),
-                    Ok(Err(e)) => Err(write_error(RaftError::APIError(e))),
-                    Err(_) => Err(ForwardError::Failed("raft stopped while writing".into())),
-                }
-            }
+            ForwardRequest::Write(cmd) => self.batcher.write(cmd).await.map(ForwardReply::Written),
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _)) => Ok(ForwardReply::ReadIndex(read.map_or(0, |id| id.index))),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

@@ -105,6 +105,7 @@ const CMD_CREATE: u8 = 0;
 const CMD_UPDATE: u8 = 1;
 const CMD_DELETE: u8 = 2;
 const CMD_TXN: u8 = 3;
+const CMD_BATCH: u8 = 4;
 
 pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
@@ -176,6 +177,13 @@ fn encode_command(out: &mut Vec<u8>, cmd: &Command) {
                 encode_command(out, op);
             }
         }
+        Command::Batch(cmds) => {
+            out.push(CMD_BATCH);
+            put_u64(out, cmds.len() as u64);
+            for cmd in cmds {
+                encode_command(out, cmd);
+            }
+        }
     }
 }
 
@@ -203,13 +211,29 @@ fn decode_command(r: &mut Reader<'_>) -> Result<Command, CodecError> {
             let mut ops = Vec::new();
             for _ in 0..n {
                 match decode_command(r)? {
-                    Command::Txn(_) => {
+                    Command::Txn(_) | Command::Batch(_) => {
                         return Err(CodecError::UnknownTag { what: "nested txn", tag: CMD_TXN });
                     }
                     op => ops.push(op),
                 }
             }
             Command::Txn(ops)
+        }
+        CMD_BATCH => {
+            let n = r.u64()?;
+            let mut cmds = Vec::new();
+            for _ in 0..n {
+                match decode_command(r)? {
+                    Command::Batch(_) => {
+                        return Err(CodecError::UnknownTag {
+                            what: "nested batch",
+                            tag: CMD_BATCH,
+                        });
+                    }
+                    cmd => cmds.push(cmd),
+                }
+            }
+            Command::Batch(cmds)
         }
         tag => return Err(CodecError::UnknownTag { what: "command", tag }),
     })

@@ -1,16 +1,26 @@
 //! The raft log and vote in RocksDB (column families `log` and `log_meta`).
 //!
-//! Appends are group-committed: `append` writes the entries into RocksDB without syncing, so
-//! they are readable at once, and hands the completion callback to a flusher thread that
-//! fsyncs the WAL (`flush_wal(true)`) once for every callback queued meanwhile, then acks
-//! them. openraft 0.9 submits one append per client write, so this is what turns a thousand
-//! concurrent writes into a handful of fsyncs. Votes, truncations and purges are synced
-//! writes and return only once on disk.
+//! An append writes the entries into RocksDB and syncs the WAL before it acknowledges them.
+//! Grouping cannot happen here: openraft 0.9's core waits for each append to be acknowledged
+//! before it handles the next message, so there is never a second append to share the sync
+//! with (a flusher thread that fsynced "once per queued callback" did exactly one fsync per
+//! append, plus two thread hand-offs on the write path). Concurrent client writes are grouped
+//! before raft instead, into one entry per batch (`batcher.rs`). The sync runs on the core's
+//! own thread, with the runtime told that this worker blocks, so that no other thread has to
+//! be woken (under CPU pressure each wake-up can cost more than the fsync).
+//!
+//! The entries are written unsynced and then the WAL is synced (`flush_wal(true)`), rather
+//! than written with `sync`: the state machine's unsynced writes, which go on meanwhile, must
+//! not be held up in a RocksDB write group waiting for this fsync. Votes, truncations and
+//! purges are synced writes.
+
+// openraft's `StorageError` is what the storage traits return; the helpers return it too
+// rather than box it only to unbox it at the trait edge.
+#![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -101,32 +111,11 @@ impl RaftLogReader<TypeConfig> for LogReader {
 /// The log store owned by the raft core.
 pub(crate) struct LogStore {
     reader: LogReader,
-    /// `None` only while dropping.
-    flush_tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
-    flusher: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for LogStore {
-    /// Close the channel and wait for the flusher, so its handle on RocksDB is released here
-    /// and not on a detached thread racing process exit (RocksDB aborts if it is closed after
-    /// its static state is torn down).
-    fn drop(&mut self) {
-        self.flush_tx.take();
-        if let Some(flusher) = self.flusher.take() {
-            let _ = flusher.join();
-        }
-    }
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Result<Self, std::io::Error> {
-        let (flush_tx, flush_rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let flush_db = Arc::clone(&db);
-        // Exits when the store (the only sender) is dropped, i.e. when the raft core stops.
-        let flusher = std::thread::Builder::new()
-            .name("skiff-raft-log-flush".into())
-            .spawn(move || flush_loop(&flush_db, &flush_rx))?;
-        Ok(LogStore { reader: LogReader { db }, flush_tx: Some(flush_tx), flusher: Some(flusher) })
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        LogStore { reader: LogReader { db } }
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
@@ -134,16 +123,14 @@ impl LogStore {
     }
 }
 
-fn flush_loop(db: &DB, rx: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    while let Ok(first) = rx.recv() {
-        let mut pending = vec![first];
-        pending.extend(rx.try_iter());
-        let result = db.flush_wal(true);
-        for callback in pending {
-            callback.log_io_completed(
-                result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())),
-            );
+/// Run `f`, which blocks on the disk, from async code: on a multi-threaded runtime the worker
+/// hands its other tasks over first; elsewhere (openraft's test suite) it just blocks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
         }
+        _ => f(),
     }
 }
 
@@ -209,15 +196,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             batch.put_cf(cf, index_key(entry.log_id.index), raw);
         }
-        // Unsynced: readable now, durable once the flusher has synced the WAL.
-        self.reader.db.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        let sent = match &self.flush_tx {
-            Some(tx) => tx.send(callback),
-            None => Err(mpsc::SendError(callback)),
-        };
-        if let Err(mpsc::SendError(callback)) = sent {
-            callback.log_io_completed(Err(std::io::Error::other("raft log flusher has stopped")));
-        }
+        let db = &self.reader.db;
+        blocking(|| db.write(batch).and_then(|()| db.flush_wal(true)))
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        callback.log_io_completed(Ok(()));
         Ok(())
     }
 

@@ -3,10 +3,21 @@
 //! raft to each other over HTTPS with mutual TLS (`peer.rs`, `network.rs`, `cluster.rs`).
 //!
 //! A write is a raft entry ([`Command`]); its preconditions are checked by the state machine
-//! when the entry is applied, so the outcome is the same on every replica, and its revision
-//! is the entry's log index. Reads get a read index from the leader (which confirms its
-//! leadership first), wait until this member has applied that far, and read RocksDB directly.
+//! when the entry is applied, so the outcome is the same on every replica. Reads get a read
+//! index from the leader (which confirms its leadership first), wait until this member has
+//! applied that far, and read RocksDB directly.
+//!
+//! Concurrent writes are group-committed (`batcher.rs`): the leader packs the writes that
+//! queue up while earlier ones commit into one entry ([`Command::Batch`]), so they share one
+//! append and one fsync. Hence a revision is not a log index but a counter of the state
+//! machine, persisted with it: every write that changes something gets the next revision,
+//! `max(previous + 1, log index)`. Unbatched writes thus keep revision == log index (and a
+//! store written before batching existed reads on unchanged), revisions stay unique and
+//! increasing in log order, and every replica assigns the same ones, because the counter is
+//! a function of the log (snapshots carry it). The store's revision is the last one assigned;
+//! a failed write assigns none, as in etcd.
 
+mod batcher;
 mod cluster;
 mod codec;
 mod log_store;
@@ -78,8 +89,11 @@ pub(crate) enum Command {
         key: String,
         expected: Option<u64>,
     },
-    /// All of these (none of them `Txn`) or nothing, at one revision.
+    /// All of these (none of them `Txn` or `Batch`) or nothing, at one revision.
     Txn(Vec<Command>),
+    /// Independent writes (single ops or `Txn`s, no `Batch`) that share one raft entry: each
+    /// is applied, or refused, on its own, in order, at its own revision.
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -89,7 +103,7 @@ impl Command {
             Command::Create { key, .. }
             | Command::Update { key, .. }
             | Command::Delete { key, .. } => Some(key),
-            Command::Txn(_) => None,
+            Command::Txn(_) | Command::Batch(_) => None,
         }
     }
 }
@@ -110,6 +124,8 @@ pub(crate) enum CommandResponse {
         expected: u64,
         current: u64,
     },
+    /// The answers of a [`Command::Batch`], one per write, in order.
+    Batch(Vec<CommandResponse>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,8 +383,7 @@ impl RaftStore {
         let state_machine =
             StateMachineStore::new(Arc::clone(&db), Arc::clone(&hub), snapshot::snapshot_dir(dir))
                 .map_err(|e| storage("reading state machine", e))?;
-        let log_store =
-            LogStore::new(Arc::clone(&db)).map_err(|e| storage("starting log flusher", e))?;
+        let log_store = LogStore::new(Arc::clone(&db));
 
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let config = Config {
@@ -439,7 +454,7 @@ impl RaftStore {
             tracing::warn!(error = %e, "raft core ended with an error");
         }
         self.hub.close();
-        // Raft's background tasks (log flusher, snapshot builder) drop their DB handles as
+        // Raft's background tasks (the snapshot builder) drop their DB handles as
         // they wind down; ours is the one left.
         let deadline = Instant::now() + Duration::from_secs(5);
         while Arc::strong_count(&self.db) > 1 && Instant::now() < deadline {
@@ -459,7 +474,9 @@ impl RaftStore {
             CommandResponse::Conflict { key, expected, current } => {
                 Err(StoreError::Conflict { key, expected, current })
             }
-            CommandResponse::Noop => Err(StoreError::Storage("write produced no result".into())),
+            CommandResponse::Noop | CommandResponse::Batch(_) => {
+                Err(StoreError::Storage("write produced no result".into()))
+            }
         }
     }
 
@@ -479,10 +496,13 @@ impl RaftStore {
         if self.hub.current_revision() >= revision {
             return Ok(());
         }
+        // The state machine moves the revision on before raft reports the apply in its
+        // metrics, so every revision change is followed by a metrics change that wakes this.
+        let hub = Arc::clone(&self.hub);
         let waited = self
             .raft
             .wait(Some(FUTURE_REVISION_WAIT))
-            .applied_index_at_least(Some(revision), "revision applied")
+            .metrics(move |_| hub.current_revision() >= revision, "revision applied")
             .await;
         match waited {
             Ok(_) => Ok(()),
@@ -500,11 +520,14 @@ impl RaftStore {
         let purged_before = self.raft.metrics().borrow().purged;
         let reached =
             compact_blocking(Arc::clone(&self.db), Arc::clone(&self.hub), revision).await?;
+        // Revisions are not log indexes: the snapshot to wait for is one of what is applied
+        // now, which includes the compaction.
+        let applied = self.raft.metrics().borrow().last_applied.map_or(0, |id| id.index);
         snapshot_after_compaction(&self.raft).await;
         let snapshot = self
             .raft
             .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= reached), "snapshot")
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied), "snapshot")
             .await;
         if snapshot.is_ok() {
             // The purge follows the snapshot; a short log (under the entries kept behind a
@@ -695,6 +718,14 @@ pub(crate) mod test_support {
                     Command::Delete { key: "/c".into(), expected: Some(2) },
                 ])),
             },
+            Entry {
+                log_id: id(7),
+                payload: EntryPayload::Normal(Command::Batch(vec![
+                    Command::Update { key: "/b".into(), value: vec![2], expected: None },
+                    Command::Txn(vec![Command::Create { key: "/d".into(), value: vec![] }]),
+                    Command::Delete { key: "/b".into(), expected: Some(7) },
+                ])),
+            },
         ]
     }
 }
@@ -729,7 +760,7 @@ mod openraft_suite {
             let hub = WatchHub::new(&db, 100, Duration::from_secs(1));
             let sm = StateMachineStore::new(Arc::clone(&db), hub, dir.path().join("snapshots"))
                 .map_err(|e| io(&e))?;
-            let log = LogStore::new(db).map_err(|e| io(&e))?;
+            let log = LogStore::new(db);
             Ok((dir, log, sm))
         }
     }

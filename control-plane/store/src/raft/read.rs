@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rocksdb::DB;
 
 use super::codec::{HistoryRecord, StoredValue, history_key, history_revision};
-use super::state_machine::{read_applied_state_at, read_compacted};
+use super::state_machine::{read_compacted, read_revision_at};
 use super::{CF_HISTORY, CF_KV};
 use crate::{ListOptions, ListResult, StoreError};
 
@@ -24,7 +24,7 @@ fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreErro
 /// read, so the state, the history and the compaction point agree.
 pub(crate) fn list(db: &DB, prefix: &str, options: &ListOptions) -> Result<ListResult, StoreError> {
     let view = db.snapshot();
-    let applied = read_applied_state_at(&view, db).map_err(storage)?.0.map_or(0, |id| id.index);
+    let applied = read_revision_at(&view, db).map_err(storage)?;
     let revision = options.revision.unwrap_or(applied);
     if revision > applied {
         return Err(StoreError::FutureRevision { requested: revision, current: applied });

@@ -3,7 +3,8 @@
 //! Building a snapshot is cheap: a checkpoint hard-links the SST files of the moment, so the
 //! state is never copied to build one, and the log can be purged behind it. Only when a
 //! follower needs the snapshot is the checkpoint's key space streamed into an image file
-//! (`magic ‖ applied ‖ membership ‖ (key, value)*`, every field length-prefixed), which
+//! (`magic ‖ applied ‖ membership ‖ revision ‖ (key, value)*`, every field length-prefixed;
+//! images of the previous format, `SKIFFSN2`, have no revision: it was the applied index), which
 //! openraft sends in chunks; a follower installs an image by reading it back as a stream.
 
 use std::fs;
@@ -14,12 +15,14 @@ use openraft::{LogId, SnapshotMeta};
 use rocksdb::{DB, Options, WriteBatch, WriteOptions};
 
 use super::codec::{StoredValue, history_key, put_bytes};
-use super::state_machine::{StateMachineError, read_applied_state};
+use super::state_machine::{StateMachineError, read_applied_state, read_revision_at};
 use super::{CF_HISTORY, CF_KV, CF_LOG, CF_LOG_META, CF_SM_META, Node, NodeId};
 
 type Membership = openraft::StoredMembership<NodeId, Node>;
 
-const SNAPSHOT_MAGIC: &[u8] = b"SKIFFSN2";
+const SNAPSHOT_MAGIC: &[u8] = b"SKIFFSN3";
+/// Images without the store revision (it was the applied log index then).
+const SNAPSHOT_MAGIC_V2: &[u8] = b"SKIFFSN2";
 const CHECKPOINT_PREFIX: &str = "checkpoint-";
 const IMAGE_PREFIX: &str = "image-";
 
@@ -99,6 +102,7 @@ pub(crate) fn image_file(
     }
     let checkpoint = open_read_only(&dir.join(format!("{CHECKPOINT_PREFIX}{}", meta.snapshot_id)))?;
     let kv_cf = checkpoint.cf_handle(CF_KV).ok_or(StateMachineError::MissingColumnFamily(CF_KV))?;
+    let revision = read_revision_at(&checkpoint.snapshot(), &checkpoint)?;
     let partial = dir.join(format!("building-{}", unique_suffix()));
     let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(&partial)?);
     out.write_all(SNAPSHOT_MAGIC)?;
@@ -110,6 +114,7 @@ pub(crate) fn image_file(
     };
     write_field(&mut out, &serde_json::to_vec(&meta.last_log_id)?)?;
     write_field(&mut out, &serde_json::to_vec(&meta.last_membership)?)?;
+    write_field(&mut out, &revision.to_be_bytes())?;
     let mut it = checkpoint.raw_iterator_cf(kv_cf);
     it.seek_to_first();
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -148,23 +153,28 @@ fn read_field(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<bool, StateMachine
 }
 
 /// Replace the state machine in `db` with the image in `file`, in one write batch together
-/// with the snapshot's log position; history before it is gone (the compaction point becomes
-/// the snapshot's index). Returns that index.
+/// with what `write_applied` adds (given the image's store revision); history before it is
+/// gone. Returns the image's store revision.
 pub(crate) fn install(
     db: &DB,
     meta: &SnapshotMeta<NodeId, Node>,
     file: fs::File,
-    compacted_key: &[u8],
-    write_applied: impl FnOnce(&mut WriteBatch, &rocksdb::ColumnFamily) -> Result<(), StateMachineError>,
+    write_applied: impl FnOnce(
+        &mut WriteBatch,
+        &rocksdb::ColumnFamily,
+        u64,
+    ) -> Result<(), StateMachineError>,
 ) -> Result<u64, StateMachineError> {
     let cf = |name| db.cf_handle(name).ok_or(StateMachineError::MissingColumnFamily(name));
     let (kv_cf, meta_cf, history_cf) = (cf(CF_KV)?, cf(CF_SM_META)?, cf(CF_HISTORY)?);
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; SNAPSHOT_MAGIC.len()];
     r.read_exact(&mut magic).map_err(|_| StateMachineError::BadSnapshot)?;
-    if magic != SNAPSHOT_MAGIC {
-        return Err(StateMachineError::BadSnapshot);
-    }
+    let with_revision = match &magic[..] {
+        SNAPSHOT_MAGIC => true,
+        SNAPSHOT_MAGIC_V2 => false,
+        _ => return Err(StateMachineError::BadSnapshot),
+    };
     let mut buf = Vec::new();
     if !read_field(&mut r, &mut buf)? {
         return Err(StateMachineError::BadSnapshot);
@@ -174,6 +184,17 @@ pub(crate) fn install(
         return Err(StateMachineError::BadSnapshot);
     }
     let _image_membership: Membership = serde_json::from_slice(&buf)?;
+    let installed = meta.last_log_id.map_or(0, |id| id.index);
+    let revision = if with_revision {
+        if !read_field(&mut r, &mut buf)? {
+            return Err(StateMachineError::BadSnapshot);
+        }
+        <[u8; 8]>::try_from(buf.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StateMachineError::BadSnapshot)?
+    } else {
+        installed
+    };
     if image_applied != meta.last_log_id {
         tracing::warn!(image = ?image_applied, meta = ?meta.last_log_id, "snapshot image and meta disagree; trusting meta");
     }
@@ -190,13 +211,11 @@ pub(crate) fn install(
         StoredValue::decode(&buf)?; // reject garbage before it replaces the state
         batch.put_cf(kv_cf, &key, &buf);
     }
-    let installed = meta.last_log_id.map_or(0, |id| id.index);
-    batch.put_cf(meta_cf, compacted_key, installed.to_be_bytes());
-    write_applied(&mut batch, meta_cf)?;
+    write_applied(&mut batch, meta_cf, revision)?;
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
     db.write_opt(batch, &sync)?;
-    Ok(installed)
+    Ok(revision)
 }
 
 /// Number of keys in a snapshot image (tests).
@@ -205,13 +224,15 @@ pub(crate) fn count_image_items(file: fs::File) -> Result<usize, StateMachineErr
     let mut r = BufReader::new(file);
     let mut magic = [0u8; SNAPSHOT_MAGIC.len()];
     r.read_exact(&mut magic)?;
-    if magic != SNAPSHOT_MAGIC {
-        return Err(StateMachineError::BadSnapshot);
-    }
+    let header_fields = match &magic[..] {
+        SNAPSHOT_MAGIC => 3,
+        SNAPSHOT_MAGIC_V2 => 2,
+        _ => return Err(StateMachineError::BadSnapshot),
+    };
     let mut buf = Vec::new();
     let mut fields = 0usize;
     while read_field(&mut r, &mut buf)? {
         fields += 1;
     }
-    Ok(fields.saturating_sub(2) / 2)
+    Ok(fields.saturating_sub(header_fields) / 2)
 }

@@ -1,8 +1,13 @@
 //! The replicated state machine: the key space in RocksDB (column families `kv` and
 //! `sm_meta`). Every `apply` call lands in one WriteBatch together with the last-applied log
-//! id and membership, so the stored state always matches a log position exactly. Writes are
-//! not synced: the log is, and after a crash openraft re-applies what the state lost (the log
-//! store syncs before purging anything a snapshot covers).
+//! id, the store revision and the membership, so the stored state always matches a log
+//! position exactly. Writes are not synced: the log is, and after a crash openraft re-applies
+//! what the state lost (the log store syncs before purging anything a snapshot covers).
+//!
+//! Revisions: a write that changes something (a single op, or a whole transaction) gets
+//! revision `max(store revision + 1, log index)`, which becomes the store revision; a refused
+//! write gets none. The writes of a [`Command::Batch`] entry thus get consecutive revisions
+//! in batch order, and an entry holding one write gets its log index, as before batching.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,11 +29,18 @@ use super::{
 };
 use crate::WatchEvent;
 
+#[cfg(test)]
+#[path = "state_machine_tests.rs"]
+mod tests;
+
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 /// The revision up to which history has been dropped (u64 big-endian).
 const KEY_COMPACTED: &[u8] = b"compacted";
+/// The store revision: the last one a write got (u64 big-endian). Absent in a store written
+/// before revisions were counted apart from log indexes; then it is the last applied index.
+const KEY_REVISION: &[u8] = b"revision";
 
 type Membership = StoredMembership<NodeId, Node>;
 
@@ -82,6 +94,17 @@ pub(crate) fn read_applied_state_at(
     Ok((applied, membership))
 }
 
+/// The store revision as of the RocksDB snapshot `view` of `db`.
+pub(crate) fn read_revision_at(
+    view: &rocksdb::Snapshot<'_>,
+    db: &DB,
+) -> Result<u64, StateMachineError> {
+    match view.get_pinned_cf(cf(db, CF_SM_META)?, KEY_REVISION)? {
+        Some(raw) => Ok(Reader::new(&raw).u64()?),
+        None => Ok(read_applied_state_at(view, db)?.0.map_or(0, |id| id.index)),
+    }
+}
+
 /// The compaction point as of the RocksDB snapshot `view`: history holds every change after it.
 pub(crate) fn read_compacted(
     view: &rocksdb::Snapshot<'_>,
@@ -100,7 +123,7 @@ pub(crate) fn compact_history(db: &DB, revision: u64) -> Result<u64, StateMachin
     let history_cf = cf(db, CF_HISTORY)?;
     let view = db.snapshot();
     let current = read_compacted(&view, db)?;
-    let applied = read_applied_state_at(&view, db)?.0.map_or(0, |id| id.index);
+    let applied = read_revision_at(&view, db)?;
     drop(view);
     let target = revision.min(applied);
     if target <= current {
@@ -113,7 +136,9 @@ pub(crate) fn compact_history(db: &DB, revision: u64) -> Result<u64, StateMachin
     db.write(batch)?;
     db.compact_range_cf(history_cf, None::<&[u8]>, Some(end.as_slice()));
     // The raft log behind the compaction point is purged (or soon will be) behind snapshots;
-    // its deletions free space only once RocksDB compacts that range too.
+    // its deletions free space only once RocksDB compacts that range too. (A revision is at
+    // least its entry's log index, so this range may reach past the purged part; compacting
+    // it deletes nothing.)
     db.compact_range_cf(
         cf(db, CF_LOG)?,
         None::<&[u8]>,
@@ -131,6 +156,8 @@ struct ApplyBatch<'a> {
     batch: WriteBatch,
     overlay: HashMap<String, Option<StoredValue>>,
     events: Vec<WatchEvent>,
+    /// The store revision: the last one a write got.
+    revision: u64,
 }
 
 impl ApplyBatch<'_> {
@@ -144,16 +171,36 @@ impl ApplyBatch<'_> {
         }
     }
 
-    /// Run one command (a single op or a transaction) at log index `index`.
+    /// Run the command of the entry at log index `index`: one write, or a batch of them.
     fn apply(&mut self, cmd: Command, index: u64) -> Result<CommandResponse, StateMachineError> {
+        let Command::Batch(cmds) = cmd else { return self.apply_write(cmd, index) };
+        let mut responses = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            responses.push(match cmd {
+                Command::Batch(_) => CommandResponse::NotFound("nested batch".into()),
+                cmd => self.apply_write(cmd, index)?,
+            });
+        }
+        Ok(CommandResponse::Batch(responses))
+    }
+
+    /// Run one write (a single op or a transaction) of the entry at log index `index`. If it
+    /// changes anything it takes the next revision.
+    fn apply_write(
+        &mut self,
+        cmd: Command,
+        index: u64,
+    ) -> Result<CommandResponse, StateMachineError> {
+        let revision = self.revision.saturating_add(1).max(index);
         let ops = match cmd {
             Command::Txn(ops) => ops,
             single => {
                 let key = single.key().unwrap_or_default().to_owned();
                 let current = self.current(&key)?;
-                let (response, next, event) = execute(single, current, index);
+                let (response, next, event) = execute(single, current, revision);
                 if let Some(event) = event {
-                    self.commit(0, key, next, event, index);
+                    self.commit(0, key, next, event, revision);
+                    self.revision = revision;
                 }
                 return Ok(response);
             }
@@ -170,15 +217,18 @@ impl ApplyBatch<'_> {
                 Some((_, next, _)) => next.clone(),
                 None => self.current(&key)?,
             };
-            let (response, next, event) = execute(op, current, index);
+            let (response, next, event) = execute(op, current, revision);
             let (Some(event), CommandResponse::Kv(kv)) = (event, &response) else {
                 return Ok(response);
             };
             results.push(kv.clone());
             staged.push((key, next, event));
         }
+        if !staged.is_empty() {
+            self.revision = revision;
+        }
         for (seq, (key, next, event)) in staged.into_iter().enumerate() {
-            self.commit(u32::try_from(seq).unwrap_or(u32::MAX), key, next, event, index);
+            self.commit(u32::try_from(seq).unwrap_or(u32::MAX), key, next, event, revision);
         }
         Ok(CommandResponse::Txn(results))
     }
@@ -189,7 +239,7 @@ impl ApplyBatch<'_> {
         key: String,
         next: Option<StoredValue>,
         event: WatchEvent,
-        index: u64,
+        revision: u64,
     ) {
         match &next {
             Some(v) => self.batch.put_cf(self.kv_cf, key.as_bytes(), v.encode()),
@@ -197,7 +247,7 @@ impl ApplyBatch<'_> {
         }
         self.batch.put_cf(
             self.history_cf,
-            history_key(index, seq),
+            history_key(revision, seq),
             HistoryRecord::encode_event(&event),
         );
         self.overlay.insert(key, next);
@@ -220,9 +270,10 @@ impl StateMachineStore {
         hub: Arc<WatchHub>,
         snapshots: PathBuf,
     ) -> Result<Self, StateMachineError> {
-        let (applied, _) = read_applied_state(&db)?;
-        let compacted = read_compacted(&db.snapshot(), &db)?;
-        hub.reset(applied.map_or(0, |id| id.index), compacted);
+        let view = db.snapshot();
+        let (revision, compacted) = (read_revision_at(&view, &db)?, read_compacted(&view, &db)?);
+        drop(view);
+        hub.reset(revision, compacted);
         Ok(StateMachineStore { db, hub, snapshots })
     }
 
@@ -237,6 +288,7 @@ impl StateMachineStore {
             batch: WriteBatch::default(),
             overlay: HashMap::new(),
             events: Vec::new(),
+            revision: read_revision_at(&self.db.snapshot(), &self.db)?,
         };
         let meta_cf = cf(&self.db, CF_SM_META)?;
         let mut responses = Vec::with_capacity(entries.len());
@@ -257,13 +309,14 @@ impl StateMachineStore {
         }
 
         let Some(last) = last else { return Ok(responses) };
-        let ApplyBatch { batch: mut write, events, .. } = batch;
+        let ApplyBatch { batch: mut write, events, revision, .. } = batch;
         write.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&last)?);
+        write.put_cf(meta_cf, KEY_REVISION, revision.to_be_bytes());
         if let Some(m) = membership {
             write.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&m)?);
         }
         self.db.write_opt(write, &WriteOptions::default())?;
-        self.hub.publish(last.index, events);
+        self.hub.publish(revision, events);
         Ok(responses)
     }
 
@@ -272,14 +325,16 @@ impl StateMachineStore {
         meta: &SnapshotMeta<NodeId, Node>,
         file: std::fs::File,
     ) -> Result<(), StateMachineError> {
-        let installed =
-            snapshot::install(&self.db, meta, file, KEY_COMPACTED, |batch, meta_cf| {
-                // The meta openraft hands us is authoritative for what the snapshot covers.
-                batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
-                batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
-                batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(meta)?);
-                Ok(())
-            })?;
+        let installed = snapshot::install(&self.db, meta, file, |batch, meta_cf, revision| {
+            // The meta openraft hands us is authoritative for what the snapshot covers.
+            batch.put_cf(meta_cf, KEY_LAST_APPLIED, serde_json::to_vec(&meta.last_log_id)?);
+            batch.put_cf(meta_cf, KEY_MEMBERSHIP, serde_json::to_vec(&meta.last_membership)?);
+            batch.put_cf(meta_cf, KEY_SNAPSHOT_META, serde_json::to_vec(meta)?);
+            batch.put_cf(meta_cf, KEY_REVISION, revision.to_be_bytes());
+            // History starts over at the snapshot.
+            batch.put_cf(meta_cf, KEY_COMPACTED, revision.to_be_bytes());
+            Ok(())
+        })?;
         // The installed state is this member's current snapshot from now on.
         snapshot::checkpoint(&self.db, &self.snapshots, Some(meta))?;
         snapshot::remove_others(&self.snapshots, &meta.snapshot_id);
@@ -301,13 +356,13 @@ impl StateMachineStore {
     }
 }
 
-/// Run one command against the key's current value at log index `index`. Deterministic: it
+/// Run one command against the key's current value, as a write at `revision`. Deterministic: it
 /// depends only on its inputs, so every replica computes the same outcome. Returns the
 /// response, the key's new value, and the event if anything changed.
 fn execute(
     cmd: Command,
     current: Option<StoredValue>,
-    index: u64,
+    revision: u64,
 ) -> (CommandResponse, Option<StoredValue>, Option<WatchEvent>) {
     let unchanged = |response| (response, None, None);
     match cmd {
@@ -315,7 +370,7 @@ fn execute(
             if current.is_some() {
                 return unchanged(CommandResponse::AlreadyExists(key));
             }
-            let stored = StoredValue { create_revision: index, mod_revision: index, value };
+            let stored = StoredValue { create_revision: revision, mod_revision: revision, value };
             let kv = stored.clone().into_kv(key);
             (
                 CommandResponse::Kv(kv.clone().into()),
@@ -333,7 +388,7 @@ fn execute(
                 });
             }
             let stored =
-                StoredValue { create_revision: old.create_revision, mod_revision: index, value };
+                StoredValue { create_revision: old.create_revision, mod_revision: revision, value };
             let kv = stored.clone().into_kv(key.clone());
             let prev = old.into_kv(key);
             (
@@ -342,7 +397,9 @@ fn execute(
                 Some(WatchEvent::Put { kv, prev: Some(prev) }),
             )
         }
-        Command::Txn(_) => unchanged(CommandResponse::NotFound("nested transaction".into())),
+        Command::Txn(_) | Command::Batch(_) => {
+            unchanged(CommandResponse::NotFound("nested transaction".into()))
+        }
         Command::Delete { key, expected } => {
             let Some(old) = current else { return unchanged(CommandResponse::NotFound(key)) };
             if let Some(expected) = expected.filter(|e| *e != old.mod_revision) {
@@ -354,8 +411,8 @@ fn execute(
             }
             let prev = old.into_kv(key.clone());
             let mut deleted = prev.clone();
-            deleted.mod_revision = index;
-            let event = WatchEvent::Delete { key, revision: index, prev };
+            deleted.mod_revision = revision;
+            let event = WatchEvent::Delete { key, revision, prev };
             (CommandResponse::Kv(deleted.into()), None, Some(event))
         }
     }
