@@ -617,6 +617,81 @@ fn validate_wasm_pod(spec: &Map<String, Value>, prefix: &str, causes: &mut Vec<(
 }
 
 /// Labels of an object, for selectors.
+/// A stored object's JSON (as the store keeps it: no `metadata.resourceVersion`) with
+/// `"resourceVersion":"REV"` put first in its top-level `metadata`, found by scanning the
+/// bytes: nothing is decoded. `None` when the top level has no `metadata` object.
+pub fn stamp_resource_version(json: &[u8], revision: u64) -> Option<Vec<u8>> {
+    let at = top_level_metadata(json)?;
+    let field = format!("\"resourceVersion\":\"{revision}\"");
+    let empty = json[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(json.len() + field.len() + 1);
+    out.extend_from_slice(&json[..at]);
+    out.extend_from_slice(field.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&json[at..]);
+    Some(out)
+}
+
+/// The offset just after the `{` that opens the top-level `"metadata"` value.
+fn top_level_metadata(json: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"metadata\"";
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    // Whether the next string at the top level is a key (it follows `{` or `,`).
+    let mut key_next = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' if depth == 1 && key_next && json[i..].starts_with(KEY) => {
+                let mut j = i + KEY.len();
+                while json.get(j).is_some_and(u8::is_ascii_whitespace) {
+                    j += 1;
+                }
+                if json.get(j) != Some(&b':') {
+                    return None;
+                }
+                j += 1;
+                while json.get(j).is_some_and(u8::is_ascii_whitespace) {
+                    j += 1;
+                }
+                return (json.get(j) == Some(&b'{')).then_some(j + 1);
+            }
+            b'"' => {
+                in_string = true;
+                key_next = false;
+            }
+            b'{' => {
+                depth += 1;
+                key_next = depth == 1;
+            }
+            b'[' => {
+                depth += 1;
+                key_next = false;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                key_next = false;
+            }
+            b',' => key_next = depth == 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 pub fn labels_of(obj: &Value) -> Option<&Value> {
     obj.pointer("/metadata/labels")
 }
@@ -625,6 +700,36 @@ pub fn labels_of(obj: &Value) -> Option<&Value> {
 mod tests {
     use super::*;
     use skiff_api::Registry;
+
+    #[test]
+    fn a_resource_version_should_be_stamped_into_the_top_level_metadata_only() {
+        let stamp = |v: Value| {
+            let bytes = serde_json::to_vec(&v).expect("json");
+            let out = stamp_resource_version(&bytes, 42)
+                .map(|b| serde_json::from_slice::<Value>(&b).expect("still JSON"));
+            let mut want = v;
+            if let Some(m) = want.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("resourceVersion".into(), json!("42"));
+            }
+            (out, want)
+        };
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}}),
+            json!({"a": {"metadata": {"x": 1}}, "b": ["\"metadata\":{", {"metadata": {}}],
+                   "metadata": {}, "z": "metadata"}),
+            json!({"data": {"k": "say \\\"metadata\\\":{"}, "metadata": {"labels": {"metadata": "x"}}}),
+        ] {
+            let (out, want) = stamp(obj);
+            assert_eq!(out, Some(want));
+        }
+        assert_eq!(stamp_resource_version(br#"{"spec":{"metadata":{}}}"#, 1), None);
+        assert_eq!(stamp_resource_version(br#"{"metadata":"x"}"#, 1), None);
+        assert_eq!(stamp_resource_version(b"not json", 1), None);
+        let spaced = br#"{ "kind" : "A" , "metadata" : { } }"#;
+        let out = stamp_resource_version(spaced, 7).expect("stamped");
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+    }
 
     #[test]
     fn wasm_pods_should_refuse_what_guests_cannot_have() {

@@ -188,6 +188,19 @@ async fn lists_from_the_cache_should_be_consistent_and_equal_in_json_and_protobu
     let selected = a.ok("GET", "/api/v1/namespaces/w/configmaps?labelSelector=app%3Dx&fieldSelector=metadata.name%3Dc07", Value::Null).await;
     assert_eq!(selected["items"].as_array().map(Vec::len), Some(1));
 
+    // Paged: the first page from the cache, the rest from the store at the same revision.
+    let (mut paged, mut uri) = (Vec::new(), "/api/v1/namespaces/w/configmaps?limit=7".to_string());
+    loop {
+        let page = a.ok("GET", &uri, Value::Null).await;
+        assert_eq!(rv(&page), rv(&list), "every page is at the first page's revision");
+        paged.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["metadata"]["continue"].as_str() {
+            Some(c) => uri = format!("/api/v1/namespaces/w/configmaps?limit=7&continue={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(Value::from(paged), list["items"]);
+
     let resp =
         a.send("GET", "/api/v1/namespaces/w/configmaps", protobuf::CONTENT_TYPE, Value::Null).await;
     assert_eq!(resp.headers()[header::CONTENT_TYPE], protobuf::CONTENT_TYPE);

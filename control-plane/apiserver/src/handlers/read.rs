@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, list_prefix};
-use skiff_store::{Consistency, ListOptions, StoreError};
+use skiff_store::{Consistency, KeyValue, ListOptions, StoreError};
 
 use super::{Target, decode, json_response};
 use crate::errors::ApiError;
@@ -93,12 +94,17 @@ pub async fn list(
     }
     let store_err = |e: StoreError| ApiError::from_store(e, res.plural, "");
     let mut options = list_read_options(state, q, token.as_ref())?;
+    let table = wanted_table(headers, q);
+    let filtered = !labels.is_empty() || !fields.is_empty();
     // Selectors filter after the store pages, so a page may take several store reads; every
-    // read after the first is pinned to the first one's revision.
-    let mut items = Vec::new();
+    // read after the first is pinned to the first one's revision. Items are kept as decoded
+    // objects only for a Table (or a view's conversion); a list's JSON is the stored bytes.
+    let mut objects = Vec::new();
+    let mut raw: Vec<Bytes> = Vec::new();
     let mut next = None;
     let revision = loop {
-        options.limit = limit.map_or(0, |l| (l - items.len()).max(16));
+        let have = objects.len() + raw.len();
+        options.limit = limit.map_or(0, |l| (l - have).max(16));
         let page = state.store.list_with(&prefix, &options).await.map_err(|e| match (&token, e) {
             (Some(_), skiff_store::StoreError::Compacted { .. }) => ApiError::gone(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
@@ -108,12 +114,21 @@ pub async fn list(
         options.revision = Some(page.revision);
         let count = page.items.len();
         for (i, kv) in page.items.iter().enumerate() {
-            let obj = decode(kv)?;
-            if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
-                continue;
+            if table.is_some() || filtered {
+                let obj = decode(kv)?;
+                if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
+                    continue;
+                }
+                if table.is_some() {
+                    objects.push(obj);
+                } else {
+                    raw.push(stamped(kv)?);
+                }
+            } else {
+                raw.push(stamped(kv)?);
             }
-            items.push(obj);
-            if limit.is_some_and(|l| items.len() >= l) && (i + 1 < count || page.more) {
+            if limit.is_some_and(|l| objects.len() + raw.len() >= l) && (i + 1 < count || page.more)
+            {
                 next = Some(encode_continue(&kv.key, page.revision));
                 break;
             }
@@ -124,28 +139,75 @@ pub async fn list(
         options.start_after = page.items.last().map(|kv| kv.key.clone());
     };
     let rv = revision.to_string();
-    if let Some(include) = wanted_table(headers, q) {
+    if let Some(include) = table {
         return Ok(json_response(
             StatusCode::OK,
-            &table::to_table(res.kind, &items, &rv, next.as_deref(), include),
+            &table::to_table(res.kind, &objects, &rv, next.as_deref(), include),
         ));
     }
+    Ok(json_list(res, &rv, next.as_deref(), Arc::new(raw)))
+}
+
+/// A stored object's JSON with its resourceVersion, without decoding it.
+fn stamped(kv: &KeyValue) -> Result<Bytes, ApiError> {
+    crate::objects::stamp_resource_version(&kv.value, kv.mod_revision)
+        .map(Bytes::from)
+        .ok_or_else(|| ApiError::internal(format!("corrupt object at {}: no metadata", kv.key)))
+}
+
+/// A list's JSON body, streamed chunk by chunk from its items' bytes.
+fn json_list(
+    res: &ResourceInfo,
+    rv: &str,
+    next: Option<&str>,
+    items: Arc<impl AsRef<[Bytes]> + Send + Sync + 'static>,
+) -> Response {
     let mut meta = json!({"resourceVersion": rv});
     if let Some(c) = next {
         meta["continue"] = json!(c);
     }
-    Ok(json_response(
+    let head = format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{meta},\"items\":[",
+        Value::from(res.list_kind),
+        Value::from(res.api_version())
+    );
+    let chunks = futures::stream::unfold((Some(head), 0usize), move |(head, mut i)| {
+        let items = items.clone();
+        async move {
+            let items = items.as_ref().as_ref();
+            let mut buf = match head {
+                Some(h) => h.into_bytes(),
+                None if i > items.len() => return None,
+                None => Vec::with_capacity(LIST_CHUNK),
+            };
+            while i < items.len() && buf.len() < LIST_CHUNK {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(&items[i]);
+                i += 1;
+            }
+            if i == items.len() {
+                buf.extend_from_slice(b"]}");
+                i += 1;
+            }
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(buf)), (None, i)))
+        }
+    });
+    (
         StatusCode::OK,
-        &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": meta, "items": items}),
-    ))
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// Items gathered into one chunk of a list body streamed from the cache.
 const LIST_CHUNK: usize = 256 * 1024;
 
 /// A list answered from the watch cache, when its `resourceVersion` semantics allow: `0`
-/// (any), not older than N, or (without `limit`) a consistent read once the cache has caught
-/// up with the store's revision. The items' cached bytes are copied into the body (JSON,
+/// (any), not older than N, or a consistent read once the cache has caught up with the
+/// store's revision (its first page, when paged). The items' cached bytes are copied into the body (JSON,
 /// streamed) or the list envelope (protobuf); nothing is decoded or encoded again. `None`
 /// leaves the list to the store (paged reads, exact revisions, a cache not ready).
 #[allow(clippy::too_many_arguments)]
@@ -162,7 +224,7 @@ async fn list_from_cache(
     let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
     let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
     let consistent = match (rv, rv_match) {
-        ("", "") if limit.is_none() => true,
+        ("", "") => true,
         // As kube-apiserver, a list at any revision ignores `limit` when served from cache.
         ("0", "" | "NotOlderThan") => false,
         (n, "" | "NotOlderThan") if limit.is_none() && n.parse::<u64>().is_ok() => false,
@@ -180,18 +242,25 @@ async fn list_from_cache(
     if !state.caches.reach(&cache, need).await {
         return None;
     }
-    let (items, revision) = cache.snapshot(prefix, labels, fields)?;
+    let (mut items, revision) = cache.snapshot(prefix, labels, fields)?;
+    // A consistent list's first page comes from the cache; the pages after it from the
+    // store, at the same revision (the continue token carries it).
+    let mut next = None;
+    if let Some(l) = limit.filter(|l| consistent && items.len() > *l) {
+        items.truncate(l);
+        next = items.last().map(|c| encode_continue(&c.key, revision));
+    }
     let rv = revision.to_string();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let api_version = res.api_version();
     if crate::codec::wants_protobuf(accept) && !crate::codec::wants_yaml(accept) {
-        let envelopes: Option<Vec<&bytes::Bytes>> = items.iter().map(|c| c.protobuf()).collect();
+        let envelopes: Option<Vec<&Bytes>> = items.iter().map(|c| c.protobuf()).collect();
         let body = envelopes.and_then(|envs| {
             skiff_api::protobuf::encode_list(
                 &api_version,
                 res.list_kind,
                 &rv,
-                None,
+                next.as_deref(),
                 envs.iter().map(|b| b.as_ref()),
             )
             .ok()
@@ -203,42 +272,8 @@ async fn list_from_cache(
             );
         }
     }
-    let head = format!(
-        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"items\":[",
-        Value::from(res.list_kind),
-        Value::from(api_version)
-    );
-    let items = Arc::new(items);
-    let chunks = futures::stream::unfold((Some(head), 0usize), move |(head, mut i)| {
-        let items = items.clone();
-        async move {
-            let mut buf = match head {
-                Some(h) => h.into_bytes(),
-                None if i > items.len() => return None,
-                None => Vec::with_capacity(LIST_CHUNK),
-            };
-            while i < items.len() && buf.len() < LIST_CHUNK {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(&items[i].json);
-                i += 1;
-            }
-            if i == items.len() {
-                buf.extend_from_slice(b"]}");
-                i += 1;
-            }
-            Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(buf)), (None, i)))
-        }
-    });
-    Some(
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            axum::body::Body::from_stream(chunks),
-        )
-            .into_response(),
-    )
+    let items: Vec<Bytes> = items.iter().map(|c| c.json.clone()).collect();
+    Some(json_list(res, &rv, next.as_deref(), Arc::new(items)))
 }
 
 /// Where a list resumes: after `start`, at `revision`.
