@@ -65,6 +65,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if matches!(cli.command, Command::Server(_) | Command::Agent(_)) {
+        match node::raise_open_file_limit() {
+            Ok(limit) => tracing::debug!(limit, "open-file limit"),
+            Err(e) => tracing::warn!(error = %e, "raising the open-file limit failed"),
+        }
+    }
     match cli.command {
         Command::Server(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -67,6 +67,28 @@ pub struct NodeArgs {
     pub cluster_cidr: String,
 }
 
+/// Raise this process's soft open-file limit to its hard limit, as systemd-era daemons do (a
+/// soft limit of 1024 is for `select`-era programs): every Wasm pod serving HTTP holds a
+/// listening socket in this process. Returns the limit now in force.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim = raised;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// What a Wasm guest's sockets and name lookups ask: names from the cluster DNS's cache,
 /// endpoints from the proxy's Service map, NetworkPolicy verdicts from the policy engine
 /// (set once the node knows its pod range).

@@ -748,6 +748,7 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
          {} create requests in flight; open-file limit {nofile}",
         args.http_guest, args.density_clients
     );
+    let requests0 = RequestCounts::read(server.client()).await;
     let (starts, created) = burst_starts(
         server.client(),
         "density",
@@ -774,7 +775,11 @@ async fn section_density(args: &Args) -> anyhow::Result<()> {
     println!("  server RSS with {n:>6} pods         {:>9.1} MiB", rss as f64 / 1024.0);
     println!("  server peak RSS (VmHWM)            {:>9.1} MiB", hwm as f64 / 1024.0);
     println!("  RSS per pod ((with - idle) / N)    {per_pod:>9.1} KiB");
-    println!("  server open fds                    {fds_idle} idle, {fds} with the pods");
+    println!(
+        "  server open fds                    {fds_idle} idle, {fds} with the pods ({:.2} per pod)",
+        fds.saturating_sub(fds_idle) as f64 / n.max(1) as f64
+    );
+    RequestCounts::read(server.client()).await.since(&requests0).print_per_pod(n);
 
     // Ask a sample spread over all pods.
     let pods: Api<Pod> = Api::namespaced(server.client().clone(), "default");
@@ -1019,6 +1024,87 @@ async fn section_http(args: &Args) -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Api server requests
+
+/// `apiserver_request_total` by (verb, resource, subresource), summed over codes and groups.
+#[derive(Default, Clone)]
+struct RequestCounts(std::collections::BTreeMap<(String, String, String), u64>);
+
+impl RequestCounts {
+    /// Read the server's `/metrics` (empty when it cannot be read: the bench goes on).
+    async fn read(client: &kube::Client) -> RequestCounts {
+        let req = match http::Request::get("/metrics").body(Vec::new()) {
+            Ok(r) => r,
+            Err(_) => return RequestCounts::default(),
+        };
+        let text = client.request_text(req).await.unwrap_or_default();
+        RequestCounts::parse(&text)
+    }
+
+    fn parse(text: &str) -> RequestCounts {
+        let mut out = RequestCounts::default();
+        for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let label = |name: &str| {
+                let key = format!("{name}=\"");
+                labels
+                    .split_once(&key)
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(v, _)| v.to_string())
+                    .unwrap_or_default()
+            };
+            let key = (label("verb"), label("resource"), label("subresource"));
+            *out.0.entry(key).or_default() += value as u64;
+        }
+        out
+    }
+
+    /// What `self` counted beyond `before`.
+    fn since(&self, before: &RequestCounts) -> RequestCounts {
+        let mut out = RequestCounts::default();
+        for (k, v) in &self.0 {
+            let d = v.saturating_sub(before.0.get(k).copied().unwrap_or(0));
+            if d > 0 {
+                out.0.insert(k.clone(), d);
+            }
+        }
+        out
+    }
+
+    fn count(&self, pred: impl Fn(&str, &str, &str) -> bool) -> u64 {
+        self.0.iter().filter(|((v, r, s), _)| pred(v, r, s)).map(|(_, n)| n).sum()
+    }
+
+    /// Print writes per pod (status writes apart) and the busiest request kinds, per pod.
+    fn print_per_pod(&self, pods: usize) {
+        let per = |n: u64| n as f64 / pods.max(1) as f64;
+        let write = |v: &str| matches!(v, "POST" | "PUT" | "PATCH" | "DELETE");
+        let status = self.count(|v, r, s| r == "pods" && s == "status" && write(v));
+        let pod_writes = self.count(|v, r, _| r == "pods" && write(v));
+        let all_writes = self.count(|v, _, _| write(v));
+        println!(
+            "  api writes per pod                 {:>6.2} pod status, {:>6.2} to pods (create, \
+             binding, status), {:>6.2} in all",
+            per(status),
+            per(pod_writes),
+            per(all_writes)
+        );
+        let mut rows: Vec<_> = self.0.iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(a.1));
+        let top: Vec<String> = rows
+            .iter()
+            .take(8)
+            .map(|((v, r, s), n)| {
+                let what = if s.is_empty() { r.clone() } else { format!("{r}/{s}") };
+                format!("{v} {what} {:.2}", per(**n))
+            })
+            .collect();
+        println!("  api requests per pod (busiest)     {}", top.join(", "));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async fn section_scale(args: &Args) -> anyhow::Result<()> {
     use k8s_openapi::api::apps::v1::Deployment;
@@ -1057,6 +1143,8 @@ async fn section_scale(args: &Args) -> anyhow::Result<()> {
     let pid = server.pid();
     let (ctrl0, all0) =
         (procfs::threads_cpu_time(pid, "skiff-ctrl"), procfs::threads_cpu_time(pid, ""));
+    let (rss0, fds0) = (server.rss_kib(), procfs::open_fds(pid));
+    let requests0 = RequestCounts::read(server.client()).await;
     let t0 = Instant::now();
     let scale = serde_json::json!({"spec": {"replicas": n}});
     deployments.patch_scale("scale", &PatchParams::default(), &Patch::Merge(&scale)).await?;
@@ -1095,7 +1183,19 @@ async fn section_scale(args: &Args) -> anyhow::Result<()> {
     );
     println!("  controller-manager CPU time          {:>8.2} s", ctrl.as_secs_f64());
     println!("  whole server CPU time                {:>8.2} s", all.as_secs_f64());
-    println!("  server RSS after                     {:>8} MiB", server.rss_kib() / 1024);
+    let (rss, fds) = (server.rss_kib(), procfs::open_fds(pid));
+    println!(
+        "  server RSS before / after            {:>8} / {} MiB (peak {} MiB; {:.1} KiB per pod)",
+        rss0 / 1024,
+        rss / 1024,
+        server.peak_rss_kib() / 1024,
+        rss.saturating_sub(rss0) as f64 / n.max(1) as f64
+    );
+    println!(
+        "  server open fds before / after       {fds0} / {fds} ({:.2} per pod)",
+        fds.saturating_sub(fds0) as f64 / n.max(1) as f64
+    );
+    RequestCounts::read(server.client()).await.since(&requests0).print_per_pod(n);
     Ok(())
 }
 

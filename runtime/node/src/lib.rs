@@ -29,7 +29,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use skiff_runtime_core::ContainerRuntime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::network::PodNetwork;
 use crate::state::NodeState;
@@ -456,6 +456,7 @@ impl Kubelet {
             allocatable,
             leftovers: std::sync::Mutex::new(leftovers),
             runtime_classes: std::sync::Mutex::default(),
+            runtime_class_read: tokio::sync::Mutex::default(),
             metrics: self.metrics.clone(),
             recorder: skiff_client_tools::Recorder::on_host(
                 self.client.clone(),
@@ -494,7 +495,7 @@ impl Kubelet {
                     Ok(ev) => {
                         let tx = routes.lock().ok().and_then(|m| m.get(&ev.pod_uid).cloned());
                         if let Some(tx) = tx {
-                            let _ = tx.try_send(ev);
+                            tx.notify_one();
                         }
                     }
                     // Missed events: workers still refresh on their own timers and pod updates.
@@ -504,10 +505,7 @@ impl Kubelet {
                             .map(|m| m.values().cloned().collect())
                             .unwrap_or_default();
                         for tx in all {
-                            let _ = tx.try_send(skiff_runtime_core::ContainerEvent {
-                                pod_uid: String::new(),
-                                container_id: String::new(),
-                            });
+                            tx.notify_one();
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -584,24 +582,27 @@ impl Kubelet {
         ctx: &Arc<WorkerContext>,
         inboxes: &WorkerInboxes,
         workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>,
-        pod: Pod,
+        mut pod: Pod,
     ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        // Kept by the pod's worker until the next update: without the field-manager records
+        // (often the largest part of a pod), which the kubelet never reads.
+        pod.metadata.managed_fields = None;
         let pod = Arc::new(pod);
         if let Some(tx) = workers.get(&uid) {
             let _ = tx.send(Some(pod));
             return;
         }
         let (tx, rx) = watch::channel(Some(pod.clone()));
-        let (ev_tx, ev_rx) = mpsc::channel(16);
+        let wake = Arc::new(Notify::new());
         if let Ok(mut m) = inboxes.lock() {
-            m.insert(uid.clone(), ev_tx);
+            m.insert(uid.clone(), wake.clone());
         }
         workers.insert(uid.clone(), tx);
         let worker = PodWorker::new(ctx.clone(), &pod);
         let inboxes = inboxes.clone();
         tokio::spawn(async move {
-            worker.run(rx, ev_rx).await;
+            worker.run(rx, wake).await;
             if let Ok(mut m) = inboxes.lock() {
                 m.remove(&uid);
             }

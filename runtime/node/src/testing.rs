@@ -20,6 +20,8 @@ pub(crate) struct FakeRuntime {
     /// How long an exec takes (to test timeouts).
     pub exec_delay: Mutex<Duration>,
     pub stats: Mutex<HashMap<ContainerId, ContainerStats>>,
+    /// Whether the node has every image (else none).
+    pub images: std::sync::atomic::AtomicBool,
     events: tokio::sync::broadcast::Sender<ContainerEvent>,
 }
 
@@ -30,6 +32,7 @@ impl FakeRuntime {
             execs: Mutex::default(),
             exec_delay: Mutex::new(Duration::ZERO),
             stats: Mutex::default(),
+            images: std::sync::atomic::AtomicBool::new(false),
             events: tokio::sync::broadcast::channel(4).0,
         })
     }
@@ -53,7 +56,8 @@ impl ContainerRuntime for FakeRuntime {
         "fake"
     }
     async fn image_status(&self, _image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
-        Ok(None)
+        let present = self.images.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(present.then(|| ImageInfo { id: "sha256:fake".into(), size_bytes: 1 }))
     }
     async fn run_pod_sandbox(&self, c: &SandboxConfig) -> Result<SandboxId, RuntimeError> {
         Ok(c.pod_uid.clone())

@@ -21,10 +21,10 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
 use skiff_client_tools::events::EventType;
 use skiff_runtime_core::{
-    ContainerEvent, ContainerId, ContainerRuntime, ContainerState, ContainerStatus, ExitInfo,
-    PortMapping, SandboxId, SandboxStatus, labels,
+    ContainerId, ContainerRuntime, ContainerState, ContainerStatus, ExitInfo, PortMapping,
+    SandboxId, SandboxStatus, labels,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::network::PodNetwork;
@@ -94,6 +94,9 @@ pub struct WorkerContext {
     pub leftovers: std::sync::Mutex<Leftovers>,
     /// RuntimeClass name → (handler, when read): pods of one class share one lookup.
     pub runtime_classes: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Held while a RuntimeClass is read, so the workers of a burst of pods wait for one read
+    /// instead of each sending its own.
+    pub runtime_class_read: tokio::sync::Mutex<()>,
     pub metrics: Arc<crate::stats::KubeletMetrics>,
     /// Events about this node's pods (`source.host` is the node).
     pub recorder: skiff_client_tools::Recorder,
@@ -218,7 +221,11 @@ pub struct PodWorker {
     volume_error: Option<String>,
     slots: Vec<Slot>,
     start_time: String,
-    last_status: Option<Value>,
+    /// Hash of the status last written (the status itself is the API's to keep).
+    last_status: Option<u64>,
+    /// The API's answer to the last status write, with the resourceVersion of the pod the
+    /// watch showed then; dropped once the watch shows a newer one.
+    written: Option<(Option<String>, Arc<Pod>)>,
     /// Set once `activeDeadlineSeconds` passed: the pod is Failed with DeadlineExceeded.
     deadline_exceeded: bool,
     /// Containers found running in the runtime after a node restart, to adopt.
@@ -236,7 +243,9 @@ impl PodWorker {
         let status = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
         let spec = pod.spec.clone().unwrap_or_default();
         let (sandboxes, adoptable) = ctx.take_leftovers(&uid);
-        let mut slots = Vec::new();
+        // Exactly one slot per container: a `Slot` is large and every pod keeps its slots.
+        let count = spec.init_containers.as_ref().map_or(0, Vec::len) + spec.containers.len();
+        let mut slots = Vec::with_capacity(count);
         let lists = [
             (true, spec.init_containers.clone().unwrap_or_default(), "initContainerStatuses"),
             (false, spec.containers.clone(), "containerStatuses"),
@@ -334,6 +343,7 @@ impl PodWorker {
             slots,
             start_time,
             last_status: None,
+            written: None,
             deadline_exceeded: false,
             start_observed: false,
             adoptable,
@@ -372,31 +382,47 @@ impl PodWorker {
 
     /// Drive the pod until it is deleted. `pods` carries the latest pod (`None` once it is gone
     /// from the API); `events` the runtime's events for this pod.
-    pub async fn run(
-        mut self,
-        mut pods: watch::Receiver<Option<Arc<Pod>>>,
-        mut events: mpsc::Receiver<ContainerEvent>,
-    ) {
+    pub async fn run(mut self, mut pods: watch::Receiver<Option<Arc<Pod>>>, events: Arc<Notify>) {
+        // A pass's futures (API calls, the runtime) are boxed while it runs: the task every
+        // pod keeps for as long as it lives holds only this loop's state.
         loop {
-            let pod = pods.borrow_and_update().clone();
-            let wake = match self.sync(pod.as_deref()).await {
+            let pod = self.current_pod(pods.borrow_and_update().clone());
+            let wake = match Box::pin(self.sync(pod.as_deref())).await {
                 Synced::Done => return,
                 Synced::Wait(wake) => wake,
             };
             if let Some(pod) = &pod {
-                self.write_status(pod).await;
+                Box::pin(self.write_status(pod)).await;
             }
             let sleep = tokio::time::sleep_until(
                 wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             );
             tokio::select! {
                 changed = pods.changed() => if changed.is_err() {
-                    self.sync(None).await;
+                    Box::pin(self.sync(None)).await;
                     return;
                 },
-                Some(_) = events.recv() => {}
+                _ = events.notified() => {}
                 _ = sleep => {}
             }
+        }
+    }
+
+    /// The pod to work from: the watch's, or the API's answer to this worker's last status
+    /// write while the watch has not brought that write back yet. Deciding and writing from
+    /// the older copy would see a status the API no longer has (Ready still false) and write
+    /// the same status again.
+    fn current_pod(&mut self, watched: Option<Arc<Pod>>) -> Option<Arc<Pod>> {
+        let Some(watched) = watched else {
+            self.written = None;
+            return None;
+        };
+        match self.written.take() {
+            Some((base, answer)) if watched.metadata.resource_version == base => {
+                self.written = Some((base, answer.clone()));
+                Some(answer)
+            }
+            _ => Some(watched),
         }
     }
 
@@ -513,5 +539,6 @@ impl PodWorker {
     }
 }
 
-/// Route runtime events to the worker of their pod.
-pub type WorkerInboxes = Arc<std::sync::Mutex<HashMap<String, mpsc::Sender<ContainerEvent>>>>;
+/// Wake the worker of a pod its runtime reported on. A wake-up carries nothing (the worker
+/// looks at the runtime itself) and wake-ups that arrive while it is busy collapse into one.
+pub type WorkerInboxes = Arc<std::sync::Mutex<HashMap<String, Arc<Notify>>>>;

@@ -61,6 +61,9 @@ impl WasiHttpView for HttpHost {
     }
 }
 
+/// How long a listener waits after a failed `accept` (e.g. the process is out of descriptors).
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why a server could not start.
 pub(crate) type ServeError = String;
 
@@ -69,7 +72,7 @@ pub(crate) type ServeError = String;
 pub(crate) async fn serve(
     engine: Engine,
     pre: ProxyPre<HttpHost>,
-    config: ContainerConfig,
+    config: Arc<ContainerConfig>,
     log: CriLog,
     services: Arc<dyn ServiceDirectory>,
 ) -> ServeError {
@@ -98,43 +101,60 @@ pub(crate) async fn serve(
     let namespace = config.labels.get(labels::POD_NAMESPACE).cloned().unwrap_or_default();
     let hooks = ServiceHooks { services, namespace: namespace.into(), client: ip };
     let shared = Arc::new(Shared { engine, pre, config, log, hooks });
+    // One port (the usual case) is served in this future itself: an idle pod costs one task.
+    if listeners.len() == 1
+        && let Some(listener) = listeners.pop()
+    {
+        return accept_loop(listener, shared).await;
+    }
     let mut accepts = JoinSet::new();
     for listener in listeners {
-        let shared = shared.clone();
-        accepts.spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else { continue };
-                // NetworkPolicy's ingress half for this pod: a refused peer's connection is
-                // closed before a byte is read.
-                if let Ok(local) = stream.local_addr()
-                    && !shared.hooks.services.allows_ingress(peer.ip(), local, Protocol::Tcp)
-                {
-                    drop(stream);
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(shared.handle(req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-                // Reap finished connections so the set does not grow.
-                while conns.try_join_next().is_some() {}
-            }
-        });
+        accepts.spawn(accept_loop(listener, shared.clone()));
     }
-    // Runs until dropped; dropping the sets aborts every listener and connection.
+    // Runs until dropped; dropping the set aborts every listener and connection.
     loop {
         if accepts.join_next().await.is_none() {
             return "listeners closed".to_string();
         }
+    }
+}
+
+/// Accept connections on `listener` and serve each in a task of its own, until dropped
+/// (which aborts the connections too).
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) -> ServeError {
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors (or memory): retrying at once would spin; the
+            // connection waits in the backlog meanwhile.
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        // NetworkPolicy's ingress half for this pod: a refused peer's connection is closed
+        // before a byte is read.
+        if let Ok(local) = stream.local_addr()
+            && !shared.hooks.services.allows_ingress(peer.ip(), local, Protocol::Tcp)
+        {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        conns.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(shared.handle(req).await) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
     }
 }
 
@@ -151,7 +171,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 struct Shared {
     engine: Engine,
     pre: ProxyPre<HttpHost>,
-    config: ContainerConfig,
+    config: Arc<ContainerConfig>,
     log: CriLog,
     hooks: ServiceHooks,
 }

@@ -1,7 +1,7 @@
 //! `WasmRuntime`: the `ContainerRuntime` that runs pods' containers as wasmtime guests in
 //! this process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,7 @@ use crate::engine::{
     ProgramCache, Usage,
 };
 use crate::images::ImageStore;
-use crate::log::CriLog;
+use crate::log::{CriLog, LogFiles, OPEN_LOG_FILES};
 
 /// `handler` of the RuntimeClass this runtime serves.
 pub const HANDLER: &str = "wasmtime";
@@ -65,8 +65,10 @@ struct Inner {
     engine: Engine,
     images: ImageStore,
     programs: ProgramCache,
+    /// The containers' log files that are open (a few: a quiet container holds none).
+    logs: Arc<LogFiles>,
     containers: Mutex<HashMap<ContainerId, Container>>,
-    sandboxes: Mutex<HashMap<SandboxId, SandboxConfig>>,
+    sandboxes: Mutex<HashMap<SandboxId, Sandbox>>,
     events: broadcast::Sender<ContainerEvent>,
     next_id: AtomicU64,
     /// The cluster's Services and names, for guests' outgoing requests (set by the node once
@@ -74,8 +76,15 @@ struct Inner {
     services: std::sync::RwLock<Arc<dyn ServiceDirectory>>,
 }
 
+/// What a sandbox status reports (the rest of its config is the kubelet's).
+struct Sandbox {
+    ip: Option<String>,
+    labels: BTreeMap<String, String>,
+}
+
 struct Container {
-    config: ContainerConfig,
+    /// Shared with the running guest (a wasi:http server keeps it for every request).
+    config: Arc<ContainerConfig>,
     image_id: String,
     program: Arc<Program>,
     log: CriLog,
@@ -120,6 +129,7 @@ impl WasmRuntime {
                 engine,
                 images,
                 programs,
+                logs: LogFiles::new(OPEN_LOG_FILES),
                 containers: Mutex::new(HashMap::new()),
                 sandboxes: Mutex::new(HashMap::new()),
                 events,
@@ -339,20 +349,23 @@ fn wasi_builder(
 async fn run_guest(
     engine: Engine,
     program: Arc<Program>,
-    config: ContainerConfig,
+    config: Arc<ContainerConfig>,
     log: CriLog,
     usage: Arc<Usage>,
     services: Arc<dyn ServiceDirectory>,
 ) -> (Outcome, bool) {
+    // Each kind's future is boxed on its own: this one (kept by every container's task) stays
+    // small, and an idle HTTP server does not pay for a command's instantiate-and-call state.
     if let Program::Http(pre) = &*program {
-        let message = crate::http::serve(engine, pre.clone(), config, log, services).await;
+        let serve = crate::http::serve(engine, pre.clone(), config, log, services);
+        let message = Box::pin(serve).await;
         return (Outcome::CannotRun(message), false);
     }
     let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
     match wasi_builder(&config, &log, &services) {
         Ok(builder) => {
             let names = guest_names(&config, &services);
-            run_command(&engine, &program, builder, limiter, names).await
+            Box::pin(run_command(&engine, &program, builder, limiter, names)).await
         }
         Err(message) => (Outcome::CannotRun(message), false),
     }
@@ -482,11 +495,10 @@ impl ContainerRuntime for WasmRuntime {
             source,
         })?;
         let id = config.pod_uid.clone();
-        self.inner
-            .sandboxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), config.clone());
+        self.inner.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id.clone(),
+            Sandbox { ip: config.pod_ip.clone(), labels: config.labels.clone() },
+        );
         Ok(id)
     }
 
@@ -529,9 +541,11 @@ impl ContainerRuntime for WasmRuntime {
         })?;
         config.termination_message_host_path = None;
         let config = &config;
-        let log = CriLog::open(&config.log_path).map_err(|source| RuntimeError::Io {
-            context: format!("opening log file {}", config.log_path.display()),
-            source,
+        let log = CriLog::open(&config.log_path, &self.inner.logs).map_err(|source| {
+            RuntimeError::Io {
+                context: format!("opening log file {}", config.log_path.display()),
+                source,
+            }
         })?;
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("wasm-{}-{n}", config.name);
@@ -539,7 +553,7 @@ impl ContainerRuntime for WasmRuntime {
         self.inner.lock_containers().insert(
             id.clone(),
             Container {
-                config: config.clone(),
+                config: Arc::new(config.clone()),
                 image_id: image.digest,
                 program,
                 log,
@@ -682,7 +696,7 @@ impl ContainerRuntime for WasmRuntime {
             if !matches!(c.state, ContainerState::Running { .. }) {
                 return Err(RuntimeError::Other(format!("container {id} is not running")));
             }
-            (c.program.clone(), c.config.clone())
+            (c.program.clone(), ContainerConfig::clone(&c.config))
         };
         if matches!(&*program, Program::Http(_)) {
             return Err(RuntimeError::Unsupported(
@@ -717,13 +731,13 @@ impl ContainerRuntime for WasmRuntime {
 
     async fn sandbox_status(&self, sandbox: &SandboxId) -> Result<SandboxStatus, RuntimeError> {
         let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
-        let config =
+        let found =
             sandboxes.get(sandbox).ok_or_else(|| RuntimeError::NotFound(sandbox.clone()))?;
         Ok(SandboxStatus {
             id: sandbox.clone(),
             ready: true,
-            ip: config.pod_ip.clone(),
-            labels: config.labels.clone(),
+            ip: found.ip.clone(),
+            labels: found.labels.clone(),
         })
     }
 

@@ -158,12 +158,20 @@ impl PodWorker {
         let spec = pod.spec.clone().unwrap_or_default();
         let handler = match spec.runtime_class_name.as_deref().filter(|c| !c.is_empty()) {
             Some(class) => {
-                let cached = self.ctx.runtime_classes.lock().ok().and_then(|m| {
-                    m.get(class)
-                        .filter(|(_, at)| at.elapsed() < RUNTIME_CLASS_TTL)
-                        .map(|(h, _)| h.clone())
-                });
-                match cached {
+                let cached = || {
+                    self.ctx.runtime_classes.lock().ok().and_then(|m| {
+                        m.get(class)
+                            .filter(|(_, at)| at.elapsed() < RUNTIME_CLASS_TTL)
+                            .map(|(h, _)| h.clone())
+                    })
+                };
+                // Another worker may be reading it already: wait for that read (the guard is
+                // held until this one is cached).
+                let _reading = match cached() {
+                    None => Some(self.ctx.runtime_class_read.lock().await),
+                    Some(_) => None,
+                };
+                match cached() {
                     Some(handler) => handler,
                     None => {
                         let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());

@@ -2,6 +2,8 @@
 //! statuses) built from what the worker holds, and written when it changed — the kubelet's
 //! status manager.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
@@ -11,6 +13,15 @@ use skiff_runtime_core::ExitInfo;
 use super::actions::{ContainerPhase, ContainerRecord, pod_phase};
 use super::{PodWorker, Slot, all_containers};
 use skiff_helpers::quantity::milli_value;
+
+/// A hash of a status as it is written (object keys are sorted, so equal statuses hash
+/// alike).
+fn status_hash(status: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(status).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
 
 pub(super) fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -245,13 +256,23 @@ impl PodWorker {
             .as_array()
             .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
             .and_then(|c| c["status"].as_str());
-        if self.last_status.as_ref() == Some(&status) && ready_in_api == ready_here {
+        let hash = status_hash(&status);
+        if self.last_status == Some(hash) && ready_in_api == ready_here {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         let patch = json!({"status": status});
         match api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => self.last_status = Some(status),
+            Ok(mut answer) => {
+                self.last_status = Some(hash);
+                answer.metadata.managed_fields = None;
+                // Based on the pod the watch showed, or on the answer to an earlier write.
+                let base = match &self.written {
+                    Some((base, _)) => base.clone(),
+                    None => pod.metadata.resource_version.clone(),
+                };
+                self.written = Some((base, Arc::new(answer)));
+            }
             Err(e) => {
                 tracing::debug!(pod = %self.name, error = %e, "status update failed; will retry")
             }

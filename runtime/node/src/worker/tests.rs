@@ -20,6 +20,16 @@ fn context(
 ) -> Arc<WorkerContext> {
     let url = "http://127.0.0.1:1".parse().expect("url");
     let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+    context_with_client(handler, rt, pods_dir, leftovers, client)
+}
+
+fn context_with_client(
+    handler: &str,
+    rt: Arc<FakeRuntime>,
+    pods_dir: &std::path::Path,
+    leftovers: Leftovers,
+    client: kube::Client,
+) -> Arc<WorkerContext> {
     let rt: Arc<dyn ContainerRuntime> = rt;
     Arc::new(WorkerContext {
         client: client.clone(),
@@ -33,6 +43,7 @@ fn context(
         allocatable: BTreeMap::new(),
         leftovers: Mutex::new(leftovers),
         runtime_classes: Mutex::default(),
+        runtime_class_read: tokio::sync::Mutex::default(),
         metrics: Arc::new(crate::stats::KubeletMetrics::new("node-1")),
         recorder: skiff_client_tools::Recorder::on_host(client.clone(), "kubelet", "node-1"),
     })
@@ -170,4 +181,108 @@ async fn pod_worker_should_wait_for_an_image_the_node_does_not_have() {
     assert_eq!(status["phase"], "Pending");
     assert_eq!(status["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImagePull");
     assert!(status["podIP"].as_str().is_some_and(|ip| ip.starts_with("127.")), "{status}");
+}
+
+/// Every pod on the node keeps its worker's task for as long as it runs, and a task holds its
+/// future's whole state machine: the deep awaits of a pass (API calls, the runtime) must not
+/// be part of it, or ten thousand idle pods pay for them all the time.
+#[tokio::test]
+async fn pod_worker_task_should_stay_small_while_idle() {
+    let rt = FakeRuntime::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pod = Arc::new(pod(json!({})));
+    let w = PodWorker::new(context("fake", rt, dir.path(), Leftovers::default()), &pod);
+    let (_tx, rx) = watch::channel(Some(pod));
+    let run = w.run(rx, Arc::new(Notify::new()));
+    let size = std::mem::size_of_val(&run);
+    assert!(size <= 4096, "a pod worker's task holds {size} bytes");
+}
+
+/// A client whose api server records every request's method, path and body. It answers a
+/// status patch with `pod` holding that status at resourceVersion 2, anything else with `pod`.
+fn recording_client(pod: &Pod) -> (kube::Client, Arc<Mutex<Vec<(String, String, Value)>>>) {
+    use http_body_util::BodyExt;
+    let seen: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
+    let pod = serde_json::to_value(pod).expect("pod json");
+    let record = seen.clone();
+    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let (record, mut answer) = (record.clone(), pod.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if parts.method == http::Method::PATCH && parts.uri.path().ends_with("/status") {
+                answer["status"] = body["status"].clone();
+                answer["metadata"]["resourceVersion"] = json!("2");
+            }
+            record.lock().expect("requests").push((
+                parts.method.to_string(),
+                parts.uri.path().to_string(),
+                body,
+            ));
+            let resp = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(answer.to_string())))
+                .expect("response");
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    (kube::Client::new(service, "default"), seen)
+}
+
+/// One worker pass as `run` makes it: the pod to work from, sync, status.
+async fn pass(w: &mut PodWorker, watched: &Arc<Pod>) {
+    let pod = w.current_pod(Some(watched.clone())).expect("a pod");
+    assert!(matches!(w.sync(Some(&pod)).await, Synced::Wait(_)));
+    w.write_status(&pod).await;
+}
+
+/// Issue 17 ("Scale"): a pod that starts at once goes from Pending to Running in one status
+/// write; neither a pass before the watch brings that write back (the runtime's start event)
+/// nor the write coming back writes again.
+#[tokio::test]
+async fn pod_worker_should_write_one_status_from_pending_to_running() {
+    let rt = FakeRuntime::new();
+    rt.images.store(true, std::sync::atomic::Ordering::Relaxed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let created: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": UID, "resourceVersion": "1"},
+        "spec": {"containers": [{"name": "app", "image": "img:1"}]},
+        "status": {"phase": "Pending"},
+    }))
+    .expect("valid pod");
+    let created = Arc::new(created);
+    let (client, requests) = recording_client(&created);
+    let ctx = context_with_client(WASM_HANDLER, rt, dir.path(), Leftovers::default(), client);
+    let mut w = PodWorker::new(ctx, &created);
+    let status_writes = || {
+        let requests = requests.lock().expect("requests");
+        requests
+            .iter()
+            .filter(|(m, p, _)| m == "PATCH" && p.ends_with("/pods/web/status"))
+            .map(|(_, _, body)| body["status"].clone())
+            .collect::<Vec<Value>>()
+    };
+
+    pass(&mut w, &created).await;
+    let writes = status_writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    let written = &writes[0];
+    assert_eq!(written["phase"], "Running");
+    assert!(written["containerStatuses"][0]["state"]["running"].is_object(), "{written}");
+    let conditions = written["conditions"].as_array().cloned().unwrap_or_default();
+    let ready = conditions.iter().find(|c| c["type"] == "Ready").map(|c| c["status"].clone());
+    assert_eq!(ready, Some(json!("True")), "{written}");
+
+    // Woken again before the watch has the write: the pod it shows is still Pending.
+    pass(&mut w, &created).await;
+    assert_eq!(status_writes().len(), 1, "a pass before the write came back wrote again");
+
+    // The watch brings the write back.
+    let mut echoed = (*created).clone();
+    echoed.metadata.resource_version = Some("2".into());
+    echoed.status = serde_json::from_value(written.clone()).expect("a pod status");
+    pass(&mut w, &Arc::new(echoed)).await;
+    assert_eq!(status_writes().len(), 1, "nothing changed, nothing written");
 }
