@@ -2,6 +2,7 @@
 //! the cluster CIDR, held by a claim key written in the Node's own transaction (so two nodes
 //! never share a block) and released when the Node is deleted.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
@@ -82,10 +83,14 @@ pub fn claim_prefix() -> &'static str {
 
 /// Give `node` the lowest block not in `taken` (claim keys), unless it names its own
 /// `spec.podCIDR`; returns the claim to write with it.
+/// `taken` holds the claim keys; `from` is the block the search for a free one starts at (and
+/// wraps around from): 0 gives the lowest free block, a random start lets nodes created at
+/// the same moment, after colliding once, each find a different block.
 pub fn assign(
     cidrs: &PodCidrs,
     node: &mut Value,
-    taken: &[String],
+    taken: &HashSet<String>,
+    from: u32,
 ) -> Result<Vec<TxnOp>, ApiError> {
     let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     let claim =
@@ -100,7 +105,10 @@ pub fn assign(
         // Claimed when inside the cluster CIDR, so no other node is given it.
         return Ok(if cidrs.contains(&own) { vec![claim(&own)] } else { Vec::new() });
     }
-    let free = (0..cidrs.blocks()).map(|i| cidrs.block(i)).find(|b| !taken.contains(&claim_key(b)));
+    let n = cidrs.blocks();
+    let free = (0..n)
+        .map(|i| cidrs.block((i + from % n.max(1)) % n))
+        .find(|b| !taken.contains(&claim_key(b)));
     let Some(block) = free else {
         return Err(ApiError::new(
             503,
@@ -144,21 +152,30 @@ mod tests {
     fn assign_should_pick_the_lowest_free_block() {
         let cidrs = PodCidrs::parse("10.200.0.0/16", 18).unwrap();
         let mut a = json!({"metadata": {"name": "a"}});
-        let ops = assign(&cidrs, &mut a, &[]).unwrap();
+        let ops = assign(&cidrs, &mut a, &HashSet::new(), 0).unwrap();
         assert_eq!(a["spec"]["podCIDR"], "10.200.0.0/18");
         assert_eq!(a["spec"]["podCIDRs"], json!(["10.200.0.0/18"]));
         let TxnOp::Create { key, .. } = &ops[0] else { panic!("claim expected") };
         let mut b = json!({"metadata": {"name": "b"}, "spec": {}});
-        assign(&cidrs, &mut b, std::slice::from_ref(key)).unwrap();
+        let taken = HashSet::from([key.clone()]);
+        assign(&cidrs, &mut b, &taken, 0).unwrap();
         assert_eq!(b["spec"]["podCIDR"], "10.200.64.0/18");
+        // A search that starts further on wraps around past the end.
+        let mut c = json!({"metadata": {"name": "c"}});
+        assign(&cidrs, &mut c, &taken, 2).unwrap();
+        assert_eq!(c["spec"]["podCIDR"], "10.200.128.0/18");
+        let mut d = json!({"metadata": {"name": "d"}});
+        let taken = HashSet::from([claim_key("10.200.0.0/18"), claim_key("10.200.192.0/18")]);
+        assign(&cidrs, &mut d, &taken, 3).unwrap();
+        assert_eq!(d["spec"]["podCIDR"], "10.200.64.0/18");
         assert_eq!(release(&a).as_deref(), Some(key.as_str()));
     }
 
     #[test]
     fn assign_should_fail_clearly_when_the_space_is_full() {
         let cidrs = PodCidrs::parse("10.200.0.0/17", 18).unwrap();
-        let taken: Vec<String> = (0..2).map(|i| claim_key(&cidrs.block(i))).collect();
-        let err = assign(&cidrs, &mut json!({"metadata": {"name": "c"}}), &taken).unwrap_err();
+        let taken: HashSet<String> = (0..2).map(|i| claim_key(&cidrs.block(i))).collect();
+        let err = assign(&cidrs, &mut json!({"metadata": {"name": "c"}}), &taken, 1).unwrap_err();
         assert_eq!(err.code, 503);
         assert!(err.message.contains("no pod CIDR left"), "{}", err.message);
     }

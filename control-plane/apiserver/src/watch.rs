@@ -265,6 +265,12 @@ struct CachedWatch<'a> {
 /// Bytes a watcher gathers before it writes them out as one chunk.
 const CHUNK: usize = 64 * 1024;
 
+/// Least time between two writes of one watcher. An event after a quiet spell is written at
+/// once; in a burst, each watcher writes what gathered every few milliseconds, so a thousand
+/// watchers make a few hundred writes per second each at most instead of one per event, and
+/// the CPU goes to the writes being watched.
+const WRITE_GAP: Duration = Duration::from_millis(10);
+
 /// Serve a watch from the resource's watch cache; `None` when the cache cannot (not built
 /// yet, a revision it does not reach in time, a resume older than its window).
 async fn watch_from_cache(
@@ -468,11 +474,18 @@ impl Watcher {
             return;
         }
         let mut rx = sub.rx;
+        let now = tokio::time::Instant::now();
+        let mut last_write = now.checked_sub(WRITE_GAP).unwrap_or(now);
         loop {
             let first = tokio::select! {
                 _ = tx.closed() => return,
                 m = rx.recv() => m,
             };
+            // A burst: let the events of the next few milliseconds join this write.
+            let due = last_write + WRITE_GAP;
+            if tokio::time::Instant::now() < due {
+                tokio::time::sleep_until(due).await;
+            }
             let mut next = first.map_err(|e| matches!(e, RecvError::Closed));
             // Gather what else is pending into the same write.
             loop {
@@ -499,8 +512,11 @@ impl Watcher {
                     Err(TryRecvError::Closed) => Err(true),
                 };
             }
-            if !buf.is_empty() && !send(&mut buf).await {
-                return;
+            if !buf.is_empty() {
+                if !send(&mut buf).await {
+                    return;
+                }
+                last_write = tokio::time::Instant::now();
             }
         }
     }

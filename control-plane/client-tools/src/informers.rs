@@ -186,7 +186,13 @@ where
 
     /// The watch loop: apply each event to the cache, re-file it, tell the handlers.
     async fn run(self, api: Api<K>, config: watcher::Config, mut writer: Writer<K>) {
-        let mut events = watcher(api, config).default_backoff().boxed();
+        // Like kube-controller-manager's informers, keep no managedFields: nothing here reads
+        // them, an update without them leaves the server's own in place, and they are the
+        // largest part of a cached pod.
+        let mut events = watcher(api, config)
+            .default_backoff()
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+            .boxed();
         while let Some(ev) = events.next().await {
             let ev = match ev {
                 Ok(ev) => ev,

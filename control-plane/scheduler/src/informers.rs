@@ -99,7 +99,10 @@ async fn watch_nodes(
     api: Api<Node>,
     synced: mpsc::UnboundedSender<&'static str>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .boxed();
     let mut seen: Option<HashSet<String>> = None;
     loop {
         let ev = match stream.try_next().await {
@@ -163,7 +166,10 @@ async fn watch_pods(
     api: Api<Pod>,
     synced: mpsc::UnboundedSender<&'static str>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .boxed();
     let mut seen: Option<HashSet<String>> = None;
     let mut known: HashSet<String> = HashSet::new();
     loop {
@@ -281,7 +287,10 @@ async fn watch_lister<K>(
         + Sync
         + 'static,
 {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .boxed();
     let mut init: Option<HashMap<String, Arc<K>>> = None;
     loop {
         let ev = match stream.try_next().await {
@@ -334,7 +343,10 @@ async fn watch_namespaces(
     api: Api<Namespace>,
     synced: mpsc::UnboundedSender<&'static str>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .boxed();
     let mut init: Option<HashMap<String, crate::types::Labels>> = None;
     loop {
         let ev = match stream.try_next().await {

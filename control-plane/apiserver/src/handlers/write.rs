@@ -171,8 +171,8 @@ async fn create_node(
 ) -> Result<Value, ApiError> {
     let name = name_of(&obj).to_string();
     let cidrs = state.pod_cidrs();
-    for _ in 0..8 {
-        let taken: Vec<String> = state
+    for attempt in 0..8 {
+        let taken: std::collections::HashSet<String> = state
             .store
             .list(crate::podcidr::claim_prefix())
             .await
@@ -182,7 +182,10 @@ async fn create_node(
             .map(|kv| kv.key)
             .collect();
         let mut node = obj.clone();
-        let mut ops = crate::podcidr::assign(&cidrs, &mut node, &taken)?;
+        // The lowest free block first; after a collision with a node created at the same
+        // moment, a random one, so that concurrent creates stop colliding.
+        let from = if attempt == 0 { 0 } else { rand::random::<u32>() };
+        let mut ops = crate::podcidr::assign(&cidrs, &mut node, &taken, from)?;
         if dry_run {
             return Ok(node);
         }

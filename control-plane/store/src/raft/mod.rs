@@ -265,6 +265,9 @@ fn raft_to_store<E: std::fmt::Display>(e: RaftError<NodeId, E>) -> StoreError {
     }
 }
 
+/// Bytes of memtables all column families may hold together before RocksDB flushes some.
+const MEMTABLE_BUDGET: usize = 48 << 20;
+
 fn open_db(path: &Path, deadline: Instant) -> Result<DB, StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -272,9 +275,16 @@ fn open_db(path: &Path, deadline: Instant) -> Result<DB, StoreError> {
     // A column family written rarely (the vote) would otherwise keep every WAL file alive
     // until its next flush; past this size RocksDB flushes it so old WAL files can go.
     opts.set_max_total_wal_size(64 << 20);
+    // Memtables are the store's largest use of memory: RocksDB's defaults (64 MiB per column
+    // family, two of them each) would let the log, the state and the history hold hundreds of
+    // MiB that the api server's watch cache already holds. Cap them together.
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
     let cfs = || {
-        [CF_LOG, CF_LOG_META, CF_KV, CF_SM_META, CF_HISTORY]
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()))
+        [CF_LOG, CF_LOG_META, CF_KV, CF_SM_META, CF_HISTORY].map(|name| {
+            let mut cf = Options::default();
+            cf.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+            ColumnFamilyDescriptor::new(name, cf)
+        })
     };
     loop {
         match DB::open_cf_descriptors(&opts, path, cfs()) {
