@@ -69,6 +69,29 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// A change read from the store, as the cache would have made it (for a watcher that
+    /// follows the store's history instead of the cache).
+    pub fn event_from_store(kind: &str, event: WatchEvent) -> Option<CachedEvent> {
+        let decode = |kv: &skiff_store::KeyValue| serde_json::from_slice::<Value>(&kv.value).ok();
+        match event {
+            WatchEvent::Put { kv, prev } => {
+                let prev = prev.and_then(|p| {
+                    let obj = decode(&p)?;
+                    Some(Arc::new(Cached::new(kind, p.key, p.mod_revision, obj)))
+                });
+                let obj = decode(&kv)?;
+                let object = Arc::new(Cached::new(kind, kv.key, kv.mod_revision, obj));
+                Some(CachedEvent { revision: object.revision, object, prev, deleted: false })
+            }
+            WatchEvent::Delete { key, revision, prev } => {
+                let obj = decode(&prev)?;
+                let object = Arc::new(Cached::new(kind, key, revision, obj));
+                Some(CachedEvent { revision, object, prev: None, deleted: true })
+            }
+            WatchEvent::Progress { .. } => None,
+        }
+    }
+
     fn new(kind: &str, key: String, revision: u64, mut obj: Value) -> Cached {
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             m.insert("resourceVersion".into(), Value::String(revision.to_string()));

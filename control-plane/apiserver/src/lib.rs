@@ -405,10 +405,18 @@ struct RequestInfo {
     scope: String,
 }
 
-async fn serve_request(state: Arc<State>, req: Request) -> Response {
+/// Marks a request of the server's own components (set here from [`InProcess`], removed
+/// from any other request), for handlers that see only headers.
+pub(crate) const IN_PROCESS_HEADER: &str = "x-skiff-in-process";
+
+async fn serve_request(state: Arc<State>, mut req: Request) -> Response {
     let started = Instant::now();
     let mut info = RequestInfo { verb: req.method().to_string(), ..Default::default() };
     let in_process = req.extensions().get::<InProcess>().is_some();
+    req.headers_mut().remove(IN_PROCESS_HEADER);
+    if in_process {
+        req.headers_mut().insert(IN_PROCESS_HEADER, header::HeaderValue::from_static("1"));
+    }
     let authorization =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let resp = if !authenticated(&state, in_process, authorization).await {

@@ -77,6 +77,7 @@ pub async fn watch(
             accept,
             include: &include,
             timeout,
+            in_process: headers.contains_key(crate::IN_PROCESS_HEADER),
         },
     )
     .await?
@@ -260,6 +261,8 @@ struct CachedWatch<'a> {
     accept: &'a str,
     include: &'a str,
     timeout: u64,
+    /// A watch of the server's own components (in-process).
+    in_process: bool,
 }
 
 /// Bytes a watcher gathers before it writes them out as one chunk.
@@ -325,6 +328,7 @@ async fn watch_from_cache(
         fields: w.fields.clone(),
         bookmarks: w.bookmarks,
         end_bookmark: w.send_initial == Some("true") && w.bookmarks,
+        replay_from: w.in_process.then(|| state.store.clone()),
     };
     let content_type =
         if proto { "application/vnd.kubernetes.protobuf;stream=watch" } else { "application/json" };
@@ -423,6 +427,10 @@ struct Watcher {
     fields: FieldSelector,
     bookmarks: bool,
     end_bookmark: bool,
+    /// For the server's own components: a watcher that falls behind the cache's window
+    /// follows the store's history from where it was instead of being ended with 410 (a
+    /// controller's re-list of every pod costs far more than the replay).
+    replay_from: Option<Arc<dyn skiff_store::Store>>,
 }
 
 impl Watcher {
@@ -474,6 +482,8 @@ impl Watcher {
             return;
         }
         let mut rx = sub.rx;
+        // Every event up to this revision has been handled.
+        let mut reached = sub.revision;
         let now = tokio::time::Instant::now();
         let mut last_write = now.checked_sub(WRITE_GAP).unwrap_or(now);
         loop {
@@ -490,7 +500,19 @@ impl Watcher {
             // Gather what else is pending into the same write.
             loop {
                 match next {
-                    Ok(msg) => self.message(&msg, &mut buf),
+                    Ok(msg) => {
+                        reached = reached.max(match &msg {
+                            Message::Event(ev) => ev.revision,
+                            Message::Progress(rev) => *rev,
+                        });
+                        self.message(&msg, &mut buf);
+                    }
+                    Err(_) if self.replay_from.is_some() => {
+                        if !buf.is_empty() && !send(&mut buf).await {
+                            return;
+                        }
+                        return self.follow_store(reached, tx).await;
+                    }
                     Err(closed) => {
                         let why = if closed {
                             "the watch cache was rebuilt; list again and watch from the new resourceVersion"
@@ -517,6 +539,49 @@ impl Watcher {
                     return;
                 }
                 last_write = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    /// Go on from the store's history after `after` (see [`Watcher::replay_from`]).
+    async fn follow_store(self, after: u64, tx: &tokio::sync::mpsc::Sender<Bytes>) {
+        let Some(store) = self.replay_from.clone() else { return };
+        let kind = self.out.view.kind;
+        let mut buf = Vec::new();
+        let mut events = match store.watch(&self.prefix, after).await {
+            Ok(events) => events,
+            Err(e) => {
+                let status = ApiError::from_store(e, self.out.view.plural, "").to_status();
+                self.out.value("ERROR", &status, &mut buf);
+                let _ = tx.send(Bytes::from(buf)).await;
+                return;
+            }
+        };
+        tracing::debug!(prefix = %self.prefix, after, "watch: fell behind the cache; following the store");
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                ev = events.next() => ev,
+            };
+            match next {
+                None => return,
+                Some(Err(e)) => {
+                    let status = ApiError::from_store(e, self.out.view.plural, "").to_status();
+                    self.out.value("ERROR", &status, &mut buf);
+                    let _ = tx.send(Bytes::from(buf)).await;
+                    return;
+                }
+                Some(Ok(WatchEvent::Progress { revision })) if self.bookmarks => {
+                    self.out.bookmark(revision, false, &mut buf)
+                }
+                Some(Ok(ev)) => {
+                    if let Some(ev) = Cached::event_from_store(kind, ev) {
+                        self.event(&ev, &mut buf);
+                    }
+                }
+            }
+            if !buf.is_empty() && tx.send(Bytes::from(std::mem::take(&mut buf))).await.is_err() {
+                return;
             }
         }
     }
