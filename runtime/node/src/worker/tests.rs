@@ -200,9 +200,12 @@ async fn pod_worker_task_should_stay_small_while_idle() {
 
 /// A client whose api server records every request's method, path and body. It answers a
 /// status patch with `pod` holding that status at resourceVersion 2, anything else with `pod`.
-fn recording_client(pod: &Pod) -> (kube::Client, Arc<Mutex<Vec<(String, String, Value)>>>) {
+/// The requests a [`recording_client`] saw: method, path and body.
+type Recorded = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+fn recording_client(pod: &Pod) -> (kube::Client, Recorded) {
     use http_body_util::BodyExt;
-    let seen: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
+    let seen: Recorded = Arc::default();
     let pod = serde_json::to_value(pod).expect("pod json");
     let record = seen.clone();
     let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
