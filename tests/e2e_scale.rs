@@ -148,9 +148,9 @@ async fn a_thousand_watchers_see_every_event_while_stuck_watchers_are_bounded_an
     let grown_mib = (rss_after.saturating_sub(rss_before)) / 1024;
     eprintln!("server VmRSS {} MiB -> {} MiB", rss_before / 1024, rss_after / 1024);
     // The objects themselves (48 MiB in the store and the cache) and the cache's window are
-    // expected (with RocksDB's memtables and history, about 250 MiB); 8 stuck watchers
+    // expected (with RocksDB's memtables and history, 230-310 MiB in runs); 8 stuck watchers
     // holding everything would add 8 × 48 MiB more.
-    assert!(grown_mib < 400, "server memory grew by {grown_mib} MiB with stuck watchers");
+    assert!(grown_mib < 450, "server memory grew by {grown_mib} MiB with stuck watchers");
 
     // Once read, a stuck watcher's stream ends with 410: it has to list again.
     let mut lines = stuck.swap_remove(0).lines();
