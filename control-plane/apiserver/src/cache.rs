@@ -70,22 +70,32 @@ pub struct Cached {
 
 impl Cached {
     /// A change read from the store, as the cache would have made it (for a watcher that
-    /// follows the store's history instead of the cache).
-    pub fn event_from_store(kind: &str, event: WatchEvent) -> Option<CachedEvent> {
-        let decode = |kv: &skiff_store::KeyValue| serde_json::from_slice::<Value>(&kv.value).ok();
+    /// follows the store's history instead of the cache). Without selectors (`selective`
+    /// false) nothing is decoded: the stored bytes get their resourceVersion spliced in, and
+    /// the previous value only says that there was one.
+    pub fn event_from_store(kind: &str, event: WatchEvent, selective: bool) -> Option<CachedEvent> {
+        let make = |key: String, revision: u64, value: &[u8]| -> Option<Arc<Cached>> {
+            if selective {
+                let obj = serde_json::from_slice::<Value>(value).ok()?;
+                return Some(Arc::new(Cached::new(kind, key, revision, obj)));
+            }
+            let json = crate::objects::stamp_resource_version(value, revision)?;
+            Some(Arc::new(Cached {
+                key,
+                revision,
+                json: Bytes::from(json),
+                attrs: Value::Null,
+                proto: OnceLock::new(),
+            }))
+        };
         match event {
             WatchEvent::Put { kv, prev } => {
-                let prev = prev.and_then(|p| {
-                    let obj = decode(&p)?;
-                    Some(Arc::new(Cached::new(kind, p.key, p.mod_revision, obj)))
-                });
-                let obj = decode(&kv)?;
-                let object = Arc::new(Cached::new(kind, kv.key, kv.mod_revision, obj));
+                let prev = prev.and_then(|p| make(p.key, p.mod_revision, &p.value));
+                let object = make(kv.key, kv.mod_revision, &kv.value)?;
                 Some(CachedEvent { revision: object.revision, object, prev, deleted: false })
             }
             WatchEvent::Delete { key, revision, prev } => {
-                let obj = decode(&prev)?;
-                let object = Arc::new(Cached::new(kind, key, revision, obj));
+                let object = make(key, revision, &prev.value)?;
                 Some(CachedEvent { revision, object, prev: None, deleted: true })
             }
             WatchEvent::Progress { .. } => None,

@@ -547,6 +547,7 @@ impl Watcher {
     async fn follow_store(self, after: u64, tx: &tokio::sync::mpsc::Sender<Bytes>) {
         let Some(store) = self.replay_from.clone() else { return };
         let kind = self.out.view.kind;
+        let selective = !self.labels.is_empty() || !self.fields.is_empty();
         let mut buf = Vec::new();
         let mut events = match store.watch(&self.prefix, after).await {
             Ok(events) => events,
@@ -575,7 +576,7 @@ impl Watcher {
                     self.out.bookmark(revision, false, &mut buf)
                 }
                 Some(Ok(ev)) => {
-                    if let Some(ev) = Cached::event_from_store(kind, ev) {
+                    if let Some(ev) = Cached::event_from_store(kind, ev, selective) {
                         self.event(&ev, &mut buf);
                     }
                 }
