@@ -459,10 +459,12 @@ impl Watcher {
     /// falls behind the channel's window is ended with 410 Expired: it lists again.
     async fn run(self, sub: Subscription, tx: &tokio::sync::mpsc::Sender<Bytes>) {
         let send = |buf: &mut Vec<u8>| {
-            let chunk = Bytes::from(std::mem::replace(buf, Vec::with_capacity(CHUNK)));
+            // Buffers grow to what they hold: a thousand idle watchers must not each keep a
+            // CHUNK-sized allocation (nor pass one on for a few hundred bytes).
+            let chunk = Bytes::from(std::mem::take(buf));
             async move { tx.send(chunk).await.is_ok() }
         };
-        let mut buf = Vec::with_capacity(CHUNK);
+        let mut buf = Vec::new();
         for c in sub.initial.iter().filter(|c| self.wants(c)) {
             self.out.event("ADDED", c, &mut buf);
             if buf.len() >= CHUNK && !send(&mut buf).await {
