@@ -102,10 +102,8 @@ impl Cached {
         }
     }
 
-    fn new(kind: &str, key: String, revision: u64, mut obj: Value) -> Cached {
-        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("resourceVersion".into(), Value::String(revision.to_string()));
-        }
+    fn new(kind: &str, key: String, revision: u64, obj: Value) -> Cached {
+        let obj = crate::handlers::with_resource_version(obj, revision);
         let attrs = attributes(kind, &obj);
         let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
         Cached { key, revision, json, attrs, proto: OnceLock::new() }
@@ -142,8 +140,8 @@ fn attributes(kind: &str, obj: &Value) -> Value {
     }
     let mut attrs = json!({ "metadata": meta });
     for field in supported_fields(kind) {
-        let pointer = format!("/{}", field.replace('.', "/"));
-        let Some(v) = obj.pointer(&pointer) else { continue };
+        let found = field.split('.').try_fold(obj, |o, part| o.get(part));
+        let Some(v) = found else { continue };
         let mut cur = &mut attrs;
         let mut parts = field.split('.').peekable();
         while let Some(part) = parts.next() {

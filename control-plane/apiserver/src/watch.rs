@@ -235,14 +235,11 @@ fn translate(
             }
         }
         WatchEvent::Delete { revision, prev, .. } => {
-            let mut obj = decode(prev).ok()?;
+            let obj = decode(prev).ok()?;
             if !matches(&obj) {
                 return None;
             }
-            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.insert("resourceVersion".into(), json!(revision.to_string()));
-            }
-            Some(("DELETED", obj))
+            Some(("DELETED", crate::handlers::with_resource_version(obj, *revision)))
         }
         WatchEvent::Progress { .. } => None,
     }
@@ -548,32 +545,41 @@ impl Watcher {
     /// Go on from the store's history after `after` (see [`Watcher::replay_from`]).
     async fn follow_store(self, after: u64, tx: &tokio::sync::mpsc::Sender<Bytes>) {
         let Some(store) = self.replay_from.clone() else { return };
-        let kind = self.out.view.kind;
         let selective = !self.labels.is_empty() || !self.fields.is_empty();
         let mut buf = Vec::new();
-        let mut events = match store.watch(&self.prefix, after).await {
-            Ok(events) => events,
-            Err(e) => {
-                let status = ApiError::from_store(e, self.out.view.plural, "").to_status();
-                self.out.value("ERROR", &status, &mut buf);
-                let _ = tx.send(Bytes::from(buf)).await;
-                return;
+        let failed = match store.watch(&self.prefix, after).await {
+            Err(e) => e,
+            Ok(mut events) => {
+                tracing::debug!(prefix = %self.prefix, after, "watch: fell behind the cache; following the store");
+                match self.forward_store(&mut events, selective, tx).await {
+                    Some(e) => e,
+                    None => return,
+                }
             }
         };
-        tracing::debug!(prefix = %self.prefix, after, "watch: fell behind the cache; following the store");
+        let status = ApiError::from_store(failed, self.out.view.plural, "").to_status();
+        self.out.value("ERROR", &status, &mut buf);
+        let _ = tx.send(Bytes::from(buf)).await;
+    }
+
+    /// Send the store's events on until the client goes away (`None`) or the store's watch
+    /// fails (its error).
+    async fn forward_store(
+        &self,
+        events: &mut skiff_store::WatchStream,
+        selective: bool,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Option<StoreError> {
+        let kind = self.out.view.kind;
+        let mut buf = Vec::new();
         loop {
             let next = tokio::select! {
-                _ = tx.closed() => return,
+                _ = tx.closed() => return None,
                 ev = events.next() => ev,
             };
             match next {
-                None => return,
-                Some(Err(e)) => {
-                    let status = ApiError::from_store(e, self.out.view.plural, "").to_status();
-                    self.out.value("ERROR", &status, &mut buf);
-                    let _ = tx.send(Bytes::from(buf)).await;
-                    return;
-                }
+                None => return None,
+                Some(Err(e)) => return Some(e),
                 Some(Ok(WatchEvent::Progress { revision })) if self.bookmarks => {
                     self.out.bookmark(revision, false, &mut buf)
                 }
@@ -584,7 +590,7 @@ impl Watcher {
                 }
             }
             if !buf.is_empty() && tx.send(Bytes::from(std::mem::take(&mut buf))).await.is_err() {
-                return;
+                return None;
             }
         }
     }

@@ -222,9 +222,7 @@ pub async fn delete(
                 {
                     let _ = state.store.delete(&claim, None).await;
                 }
-                if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-                }
+                let obj = super::with_resource_version(obj, kv.mod_revision);
                 return Ok(json_response(StatusCode::OK, &obj));
             }
         }

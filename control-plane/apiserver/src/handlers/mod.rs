@@ -93,12 +93,9 @@ async fn dispatch_stored(
 
 /// Decode a stored value and stamp its resourceVersion.
 pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(&kv.value)
+    let obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-    }
-    Ok(obj)
+    Ok(with_resource_version(obj, kv.mod_revision))
 }
 
 /// Encode an object for the store: resourceVersion is the store's, never persisted. The
@@ -143,7 +140,7 @@ impl serde::Serialize for StoredMeta<'_> {
 }
 
 /// Stamp the resourceVersion the store gave an object's write.
-pub(crate) fn with_resource_version(mut obj: Value, revision: u64) -> Value {
+pub fn with_resource_version(mut obj: Value, revision: u64) -> Value {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(revision.to_string()));
     }

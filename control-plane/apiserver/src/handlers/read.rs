@@ -114,18 +114,16 @@ pub async fn list(
         options.revision = Some(page.revision);
         let count = page.items.len();
         for (i, kv) in page.items.iter().enumerate() {
-            if table.is_some() || filtered {
-                let obj = decode(kv)?;
-                if !labels.matches(objects::labels_of(&obj)) || !fields.matches(&obj) {
-                    continue;
-                }
-                if table.is_some() {
-                    objects.push(obj);
-                } else {
-                    raw.push(stamped(kv)?);
-                }
-            } else {
-                raw.push(stamped(kv)?);
+            let obj = if table.is_some() || filtered { Some(decode(kv)?) } else { None };
+            if obj
+                .as_ref()
+                .is_some_and(|o| !labels.matches(objects::labels_of(o)) || !fields.matches(o))
+            {
+                continue;
+            }
+            match obj {
+                Some(obj) if table.is_some() => objects.push(obj),
+                _ => raw.push(stamped(kv)?),
             }
             if limit.is_some_and(|l| objects.len() + raw.len() >= l) && (i + 1 < count || page.more)
             {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 use skiff_api::{ResourceInfo, object_key};
 use skiff_store::{KeyValue, StoreError, TxnOp};
 
@@ -241,11 +241,7 @@ pub(crate) async fn write(
             .delete(key, Some(prev.mod_revision))
             .await
             .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-        let mut gone = obj.clone();
-        if let Some(m) = gone.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-        }
-        return Ok(gone);
+        return Ok(with_resource_version(obj.clone(), kv.mod_revision));
     }
     if res.kind == "Service" && res.group.is_empty() {
         return write_service(state, key, prev, obj).await;
@@ -370,6 +366,8 @@ pub async fn update(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
