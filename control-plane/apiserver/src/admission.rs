@@ -17,7 +17,33 @@ fn forbidden(pod: &str, why: String) -> ApiError {
     ApiError::new(403, "Forbidden", format!("pods \"{pod}\" is forbidden: {why}"))
 }
 
-async fn read(state: &State, key: &str) -> Result<Option<Value>, ApiError> {
+/// The cluster-scoped objects of `plural` (group `group`) from the watch cache, as
+/// kube-apiserver's admission plugins read them from informers; `None` while the cache is
+/// not built.
+fn cached_list(state: &State, group: &str, plural: &str) -> Option<Vec<Value>> {
+    let res = state.registry.by_plural(group, plural)?;
+    let prefix = format!("/registry/{plural}/");
+    let (items, _) = state.caches.get(res).snapshot(
+        &prefix,
+        &crate::selectors::LabelSelector::default(),
+        &crate::selectors::FieldSelector::default(),
+    )?;
+    Some(items.iter().map(|c| c.value()).collect())
+}
+
+/// The object at `key` (of `plural` in `group`): from the watch cache, or from the store when
+/// the cache does not have it (yet).
+async fn read(
+    state: &State,
+    group: &str,
+    plural: &str,
+    key: &str,
+) -> Result<Option<Value>, ApiError> {
+    if let Some(res) = state.registry.by_plural(group, plural)
+        && let Some(cached) = state.caches.get(res).get(key)
+    {
+        return Ok(Some(cached.value()));
+    }
     let kv = state
         .store
         .get_with(key, Consistency::Serializable)
@@ -53,21 +79,36 @@ async fn admit_priority(
 ) -> Result<(), ApiError> {
     let class_name = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
     let class = if class_name.is_empty() {
-        let list = state
-            .store
-            .list_with(
-                "/registry/priorityclasses/",
-                &ListOptions { consistency: Consistency::Serializable, ..Default::default() },
-            )
-            .await
-            .map_err(|e| ApiError::internal(format!("admission list of priority classes: {e}")))?;
-        list.items
-            .iter()
-            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+        let classes = match cached_list(state, "scheduling.k8s.io", "priorityclasses") {
+            Some(classes) => classes,
+            None => state
+                .store
+                .list_with(
+                    "/registry/priorityclasses/",
+                    &ListOptions { consistency: Consistency::Serializable, ..Default::default() },
+                )
+                .await
+                .map_err(|e| {
+                    ApiError::internal(format!("admission list of priority classes: {e}"))
+                })?
+                .items
+                .iter()
+                .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+                .collect(),
+        };
+        classes
+            .into_iter()
             .filter(|c| c["globalDefault"] == json!(true))
             .max_by_key(|c| c["value"].as_i64().unwrap_or(0))
     } else {
-        match read(state, &format!("/registry/priorityclasses/{class_name}")).await? {
+        match read(
+            state,
+            "scheduling.k8s.io",
+            "priorityclasses",
+            &format!("/registry/priorityclasses/{class_name}"),
+        )
+        .await?
+        {
             Some(c) => Some(c),
             None => {
                 return Err(forbidden(
@@ -120,7 +161,14 @@ async fn admit_runtime_class(
     if rc_name.is_empty() {
         return Ok(());
     }
-    let Some(rc) = read(state, &format!("/registry/runtimeclasses/{rc_name}")).await? else {
+    let Some(rc) = read(
+        state,
+        "node.k8s.io",
+        "runtimeclasses",
+        &format!("/registry/runtimeclasses/{rc_name}"),
+    )
+    .await?
+    else {
         return Err(forbidden(pod, format!("pod rejected: RuntimeClass \"{rc_name}\" not found")));
     };
     if let Some(fixed) = rc["overhead"]["podFixed"].as_object() {

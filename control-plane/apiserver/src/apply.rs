@@ -35,14 +35,13 @@ impl Scope<'_> {
     /// The fields of `obj` this request can own: the status subresource owns status only,
     /// and the main resource owns everything but a status served as a subresource.
     fn fields(&self, obj: &Value) -> Fields {
-        let status = "f:status".to_string();
-        let mut fields = fields_of(self.res.kind, obj);
         if self.subresource == Some("status") {
-            fields.retain(|p, _| p.first() == Some(&status));
+            managed::fields_of_where(self.res.kind, obj, |k| k == "status")
         } else if self.res.subresources.contains(&"status") {
-            fields.retain(|p, _| p.first() != Some(&status));
+            managed::fields_of_where(self.res.kind, obj, |k| k != "status")
+        } else {
+            fields_of(self.res.kind, obj)
         }
-        fields
     }
 
     fn entry(&self, manager: &str, operation: Operation) -> ManagedEntry {
@@ -129,18 +128,57 @@ pub fn record_update(
     let options_kind = if old.is_some() { "UpdateOptions" } else { "CreateOptions" };
     let manager = field_manager(q, headers, options_kind, false)?;
     let scope = Scope { res, subresource };
-    let live_entries = || old.and_then(|o| managed::decode(o).ok()).unwrap_or_default();
-    let mut entries = match (subresource, managed::requested(new)) {
-        (None, RequestedManagedFields::Reset) => Vec::new(),
-        (None, RequestedManagedFields::Set(entries)) => entries,
-        _ => live_entries(),
+    // What the body says about managedFields only counts for the main resource.
+    let requested = match subresource {
+        None => managed::requested(new),
+        Some(_) => RequestedManagedFields::Keep,
     };
+    if old.is_none()
+        && subresource.is_none()
+        && !matches!(requested, RequestedManagedFields::Set(_))
+    {
+        // A create: the manager owns every field it set, and nobody else owns anything.
+        let fields = managed::fields_v1_of(res.kind, new, res.subresources.contains(&"status"));
+        let entry = (!fields.is_empty()).then(|| {
+            json!([{
+                "manager": manager,
+                "operation": Operation::Update.as_str(),
+                "apiVersion": res.api_version(),
+                "time": now_rfc3339(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            }])
+        });
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            match entry {
+                Some(entry) => meta.insert("managedFields".into(), entry),
+                None => meta.remove("managedFields"),
+            };
+        }
+        return Ok(());
+    }
+    // The live object's entries, each with its encoded form, reused unless this write
+    // changes the entry.
+    let live = || -> Option<(Vec<ManagedEntry>, Vec<Option<&Value>>)> {
+        let old = old?;
+        let entries = managed::decode(old).ok()?;
+        let items = old.pointer("/metadata/managedFields").and_then(Value::as_array)?;
+        Some((entries, items.iter().map(Some).collect()))
+    };
+    let (mut entries, mut encoded) = match (subresource, requested) {
+        (None, RequestedManagedFields::Reset) => (Vec::new(), Vec::new()),
+        (None, RequestedManagedFields::Set(entries)) => (entries, Vec::new()),
+        _ => live().unwrap_or_default(),
+    };
+    encoded.resize(entries.len(), None);
     let old_fields = old.map(|o| scope.fields(o)).unwrap_or_default();
     let cmp = Comparison::new(&old_fields, &scope.fields(new));
     let changed = cmp.changed();
-    for e in entries.iter_mut() {
-        if !e.is(&manager, Operation::Update, subresource) {
+    for (e, encoded) in entries.iter_mut().zip(encoded.iter_mut()) {
+        let touched = !e.fields.is_disjoint(&changed) || !e.fields.is_disjoint(&cmp.removed);
+        if touched && !e.is(&manager, Operation::Update, subresource) {
             e.fields = e.fields.difference(&changed).difference(&cmp.removed);
+            *encoded = None;
         }
     }
     let pos = entries
@@ -150,13 +188,15 @@ pub fn record_update(
             entries.push(scope.entry(&manager, Operation::Update));
             entries.len() - 1
         });
+    encoded.resize(entries.len(), None);
+    encoded[pos] = None;
     let me = &mut entries[pos];
     me.fields = me.fields.difference(&cmp.removed).union(&changed);
     me.api_version = res.api_version();
     if !changed.is_empty() {
         me.time = Some(now_rfc3339());
     }
-    managed::encode_into(new, &entries);
+    managed::encode_reusing(new, &entries, &encoded);
     Ok(())
 }
 

@@ -33,6 +33,8 @@ use tokio::sync::broadcast;
 
 use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
 
+mod attrs;
+
 /// How long a read waits for the cache to reach the revision it needs before it is served
 /// from the store instead.
 pub const WAIT_FOR_REVISION: Duration = Duration::from_secs(3);
@@ -76,8 +78,7 @@ impl Cached {
     pub fn event_from_store(kind: &str, event: WatchEvent, selective: bool) -> Option<CachedEvent> {
         let make = |key: String, revision: u64, value: &[u8]| -> Option<Arc<Cached>> {
             if selective {
-                let obj = serde_json::from_slice::<Value>(value).ok()?;
-                return Some(Arc::new(Cached::new(kind, key, revision, obj)));
+                return Cached::from_stored(kind, key, revision, value).map(Arc::new);
             }
             let json = crate::objects::stamp_resource_version(value, revision)?;
             Some(Arc::new(Cached {
@@ -107,6 +108,27 @@ impl Cached {
         let attrs = attributes(kind, &obj);
         let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
         Cached { key, revision, json, attrs, proto: OnceLock::new() }
+    }
+
+    /// The object stored as `value` (JSON without its resourceVersion), without decoding it:
+    /// the revision is spliced into the bytes and the attributes picked out of them.
+    /// An object stored with a resourceVersion of its own (written around the api server's
+    /// encoding), or one the scan cannot read, is decoded instead; `None` when the value is
+    /// not JSON.
+    fn from_stored(kind: &str, key: String, revision: u64, value: &[u8]) -> Option<Cached> {
+        if let Some(attrs) = attrs::from_json(kind, value)
+            && let Some(json) = crate::objects::stamp_resource_version(value, revision)
+        {
+            return Some(Cached {
+                key,
+                revision,
+                json: Bytes::from(json),
+                attrs,
+                proto: OnceLock::new(),
+            });
+        }
+        let obj = serde_json::from_slice::<Value>(value).ok()?;
+        Some(Cached::new(kind, key, revision, obj))
     }
 
     /// The object decoded (for conversions and tables, which need the whole object).
@@ -331,11 +353,13 @@ impl Cache {
         let kind = self.resource.kind;
         let message = match event {
             WatchEvent::Put { kv, .. } => {
-                let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) else {
+                let Some(object) =
+                    Cached::from_stored(kind, kv.key.clone(), kv.mod_revision, &kv.value)
+                else {
                     tracing::warn!(key = %kv.key, "watch cache: skipping an undecodable object");
                     return;
                 };
-                let object = Arc::new(Cached::new(kind, kv.key.clone(), kv.mod_revision, obj));
+                let object = Arc::new(object);
                 let prev = inner.objects.insert(kv.key, object.clone());
                 inner.revision = inner.revision.max(object.revision);
                 Message::Event(Arc::new(CachedEvent {
@@ -348,12 +372,14 @@ impl Cache {
             WatchEvent::Delete { key, revision, prev } => {
                 let last = inner.objects.remove(&key);
                 inner.revision = inner.revision.max(revision);
-                let obj = last
-                    .as_ref()
-                    .map(|c| c.value())
-                    .or_else(|| serde_json::from_slice(&prev.value).ok())
-                    .unwrap_or(Value::Null);
-                let object = Arc::new(Cached::new(kind, key, revision, obj));
+                let object = match Cached::from_stored(kind, key.clone(), revision, &prev.value) {
+                    Some(object) => object,
+                    None => {
+                        let obj = last.as_ref().map(|c| c.value()).unwrap_or(Value::Null);
+                        Cached::new(kind, key, revision, obj)
+                    }
+                };
+                let object = Arc::new(object);
                 Message::Event(Arc::new(CachedEvent {
                     revision,
                     object,
@@ -422,9 +448,12 @@ impl Cache {
         let kind = self.resource.kind;
         let mut objects = BTreeMap::new();
         for kv in listed.items {
-            let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) else { continue };
-            objects
-                .insert(kv.key.clone(), Arc::new(Cached::new(kind, kv.key, kv.mod_revision, obj)));
+            let Some(object) =
+                Cached::from_stored(kind, kv.key.clone(), kv.mod_revision, &kv.value)
+            else {
+                continue;
+            };
+            objects.insert(kv.key, Arc::new(object));
         }
         let mut events = store.watch(&self.prefix, listed.revision).await?;
         self.reset(objects, listed.revision);

@@ -43,8 +43,12 @@ pub fn list_type(kind: &str, path: &[String]) -> ListType {
 /// whole, like a label selector of a workload.
 pub fn is_atomic_map(kind: &str, path: &[String]) -> bool {
     let names: Vec<&str> = path.iter().map(String::as_str).collect();
+    atomic_map(kind, &names)
+}
+
+fn atomic_map(kind: &str, names: &[&str]) -> bool {
     matches!(
-        (kind, names.as_slice()),
+        (kind, names),
         ("Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job", ["spec", "selector"])
     )
 }
@@ -120,6 +124,11 @@ impl FieldSet {
 
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         FieldSet(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// Whether no member is in `other`.
+    pub fn is_disjoint(&self, other: &FieldSet) -> bool {
+        self.0.is_disjoint(&other.0)
     }
 
     /// Whether some member lies strictly below `path`.
@@ -245,12 +254,17 @@ pub type Fields = BTreeMap<FieldPath, Option<Value>>;
 
 /// Every field `obj` (of `kind`) sets, except server-owned metadata, apiVersion and kind.
 pub fn fields_of(kind: &str, obj: &Value) -> Fields {
+    fields_of_where(kind, obj, |_| true)
+}
+
+/// The fields `fields_of` finds under the top-level keys `keep` accepts.
+pub fn fields_of_where(kind: &str, obj: &Value, keep: impl Fn(&str) -> bool) -> Fields {
     let mut out = Fields::new();
     let Value::Object(top) = obj else { return out };
     let mut names = Vec::new();
     let mut path = Vec::new();
     for (key, child) in top {
-        if key == "apiVersion" || key == "kind" {
+        if key == "apiVersion" || key == "kind" || !keep(key) {
             continue;
         }
         if key == "metadata" {
@@ -327,6 +341,110 @@ fn walk_value(
         other => {
             out.insert(path.clone(), Some(other.clone()));
         }
+    }
+}
+
+/// The `FieldsV1` encoding of the set of fields `fields_of` finds in `obj` (without the
+/// top-level `status` when `without_status`), built in one walk over the object instead of
+/// through a set of paths: what a create records for its manager.
+pub fn fields_v1_of(kind: &str, obj: &Value, without_status: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Value::Object(top) = obj else { return out };
+    let mut names: Vec<&str> = Vec::new();
+    for (key, child) in top {
+        match key.as_str() {
+            "apiVersion" | "kind" => {}
+            "status" if without_status => {}
+            "metadata" => {
+                let Value::Object(meta) = child else { continue };
+                names.push("metadata");
+                let mut node = Map::new();
+                for (mk, mv) in meta {
+                    if !STRIPPED_METADATA.contains(&mk.as_str()) {
+                        names.push(mk);
+                        if let Some(n) = render_value(kind, mv, &mut names) {
+                            node.insert(format!("f:{mk}"), n);
+                        }
+                        names.pop();
+                    }
+                }
+                names.pop();
+                if !node.is_empty() {
+                    out.insert("f:metadata".into(), Value::Object(node));
+                }
+            }
+            _ => {
+                names.push(key);
+                if let Some(n) = render_value(kind, child, &mut names) {
+                    out.insert(format!("f:{key}"), n);
+                }
+                names.pop();
+            }
+        }
+    }
+    out
+}
+
+/// The `FieldsV1` node of `value` at field path `names`: `{}` for a leaf (a member), a map of
+/// children otherwise (with `"."` when the node is itself a member), None when it holds no
+/// field at all (an empty associative list or set).
+fn render_value<'a>(kind: &str, value: &'a Value, names: &mut Vec<&'a str>) -> Option<Value> {
+    match value {
+        Value::Object(m) if !m.is_empty() && !atomic_map(kind, names) => {
+            let mut node = Map::new();
+            for (k, v) in m {
+                names.push(k);
+                if let Some(n) = render_value(kind, v, names) {
+                    node.insert(format!("f:{k}"), n);
+                }
+                names.pop();
+            }
+            (!node.is_empty()).then_some(Value::Object(node))
+        }
+        Value::Array(items) => {
+            let lt = skiff_api::schema::list_type(kind, names);
+            let elems: Option<Vec<String>> =
+                items.iter().map(|item| item_element(lt, item)).collect();
+            let Some(elems) = elems.filter(|_| lt != ListType::Atomic) else {
+                return Some(Value::Object(Map::new()));
+            };
+            let mut node = Map::new();
+            for (item, elem) in items.iter().zip(elems) {
+                let mut member = Map::new();
+                if let (ListType::Map(_), Value::Object(m)) = (lt, item) {
+                    for (k, v) in m {
+                        names.push(k);
+                        if let Some(n) = render_value(kind, v, names) {
+                            member.insert(format!("f:{k}"), n);
+                        }
+                        names.pop();
+                    }
+                    if !member.is_empty() {
+                        member.insert(".".into(), Value::Object(Map::new()));
+                    }
+                }
+                merge_node(&mut node, elem, Value::Object(member));
+            }
+            (!node.is_empty()).then_some(Value::Object(node))
+        }
+        _ => Some(Value::Object(Map::new())),
+    }
+}
+
+/// Put `node` under `key`, merged with what two list items with the same key already put
+/// there: the union of their fields, a member when either is one.
+fn merge_node(parent: &mut Map<String, Value>, key: String, node: Value) {
+    let Some(Value::Object(existing)) = parent.get_mut(&key) else {
+        parent.insert(key, node);
+        return;
+    };
+    let Value::Object(node) = node else { return };
+    let member = existing.is_empty() || existing.contains_key(".") || node.is_empty();
+    for (k, v) in node {
+        merge_node(existing, k, v);
+    }
+    if member && !existing.is_empty() {
+        existing.insert(".".into(), Value::Object(Map::new()));
     }
 }
 
@@ -495,8 +613,19 @@ pub fn requested(obj: &Value) -> RequestedManagedFields {
 /// Write `entries` (without empty ones) into `obj`'s metadata, Apply entries first and the
 /// Update entries by time, as Kubernetes orders them.
 pub fn encode_into(obj: &mut Value, entries: &[ManagedEntry]) {
-    let mut kept: Vec<&ManagedEntry> = entries.iter().filter(|e| !e.fields.is_empty()).collect();
-    kept.sort_by(|a, b| {
+    encode_reusing(obj, entries, &[]);
+}
+
+/// `encode_into`, where `encoded[i]`, when there is one, is entry `i` already encoded (an
+/// entry of the live object this write left alone).
+pub fn encode_reusing(obj: &mut Value, entries: &[ManagedEntry], encoded: &[Option<&Value>]) {
+    let mut kept: Vec<(&ManagedEntry, Option<&Value>)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.fields.is_empty())
+        .map(|(i, e)| (e, encoded.get(i).copied().flatten()))
+        .collect();
+    kept.sort_by(|(a, _), (b, _)| {
         (a.operation == Operation::Update)
             .cmp(&(b.operation == Operation::Update))
             .then_with(|| a.time.cmp(&b.time))
@@ -508,7 +637,11 @@ pub fn encode_into(obj: &mut Value, entries: &[ManagedEntry]) {
     } else {
         meta.insert(
             "managedFields".into(),
-            Value::Array(kept.iter().map(|e| e.to_json()).collect()),
+            Value::Array(
+                kept.iter()
+                    .map(|(e, encoded)| encoded.map_or_else(|| e.to_json(), Value::clone))
+                    .collect(),
+            ),
         );
     }
 }
@@ -568,6 +701,42 @@ mod tests {
             FieldSet::from_fields_v1(&json!({"x:bad": {}})),
             Err(ManagedFieldsError::UnknownPathElement("x:bad".into()))
         );
+    }
+
+    #[test]
+    fn fields_v1_of_should_encode_what_fields_of_finds() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "uid": "u", "labels": {"app": "x"}, "finalizers": ["a/b"],
+                "annotations": {}, "ownerReferences": []},
+            "spec": {"containers": [
+                    {"name": "c", "image": "i", "args": ["x", "y"], "env": [],
+                        "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "TCP"}],
+                        "resources": {"limits": {"cpu": "1"}}},
+                    {"name": "d", "image": "j", "ports": [{"containerPort": 81, "name": "x"}]},
+                    {"name": "d", "command": ["sh"], "ports": [{"containerPort": 81}]},
+                    {"name": "e"}],
+                "nodeSelector": {"a": "b"}, "tolerations": [{"key": "k"}], "hostNetwork": null},
+            "status": {"phase": "Pending"}});
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "x"}}, "replicas": 2,
+                "template": {"metadata": {"labels": {"app": "x"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let names_only = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "n", "namespace": "x"}});
+        for (kind, obj) in [("Pod", &pod), ("Deployment", &deployment), ("ConfigMap", &names_only)]
+        {
+            for without_status in [false, true] {
+                let mut fields = fields_of(kind, obj);
+                if without_status {
+                    fields.retain(|p, _| p.first().map(String::as_str) != Some("f:status"));
+                }
+                let want = set_of(&fields).to_fields_v1();
+                let got = Value::Object(fields_v1_of(kind, obj, without_status));
+                assert_eq!(got, want, "{kind}, without status {without_status}");
+                assert_eq!(serde_json::to_string(&got).unwrap(), want.to_string());
+            }
+        }
     }
 
     #[test]

@@ -164,6 +164,11 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// An answer whose JSON body is already encoded.
+pub fn json_bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Parse a request body as JSON or YAML by its content type.
 pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers

@@ -12,8 +12,9 @@ use skiff_store::{KeyValue, StoreError, TxnOp};
 
 use super::pods::bind;
 use super::{
-    MAX_RETRIES, Target, decode, encode, field_validation, is_dry_run, json_response, parse_body,
-    read_current, too_many_writers, with_resource_version, with_warnings, without_resource_version,
+    MAX_RETRIES, Target, decode, encode, field_validation, is_dry_run, json_bytes_response,
+    json_response, parse_body, read_current, too_many_writers, with_resource_version,
+    with_warnings, without_resource_version,
 };
 use crate::errors::ApiError;
 use crate::objects::{self, name_of, resource_version_of};
@@ -86,8 +87,24 @@ pub async fn create(
     }
     let key = object_key(res, objects::namespace_of(&obj), &name);
     apply::record_update(res, None, None, &mut obj, q, headers)?;
-    let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
-    Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
+    let claims_addresses = res.group.is_empty() && matches!(res.kind, "Service" | "Node");
+    if is_dry_run(q) || claims_addresses {
+        let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
+    }
+    // The answer is the stored bytes with the resourceVersion spliced in: the object is
+    // serialized once.
+    let stored = encode(&obj);
+    let kv = state
+        .store
+        .create(&key, stored.clone())
+        .await
+        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+    let answer = match objects::stamp_resource_version(&stored, kv.mod_revision) {
+        Some(json) => json_bytes_response(StatusCode::CREATED, json),
+        None => json_response(StatusCode::CREATED, &with_resource_version(obj, kv.mod_revision)),
+    };
+    Ok(with_warnings(answer, &warnings))
 }
 
 /// Write a new, prepared object (a Service with its address claims); with `dry_run` only
