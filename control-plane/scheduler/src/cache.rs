@@ -173,28 +173,12 @@ impl Cache {
             snapshot.listers = self.listers.clone();
             return;
         }
-        let mut affinity_may_change = false;
+        // `upsert` and `remove` keep the snapshot's affinity lists up to date as they go.
         for name in self.dirty.drain() {
-            let before = snapshot.get(&name).map(|n| {
-                (!n.pods_with_affinity.is_empty(), !n.pods_with_required_anti_affinity.is_empty())
-            });
             match self.nodes.get(&name) {
-                Some((info, true)) => {
-                    let after = (
-                        !info.pods_with_affinity.is_empty(),
-                        !info.pods_with_required_anti_affinity.is_empty(),
-                    );
-                    affinity_may_change |= before != Some(after) || after != (false, false);
-                    snapshot.upsert(info.clone());
-                }
-                _ => {
-                    affinity_may_change = true;
-                    snapshot.remove(&name);
-                }
+                Some((info, true)) => snapshot.upsert(info.clone()),
+                _ => snapshot.remove(&name),
             }
-        }
-        if affinity_may_change {
-            snapshot.refresh_derived();
         }
         if self.images_changed {
             snapshot.image_nodes = Arc::new(self.images.clone());

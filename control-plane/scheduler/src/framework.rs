@@ -277,7 +277,7 @@ pub trait PostFilterPlugin: Plugin {
         pod: &'a Arc<PodInfo>,
         snapshot: &'a Arc<Snapshot>,
         framework: &'a Framework,
-        filtered: &'a HashMap<String, Status>,
+        filtered: &'a NodeStatuses,
     ) -> BoxFuture<'a, (Option<PostFilterResult>, Status)>;
 }
 
@@ -336,11 +336,118 @@ pub trait BindPlugin: Plugin {
     ) -> BoxFuture<'a, Status>;
 }
 
+/// Why each rejected node was rejected (Kubernetes' `NodeToStatusMap`).
+///
+/// A cycle records a status for every node it rejects, thousands per cycle when few nodes
+/// fit, and most cycles never read them (a node was found). So entries are appended with
+/// the node itself (a reference count, no copy of its name) and its position in the
+/// cycle's snapshot, and nothing is hashed: readers that go through every node
+/// (preemption) use the positions; `get` by name scans.
+#[derive(Debug, Default, Clone)]
+pub struct NodeStatuses {
+    /// One entry per node.
+    entries: Vec<(NodeRef, Status)>,
+}
+
+/// A rejected node: the node at a position of the cycle's snapshot, or just a name.
+#[derive(Debug, Clone)]
+enum NodeRef {
+    At(usize, Arc<NodeInfo>),
+    Named(String),
+}
+
+impl NodeRef {
+    fn name(&self) -> &str {
+        match self {
+            NodeRef::At(_, node) => &node.name,
+            NodeRef::Named(name) => name,
+        }
+    }
+}
+
+impl NodeStatuses {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record the status of `node`, at `position` of the cycle's snapshot. The caller
+    /// records each node at most once (the scheduling loop visits each node once).
+    pub fn push(&mut self, position: usize, node: &Arc<NodeInfo>, status: Status) {
+        self.entries.push((NodeRef::At(position, node.clone()), status));
+    }
+
+    /// Set a node's status by name, replacing an earlier one (O(entries): for tests and
+    /// one-off callers, not per node of a cycle).
+    pub fn insert(&mut self, name: String, status: Status) {
+        match self.entries.iter_mut().find(|(n, _)| n.name() == name) {
+            Some(e) => e.1 = status,
+            None => self.entries.push((NodeRef::Named(name), status)),
+        }
+    }
+
+    /// The status of a node by name (O(entries)).
+    pub fn get(&self, name: &str) -> Option<&Status> {
+        self.entries.iter().find(|(n, _)| n.name() == name).map(|(_, s)| s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Status)> {
+        self.entries.iter().map(|(n, s)| (n.name(), s))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Status> {
+        self.entries.iter().map(|(_, s)| s)
+    }
+
+    /// Positions in `snapshot.nodes` of the nodes whose status satisfies `pred`, in the
+    /// snapshot's order. Entries recorded for another snapshot, or by name only, are found
+    /// by name.
+    pub fn positions_where(
+        &self,
+        snapshot: &Snapshot,
+        mut pred: impl FnMut(&Status) -> bool,
+    ) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, s)| pred(s))
+            .filter_map(|(n, _)| match n {
+                NodeRef::At(pos, node)
+                    if snapshot.nodes.get(*pos).is_some_and(|s| Arc::ptr_eq(s, node)) =>
+                {
+                    Some(*pos)
+                }
+                other => snapshot.position(other.name()),
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+impl<S: Into<String>> FromIterator<(S, Status)> for NodeStatuses {
+    fn from_iter<I: IntoIterator<Item = (S, Status)>>(iter: I) -> Self {
+        let mut out = NodeStatuses::new();
+        for (name, status) in iter {
+            out.insert(name.into(), status);
+        }
+        out
+    }
+}
+
 /// Why each node was rejected, and the message Kubernetes prints for it.
 #[derive(Debug, Default, Clone)]
 pub struct Diagnosis {
     pub num_all_nodes: usize,
-    pub node_statuses: HashMap<String, Status>,
+    pub node_statuses: NodeStatuses,
     /// Set when a pre-filter rejected the pod for every node at once.
     pub pre_filter_msg: String,
     pub post_filter_msg: String,
@@ -544,9 +651,10 @@ impl Framework {
         pod: &PodInfo,
         nodes: &[Arc<NodeInfo>],
     ) -> Result<Vec<NodeScore>, Status> {
-        let mut totals: Vec<NodeScore> =
+        // One list of names, reused by every plugin; the totals are summed beside it.
+        let mut totals: Vec<i64> = vec![0; nodes.len()];
+        let mut scores: Vec<NodeScore> =
             nodes.iter().map(|n| NodeScore { name: n.name.clone(), score: 0 }).collect();
-        let mut scores: Vec<NodeScore> = totals.clone();
         for w in &self.score {
             let p = &w.plugin;
             if state.skip_score.contains(p.name()) {
@@ -572,10 +680,13 @@ impl Framework {
                         MAX_NODE_SCORE
                     )));
                 }
-                total.score += s.score * w.weight;
+                *total += s.score * w.weight;
             }
         }
-        Ok(totals)
+        for (s, total) in scores.iter_mut().zip(totals) {
+            s.score = total;
+        }
+        Ok(scores)
     }
 
     pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
@@ -653,6 +764,48 @@ impl Framework {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::testing::{node, node_info};
+
+    fn snapshot_of(names: &[&str]) -> Snapshot {
+        Snapshot::from_nodes(names.iter().map(|n| node_info(node(n, &[]), vec![])).collect())
+    }
+
+    #[test]
+    fn node_statuses_should_answer_by_name_and_list_positions_in_snapshot_order() {
+        let snap = snapshot_of(&["a", "b", "c", "d"]);
+        let mut statuses = NodeStatuses::new();
+        // Recorded in scan order, starting part-way through the snapshot.
+        statuses.push(2, &snap.nodes[2], Status::unschedulable("Insufficient cpu"));
+        statuses.push(3, &snap.nodes[3], Status::unresolvable("node(s) were unschedulable"));
+        statuses.push(0, &snap.nodes[0], Status::unschedulable("Insufficient cpu"));
+        assert_eq!(statuses.len(), 3);
+        assert_eq!(statuses.get("d").map(|s| s.code), Some(Code::UnschedulableAndUnresolvable));
+        assert!(statuses.get("b").is_none());
+        assert_eq!(
+            statuses.positions_where(&snap, |s| s.code == Code::Unschedulable),
+            vec![0, 2],
+            "snapshot order, not scan order"
+        );
+        let mut names: Vec<&str> = statuses.iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, vec!["a", "c", "d"]);
+    }
+
+    #[test]
+    fn node_statuses_should_find_nodes_by_name_when_positions_are_stale_or_missing() {
+        let old = snapshot_of(&["a", "b", "c"]);
+        let mut statuses: NodeStatuses =
+            [("c", Status::unschedulable("Insufficient cpu"))].into_iter().collect();
+        statuses.push(0, &old.nodes[0], Status::unschedulable("Insufficient cpu"));
+        // "a" left and the others moved up: positions from `old` no longer hold.
+        let new = snapshot_of(&["b", "c"]);
+        assert_eq!(statuses.positions_where(&new, |_| true), vec![1]);
+        assert_eq!(statuses.positions_where(&old, |_| true), vec![0, 2]);
+        // `insert` replaces.
+        statuses.insert("c".into(), Status::unresolvable("gone"));
+        assert_eq!(statuses.len(), 2);
+        assert_eq!(statuses.get("c").map(|s| s.code), Some(Code::UnschedulableAndUnresolvable));
+    }
 
     #[test]
     fn diagnosis_should_print_kubernetes_fit_error() {

@@ -61,6 +61,39 @@ pub fn num_feasible_nodes_to_find(percentage: u32, all: usize) -> usize {
     n.max(100).min(all)
 }
 
+/// The pods nominated to each node (preemptors waiting for their victims to leave), by
+/// the node's position in the cycle's snapshot, so the filter loop asks per node without
+/// hashing its name. Built once per cycle from the queue's nominator.
+struct Nominated {
+    /// Sorted by position; only nodes with nominated pods.
+    by_pos: Vec<(usize, Vec<Arc<PodInfo>>)>,
+}
+
+impl Nominated {
+    fn new(queue: &SchedulingQueue, snapshot: &Snapshot) -> Self {
+        let mut by_pos: Vec<(usize, Vec<Arc<PodInfo>>)> = Vec::new();
+        if queue.has_nominated() {
+            queue.for_each_nominated(|node, pods| {
+                if let Some(pos) = snapshot.position(node) {
+                    by_pos.push((pos, pods.to_vec()));
+                }
+            });
+            by_pos.sort_unstable_by_key(|(pos, _)| *pos);
+        }
+        Nominated { by_pos }
+    }
+
+    fn at(&self, pos: usize) -> &[Arc<PodInfo>] {
+        if self.by_pos.is_empty() {
+            return &[];
+        }
+        match self.by_pos.binary_search_by_key(&pos, |(p, _)| *p) {
+            Ok(i) => &self.by_pos[i].1,
+            Err(_) => &[],
+        }
+    }
+}
+
 pub struct Scheduler {
     pub shared: Arc<Shared>,
     snapshot: Arc<Snapshot>,
@@ -183,17 +216,13 @@ impl Scheduler {
             _ => {
                 diagnosis.pre_filter_msg = status.message();
                 diagnosis.unschedulable_plugins.insert(status.plugin);
-                for n in &snapshot.nodes {
-                    diagnosis.node_statuses.insert(n.name.clone(), status.clone());
+                for (i, n) in snapshot.nodes.iter().enumerate() {
+                    diagnosis.node_statuses.push(i, n, status.clone());
                 }
                 return Err(ScheduleError::Fit(Box::new(diagnosis)));
             }
         }
-        let nominated = if self.shared.queue.has_nominated() {
-            self.shared.queue.all_nominated()
-        } else {
-            HashMap::new()
-        };
+        let nominated = Nominated::new(&self.shared.queue, &snapshot);
 
         // A pod that preempted for a node tries that node first.
         let nominated_node = pod
@@ -203,27 +232,35 @@ impl Scheduler {
             .and_then(|s| s.nominated_node_name.clone())
             .filter(|n| !n.is_empty());
         let mut feasible: Vec<Arc<NodeInfo>> = Vec::new();
-        if let Some(node) = nominated_node.as_deref().and_then(|n| snapshot.get(n)) {
-            let s = self.filter_with_nominated(fwk, state, pod, node, &nominated, &snapshot);
+        if let Some(pos) = nominated_node.as_deref().and_then(|n| snapshot.position(n)) {
+            let node = &snapshot.nodes[pos];
+            let s = self.filter_with_nominated(fwk, state, pod, pos, node, &nominated, &snapshot);
             if s.is_success() {
                 feasible.push(node.clone());
             }
         }
 
         if feasible.is_empty() {
-            let candidates: Vec<&Arc<NodeInfo>> =
-                match pre.as_ref().and_then(|r| r.node_names.as_ref()) {
-                    Some(names) => names.iter().filter_map(|n| snapshot.get(n)).collect(),
-                    None => snapshot.nodes.iter().collect(),
-                };
+            // Positions in the snapshot, in its order.
+            let candidates: Vec<usize> = match pre.as_ref().and_then(|r| r.node_names.as_ref()) {
+                Some(names) => {
+                    let mut c: Vec<usize> =
+                        names.iter().filter_map(|n| snapshot.position(n)).collect();
+                    c.sort_unstable();
+                    c
+                }
+                None => (0..snapshot.nodes.len()).collect(),
+            };
             let n = candidates.len();
             let wanted = num_feasible_nodes_to_find(fwk.percentage_of_nodes_to_score, n);
             let start = if n == 0 { 0 } else { self.next_start % n };
             let mut processed = 0;
             for i in 0..n {
-                let node = candidates[(start + i) % n];
+                let pos = candidates[(start + i) % n];
+                let node = &snapshot.nodes[pos];
                 processed += 1;
-                let s = self.filter_with_nominated(fwk, state, pod, node, &nominated, &snapshot);
+                let s =
+                    self.filter_with_nominated(fwk, state, pod, pos, node, &nominated, &snapshot);
                 match s.code {
                     Code::Success => {
                         feasible.push(node.clone());
@@ -234,7 +271,7 @@ impl Scheduler {
                     Code::Error => return Err(ScheduleError::Error(s.message())),
                     _ => {
                         diagnosis.unschedulable_plugins.insert(s.plugin);
-                        diagnosis.node_statuses.insert(node.name.clone(), s);
+                        diagnosis.node_statuses.push(pos, node, s);
                     }
                 }
             }
@@ -243,10 +280,11 @@ impl Scheduler {
             }
             if let Some(names) = pre.as_ref().and_then(|r| r.node_names.as_ref()) {
                 // Nodes the pre-filter ruled out count as rejected by it.
-                for node in &snapshot.nodes {
+                for (pos, node) in snapshot.nodes.iter().enumerate() {
                     if !names.contains(&node.name) {
-                        diagnosis.node_statuses.insert(
-                            node.name.clone(),
+                        diagnosis.node_statuses.push(
+                            pos,
+                            node,
                             Status::unresolvable("node is filtered out by the prefilter result"),
                         );
                     }
@@ -289,19 +327,20 @@ impl Scheduler {
     /// Run the filters with the pods nominated to this node (of at least the pod's
     /// priority) counted as if they ran there, then without them, as Kubernetes does: a
     /// node passes only if it passes both.
+    #[allow(clippy::too_many_arguments)]
     fn filter_with_nominated(
         &self,
         fwk: &Framework,
         state: &CycleState,
         pod: &PodInfo,
+        pos: usize,
         node: &Arc<NodeInfo>,
-        nominated: &HashMap<String, Vec<Arc<PodInfo>>>,
+        nominated: &Nominated,
         snapshot: &Snapshot,
     ) -> Status {
         let others: Vec<&Arc<PodInfo>> = nominated
-            .get(&node.name)
-            .into_iter()
-            .flatten()
+            .at(pos)
+            .iter()
             .filter(|p| p.uid != pod.uid && p.priority >= pod.priority)
             .collect();
         if !others.is_empty() {
@@ -494,6 +533,25 @@ fn record_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nominated_should_find_pods_by_snapshot_position() {
+        use crate::types::testing::{node, node_info, pod, pod_info};
+        let snap = Snapshot::from_nodes(
+            ["a", "b", "c"].iter().map(|n| node_info(node(n, &[]), vec![])).collect(),
+        );
+        let queue = SchedulingQueue::without_profiles();
+        assert!(Nominated::new(&queue, &snap).at(1).is_empty());
+        queue.add_nominated(Arc::new(pod_info(pod("p1", &[]))), "c");
+        queue.add_nominated(Arc::new(pod_info(pod("p2", &[]))), "a");
+        queue.add_nominated(Arc::new(pod_info(pod("p3", &[]))), "c");
+        queue.add_nominated(Arc::new(pod_info(pod("p4", &[]))), "gone");
+        let nominated = Nominated::new(&queue, &snap);
+        let uids = |pos| nominated.at(pos).iter().map(|p| p.uid.clone()).collect::<Vec<_>>();
+        assert_eq!(uids(0), vec!["uid-p2"]);
+        assert!(uids(1).is_empty());
+        assert_eq!(uids(2), vec!["uid-p1", "uid-p3"]);
+    }
 
     #[test]
     fn num_feasible_nodes_should_follow_kubernetes_adaptive_percentage() {

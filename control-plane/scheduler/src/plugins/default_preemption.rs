@@ -23,7 +23,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use skiff_client_tools::Recorder;
 
 use crate::framework::{
-    Code, CycleState, Framework, Plugin, PostFilterPlugin, PostFilterResult, Status,
+    Code, CycleState, Framework, NodeStatuses, Plugin, PostFilterPlugin, PostFilterResult, Status,
 };
 use crate::snapshot::Snapshot;
 use crate::types::{NodeInfo, PodInfo, selector_matches};
@@ -255,7 +255,7 @@ impl DefaultPreemption {
         &self,
         pod: &PodInfo,
         snapshot: &Snapshot,
-        filtered: &HashMap<String, Status>,
+        filtered: &NodeStatuses,
     ) -> Result<(), &'static str> {
         if pod.preemption_policy_never() {
             return Err("not eligible due to preemptionPolicy=Never.");
@@ -294,16 +294,16 @@ impl DefaultPreemption {
         pod: &PodInfo,
         snapshot: &Snapshot,
         framework: &Framework,
-        filtered: &HashMap<String, Status>,
+        filtered: &NodeStatuses,
     ) -> Result<(Vec<Candidate>, HashMap<String, Status>), Status> {
         if snapshot.is_empty() {
             return Err(Status::error("no nodes available"));
         }
         // In the snapshot's order, so the dry run is reproducible given its offset.
-        let potential: Vec<&Arc<NodeInfo>> = snapshot
-            .nodes
-            .iter()
-            .filter(|n| filtered.get(&n.name).is_some_and(|s| s.code == Code::Unschedulable))
+        let potential: Vec<&Arc<NodeInfo>> = filtered
+            .positions_where(snapshot, |s| s.code == Code::Unschedulable)
+            .into_iter()
+            .map(|pos| &snapshot.nodes[pos])
             .collect();
         let mut statuses = HashMap::new();
         if potential.is_empty() {
@@ -452,7 +452,7 @@ impl PostFilterPlugin for DefaultPreemption {
         pod: &'a Arc<PodInfo>,
         snapshot: &'a Arc<Snapshot>,
         framework: &'a Framework,
-        filtered: &'a HashMap<String, Status>,
+        filtered: &'a NodeStatuses,
     ) -> BoxFuture<'a, (Option<PostFilterResult>, Status)> {
         Box::pin(async move {
             let prefixed = |code: Code, msg: &str| {

@@ -403,7 +403,7 @@ async fn run(case: Case) -> Outcome {
     let (_, status) = fw.run_pre_filter(&mut state, &pod, &snap);
     assert!(status.is_success(), "{}: pre-filter {status:?}", case.name);
 
-    let mut filtered = HashMap::new();
+    let mut filtered = NodeStatuses::new();
     for node in &snap.nodes {
         let status = if case.unresolvable.contains(&node.name.as_str()) {
             Status::unresolvable("node(s) didn't match Pod's node affinity/selector")
@@ -713,8 +713,8 @@ async fn default_preemption_should_count_a_vanished_victim_as_preempted() {
     let pod = Arc::new(PodInfo::new(Arc::new(p("preemptor", "1", HIGH))));
     let mut state = CycleState::default();
     let _ = fw.run_pre_filter(&mut state, &pod, &snap);
-    let filtered =
-        HashMap::from([("node1".to_string(), Status::unschedulable("Insufficient cpu"))]);
+    let filtered: NodeStatuses =
+        [("node1", Status::unschedulable("Insufficient cpu"))].into_iter().collect();
     let api = Arc::new(FakeApi { gone: HashSet::from(["low".to_string()]), ..Default::default() });
     let plugin = DefaultPreemption::new(api.clone());
     let (result, status) = plugin.post_filter(&state, &pod, &snap, &fw, &filtered).await;
@@ -734,8 +734,8 @@ async fn default_preemption_should_return_an_error_when_a_victim_cannot_be_delet
     let pod = Arc::new(PodInfo::new(Arc::new(p("preemptor", "1", HIGH))));
     let mut state = CycleState::default();
     let _ = fw.run_pre_filter(&mut state, &pod, &snap);
-    let filtered =
-        HashMap::from([("node1".to_string(), Status::unschedulable("Insufficient cpu"))]);
+    let filtered: NodeStatuses =
+        [("node1", Status::unschedulable("Insufficient cpu"))].into_iter().collect();
     let api = Arc::new(FakeApi { fail_delete: true, ..Default::default() });
     let plugin = DefaultPreemption::new(api.clone());
     let (result, status) = plugin.post_filter(&state, &pod, &snap, &fw, &filtered).await;
