@@ -1,9 +1,10 @@
 //! The watch cache, after kube-apiserver's cacher: one cache per resource, fed by one store
 //! watch, holding the resource's current objects and a window of its recent events.
 //!
-//! Every object is decoded once when its event arrives and kept as the JSON bytes clients are
-//! served (`resourceVersion` stamped), plus the few attributes selectors look at; its protobuf
-//! envelope is encoded at most once, when a client first asks for it. Watchers share those
+//! Objects are not decoded when their events arrive: the stored JSON is kept as the bytes
+//! clients are served (`resourceVersion` spliced in), plus the few attributes selectors look
+//! at, picked out of the text in one pass (`attrs.rs`); its protobuf envelope is encoded at
+//! most once, when a client first asks for it. Watchers share those
 //! bytes through one broadcast channel: no watcher decodes, converts or serializes an object
 //! of the stored version, and a watcher copies each event into its own output once, batching
 //! whatever is pending into one write.
