@@ -36,13 +36,11 @@ async fn create(client: &Client, ns: &str, name: &str, data: &str) {
     client.request_text(req).await.unwrap_or_else(|e| panic!("create {ns}/{name}: {e}"));
 }
 
+/// The server's resident memory; it is alive, so it has some.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+    let rss = skiff_bench::procfs::rss_kib(pid);
+    assert!(rss > 0, "no VmRSS for pid {pid}");
+    rss
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,15 +122,10 @@ impl PodWatch {
 
     /// Wait until the watch has listed the `n` pods that exist already (kubectl prints them
     /// as ADDED before it watches), so that changes made next are seen as they happen.
-    fn wait_listed(&self, n: usize) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.events().iter().filter(|(ty, _)| ty == "ADDED").count() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the pod watch listed < {n} pods in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_listed(&self, s: &Skiff, n: usize) {
+        s.wait_for(&format!("the pod watch to list {n} pods"), Duration::from_secs(30), || {
+            self.events().iter().filter(|(ty, _)| ty == "ADDED").count() >= n
+        });
     }
 
     fn events(&self) -> Vec<(String, Value)> {
@@ -286,7 +281,7 @@ fn statefulset_should_start_in_order_scale_down_in_reverse_and_keep_names() {
     drop(watch);
     wait_ready_pods(&s, "app=web", &["web-0", "web-1", "web-2"]);
     let watch = PodWatch::start(&s, "app=web");
-    watch.wait_listed(3);
+    watch.wait_listed(&s, 3);
     let web0 = uid(&pods(&s, "app=web")["web-0"]);
     s.ok(&["scale", "statefulset", "web", "--replicas=1"]);
     let left = wait_ready_pods(&s, "app=web", &["web-0"]);
@@ -441,7 +436,7 @@ spec:
 
     // Partition 0: the rest follow, highest ordinal first.
     let watch = PodWatch::start(&s, "app=db");
-    watch.wait_listed(3);
+    watch.wait_listed(&s, 3);
     s.ok(&[
         "patch",
         "statefulset",

@@ -31,22 +31,21 @@ fn cached_list(state: &State, group: &str, plural: &str) -> Option<Vec<Value>> {
     Some(items.iter().map(|c| c.value()).collect())
 }
 
-/// The object at `key` (of `plural` in `group`): from the watch cache, or from the store when
-/// the cache does not have it (yet).
+/// The cluster-scoped object `name` of `plural` (group `group`): from the watch cache, or
+/// from the store when the cache does not have it (yet).
 async fn read(
     state: &State,
     group: &str,
     plural: &str,
-    key: &str,
+    name: &str,
 ) -> Result<Option<Value>, ApiError> {
-    if let Some(res) = state.registry.by_plural(group, plural)
-        && let Some(cached) = state.caches.get(res).get(key)
-    {
+    let key = format!("/registry/{plural}/{name}");
+    if let Some(cached) = state.cached(group, plural, &key) {
         return Ok(Some(cached.value()));
     }
     let kv = state
         .store
-        .get_with(key, Consistency::Serializable)
+        .get_with(&key, Consistency::Serializable)
         .await
         .map_err(|e| ApiError::internal(format!("admission read of {key}: {e}")))?;
     Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
@@ -101,14 +100,7 @@ async fn admit_priority(
             .filter(|c| c["globalDefault"] == json!(true))
             .max_by_key(|c| c["value"].as_i64().unwrap_or(0))
     } else {
-        match read(
-            state,
-            "scheduling.k8s.io",
-            "priorityclasses",
-            &format!("/registry/priorityclasses/{class_name}"),
-        )
-        .await?
-        {
+        match read(state, "scheduling.k8s.io", "priorityclasses", class_name).await? {
             Some(c) => Some(c),
             None => {
                 return Err(forbidden(
@@ -161,14 +153,7 @@ async fn admit_runtime_class(
     if rc_name.is_empty() {
         return Ok(());
     }
-    let Some(rc) = read(
-        state,
-        "node.k8s.io",
-        "runtimeclasses",
-        &format!("/registry/runtimeclasses/{rc_name}"),
-    )
-    .await?
-    else {
+    let Some(rc) = read(state, "node.k8s.io", "runtimeclasses", &rc_name).await? else {
         return Err(forbidden(pod, format!("pod rejected: RuntimeClass \"{rc_name}\" not found")));
     };
     if let Some(fixed) = rc["overhead"]["podFixed"].as_object() {

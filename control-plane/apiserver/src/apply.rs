@@ -15,7 +15,7 @@ use skiff_api::ResourceInfo;
 use crate::errors::ApiError;
 use crate::managed::{
     self, Comparison, FieldPath, FieldSet, Fields, ListType, ManagedEntry, Operation,
-    RequestedManagedFields, fields_of, item_element, list_type, set_of,
+    RequestedManagedFields, item_element, list_type, set_of,
 };
 use crate::objects::now_rfc3339;
 
@@ -32,16 +32,20 @@ struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// The fields of `obj` this request can own: the status subresource owns status only,
-    /// and the main resource owns everything but a status served as a subresource.
-    fn fields(&self, obj: &Value) -> Fields {
+    /// Whether this request can own fields under the top-level key `key`: the status
+    /// subresource owns status only, and the main resource owns everything but a status
+    /// served as a subresource.
+    fn owns(&self, key: &str) -> bool {
         if self.subresource == Some("status") {
-            managed::fields_of_where(self.res.kind, obj, |k| k == "status")
-        } else if self.res.subresources.contains(&"status") {
-            managed::fields_of_where(self.res.kind, obj, |k| k != "status")
+            key == "status"
         } else {
-            fields_of(self.res.kind, obj)
+            key != "status" || !self.res.subresources.contains(&"status")
         }
+    }
+
+    /// The fields of `obj` this request can own.
+    fn fields(&self, obj: &Value) -> Fields {
+        managed::fields_of_where(self.res.kind, obj, |k| self.owns(k))
     }
 
     fn entry(&self, manager: &str, operation: Operation) -> ManagedEntry {
@@ -138,16 +142,11 @@ pub fn record_update(
         && !matches!(requested, RequestedManagedFields::Set(_))
     {
         // A create: the manager owns every field it set, and nobody else owns anything.
-        let fields = managed::fields_v1_of(res.kind, new, res.subresources.contains(&"status"));
+        let fields = managed::fields_v1_of(res.kind, new, |k| scope.owns(k));
         let entry = (!fields.is_empty()).then(|| {
-            json!([{
-                "manager": manager,
-                "operation": Operation::Update.as_str(),
-                "apiVersion": res.api_version(),
-                "time": now_rfc3339(),
-                "fieldsType": "FieldsV1",
-                "fieldsV1": fields,
-            }])
+            let mut me = scope.entry(&manager, Operation::Update);
+            me.time = Some(now_rfc3339());
+            Value::Array(vec![me.to_json_with(Value::Object(fields))])
         });
         if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
             match entry {

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use skiff_api::protobuf;
 use skiff_api::{ResourceInfo, list_prefix};
-use skiff_store::{Consistency, ListOptions, Store, StoreError, WatchEvent};
+use skiff_store::{Store, StoreError, WatchEvent};
 use tokio::sync::broadcast;
 
 use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
@@ -252,8 +252,9 @@ pub struct Subscription {
 
 /// Where a watcher starts.
 pub enum Start {
-    /// The state at a revision not older than this one, as ADDED events, then what follows.
-    Snapshot(u64),
+    /// The current state as ADDED events (the caller has made sure the cache reached the
+    /// revision it needs), then what follows.
+    Snapshot,
     /// Every change after this revision.
     After(u64),
     /// Every change from now on.
@@ -293,11 +294,6 @@ impl Cache {
         self.lock().objects.get(key).cloned()
     }
 
-    /// The revision the cache has reached.
-    pub fn revision(&self) -> u64 {
-        *self.reached.borrow()
-    }
-
     /// The objects under `prefix` at the cache's revision, matching the selectors.
     pub fn snapshot(
         &self,
@@ -322,7 +318,7 @@ impl Cache {
         let inner = self.lock();
         let rx = inner.tx.as_ref()?.subscribe();
         match start {
-            Start::Snapshot(_) => Some(Subscription {
+            Start::Snapshot => Some(Subscription {
                 initial: matching(&inner.objects, prefix, labels, fields),
                 replay: Vec::new(),
                 revision: inner.revision,
@@ -535,14 +531,6 @@ impl WatchCaches {
                 return false;
             }
         }
-    }
-
-    /// The revision a linearizable read would see now (a read-index round trip, no data).
-    pub async fn consistent_revision(&self) -> Result<u64, StoreError> {
-        let options =
-            ListOptions { limit: 1, consistency: Consistency::Linearizable, ..Default::default() };
-        // No key sorts under this prefix: the read returns only the revision.
-        Ok(self.store.list_with("\u{1}", &options).await?.revision)
     }
 }
 

@@ -76,6 +76,13 @@ pub struct State {
 }
 
 impl State {
+    /// The object at `key` (of `plural` in `group`) as the watch cache has it: `None` when
+    /// the cache does not have it (yet), and the caller reads the store.
+    pub fn cached(&self, group: &str, plural: &str, key: &str) -> Option<Arc<cache::Cached>> {
+        let res = self.registry.by_plural(group, plural)?;
+        self.caches.get(res).get(key)
+    }
+
     pub fn pod_cidrs(&self) -> podcidr::PodCidrs {
         self.pod_cidrs.read().map(|c| *c).unwrap_or_default()
     }

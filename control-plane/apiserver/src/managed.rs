@@ -344,17 +344,17 @@ fn walk_value(
     }
 }
 
-/// The `FieldsV1` encoding of the set of fields `fields_of` finds in `obj` (without the
-/// top-level `status` when `without_status`), built in one walk over the object instead of
-/// through a set of paths: what a create records for its manager.
-pub fn fields_v1_of(kind: &str, obj: &Value, without_status: bool) -> Map<String, Value> {
+/// The `FieldsV1` encoding of the set of fields `fields_of_where` finds in `obj` under the
+/// top-level keys `keep` accepts, built in one walk over the object instead of through a set
+/// of paths: what a create records for its manager.
+pub fn fields_v1_of(kind: &str, obj: &Value, keep: impl Fn(&str) -> bool) -> Map<String, Value> {
     let mut out = Map::new();
     let Value::Object(top) = obj else { return out };
     let mut names: Vec<&str> = Vec::new();
     for (key, child) in top {
         match key.as_str() {
             "apiVersion" | "kind" => {}
-            "status" if without_status => {}
+            k if !keep(k) => {}
             "metadata" => {
                 let Value::Object(meta) = child else { continue };
                 names.push("metadata");
@@ -537,12 +537,17 @@ impl ManagedEntry {
     }
 
     fn to_json(&self) -> Value {
+        self.to_json_with(self.fields.to_fields_v1())
+    }
+
+    /// The entry encoded with `fields_v1` as its fields (already in `FieldsV1` form).
+    pub fn to_json_with(&self, fields_v1: Value) -> Value {
         let mut v = json!({
             "manager": self.manager,
             "operation": self.operation.as_str(),
             "apiVersion": self.api_version,
             "fieldsType": "FieldsV1",
-            "fieldsV1": self.fields.to_fields_v1(),
+            "fieldsV1": fields_v1,
         });
         if let Some(t) = &self.time {
             v["time"] = json!(t);
@@ -727,12 +732,9 @@ mod tests {
         for (kind, obj) in [("Pod", &pod), ("Deployment", &deployment), ("ConfigMap", &names_only)]
         {
             for without_status in [false, true] {
-                let mut fields = fields_of(kind, obj);
-                if without_status {
-                    fields.retain(|p, _| p.first().map(String::as_str) != Some("f:status"));
-                }
-                let want = set_of(&fields).to_fields_v1();
-                let got = Value::Object(fields_v1_of(kind, obj, without_status));
+                let keep = |k: &str| !without_status || k != "status";
+                let want = set_of(&fields_of_where(kind, obj, keep)).to_fields_v1();
+                let got = Value::Object(fields_v1_of(kind, obj, keep));
                 assert_eq!(got, want, "{kind}, without status {without_status}");
                 assert_eq!(serde_json::to_string(&got).unwrap(), want.to_string());
             }

@@ -63,6 +63,9 @@ pub async fn watch(
     {
         return Err(ApiError::invalid("ListOptions", "", vec![("resourceVersionMatch".into(), "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".into())]));
     }
+    // Whether the watch starts with the current state as ADDED events.
+    let initial_events =
+        send_initial == Some("true") || (send_initial.is_none() && (rv.is_empty() || rv == "0"));
     if let Some(resp) = watch_from_cache(
         state,
         target,
@@ -71,10 +74,12 @@ pub async fn watch(
             exact,
             rv,
             send_initial,
+            initial_events,
             bookmarks,
             labels: &labels,
             fields: &fields,
             accept,
+            as_table,
             include: &include,
             timeout,
             in_process: headers.contains_key(crate::IN_PROCESS_HEADER),
@@ -85,9 +90,7 @@ pub async fn watch(
         return Ok(resp);
     }
     let mut initial: Vec<Value> = Vec::new();
-    let start = if send_initial == Some("true")
-        || (send_initial.is_none() && (rv.is_empty() || rv == "0"))
-    {
+    let start = if initial_events {
         let listed =
             state.store.list(&prefix).await.map_err(|e| ApiError::from_store(e, res.plural, ""))?;
         for kv in &listed.items {
@@ -252,10 +255,13 @@ struct CachedWatch<'a> {
     exact: bool,
     rv: &'a str,
     send_initial: Option<&'a str>,
+    /// The watch starts with the current state as ADDED events.
+    initial_events: bool,
     bookmarks: bool,
     labels: &'a LabelSelector,
     fields: &'a FieldSelector,
     accept: &'a str,
+    as_table: bool,
     include: &'a str,
     timeout: u64,
     /// A watch of the server's own components (in-process).
@@ -280,19 +286,18 @@ async fn watch_from_cache(
 ) -> Result<Option<Response>, ApiError> {
     let res = &target.resource;
     let cache = state.caches.get(res);
-    let initial = w.send_initial == Some("true")
-        || (w.send_initial.is_none() && (w.rv.is_empty() || w.rv == "0"));
+    let initial = w.initial_events;
     let (start, need) = match w.rv {
         "" if initial || w.send_initial.is_some() => {
-            let Ok(rev) = state.caches.consistent_revision().await else { return Ok(None) };
-            (if initial { Start::Snapshot(rev) } else { Start::After(rev) }, rev)
+            let Ok(rev) = state.store.consistent_revision().await else { return Ok(None) };
+            (if initial { Start::Snapshot } else { Start::After(rev) }, rev)
         }
-        "" | "0" => (if initial { Start::Snapshot(0) } else { Start::Now }, 0),
+        "" | "0" => (if initial { Start::Snapshot } else { Start::Now }, 0),
         rv => {
             let n = rv
                 .parse::<u64>()
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-            (if initial { Start::Snapshot(n) } else { Start::After(n) }, n)
+            (if initial { Start::Snapshot } else { Start::After(n) }, n)
         }
     };
     if !state.caches.reach(&cache, need).await {
@@ -302,12 +307,14 @@ async fn watch_from_cache(
         return Ok(None);
     };
     let view = target.view.clone().unwrap_or_else(|| res.clone());
-    let as_table = table::wants_table(w.accept);
+    let as_table = w.as_table;
+    let api_version = view.api_version();
     let proto = !as_table
         && crate::codec::wants_protobuf(w.accept)
-        && protobuf::supports(&view.api_version(), view.kind);
+        && protobuf::supports(&api_version, view.kind);
     let out = Out {
         proto,
+        api_version,
         form: if as_table {
             Form::Table(w.include.to_string())
         } else if target.view.is_some() {
@@ -364,6 +371,8 @@ struct Out {
     form: Form,
     /// The resource as the watcher asked for it (its version).
     view: ResourceInfo,
+    /// `view`'s apiVersion, worked out once.
+    api_version: String,
 }
 
 impl Out {
@@ -377,11 +386,9 @@ impl Out {
                 buf.extend_from_slice(b"}\n");
             }
             (Form::Stored, true) => match c.protobuf() {
-                Some(env) => buf.extend_from_slice(&protobuf::encode_watch_frame(
-                    ty,
-                    &self.view.api_version(),
-                    env,
-                )),
+                Some(env) => {
+                    buf.extend_from_slice(&protobuf::encode_watch_frame(ty, &self.api_version, env))
+                }
                 None => tracing::warn!(key = %c.key, "watch: an object has no protobuf form"),
             },
             (Form::View, _) => {
@@ -411,7 +418,7 @@ impl Out {
         if end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.view.kind, "apiVersion": self.view.api_version(), "metadata": meta});
+        let obj = json!({"kind": self.view.kind, "apiVersion": self.api_version, "metadata": meta});
         self.value("BOOKMARK", &obj, buf);
     }
 }

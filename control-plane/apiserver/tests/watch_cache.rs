@@ -121,6 +121,18 @@ impl Lines {
             rv(obj),
         )
     }
+
+    /// Read `total` events: each ADDED, each a new name, in increasing resourceVersion.
+    async fn expect_added_in_order(&mut self, total: usize, who: &str) {
+        let (mut last, mut names) = (0, std::collections::BTreeSet::new());
+        for i in 0..total {
+            let (ty, name, rv) = self.event().await;
+            assert_eq!(ty, "ADDED", "{who} event {i}");
+            assert!(rv > last, "{who} event {i} at {rv} after {last}: out of order");
+            assert!(names.insert(name), "{who} event {i} repeated");
+            last = rv;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,16 +294,7 @@ async fn a_client_that_stops_reading_should_end_with_410_while_others_see_every_
     // Enough writes to fill the slow watcher's few buffered chunks and then the cache's
     // window of 4,096 events behind it.
     let total = 6000;
-    let reader = tokio::spawn(async move {
-        let (mut last, mut names) = (0, std::collections::BTreeSet::new());
-        for i in 0..total {
-            let (ty, name, rv) = fast.event().await;
-            assert_eq!(ty, "ADDED", "event {i}");
-            assert!(rv > last, "event {i} at {rv} after {last}: out of order");
-            assert!(names.insert(name), "event {i} repeated");
-            last = rv;
-        }
-    });
+    let reader = tokio::spawn(async move { fast.expect_added_in_order(total, "fast").await });
     let padding = "x".repeat(200);
     futures::stream::iter(0..total)
         .for_each_concurrent(16, |i| {
@@ -318,13 +321,6 @@ async fn a_client_that_stops_reading_should_end_with_410_while_others_see_every_
     assert_eq!(end["object"]["code"], 410);
     assert!(slow.next().await.is_none(), "the stream ends after the error");
     for own in [&mut own, &mut own_selective] {
-        let (mut last, mut names) = (0, std::collections::BTreeSet::new());
-        for i in 0..total {
-            let (ty, name, rv) = own.event().await;
-            assert_eq!(ty, "ADDED", "in-process event {i}");
-            assert!(rv > last, "in-process event {i} at {rv} after {last}: out of order");
-            assert!(names.insert(name), "in-process event {i} repeated");
-            last = rv;
-        }
+        own.expect_added_in_order(total, "in-process").await;
     }
 }

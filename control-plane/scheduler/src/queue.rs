@@ -448,11 +448,6 @@ impl SchedulingQueue {
         !self.lock().nominated.is_empty()
     }
 
-    /// Every node with nominated pods, and those pods.
-    pub fn all_nominated(&self) -> HashMap<String, Vec<Arc<PodInfo>>> {
-        self.lock().nominated.clone()
-    }
-
     /// Call `f` with every node that has nominated pods, and those pods, under the queue's
     /// lock (`f` must not call back into the queue).
     pub fn for_each_nominated(&self, mut f: impl FnMut(&str, &[Arc<PodInfo>])) {

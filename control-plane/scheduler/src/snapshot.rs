@@ -56,7 +56,6 @@ impl Snapshot {
         for n in nodes {
             s.upsert(Arc::new(n));
         }
-        s.refresh_derived();
         let mut images: HashMap<String, usize> = HashMap::new();
         for n in &s.nodes {
             for name in n.image_states.keys() {
@@ -128,7 +127,8 @@ impl Snapshot {
         );
     }
 
-    /// Recompute the lists derived from the nodes (after changing `nodes` directly).
+    /// Recompute the lists derived from the nodes (after tests change `nodes` directly).
+    #[cfg(test)]
     pub(crate) fn refresh_derived(&mut self) {
         self.have_pods_with_affinity.clear();
         self.affinity_pos.clear();

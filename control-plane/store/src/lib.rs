@@ -216,6 +216,9 @@ pub trait Store: Send + Sync + 'static {
     /// The latest applied revision.
     fn current_revision(&self) -> u64;
 
+    /// The revision a linearizable read would see now: a read-index round trip, no data.
+    async fn consistent_revision(&self) -> Result<u64, StoreError>;
+
     /// Ask every open watch to send a `Progress` notification now if it has nothing pending,
     /// instead of at its next interval (etcd's `RequestWatchProgress`): a cache fed by a
     /// watch learns at once that it has reached the store's revision. Best effort.

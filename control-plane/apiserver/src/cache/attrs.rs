@@ -2,7 +2,9 @@
 //! kind's selectable fields), picked out of an object's JSON in one pass that decodes only
 //! those fields and skips the rest of the text without building anything.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -42,13 +44,26 @@ impl Wanted {
         }
         w
     }
+
+    /// The fields wanted of objects of `kind`, worked out once per kind.
+    fn of_kind(kind: &str) -> Arc<Wanted> {
+        static BY_KIND: LazyLock<Mutex<HashMap<String, Arc<Wanted>>>> =
+            LazyLock::new(Default::default);
+        let mut by_kind = BY_KIND.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = by_kind.get(kind) {
+            return w.clone();
+        }
+        let w = Arc::new(Wanted::for_kind(kind));
+        by_kind.insert(kind.to_string(), w.clone());
+        w
+    }
 }
 
 /// The attributes of the object in `json` (of `kind`), as `attributes` would copy them out
 /// of the decoded object; `None` when the text is not a JSON object, or when its metadata
 /// has a resourceVersion (not an object as the api server stores it).
 pub fn from_json(kind: &str, json: &[u8]) -> Option<Value> {
-    let wanted = Wanted::for_kind(kind);
+    let wanted = Wanted::of_kind(kind);
     let mut de = serde_json::Deserializer::from_slice(json);
     let picked = Pick(&wanted).deserialize(&mut de).ok()?;
     let mut attrs = match picked {

@@ -156,12 +156,7 @@ pub(crate) fn without_resource_version(obj: &Value) -> Value {
 }
 
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(body).unwrap_or_default(),
-    )
-        .into_response()
+    json_bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// An answer whose JSON body is already encoded.

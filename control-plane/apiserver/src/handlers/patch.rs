@@ -126,12 +126,7 @@ async fn server_side_apply(
             match store_new(state, res, &key, obj, false).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,
                 Err(e) => return Err(e),
-                Ok(created) => {
-                    return Ok(with_warnings(
-                        json_response(StatusCode::CREATED, &created),
-                        &warnings,
-                    ));
-                }
+                Ok(created) => return Ok(with_warnings(created, &warnings)),
             }
         };
         let old = decode(&prev)?;

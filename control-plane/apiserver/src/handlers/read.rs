@@ -84,9 +84,10 @@ pub async fn list(
         Some(token) => Some(decode_continue(token)?),
         None => None,
     };
+    let table = wanted_table(headers, q);
     if token.is_none()
         && target.view.is_none()
-        && wanted_table(headers, q).is_none()
+        && table.is_none()
         && let Some(resp) =
             list_from_cache(state, res, headers, q, &prefix, limit, &labels, &fields).await
     {
@@ -94,7 +95,6 @@ pub async fn list(
     }
     let store_err = |e: StoreError| ApiError::from_store(e, res.plural, "");
     let mut options = list_read_options(state, q, token.as_ref())?;
-    let table = wanted_table(headers, q);
     let filtered = !labels.is_empty() || !fields.is_empty();
     // Selectors filter after the store pages, so a page may take several store reads; every
     // read after the first is pinned to the first one's revision. Items are kept as decoded
@@ -233,7 +233,7 @@ async fn list_from_cache(
         return None;
     }
     let need = if consistent {
-        state.caches.consistent_revision().await.ok()?
+        state.store.consistent_revision().await.ok()?
     } else {
         rv.parse::<u64>().unwrap_or(0)
     };

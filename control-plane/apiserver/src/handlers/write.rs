@@ -35,9 +35,7 @@ pub(super) async fn ensure_namespace(state: &State, ns: &str) -> Result<(), ApiE
             ),
         )
     };
-    if let Some(namespaces) = state.registry.by_plural("", "namespaces")
-        && let Some(cached) = state.caches.get(namespaces).get(&key)
-    {
+    if let Some(cached) = state.cached("", "namespaces", &key) {
         return if cached.is_terminating() { Err(terminating(ns)) } else { Ok(()) };
     }
     match state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "namespaces", ns))? {
@@ -87,50 +85,40 @@ pub async fn create(
     }
     let key = object_key(res, objects::namespace_of(&obj), &name);
     apply::record_update(res, None, None, &mut obj, q, headers)?;
-    let claims_addresses = res.group.is_empty() && matches!(res.kind, "Service" | "Node");
-    if is_dry_run(q) || claims_addresses {
-        let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
-        return Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
-    }
-    // The answer is the stored bytes with the resourceVersion spliced in: the object is
-    // serialized once.
-    let stored = encode(&obj);
-    let kv = state
-        .store
-        .create(&key, stored.clone())
-        .await
-        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
-    let answer = match objects::stamp_resource_version(&stored, kv.mod_revision) {
-        Some(json) => json_bytes_response(StatusCode::CREATED, json),
-        None => json_response(StatusCode::CREATED, &with_resource_version(obj, kv.mod_revision)),
-    };
-    Ok(with_warnings(answer, &warnings))
+    let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
+    Ok(with_warnings(created, &warnings))
 }
 
-/// Write a new, prepared object (a Service with its address claims); with `dry_run` only
-/// show what would be stored.
+/// Write a new, prepared object (a Service with its address claims) and answer `201` with
+/// it; with `dry_run` only show what would be stored.
 pub(super) async fn store_new(
     state: &State,
     res: &ResourceInfo,
     key: &str,
     obj: Value,
     dry_run: bool,
-) -> Result<Value, ApiError> {
-    if res.group.is_empty() && res.kind == "Service" {
-        return create_service(state, obj, key, dry_run).await;
-    }
-    if res.group.is_empty() && res.kind == "Node" {
-        return create_node(state, obj, key, dry_run).await;
-    }
-    if dry_run {
-        return Ok(obj);
-    }
-    let kv = state
-        .store
-        .create(key, encode(&obj))
-        .await
-        .map_err(|e| ApiError::from_store(e, res.plural, name_of(&obj)))?;
-    Ok(with_resource_version(obj, kv.mod_revision))
+) -> Result<Response, ApiError> {
+    let created = if res.group.is_empty() && res.kind == "Service" {
+        create_service(state, obj, key, dry_run).await?
+    } else if res.group.is_empty() && res.kind == "Node" {
+        create_node(state, obj, key, dry_run).await?
+    } else if dry_run {
+        obj
+    } else {
+        // The answer is the stored bytes with the resourceVersion spliced in: the object is
+        // serialized once.
+        let stored = encode(&obj);
+        let kv = state
+            .store
+            .create(key, stored.clone())
+            .await
+            .map_err(|e| ApiError::from_store(e, res.plural, name_of(&obj)))?;
+        match objects::stamp_resource_version(&stored, kv.mod_revision) {
+            Some(json) => return Ok(json_bytes_response(StatusCode::CREATED, json)),
+            None => with_resource_version(obj, kv.mod_revision),
+        }
+    };
+    Ok(json_response(StatusCode::CREATED, &created))
 }
 
 /// Create a Service together with the claims of the addresses it is given; a random pick

@@ -666,6 +666,11 @@ impl Store for RaftStore {
     fn request_watch_progress(&self) {
         self.hub.request_progress();
     }
+
+    async fn consistent_revision(&self) -> Result<u64, StoreError> {
+        self.read_barrier(Consistency::Linearizable).await?;
+        Ok(self.hub.current_revision())
+    }
 }
 
 /// What a write produced: one key, or a transaction's keys.

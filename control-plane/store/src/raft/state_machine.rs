@@ -288,7 +288,9 @@ impl StateMachineStore {
             batch: WriteBatch::default(),
             overlay: HashMap::new(),
             events: Vec::new(),
-            revision: read_revision_at(&self.db.snapshot(), &self.db)?,
+            // The hub holds the persisted revision: primed at open and install, and
+            // advanced after each applied batch is written (batches apply one at a time).
+            revision: self.hub.current_revision(),
         };
         let meta_cf = cf(&self.db, CF_SM_META)?;
         let mut responses = Vec::with_capacity(entries.len());
