@@ -63,8 +63,9 @@ async fn start_server(skiff: &Path, case: &str) -> anyhow::Result<(Server, kube:
         .disable_agent()
         // Simulated nodes renew no Lease: keep the node lifecycle from marking them lost.
         .args(["--node-monitor-grace-period", "86400"])
-        // Room for a /24 of pod addresses per node, for 5,000 nodes and more.
-        .args(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size", "24"])
+        // Room for a /24 of pod addresses per node, for 5,000 nodes and more (32,768), in
+        // loopback space: no route for a pod address leads off the machine.
+        .args(["--cluster-cidr", "127.128.0.0/9", "--node-cidr-mask-size", "24"])
         .start()
         .await?;
     let client = server.client().clone();
