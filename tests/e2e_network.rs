@@ -231,12 +231,21 @@ spec:
     c.wait_endpoints("oci-web", 1);
     in_ns(&ns0, || {
         for (name, pod_ip, node) in &pods {
-            let (code, body) = http_get(
-                &format!("{pod_ip}:8080"),
-                "/fetch?url=http://oci-web/index.html",
-                Duration::from_secs(10),
-            )
-            .unwrap_or_else(|e| panic!("{name} on {node}: {e}"));
+            // The endpoint reaches each node's Service table a little after the API shows it
+            // (as with kube-proxy): until then the Service refuses connections, so poll.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let (code, body) = loop {
+                let (code, body) = http_get(
+                    &format!("{pod_ip}:8080"),
+                    "/fetch?url=http://oci-web/index.html",
+                    Duration::from_secs(10),
+                )
+                .unwrap_or_else(|e| panic!("{name} on {node}: {e}"));
+                if code == 200 || Instant::now() > deadline {
+                    break (code, body);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
             // (The body comes chunked: this client does not decode it.)
             assert!(
                 code == 200 && body.contains("hello-from-oci"),
