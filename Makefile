@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node bench-controllers bench-scheduler bench-network
+.PHONY: run test bootstrap build guests bench bench-store bench-api bench-node bench-controllers bench-scheduler bench-network bench-streams bench-pull
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -66,6 +66,19 @@ bench-api: bootstrap
 # it starts itself; e.g. BENCH_NODE_ARGS="--only start --pods 200" for a shorter run.
 WASMTIME_DIR ?= $(CURDIR)/.tools/wasmtime
 BENCH_NODE_ARGS ?=
+# Image pulls from a loopback registry (docker-registry, skopeo) against skopeo copy.
+bench-pull: bootstrap guests
+	bash scripts/containerd.sh install
+	cargo build --release --workspace --bin skiff --bin skiff-bench-pull
+	$(CARGO_TARGET_DIR)/release/skiff-bench-pull --skiff $(CARGO_TARGET_DIR)/release/skiff --guests-dir $(SKIFF_GUESTS_DIR) --with-containerd $(BENCH_PULL_ARGS)
+
+# kubectl exec round trips into a Wasm and a busybox pod (an isolated containerd it starts).
+bench-streams: bootstrap guests
+	bash scripts/fetch-tools.sh $(SKIFF_TOOLS_DIR) >/dev/null
+	bash scripts/containerd.sh install
+	cargo build --release --workspace --bin skiff --bin skiff-bench-streams
+	$(CARGO_TARGET_DIR)/release/skiff-bench-streams --skiff $(CARGO_TARGET_DIR)/release/skiff --guests-dir $(SKIFF_GUESTS_DIR) --kubectl $(SKIFF_TOOLS_DIR)/kubectl --with-containerd $(BENCH_STREAMS_ARGS)
+
 bench-node: bootstrap guests
 	command -v wrk >/dev/null || { s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$s apt-get update -qq && $$s apt-get install -y -qq wrk; }

@@ -2,8 +2,9 @@
 # Install what building and testing Skiff needs on Debian: a C/C++ toolchain and libclang for
 # RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
 # (the client tests), iproute2 and nftables (pod addresses, cluster routes and the node proxy's
-# Service rules), dig (the cluster DNS tests), dnsperf and wrk (the network benchmarks), and the
-# Rust wasm targets for the example guests. Idempotent.
+# Service rules), dig (the cluster DNS tests), dnsperf and wrk (the network benchmarks),
+# docker-registry and skopeo (the registry pull tests), and the Rust wasm targets for the example
+# guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -19,6 +20,9 @@ command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
+# The registry tests (tests/e2e_registry.rs) run a real registry and push images with skopeo.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The Python client tests run in a venv (scripts/fetch-tools.sh); Debian splits venv out.
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
@@ -29,6 +33,10 @@ if [ ${#need[@]} -gt 0 ]; then
     # The package starts a system etcd; the store benchmark runs its own and wants a quiet disk.
     if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
         $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+    # Likewise the package's system registry (port 5000): the tests start their own.
+    if [[ " ${need[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+        $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
     fi
 fi
 installed="$(rustup target list --installed)"

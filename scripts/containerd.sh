@@ -5,7 +5,8 @@
 #   containerd.sh images OUTDIR        build OCI image-layout tarballs: skiff.local/busybox:1.36
 #                                      (busybox-static) and skiff.local/pause:3.10 (runtime/cri/pause)
 #   containerd.sh start DIR [BRIDGE]   run an isolated containerd with everything under DIR, the two
-#                                      images imported into namespace k8s.io; prints the socket path
+#                                      images imported into namespace k8s.io, registry hosts.toml
+#                                      files read from DIR/certs.d; prints the socket path
 #   containerd.sh stop DIR             stop the instance started in DIR
 #
 # Instances are independent: each has its own root, state, socket, runc root, CNI network
@@ -178,7 +179,7 @@ cmd_start() {
     local snapshotter="native"
     mkdir -p "$dir/root"
     overlay_works "$dir/root" && snapshotter="overlayfs"
-    mkdir -p "$dir/net.d" "$dir/state" "$dir/runc" "$dir/cni-ipam"
+    mkdir -p "$dir/net.d" "$dir/state" "$dir/runc" "$dir/cni-ipam" "$dir/certs.d"
     echo "$bridge" >"$dir/bridge"
     # Rendered by containerd once it has a pod CIDR (CRI UpdateRuntimeConfig).
     cat >"$dir/cni.template" <<EOF
@@ -240,6 +241,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "$dir/net.d"
     conf_template = "$dir/cni.template"
     max_conf_num = 1
+  # Registry hosts (mirrors, CAs) as containerd's hosts.toml files, one directory per
+  # registry host: skiff writes them from its registries.yaml (--containerd-registry-config-path).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$dir/certs.d"
 EOF
     rm -f "$sock"
     # setsid: the daemon outlives the caller's process group (test harnesses kill theirs).

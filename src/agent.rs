@@ -47,6 +47,10 @@ pub struct AgentArgs {
     cluster_cidr: String,
     #[command(flatten)]
     network: crate::node::NetworkArgs,
+    #[command(flatten)]
+    resources: crate::node::ResourceArgs,
+    #[command(flatten)]
+    images: crate::node::ImageArgs,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -84,12 +88,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         labels: Default::default(),
         kubelet_port,
         network: args.network,
+        resources: args.resources,
+        images: args.images,
         cluster_cidr: args.cluster_cidr,
     };
     let kubelet = crate::node::start(&dir, node, client).await?;
     let tls = server_tls_config(&bundle.kubelet_cert, &bundle.kubelet_key)?;
-    let api =
-        skiff_apiserver::kubelet::router(kubelet.log_source(), kubelet.endpoints(), bundle.token);
+    let api = skiff_apiserver::kubelet::router(
+        kubelet.log_source(),
+        kubelet.endpoints(),
+        kubelet.pod_streams(),
+        bundle.token,
+    );
     tokio::spawn(skiff_apiserver::kubelet::serve_tls(api, listener, tls));
     tracing::info!(node = %name, server = %args.server, kubelet_port, "agent is ready");
     println!("READY {name} {}", kubeconfig_path.display());

@@ -53,6 +53,20 @@ enum ImagesCommand {
         #[arg(long, env = "SKIFF_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Remove images from the node's Wasm store, by name or image id (`sha256:…`). Containers
+    /// already running keep running; their blobs go at the next prune.
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[arg(long, env = "SKIFF_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Delete blobs of the Wasm store that no image name refers to (older than ten minutes, so
+    /// pulls in progress keep theirs).
+    Prune {
+        #[arg(long, env = "SKIFF_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +124,23 @@ fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             }
+            Ok(())
+        }
+        Command::Images { command: ImagesCommand::Rm { images, data_dir } } => {
+            let store = skiff_runtime_wasm::images::ImageStore::open(
+                &server::data_dir(data_dir).join("images"),
+            )?;
+            for name in store.remove(&images)? {
+                println!("removed {name}");
+            }
+            Ok(())
+        }
+        Command::Images { command: ImagesCommand::Prune { data_dir } } => {
+            let store = skiff_runtime_wasm::images::ImageStore::open(
+                &server::data_dir(data_dir).join("images"),
+            )?;
+            let freed = store.sweep(std::time::Duration::from_secs(600))?;
+            println!("freed {freed} bytes");
             Ok(())
         }
         Command::Images { command: ImagesCommand::List { data_dir } } => {

@@ -48,6 +48,70 @@ pub struct NetworkArgs {
     pub dns_upstream: Vec<SocketAddr>,
 }
 
+/// What the node sets aside from allocatable and when it evicts pods (the kubelet's flags).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ResourceArgs {
+    /// Resources reserved for Kubernetes daemons, e.g. cpu=100m,memory=100Mi,ephemeral-storage=1Gi
+    /// (subtracted from allocatable).
+    #[arg(long, value_name = "RESOURCE=QUANTITY,...", default_value = "")]
+    pub kube_reserved: skiff_node::resources::Reserved,
+    /// Resources reserved for the operating system, same syntax as --kube-reserved.
+    #[arg(long, value_name = "RESOURCE=QUANTITY,...", default_value = "")]
+    pub system_reserved: skiff_node::resources::Reserved,
+    /// Hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10% (signals:
+    /// memory.available, nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// imagefs.inodesFree, pid.available). Signals left out have none.
+    #[arg(long, value_name = "SIGNAL<QUANTITY,...", env = "SKIFF_EVICTION_HARD", default_value = skiff_node::resources::DEFAULT_EVICTION_HARD)]
+    pub eviction_hard: skiff_node::resources::Thresholds,
+    /// How long a pressure condition stays true after its threshold was last crossed.
+    #[arg(long, value_name = "DURATION", default_value = "5m0s", value_parser = skiff_node::resources::parse_duration)]
+    pub eviction_pressure_transition_period: Duration,
+    /// How often the eviction manager reads the signals and pods' local storage use.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = skiff_node::resources::parse_duration)]
+    pub eviction_monitoring_interval: Duration,
+}
+
+impl ResourceArgs {
+    pub fn config(&self) -> skiff_node::resources::ResourceConfig {
+        skiff_node::resources::ResourceConfig {
+            kube_reserved: self.kube_reserved.clone(),
+            system_reserved: self.system_reserved.clone(),
+            eviction_hard: self.eviction_hard.clone(),
+            pressure_transition_period: self.eviction_pressure_transition_period,
+            monitoring_interval: self.eviction_monitoring_interval,
+        }
+    }
+}
+
+/// How the node pulls images (the kubelet's flags, plus the registry config file).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ImageArgs {
+    /// Registry mirrors, credentials and TLS settings, in k3s's registries.yaml format
+    /// (default: DATA_DIR/registries.yaml; a missing file means none). Read at start.
+    #[arg(long, value_name = "PATH")]
+    pub registry_config: Option<std::path::PathBuf>,
+    /// Pull one image at a time, as the kubelet does by default.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub serialize_image_pulls: bool,
+    /// containerd's registry `config_path` (its `hosts.toml` directory): the registry config
+    /// is written there as `HOST/hosts.toml` files at start, for OCI pulls.
+    #[arg(long, value_name = "DIR")]
+    pub containerd_registry_config_path: Option<std::path::PathBuf>,
+    /// Image file system usage (percent) at which unused images are removed, least recently
+    /// used first; 100 turns image garbage collection off.
+    #[arg(long, env = "SKIFF_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Usage image garbage collection brings the image file system down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// How long an unused image is kept at least, e.g. 2m0s.
+    #[arg(long, value_name = "DURATION", default_value = "2m0s", value_parser = skiff_node::resources::parse_duration)]
+    pub minimum_image_ttl_duration: Duration,
+    /// How often image garbage collection looks (the kubelet's fixed 5 minutes; for tests).
+    #[arg(long, hide = true, default_value = "5m0s", value_parser = skiff_node::resources::parse_duration)]
+    pub image_gc_period: Duration,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyModeArg {
     Nftables,
@@ -63,6 +127,8 @@ pub struct NodeArgs {
     pub labels: BTreeMap<String, String>,
     pub kubelet_port: u16,
     pub network: NetworkArgs,
+    pub resources: ResourceArgs,
+    pub images: ImageArgs,
     /// The cluster's pod range (routed `unreachable` under the nodes' blocks).
     pub cluster_cidr: String,
 }
@@ -149,7 +215,22 @@ pub async fn start(
             server: Some(net.cluster_dns.to_string()),
             domain: net.cluster_domain.clone(),
         },
+        resources: args.resources.config(),
+        serialize_image_pulls: args.images.serialize_image_pulls,
+        image_gc: skiff_node::images::GcPolicy {
+            high_threshold_percent: args.images.image_gc_high_threshold,
+            low_threshold_percent: args.images.image_gc_low_threshold,
+            min_age: args.images.minimum_image_ttl_duration,
+            period: args.images.image_gc_period,
+        },
     };
+    let registry_config =
+        args.images.registry_config.clone().unwrap_or_else(|| dir.join("registries.yaml"));
+    let registries = skiff_runtime_core::registries::RegistryConfig::load(&registry_config)?;
+    if let Some(hosts_dir) = &args.images.containerd_registry_config_path {
+        registries.write_containerd_hosts(hosts_dir)?;
+    }
+    wasm.images().set_registry_config(registries);
 
     let mut proxy_options = ProxyOptions::new(&args.name);
     proxy_options.node_ip = match args.ip {

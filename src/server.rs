@@ -87,6 +87,10 @@ pub struct ServerArgs {
     node_lease_duration_seconds: u64,
     #[command(flatten)]
     network: crate::node::NetworkArgs,
+    #[command(flatten)]
+    resources: crate::node::ResourceArgs,
+    #[command(flatten)]
+    images: crate::node::ImageArgs,
     /// Store snapshot interval in log entries (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
@@ -402,11 +406,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 String::new(),
             )]),
             network: args.network.clone(),
+            resources: args.resources.clone(),
+            images: args.images.clone(),
             cluster_cidr: args.cluster_cidr.clone(),
         };
         let kubelet = crate::node::start(&dir, node, api.client()).await?;
         api.register_log_source(&node_name, kubelet.log_source());
         api.register_node_endpoints(&node_name, kubelet.endpoints());
+        api.register_pod_streams(&node_name, kubelet.pod_streams());
         tokio::spawn(async move {
             if let Err(e) = kubelet.run().await {
                 tracing::error!(error = %e, "node stopped");

@@ -190,7 +190,7 @@ fn server_side_applied_pod_should_run_and_keep_the_node_status_owner_apart() {
     s.import(&support::guest("hello-wasm.wasip2.wasm"), "hello-wasm:latest");
     let pod = |labels: &str| {
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ssa-pod\n  labels:\n{labels}spec:\n  runtimeClassName: wasmtime\n  restartPolicy: Never\n  containers:\n  - name: hello\n    image: hello-wasm:latest\n    env:\n    - name: GREETING\n      value: hi\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ssa-pod\n  labels:\n{labels}spec:\n  runtimeClassName: wasmtime\n  restartPolicy: Never\n  containers:\n  - name: hello\n    image: hello-wasm:latest\n    imagePullPolicy: IfNotPresent\n    env:\n    - name: GREETING\n      value: hi\n"
         )
     };
     let out = s.kubectl_stdin(

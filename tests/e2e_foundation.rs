@@ -7,6 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{Skiff, cpu_time, guest, phase, repo_root};
 
+/// An image on a registry nothing listens for (port 9, discard).
+const GHOST_IMAGE: &str = "127.0.0.1:9/no-such-image:1.0";
+
 fn pod_yaml(name: &str, image: &str, args: &[&str], restart: &str, memory: Option<&str>) -> String {
     let args: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
     let limits = memory
@@ -183,12 +186,10 @@ fn bad_input_should_get_kubernetes_errors_and_server_keeps_serving() {
         assert!(!out.status.success(), "kubectl accepted a bad manifest:\n{manifest}");
         assert!(err.contains(&expect.to_lowercase()), "error for\n{manifest}\nwas: {err}");
     }
-    // A pod whose image was never imported waits with a clear reason, and does not hang.
-    s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &pod_yaml("ghost", "no-such-image:1.0", &[], "Always", None),
-    );
-    // No registry to pull from: ErrImagePull, then ImagePullBackOff, as on Kubernetes.
+    // A pod whose image is nowhere waits with a clear reason, and does not hang. (A registry
+    // on a closed loopback port: no traffic leaves the machine.)
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod_yaml("ghost", GHOST_IMAGE, &[], "Always", None));
+    // The registry cannot be reached: ErrImagePull, then ImagePullBackOff, as on Kubernetes.
     let pod = s.wait_pod("ghost", Duration::from_secs(30), "ErrImagePull", |p| {
         matches!(
             p.pointer("/status/containerStatuses/0/state/waiting/reason").and_then(Value::as_str),
@@ -203,7 +204,7 @@ fn bad_input_should_get_kubernetes_errors_and_server_keeps_serving() {
     let table = s.ok(&["get", "pods"]);
     assert!(table.contains("ErrImagePull") || table.contains("ImagePullBackOff"), "{table}");
     // Importing the image later lets the pod start.
-    s.import(&guest("test-guest.wasip2.wasm"), "no-such-image:1.0");
+    s.import(&guest("test-guest.wasip2.wasm"), GHOST_IMAGE);
     s.wait_pod("ghost", Duration::from_secs(30), "Running", |p| {
         phase(p) == "Running" || phase(p) == "Succeeded"
     });

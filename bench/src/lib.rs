@@ -6,6 +6,8 @@
 //! measures, prints a table and cleans up after itself. Errors are `anyhow`: this library only
 //! serves those binaries (and the end-to-end tests' `/proc` readings), which print them.
 
+pub mod containerd;
+pub mod oci;
 pub mod process;
 pub mod procfs;
 pub mod server;

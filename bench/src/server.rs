@@ -140,6 +140,9 @@ impl ServerBuilder {
             .arg(&dir)
             .args(&self.args)
             .env("SKIFF_LOG", "warn")
+            // Disk thresholds off: the figures must not depend on how full the disk is.
+            .env("SKIFF_EVICTION_HARD", "memory.available<100Mi")
+            .env("SKIFF_IMAGE_GC_HIGH_THRESHOLD", "100")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -106,6 +106,15 @@ pub fn skiff_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skiff")))
 }
 
+/// The hard eviction thresholds of the nodes tests start (unless a test gives its own
+/// `--eviction-hard`): memory only, so a test's pods do not depend on how full the machine's
+/// disk is (the kubelet's default refuses every pod once less than 10% is free).
+pub const TEST_EVICTION_HARD: &str = "memory.available<100Mi";
+/// Image garbage collection off in the nodes tests start (unless a test turns it on with its
+/// own `--image-gc-high-threshold`), for the same reason: a full disk would make it remove
+/// images a test imported and uses later.
+pub const TEST_IMAGE_GC_HIGH_THRESHOLD: &str = "100";
+
 impl Skiff {
     /// Start `skiff server` on a free port with `dir` as its data dir; wait until it is ready.
     pub fn start(dir: &Path) -> Skiff {
@@ -143,6 +152,8 @@ impl Skiff {
             .arg(dir)
             .args(args)
             .env("SKIFF_LOG", "info,openraft=warn,kube=warn")
+            .env("SKIFF_EVICTION_HARD", TEST_EVICTION_HARD)
+            .env("SKIFF_IMAGE_GC_HIGH_THRESHOLD", TEST_IMAGE_GC_HIGH_THRESHOLD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -337,6 +348,8 @@ impl Skiff {
             .arg(dir)
             .args(args)
             .env("SKIFF_LOG", "info,kube=warn")
+            .env("SKIFF_EVICTION_HARD", TEST_EVICTION_HARD)
+            .env("SKIFF_IMAGE_GC_HIGH_THRESHOLD", TEST_IMAGE_GC_HIGH_THRESHOLD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -35,6 +35,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher::{self, Event};
+use skiff_bench::containerd::start_containerd;
 use skiff_bench::process::{KillOnDrop, NoLine, first_line};
 use skiff_bench::{Goal, Latencies, NodeWait, Server, ms, procfs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,47 +213,6 @@ fn wasm_server_flags(pods: usize) -> Vec<String> {
         "--node-cidr-mask-size".into(),
         node_prefix.to_string(),
     ]
-}
-
-/// A containerd started by scripts/containerd.sh; stopped and its dir removed on drop.
-struct Containerd {
-    script: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_containerd(script: &Path) -> anyhow::Result<(Containerd, PathBuf)> {
-    let pid = std::process::id();
-    // Short: the socket path under it must fit a unix socket address.
-    let dir = std::env::temp_dir().join(format!("sbn-ctrd-{pid}"));
-    let bridge = format!("sbn{}", pid % 1_000_000);
-    let guard = Containerd { script: script.to_path_buf(), dir: dir.clone() };
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("start")
-        .arg(&dir)
-        .arg(&bridge)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!("{} start failed", script.display());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let sock = text.lines().last().map(str::trim).filter(|l| !l.is_empty());
-    let sock = PathBuf::from(sock.context("containerd.sh start printed no socket path")?);
-    Ok((guard, sock))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -570,7 +530,7 @@ async fn section_oci(args: &Args) -> anyhow::Result<()> {
         (None, true) => {
             println!();
             println!("Starting containerd ({} start) ...", args.containerd_script.display());
-            let (guard, sock) = start_containerd(&args.containerd_script)?;
+            let (guard, sock) = start_containerd(&args.containerd_script, "sbn")?;
             (Some(guard), sock)
         }
         (None, false) => bail!("the oci section needs --with-containerd or --containerd-socket"),

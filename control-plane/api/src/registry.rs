@@ -84,7 +84,7 @@ impl Registry {
             resource!("", "v1", "Node", "nodes", "node", false,
                 short: &["no"], categories: NONE, sub: &["status", "proxy"], spec: false),
             resource!("", "v1", "Pod", "pods", "pod", true,
-                short: &["po"], categories: ALL, sub: &["status", "log", "binding", "eviction"], spec: false),
+                short: &["po"], categories: ALL, sub: &["status", "log", "binding", "eviction", "exec", "attach", "portforward"], spec: false),
             resource!("", "v1", "Service", "services", "service", true,
                 short: &["svc"], categories: ALL, sub: STATUS, spec: false),
             resource!("", "v1", "Endpoints", "endpoints", "endpoints", true,

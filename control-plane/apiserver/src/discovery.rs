@@ -127,6 +127,9 @@ fn subresource_shape(
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
+        "exec" => ("", "v1", "PodExecOptions", &["create", "get"]),
+        "attach" => ("", "v1", "PodAttachOptions", &["create", "get"]),
+        "portforward" => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
         _ => (r.group, r.version, r.kind, &["get"]),
     }
 }

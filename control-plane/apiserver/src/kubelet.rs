@@ -26,6 +26,8 @@ use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
 use skiff_api::logs::{LogError, LogRequest, PodLogSource};
 use skiff_api::nodes::{NodeEndpoints, NodeProxyError, NodeProxyRequest, NodeProxyResponse};
+use skiff_streams::upgrade::Session;
+use skiff_streams::{PodStreams, StreamOptions, Target};
 use tower::ServiceExt;
 
 /// How long the api server waits for a remote kubelet to answer (not for a followed log).
@@ -52,6 +54,7 @@ pub enum KubeletClientError {
 struct Served {
     logs: Arc<dyn PodLogSource>,
     endpoints: Arc<dyn NodeEndpoints>,
+    streams: Arc<dyn PodStreams>,
     token: String,
 }
 
@@ -73,12 +76,77 @@ fn plain(code: StatusCode, message: impl Into<String>) -> Response {
 pub fn router(
     logs: Arc<dyn PodLogSource>,
     endpoints: Arc<dyn NodeEndpoints>,
+    streams: Arc<dyn PodStreams>,
     token: String,
 ) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach))
+        .route("/portforward/{namespace}/{pod}", any(port_forward))
         .route("/{*path}", any(proxied))
-        .with_state(Arc::new(Served { logs, endpoints, token }))
+        .with_state(Arc::new(Served { logs, endpoints, streams, token }))
+}
+
+/// Serve a streaming session the api server proxied here (it checked the pod already).
+fn stream(served: &Served, req: Request, session: Session, target: Target) -> Response {
+    if !authorized(served, req.headers()) {
+        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let (parts, _) = req.into_parts();
+    match skiff_streams::upgrade::accept(parts, session, target, served.streams.clone()) {
+        Ok(answer) => answer.map(|()| Body::empty()),
+        Err(message) => plain(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+fn stream_target(namespace: String, pod: String, container: String, req: &Request) -> Target {
+    let query = req.uri().query().unwrap_or("");
+    let pod_uid = skiff_streams::query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "podUID")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    Target { namespace, pod, pod_uid, container }
+}
+
+async fn exec(
+    served: AxumState<Arc<Served>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    remote_command(served, namespace, pod, container, req, Session::Exec)
+}
+
+async fn attach(
+    served: AxumState<Arc<Served>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    remote_command(served, namespace, pod, container, req, Session::Attach)
+}
+
+fn remote_command(
+    AxumState(served): AxumState<Arc<Served>>,
+    namespace: String,
+    pod: String,
+    container: String,
+    req: Request,
+    session: fn(StreamOptions) -> Session,
+) -> Response {
+    let mut o = StreamOptions::from_query(req.uri().query().unwrap_or(""));
+    o.container = container.clone();
+    let target = stream_target(namespace, pod, container, &req);
+    stream(&served, req, session(o), target)
+}
+
+async fn port_forward(
+    AxumState(served): AxumState<Arc<Served>>,
+    Path((namespace, pod)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let target = stream_target(namespace, pod, String::new(), &req);
+    stream(&served, req, Session::PortForward, target)
 }
 
 fn log_request(
@@ -182,8 +250,9 @@ pub async fn serve_tls(
                 });
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                .await
             {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }
@@ -265,6 +334,72 @@ impl RemoteKubelet {
                 timeout: ANSWER_TIMEOUT,
             }),
         }
+    }
+}
+
+impl RemoteKubelet {
+    /// Proxy a streaming request to the kubelet at `path_and_query`: the kubelet's answer
+    /// goes back to the client, and once both sides switched protocols the bytes are spliced.
+    pub async fn proxy_upgrade(
+        &self,
+        parts: http::request::Parts,
+        path_and_query: &str,
+    ) -> Result<Response, KubeletClientError> {
+        let mut request = http::Request::builder()
+            .method(parts.method.clone())
+            .uri(format!("{}{path_and_query}", self.base))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        for name in [
+            header::CONNECTION,
+            header::UPGRADE,
+            header::SEC_WEBSOCKET_KEY,
+            header::SEC_WEBSOCKET_VERSION,
+            header::SEC_WEBSOCKET_PROTOCOL,
+            header::HeaderName::from_static("x-stream-protocol-version"),
+        ] {
+            for v in parts.headers.get_all(&name) {
+                request = request.header(&name, v);
+            }
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(KubeletClientError::Request)?;
+        let mut answer =
+            match tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    return Err(KubeletClientError::Unreachable {
+                        node: self.node.clone(),
+                        base: self.base.clone(),
+                        cause: skiff_store::error_chain(&e),
+                    });
+                }
+                Err(_) => {
+                    return Err(KubeletClientError::Timeout {
+                        node: self.node.clone(),
+                        timeout: ANSWER_TIMEOUT,
+                    });
+                }
+            };
+        let mut response = Response::builder().status(answer.status());
+        for (k, v) in answer.headers() {
+            response = response.header(k, v);
+        }
+        if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let body = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return response.body(Body::from(body)).map_err(KubeletClientError::Request);
+        }
+        let node_side = hyper::upgrade::on(&mut answer);
+        let client_side = hyper::upgrade::on(http::Request::from_parts(parts, ()));
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let (Ok(a), Ok(b)) = (client_side.await, node_side.await) else {
+                tracing::debug!(%node, "streaming connection did not switch protocols");
+                return;
+            };
+            let mut a = hyper_util::rt::TokioIo::new(a);
+            let mut b = hyper_util::rt::TokioIo::new(b);
+            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+        });
+        response.body(Body::empty()).map_err(KubeletClientError::Request)
     }
 }
 

@@ -28,6 +28,7 @@ pub mod printers;
 pub mod reviews;
 pub mod selectors;
 pub mod services;
+pub mod streaming;
 pub mod subresources;
 pub mod table;
 pub mod tokens;
@@ -64,6 +65,8 @@ pub struct State {
     pub log_sources: RwLock<HashMap<String, Arc<dyn PodLogSource>>>,
     /// `nodes/proxy` endpoints of nodes, by node name.
     pub node_endpoints: RwLock<HashMap<String, Arc<dyn NodeEndpoints>>>,
+    /// exec/attach/port-forward of nodes in this process, by node name.
+    pub pod_streams: RwLock<HashMap<String, Arc<dyn skiff_streams::PodStreams>>>,
     server_address: String,
     /// Signs and verifies service account tokens, once configured.
     pub token_signer: std::sync::OnceLock<tokens::TokenSigner>,
@@ -133,6 +136,7 @@ impl ApiServer {
             admin_token,
             log_sources: RwLock::new(HashMap::new()),
             node_endpoints: RwLock::new(HashMap::new()),
+            pod_streams: RwLock::new(HashMap::new()),
             server_address,
             token_signer: std::sync::OnceLock::new(),
             pod_cidrs: RwLock::new(podcidr::PodCidrs::default()),
@@ -193,6 +197,13 @@ impl ApiServer {
     pub fn register_log_source(&self, node: &str, source: Arc<dyn PodLogSource>) {
         if let Ok(mut m) = self.state.log_sources.write() {
             m.insert(node.to_string(), source);
+        }
+    }
+
+    /// Register the node `name`'s streaming sessions (`pods/exec`, `attach`, `portforward`).
+    pub fn register_pod_streams(&self, node: &str, streams: Arc<dyn skiff_streams::PodStreams>) {
+        if let Ok(mut m) = self.state.pod_streams.write() {
+            m.insert(node.to_string(), streams);
         }
     }
 
@@ -574,6 +585,24 @@ async fn route(
             let query = parts.uri.query().unwrap_or("").to_string();
             subresources::node_proxy(state, parts.method.as_str(), node, &rest.join("/"), query)
                 .await
+        }
+        [
+            "api",
+            "v1",
+            "namespaces",
+            ns,
+            "pods",
+            name,
+            sub @ ("exec" | "attach" | "portforward"),
+        ] => {
+            info.verb = if parts.method == http::Method::GET { "GET" } else { "CREATE" }.into();
+            info.version = "v1".into();
+            info.resource = "pods".into();
+            info.subresource = (*sub).into();
+            info.scope = "resource".into();
+            let (ns, name, sub) = (ns.to_string(), name.to_string(), sub.to_string());
+            drop(body);
+            streaming::serve(state, parts, &ns, &name, &sub).await
         }
         ["api", version, rest @ ..] => {
             let streaming = q.get("watch").is_some_and(|w| w == "true" || w == "1");

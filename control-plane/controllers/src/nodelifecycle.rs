@@ -2,6 +2,8 @@
 //! the grace period and tainted `node.kubernetes.io/unreachable` (a `Ready=False` node gets
 //! `node.kubernetes.io/not-ready`), with both `NoSchedule` and `NoExecute` effects, as
 //! Kubernetes' node lifecycle controller does. The taints go away when the node is Ready again.
+//! A node reporting MemoryPressure, DiskPressure or PIDPressure (or NetworkUnavailable) gets
+//! the matching `NoSchedule` taint while the condition is `True` (`TaintNodesByCondition`).
 //!
 //! The `NoExecute` taint manager then evicts the node's pods: at once for a pod that does not
 //! tolerate a taint, or when its `tolerationSeconds` run out (the api server gives every pod
@@ -27,6 +29,13 @@ use crate::{Context, Error};
 
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// The `NoSchedule` taint of each node condition that is bad when `True`.
+pub const CONDITION_TAINTS: [(&str, &str); 4] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+    ("NetworkUnavailable", "node.kubernetes.io/network-unavailable"),
+];
 
 /// What was last seen of a node's heartbeats, and when (by this process's clock).
 struct Health {
@@ -164,6 +173,34 @@ pub fn desired_taints(current: &[Taint], ready: Option<&str>, now: Timestamp) ->
     out
 }
 
+/// `taints` with the `NoSchedule` taint of every condition in [`CONDITION_TAINTS`] that is
+/// `True` among `conditions`, and without those of the others.
+pub fn with_condition_taints(taints: Vec<Taint>, conditions: &[NodeCondition]) -> Vec<Taint> {
+    let wanted: Vec<&str> = CONDITION_TAINTS
+        .iter()
+        .filter(|(ty, _)| conditions.iter().any(|c| c.type_ == *ty && c.status == "True"))
+        .map(|(_, key)| *key)
+        .collect();
+    let mut out: Vec<Taint> = taints
+        .into_iter()
+        .filter(|t| {
+            !CONDITION_TAINTS.iter().any(|(_, key)| *key == t.key)
+                || (wanted.contains(&t.key.as_str()) && t.effect == "NoSchedule")
+        })
+        .collect();
+    for key in wanted {
+        if !out.iter().any(|t| t.key == key && t.effect == "NoSchedule") {
+            out.push(Taint {
+                key: key.into(),
+                effect: "NoSchedule".into(),
+                time_added: None,
+                value: None,
+            });
+        }
+    }
+    out
+}
+
 async fn sync_taints(
     ctx: &Context,
     node: &Node,
@@ -171,7 +208,8 @@ async fn sync_taints(
     now: Timestamp,
 ) -> Result<(), kube::Error> {
     let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let desired = desired_taints(&current, ready, now);
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+    let desired = with_condition_taints(desired_taints(&current, ready, now), conditions);
     if desired == current {
         return Ok(());
     }
@@ -332,6 +370,31 @@ mod tests {
         // Stable: an existing taint keeps its timeAdded.
         let later = now.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap();
         assert_eq!(desired_taints(&t, Some("Unknown"), later), t);
+    }
+
+    #[test]
+    fn pressure_conditions_should_taint_the_node_no_schedule() {
+        let cond = |ty: &str, status: &str| NodeCondition {
+            type_: ty.into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        let other = taint("dedicated", "NoSchedule", None);
+        let conditions =
+            [cond("Ready", "True"), cond("DiskPressure", "True"), cond("MemoryPressure", "False")];
+        let t = with_condition_taints(vec![other.clone()], &conditions);
+        let keys: Vec<(&str, &str)> =
+            t.iter().map(|t| (t.key.as_str(), t.effect.as_str())).collect();
+        assert_eq!(
+            keys,
+            [("dedicated", "NoSchedule"), ("node.kubernetes.io/disk-pressure", "NoSchedule")]
+        );
+        // Stable, and gone once the condition is False (or Unknown).
+        assert_eq!(with_condition_taints(t.clone(), &conditions), t);
+        let cleared = [cond("DiskPressure", "Unknown"), cond("PIDPressure", "True")];
+        let t = with_condition_taints(t, &cleared);
+        let keys: Vec<&str> = t.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["dedicated", "node.kubernetes.io/pid-pressure"]);
     }
 
     #[test]

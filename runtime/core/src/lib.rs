@@ -4,6 +4,7 @@
 //! The trait is CRI-shaped on purpose: the kubelet computes what to do, a runtime only does it.
 
 pub mod cri_log;
+pub mod registries;
 pub mod services;
 
 use std::collections::BTreeMap;
@@ -204,6 +205,35 @@ pub struct ImageEntry {
     pub size_bytes: u64,
 }
 
+/// The file system an image store lives on, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageFsUsage {
+    pub capacity: u64,
+    /// Free for unprivileged writers (`f_bavail`).
+    pub available: u64,
+}
+
+impl ImageFsUsage {
+    /// The file system holding `path` (statvfs); `None` if it cannot be read.
+    // fsblkcnt_t is narrower than u64 on some targets.
+    #[allow(clippy::useless_conversion)]
+    pub fn of(path: &std::path::Path) -> Option<ImageFsUsage> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs is a plain C struct of integers (all-zero is valid); `c_path` is
+        // NUL-terminated and `st` a valid out-parameter.
+        #[allow(unsafe_code)]
+        let (rc, st) = unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            (libc::statvfs(c_path.as_ptr(), &mut st), st)
+        };
+        (rc == 0).then(|| ImageFsUsage {
+            capacity: u64::from(st.f_blocks).saturating_mul(st.f_frsize),
+            available: u64::from(st.f_bavail).saturating_mul(st.f_frsize),
+        })
+    }
+}
+
 /// A state change a runtime pushes to the kubelet, so it need not poll.
 #[derive(Debug, Clone)]
 pub struct ContainerEvent {
@@ -217,6 +247,47 @@ pub struct ImageInfo {
     /// `sha256:<hex>` of the image manifest (or of the bare module).
     pub id: String,
     pub size_bytes: u64,
+}
+
+/// Credentials for one registry (CRI `AuthConfig`), from the pod's `imagePullSecrets`.
+/// `Default` is anonymous. `Debug` never prints the secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PullAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `base64(username:password)`, as docker config files carry it.
+    pub auth: Option<String>,
+    /// The registry host the credentials were given for (the docker config key).
+    pub server_address: Option<String>,
+    /// An OAuth2 refresh token for the registry's token service.
+    pub identity_token: Option<String>,
+    /// A bearer token sent to the registry as it is.
+    pub registry_token: Option<String>,
+}
+
+impl PullAuth {
+    /// No credentials at all.
+    pub fn is_anonymous(&self) -> bool {
+        self.username.is_none()
+            && self.password.is_none()
+            && self.auth.is_none()
+            && self.identity_token.is_none()
+            && self.registry_token.is_none()
+    }
+}
+
+impl std::fmt::Debug for PullAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("PullAuth")
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("auth", &hidden(&self.auth))
+            .field("server_address", &self.server_address)
+            .field("identity_token", &hidden(&self.identity_token))
+            .field("registry_token", &hidden(&self.registry_token))
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -289,8 +360,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// subscribed; a lagging subscriber should fall back to `container_status`.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent>;
 
-    /// Fetch an image into the node (`imagePullPolicy` Always / IfNotPresent when absent).
-    async fn pull_image(&self, image: &str) -> Result<ImageInfo, RuntimeError> {
+    /// Fetch an image into the node (`imagePullPolicy` Always / IfNotPresent when absent),
+    /// with `auth` for its registry (empty: anonymous, or what the node's registry config
+    /// holds). Idempotent; nothing partial is kept when it fails. Safe to call concurrently.
+    async fn pull_image(&self, image: &str, _auth: &PullAuth) -> Result<ImageInfo, RuntimeError> {
         Err(RuntimeError::PullFailed {
             image: image.to_string(),
             message: format!(
@@ -303,6 +376,21 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Images held by this runtime (for the Node's `status.images`).
     async fn list_images(&self) -> Result<Vec<ImageEntry>, RuntimeError> {
         Ok(Vec::new())
+    }
+
+    /// Remove an image by id ([`ImageEntry::id`]), every name of it (image garbage
+    /// collection). Idempotent.
+    async fn remove_image(&self, image_id: &str) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Unsupported(format!(
+            "the {} runtime cannot remove image {image_id}",
+            self.handler()
+        )))
+    }
+
+    /// Size and free space of the file system holding this runtime's images; `None` when
+    /// unknown (no image garbage collection then).
+    async fn image_fs(&self) -> Result<Option<ImageFsUsage>, RuntimeError> {
+        Ok(None)
     }
 
     /// A sandbox's state and IP.
@@ -348,5 +436,45 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Usage of one container.
     async fn container_stats(&self, _id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
         Ok(ContainerStats::default())
+    }
+
+    /// Run `cmd` in a running container with the caller's standard streams (`kubectl exec`);
+    /// its exit code. Dropping the future ends the command.
+    async fn exec_stream(
+        &self,
+        _id: &ContainerId,
+        _cmd: &[String],
+        _io: skiff_streams::Stdio,
+    ) -> Result<i32, RuntimeError> {
+        Err(RuntimeError::Unsupported(format!(
+            "the {} runtime cannot run commands in a container",
+            self.handler()
+        )))
+    }
+
+    /// Join a running container's standard streams (`kubectl attach`) until it exits or the
+    /// caller leaves.
+    async fn attach(
+        &self,
+        _id: &ContainerId,
+        _io: skiff_streams::Stdio,
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Unsupported(format!(
+            "the {} runtime cannot attach to a container",
+            self.handler()
+        )))
+    }
+
+    /// A connection to `port` in the network of the pod `id` belongs to (`kubectl
+    /// port-forward`).
+    async fn port_forward(
+        &self,
+        _id: &ContainerId,
+        _port: u16,
+    ) -> Result<skiff_streams::BoxDuplex, RuntimeError> {
+        Err(RuntimeError::Unsupported(format!(
+            "the {} runtime cannot forward ports",
+            self.handler()
+        )))
     }
 }

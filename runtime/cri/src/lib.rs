@@ -10,6 +10,7 @@
 mod convert;
 mod events;
 pub mod import;
+mod streams;
 
 use std::collections::HashMap;
 use std::io;
@@ -294,20 +295,32 @@ impl ContainerRuntime for CriRuntime {
         Ok(response.into_inner().image.map(|i| ImageInfo { id: i.id, size_bytes: i.size }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<ImageInfo, RuntimeError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: &skiff_runtime_core::PullAuth,
+    ) -> Result<ImageInfo, RuntimeError> {
+        // As the kubelet sends it: no server address (containerd would drop credentials whose
+        // address is not the host it pulls from, e.g. a mirror's).
+        let auth = (!auth.is_anonymous()).then(|| cri::AuthConfig {
+            username: auth.username.clone().unwrap_or_default(),
+            password: auth.password.clone().unwrap_or_default(),
+            auth: auth.auth.clone().unwrap_or_default(),
+            server_address: String::new(),
+            identity_token: auth.identity_token.clone().unwrap_or_default(),
+            registry_token: auth.registry_token.clone().unwrap_or_default(),
+        });
         self.images
             .clone()
             .pull_image(cri::PullImageRequest {
                 image: Some(cri::ImageSpec { image: image.to_string(), ..Default::default() }),
+                auth,
                 ..Default::default()
             })
             .await
             .map_err(|s| RuntimeError::PullFailed {
                 image: image.to_string(),
-                message: format!(
-                    "{}; without a registry, import it with `skiff images import`",
-                    s.message()
-                ),
+                message: format!("rpc error: code = {:?} desc = {}", s.code(), s.message()),
             })?;
         self.image_status(image).await?.ok_or_else(|| RuntimeError::PullFailed {
             image: image.to_string(),
@@ -332,6 +345,21 @@ impl ContainerRuntime for CriRuntime {
                 size_bytes: i.size,
             })
             .collect())
+    }
+
+    async fn remove_image(&self, image_id: &str) -> Result<(), RuntimeError> {
+        match self
+            .images
+            .clone()
+            .remove_image(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec { image: image_id.to_string(), ..Default::default() }),
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(rpc_error("RemoveImage", s)),
+        }
     }
 
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxId, RuntimeError> {
@@ -590,6 +618,27 @@ impl ContainerRuntime for CriRuntime {
             }
             Err(s) => Err(rpc_error("ExecSync", s)),
         }
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        cmd: &[String],
+        io: skiff_streams::Stdio,
+    ) -> Result<i32, RuntimeError> {
+        self.exec_streaming(id, cmd, io).await
+    }
+
+    async fn attach(&self, id: &ContainerId, io: skiff_streams::Stdio) -> Result<(), RuntimeError> {
+        self.attach_streaming(id, io).await
+    }
+
+    async fn port_forward(
+        &self,
+        id: &ContainerId,
+        port: u16,
+    ) -> Result<skiff_streams::BoxDuplex, RuntimeError> {
+        self.port_forwarding(id, port).await
     }
 
     async fn update_pod_cidr(&self, cidr: &str) -> Result<(), RuntimeError> {

@@ -404,7 +404,7 @@ async fn exec_stop_stats_and_absent_images_should_behave() -> anyhow::Result<()>
         other => bail!("expected ImageNotPresent, got {other:?}"),
     }
     assert!(matches!(
-        rt.pull_image("skiff.local/absent:1").await,
+        rt.pull_image("skiff.local/absent:1", &Default::default()).await,
         Err(RuntimeError::PullFailed { .. })
     ));
 

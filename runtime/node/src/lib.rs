@@ -1,15 +1,20 @@
 //! The node daemon (kubelet): registers the Node, renews its Lease, runs a worker per pod bound
 //! here, and serves the pods' logs. It talks to the control plane only through the API.
 
+pub mod credentials;
 pub mod dns;
 pub mod env;
+pub mod eviction;
 pub mod hooks;
+pub mod images;
 pub mod logs;
 pub mod network;
 pub mod probes;
 pub mod probing;
+pub mod resources;
 pub mod state;
 pub mod stats;
+pub mod streams;
 #[cfg(test)]
 mod testing;
 pub mod volumes;
@@ -68,6 +73,12 @@ pub struct NodeConfig {
     pub kubelet_port: u16,
     /// The cluster DNS pods are pointed at (`dnsPolicy: ClusterFirst`).
     pub cluster_dns: dns::ClusterDnsSettings,
+    /// Reserved resources and eviction thresholds (`--kube-reserved`, `--eviction-hard`, …).
+    pub resources: resources::ResourceConfig,
+    /// Pull one image at a time (`--serialize-image-pulls`, the kubelet's default).
+    pub serialize_image_pulls: bool,
+    /// When unused images are removed (`--image-gc-high-threshold`, …).
+    pub image_gc: images::GcPolicy,
 }
 
 pub struct Kubelet {
@@ -80,6 +91,10 @@ pub struct Kubelet {
     extra_conditions: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
     /// The status of each of those last posted.
     posted_conditions: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Pressure conditions and pending evictions, shared with the pod workers.
+    eviction: Arc<eviction::EvictionShared>,
+    /// The pods bound here as the watch last showed them, by uid (for the eviction manager).
+    pods: std::sync::Mutex<HashMap<String, Arc<Pod>>>,
 }
 
 impl Kubelet {
@@ -101,7 +116,36 @@ impl Kubelet {
             metrics,
             extra_conditions: std::sync::Mutex::default(),
             posted_conditions: std::sync::Mutex::default(),
+            eviction: Arc::default(),
+            pods: std::sync::Mutex::default(),
         })
+    }
+
+    /// The node's capacity and allocatable (capacity − kube-reserved − system-reserved − the
+    /// hard eviction thresholds), read from the machine now.
+    pub fn resources(&self) -> (resources::NodeAmounts, resources::NodeAmounts) {
+        let c = &self.config;
+        let dir = c.pods_dir.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+        let capacity = resources::node_capacity(dir, c.max_pods);
+        let r = &c.resources;
+        let allocatable = resources::allocatable(
+            capacity,
+            &r.kube_reserved,
+            &r.system_reserved,
+            &r.eviction_hard,
+        );
+        (capacity, allocatable)
+    }
+
+    /// The pods bound here, as last seen.
+    fn pods_snapshot(&self) -> Vec<Arc<Pod>> {
+        self.pods.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    fn forget_pod(&self, uid: &str) {
+        if let Ok(mut m) = self.pods.lock() {
+            m.remove(uid);
+        }
     }
 
     /// The node's `healthz`, `stats/summary`, `metrics/resource` and `metrics` endpoints, which
@@ -117,13 +161,21 @@ impl Kubelet {
             metrics.set_running_containers("running", list.len() as i64);
             list
         };
-        stats::NodeStats::new(&self.config.name, Arc::new(running), self.metrics.clone())
+        let stats =
+            stats::NodeStats::new(&self.config.name, Arc::new(running), self.metrics.clone());
+        stats.set_fs_dir(self.config.pods_dir.clone());
+        stats
     }
 
     /// Serve the metrics `register` adds (the proxy's, the cluster DNS's) on the node's
     /// `/metrics` with the kubelet's own.
     pub fn add_metrics(&self, register: impl FnOnce(&mut prometheus_client::registry::Registry)) {
         self.metrics.add(register);
+    }
+
+    /// The exec/attach/port-forward sessions the api server opens for pods on this node.
+    pub fn pod_streams(&self) -> Arc<streams::NodeStreams> {
+        Arc::new(streams::NodeStreams { state: self.state.clone() })
     }
 
     /// The `pods/log` reader the api server calls for pods on this node.
@@ -146,8 +198,7 @@ impl Kubelet {
             ("beta.kubernetes.io/os".into(), "linux".into()),
         ]);
         labels.extend(c.labels.clone());
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let memory = memory_bytes();
+        let (capacity, allocatable) = self.resources();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let cond = |ty: &str, status: &str, reason: &str, msg: &str| json!({"type": ty, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now});
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -168,39 +219,19 @@ impl Kubelet {
             .unwrap_or_default()
             .trim()
             .to_string();
-        let mut conditions = vec![
-            cond(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-            ),
-            cond(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-            ),
-            cond(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-            ),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-        ];
+        let mut conditions = self.eviction.condition_json(&now);
+        conditions.push(cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"));
         if let Ok(extra) = self.extra_conditions.lock() {
             conditions.extend(extra.values().cloned());
         }
-        let resources = json!({"cpu": cpus.to_string(), "memory": format!("{}Ki", memory / 1024), "pods": c.max_pods.to_string(), "ephemeral-storage": "0"});
         json!({
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": c.name, "labels": labels},
             "spec": {},
             "status": {
-                "capacity": resources,
-                "allocatable": resources,
+                "capacity": capacity.to_json(),
+                "allocatable": allocatable.to_json(),
                 "conditions": conditions,
                 "addresses": [{"type": "InternalIP", "address": c.ip}, {"type": "Hostname", "address": c.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": c.kubelet_port}},
@@ -425,6 +456,10 @@ impl Kubelet {
         self.register().await?;
         tokio::spawn(self.clone().renew_lease_forever());
         tokio::spawn(self.clone().report_images_forever());
+        tokio::spawn(images::run_gc(
+            self.runtimes.all().map(|(_, rt)| rt.clone()).collect(),
+            self.config.image_gc,
+        ));
 
         let pod_cidr = self.pod_cidr().await;
         let network = Arc::new(PodNetwork::setup(pod_cidr.as_deref()));
@@ -437,12 +472,12 @@ impl Kubelet {
         }
         tracing::info!(node = %self.config.name, pod_cidr = ?pod_cidr, wasm_pods = %network.wasm_range(), "pod network ready");
         let leftovers = self.leftovers().await;
+        let (_, alloc) = self.resources();
+        #[allow(clippy::cast_precision_loss)]
         let allocatable = BTreeMap::from([
-            (
-                "cpu".to_string(),
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64,
-            ),
-            ("memory".to_string(), memory_bytes() as f64),
+            ("cpu".to_string(), alloc.cpu_milli as f64 / 1000.0),
+            ("memory".to_string(), alloc.memory as f64),
+            ("ephemeral-storage".to_string(), alloc.ephemeral_storage as f64),
         ]);
         let ctx = Arc::new(WorkerContext {
             client: self.client.clone(),
@@ -454,6 +489,7 @@ impl Kubelet {
             network,
             cluster_dns: self.config.cluster_dns.clone(),
             allocatable,
+            eviction: self.eviction.clone(),
             leftovers: std::sync::Mutex::new(leftovers),
             runtime_classes: std::sync::Mutex::default(),
             runtime_class_read: tokio::sync::Mutex::default(),
@@ -463,8 +499,10 @@ impl Kubelet {
                 "kubelet",
                 &self.config.name,
             ),
+            images: images::ImagePulls::new(self.config.serialize_image_pulls),
         });
         let inboxes: WorkerInboxes = Arc::default();
+        tokio::spawn(eviction::run(self.clone(), ctx.clone(), inboxes.clone()));
         let (merged_tx, mut runtime_events) =
             tokio::sync::broadcast::channel::<skiff_runtime_core::ContainerEvent>(4096);
         for (_, rt) in self.runtimes.all() {
@@ -539,6 +577,7 @@ impl Kubelet {
                     let gone: Vec<String> =
                         workers.keys().filter(|u| !seen_in_init.contains(u)).cloned().collect();
                     for uid in gone {
+                        self.forget_pod(&uid);
                         if let Some(tx) = workers.remove(&uid) {
                             let _ = tx.send(None);
                         }
@@ -548,6 +587,7 @@ impl Kubelet {
                 Event::Apply(pod) => self.dispatch(&ctx, &inboxes, &mut workers, pod),
                 Event::Delete(pod) => {
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    self.forget_pod(&uid);
                     if let Some(tx) = workers.remove(&uid) {
                         let _ = tx.send(None);
                     }
@@ -589,6 +629,9 @@ impl Kubelet {
         // (often the largest part of a pod), which the kubelet never reads.
         pod.metadata.managed_fields = None;
         let pod = Arc::new(pod);
+        if let Ok(mut m) = self.pods.lock() {
+            m.insert(uid.clone(), pod.clone());
+        }
         if let Some(tx) = workers.get(&uid) {
             let _ = tx.send(Some(pod));
             return;
@@ -608,16 +651,4 @@ impl Kubelet {
             }
         });
     }
-}
-
-fn memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
 }

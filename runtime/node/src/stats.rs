@@ -258,6 +258,10 @@ type PodKey = (String, String, String);
 pub struct Sample {
     pub time: DateTime<Utc>,
     pub node: NodeUsage,
+    /// The file system of the node's data dir (`node.fs`, also the image store's).
+    pub fs: Option<crate::resources::FsStats>,
+    /// (PID limit, tasks now).
+    pub pids: Option<(i64, i64)>,
     pub containers: Vec<(RunningContainer, Result<ContainerStats, RuntimeError>)>,
 }
 
@@ -268,6 +272,8 @@ pub struct NodeStats {
     metrics: Arc<KubeletMetrics>,
     /// Last CPU reading per container id (and `""` for the node), for `usageNanoCores`.
     cpu_readings: Mutex<HashMap<String, (u64, Instant)>>,
+    /// A directory on the node's file system (`node.fs` in the Summary API).
+    fs_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl NodeStats {
@@ -281,7 +287,13 @@ impl NodeStats {
             containers,
             metrics,
             cpu_readings: Mutex::default(),
+            fs_dir: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Report the file system holding `dir` as the node's (`node.fs`, `node.runtime.imageFs`).
+    pub fn set_fs_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.fs_dir.set(dir);
     }
 
     /// Read the node's and every running container's usage now.
@@ -291,9 +303,15 @@ impl NodeStats {
             running.iter().map(|c| c.runtime.container_stats(&c.container_id)),
         )
         .await;
+        let fs = self.fs_dir.get().and_then(|d| {
+            let d = d.ancestors().find(|p| p.exists())?;
+            crate::resources::fs_stats(d).ok()
+        });
         Sample {
             time: Utc::now(),
             node: node_usage(),
+            fs,
+            pids: crate::resources::pid_stats(),
             containers: running.into_iter().zip(stats).collect(),
         }
     }
@@ -372,8 +390,7 @@ impl NodeStats {
             .collect();
         let n = &sample.node;
         let boot = DateTime::from_timestamp(n.boot_time, 0).unwrap_or(sample.time);
-        json!({
-            "node": {
+        let mut node = json!({
                 "nodeName": self.node_name,
                 "startTime": rfc3339(boot),
                 "cpu": cpu("", n.cpu_usage_nanos),
@@ -384,9 +401,24 @@ impl NodeStats {
                     "workingSetBytes": n.memory_working_set_bytes,
                 },
                 "systemContainers": [],
-            },
-            "pods": pods,
-        })
+        });
+        if let Some(fs) = sample.fs {
+            let fs = json!({
+                "time": time,
+                "availableBytes": fs.available,
+                "capacityBytes": fs.capacity,
+                "usedBytes": fs.capacity.saturating_sub(fs.available),
+                "inodesFree": fs.inodes_free,
+                "inodes": fs.inodes,
+                "inodesUsed": fs.inodes.saturating_sub(fs.inodes_free),
+            });
+            node["runtime"] = json!({"imageFs": fs.clone()});
+            node["fs"] = fs;
+        }
+        if let Some((max, tasks)) = sample.pids {
+            node["rlimit"] = json!({"time": time, "maxpid": max, "curproc": tasks});
+        }
+        json!({"node": node, "pods": pods})
     }
 
     /// `metrics/resource` from one sample, in the kubelet's text format.

@@ -735,6 +735,70 @@ pub fn unmount_all(pod_dir: &Path) {
     }
 }
 
+/// Disk use of a directory tree as `du -s` counts it (allocated blocks of every entry, the
+/// directory itself included), looking at no more than `budget` entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub bytes: u64,
+    pub inodes: u64,
+    /// The walk stopped at its budget: the figures are a lower bound.
+    pub truncated: bool,
+}
+
+/// Measure `dir` (symlinks are not followed; a missing directory uses nothing).
+pub fn disk_usage(dir: &Path, budget: u64) -> DiskUsage {
+    use std::os::unix::fs::MetadataExt;
+    let mut usage = DiskUsage::default();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if usage.inodes >= budget {
+            usage.truncated = true;
+            break;
+        }
+        // Hard links count once, as du counts them.
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        usage.inodes += 1;
+        usage.bytes += meta.blocks() * 512;
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&p)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    usage
+}
+
+/// Whether a volume counts towards the pod's ephemeral storage on the node's disk (the
+/// kubelet's local ephemeral volumes: disk-backed emptyDir, configMap, downwardAPI).
+pub fn is_local_ephemeral(v: &Volume) -> bool {
+    v.empty_dir.as_ref().is_some_and(|e| e.medium.as_deref().unwrap_or("").is_empty())
+        || v.config_map.is_some()
+        || v.downward_api.is_some()
+}
+
+/// Free what a pod's emptyDir volumes hold on the node (an evicted pod gives back its disk):
+/// memory-backed ones are unmounted, all are emptied and removed.
+pub fn release_empty_dirs(pod: &Pod, pod_dir: &Path) {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    for v in volumes.into_iter().flatten().filter(|v| v.empty_dir.is_some()) {
+        let dir = volumes_dir(pod_dir).join(&v.name);
+        if is_mount_point(&dir)
+            && let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        {
+            // SAFETY: a valid NUL-terminated path.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// The mounts of `container`: its `volumeMounts` resolved against the prepared volumes
 /// (`subPath` and `subPathExpr` pick a path inside a volume).
 pub fn mounts(

@@ -91,6 +91,8 @@ pub struct WorkerContext {
     pub cluster_dns: crate::dns::ClusterDnsSettings,
     /// Node allocatable amounts (cores, bytes) for `resourceFieldRef` limits left unset.
     pub allocatable: BTreeMap<String, f64>,
+    /// Evictions the eviction manager asks for, and the node's pressure (for admission).
+    pub eviction: Arc<crate::eviction::EvictionShared>,
     pub leftovers: std::sync::Mutex<Leftovers>,
     /// RuntimeClass name → (handler, when read): pods of one class share one lookup.
     pub runtime_classes: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
@@ -100,6 +102,8 @@ pub struct WorkerContext {
     pub metrics: Arc<crate::stats::KubeletMetrics>,
     /// Events about this node's pods (`source.host` is the node).
     pub recorder: skiff_client_tools::Recorder,
+    /// Image pulls: serialization and per-image back-off.
+    pub images: Arc<crate::images::ImagePulls>,
 }
 
 impl WorkerContext {
@@ -228,6 +232,11 @@ pub struct PodWorker {
     written: Option<(Option<String>, Arc<Pod>)>,
     /// Set once `activeDeadlineSeconds` passed: the pod is Failed with DeadlineExceeded.
     deadline_exceeded: bool,
+    /// Set once the pod was evicted (or refused under node pressure): it is Failed with
+    /// reason `Evicted`.
+    evicted: Option<Box<crate::eviction::Eviction>>,
+    /// The node's pressure was checked before the pod's first start (kubelet admission).
+    admission_checked: bool,
     /// Containers found running in the runtime after a node restart, to adopt.
     adoptable: Vec<(String, ContainerStatus)>,
     /// The pod's start (all containers running) went into the start-duration metric.
@@ -326,6 +335,25 @@ impl PodWorker {
             .map(str::to_string)
             .unwrap_or_else(|| status::ts(&Utc::now()));
         let adopted_sandbox = sandboxes.iter().find(|(_, s)| s.ready).cloned();
+        // A pod that ended on this node before stays ended (the status says how).
+        let failed_for = |reason: &str| {
+            status.get("phase").and_then(Value::as_str) == Some("Failed")
+                && status.get("reason").and_then(Value::as_str) == Some(reason)
+        };
+        let evicted = failed_for(crate::eviction::REASON).then(|| {
+            let disruption = status
+                .get("conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "DisruptionTarget"));
+            Box::new(crate::eviction::Eviction {
+                message: status.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                disruption_condition: disruption,
+            })
+        });
+        // Anything that ran already passed admission.
+        let admission_checked = status.get("phase").and_then(Value::as_str).unwrap_or("Pending")
+            != "Pending"
+            || slots.iter().any(|s| s.rec.runs > 0);
         let mut w = PodWorker {
             uid,
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
@@ -344,7 +372,9 @@ impl PodWorker {
             start_time,
             last_status: None,
             written: None,
-            deadline_exceeded: false,
+            deadline_exceeded: failed_for("DeadlineExceeded"),
+            evicted,
+            admission_checked,
             start_observed: false,
             adoptable,
             ctx,
@@ -432,6 +462,7 @@ impl PodWorker {
         if let Some(pod) = pod
             && pod.metadata.deletion_timestamp.is_none()
         {
+            self.check_eviction(pod);
             self.observe(pod).await;
         }
         let mut wake = None;
@@ -461,6 +492,34 @@ impl PodWorker {
             containers: self.slots.iter().map(|s| s.rec.clone()).collect(),
             start_time: self.started_at(),
             deadline_exceeded: self.deadline_exceeded,
+            evicted: self.evicted.is_some(),
+        }
+    }
+
+    /// Take an eviction the eviction manager asked for; before the pod's first start, refuse
+    /// it if the node is under pressure (the kubelet's eviction admission).
+    fn check_eviction(&mut self, pod: &Pod) {
+        if self.evicted.is_some() {
+            return;
+        }
+        if let Some(e) = self.ctx.eviction.take(&self.uid) {
+            self.evicted = Some(Box::new(e));
+            // Nothing to stop first: give back its emptyDirs' disk now (else after the kill).
+            if !self.slots.iter().any(|s| s.rec.phase.is_running()) {
+                crate::volumes::release_empty_dirs(pod, &self.pod_dir());
+            }
+            return;
+        }
+        if !self.admission_checked {
+            self.admission_checked = true;
+            if let Err(message) = crate::eviction::admit(pod, &self.ctx.eviction.pressure()) {
+                tracing::info!(pod = %self.name, %message, "pod refused under node pressure");
+                self.event(pod, None, true, crate::eviction::REASON, message.clone());
+                self.evicted = Some(Box::new(crate::eviction::Eviction {
+                    message,
+                    disruption_condition: false,
+                }));
+            }
         }
     }
 

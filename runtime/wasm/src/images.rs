@@ -1,5 +1,6 @@
 //! The node-local Wasm image store: content-addressed blobs plus a name index, filled by
-//! `skiff images import` (bare `.wasm` files or OCI image-layout tarballs). No registry.
+//! `skiff images import` (bare `.wasm` files or OCI image-layout tarballs) and by pulls from
+//! OCI registries ([`registry`]).
 //!
 //! Layout under `root` (`DATA_DIR/images`):
 //!
@@ -11,7 +12,10 @@
 //! ```
 //!
 //! Every file is written to `tmp/` and renamed into place, so a server reading the store while
-//! `skiff images import` runs never sees a torn blob or index.
+//! `skiff images import` runs never sees a torn blob or index. A pulled blob is renamed into
+//! `blobs/` only once its digest and size are verified.
+
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -56,6 +60,8 @@ pub enum ImageError {
     NoNames { path: PathBuf },
     #[error("invalid image name {0:?}")]
     InvalidName(String),
+    #[error("no image {0:?} in the store")]
+    NotFound(String),
     #[error(
         "{path}: neither a wasm binary (\\0asm magic) nor an OCI image-layout tarball (optionally gzipped)"
     )]
@@ -147,6 +153,10 @@ struct FileStamp {
 pub struct ImageStore {
     root: PathBuf,
     cache: Mutex<Option<(FileStamp, Arc<IndexFile>)>>,
+    /// Mirrors, credentials and TLS settings for pulls (`registries.yaml`).
+    registries: std::sync::RwLock<Arc<skiff_runtime_core::registries::RegistryConfig>>,
+    /// Blobs (hex digests) a pull is downloading into their resumable staging file.
+    downloads: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl ImageStore {
@@ -156,7 +166,122 @@ impl ImageStore {
             fs::create_dir_all(&dir)
                 .map_err(|e| ImageError::io(format!("creating {}", dir.display()), e))?;
         }
-        Ok(ImageStore { root: root.to_path_buf(), cache: Mutex::new(None) })
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            cache: Mutex::new(None),
+            registries: std::sync::RwLock::default(),
+            downloads: Arc::default(),
+        })
+    }
+
+    /// Pull through these mirrors, credentials and TLS settings from now on.
+    pub fn set_registry_config(&self, config: skiff_runtime_core::registries::RegistryConfig) {
+        *self.registries.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    pub(crate) fn registry_config(&self) -> Arc<skiff_runtime_core::registries::RegistryConfig> {
+        self.registries.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the blob `digest` is in the store.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).is_some_and(|p| p.is_file())
+    }
+
+    /// A staging file for a blob of unknown content; see [`BlobWriter`].
+    pub(crate) async fn blob_writer(&self) -> Result<BlobWriter, ImageError> {
+        let tmp = self.tmp_path("blob");
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| ImageError::io(format!("creating {}", tmp.display()), e))?;
+        Ok(BlobWriter {
+            tmp: Some(tmp),
+            file: Some(file),
+            hasher: Sha256::new(),
+            len: 0,
+            blobs: self.root.join("blobs/sha256"),
+            keep: false,
+            _claim: None,
+        })
+    }
+
+    /// A staging file for blob `digest` that picks up what an interrupted download of it left
+    /// (its bytes are hashed again first). Only one download of a digest resumes at a time;
+    /// a concurrent one gets a fresh file of its own.
+    pub(crate) async fn resumable_blob_writer(
+        &self,
+        digest: &str,
+    ) -> Result<BlobWriter, ImageError> {
+        let hex = digest.trim_start_matches("sha256:").to_ascii_lowercase();
+        let claimed = self.downloads.lock().unwrap_or_else(|p| p.into_inner()).insert(hex.clone());
+        if !claimed {
+            return self.blob_writer().await;
+        }
+        let claim = DownloadClaim { downloads: self.downloads.clone(), hex: hex.clone() };
+        let tmp = self.root.join("tmp").join(format!("partial-{hex}"));
+        let existing = tmp.clone();
+        let read = tokio::task::spawn_blocking(move || -> io::Result<(Sha256, u64)> {
+            let mut hasher = Sha256::new();
+            let mut len = 0u64;
+            let mut f = match File::open(&existing) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((hasher, 0)),
+                Err(e) => return Err(e),
+            };
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match f.read(&mut buf)? {
+                    0 => return Ok((hasher, len)),
+                    n => {
+                        hasher.update(&buf[..n]);
+                        len += n as u64;
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|e| ImageError::io("hashing a partial blob", io::Error::other(e)))?;
+        let (hasher, len) =
+            read.map_err(|e| ImageError::io(format!("reading {}", tmp.display()), e))?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&tmp)
+            .await
+            .map_err(|e| ImageError::io(format!("opening {}", tmp.display()), e))?;
+        Ok(BlobWriter {
+            tmp: Some(tmp),
+            file: Some(file),
+            hasher,
+            len,
+            blobs: self.root.join("blobs/sha256"),
+            keep: false,
+            _claim: Some(claim),
+        })
+    }
+
+    /// Bytes free for unprivileged writers on the store's file system.
+    pub fn available_bytes(&self) -> Option<u64> {
+        self.fs_usage().map(|(_, available)| available)
+    }
+
+    /// `(capacity, available)` bytes of the store's file system.
+    pub fn fs_usage(&self) -> Option<(u64, u64)> {
+        skiff_runtime_core::ImageFsUsage::of(&self.root).map(|u| (u.capacity, u.available))
+    }
+
+    /// Point `name` (stored as written: `repo:tag` or `repo@sha256:…`) at `entry`.
+    pub(crate) fn record(&self, name: String, entry: IndexEntry) -> Result<(), ImageError> {
+        self.update_index(vec![(name, entry)])
+    }
+
+    fn tmp_path(&self, what: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        self.root.join("tmp").join(format!(
+            "{}-{}-{what}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+        ))
     }
 
     pub fn root(&self) -> &Path {
@@ -268,7 +393,15 @@ impl ImageStore {
             }
         };
         let entry = if let Some(digest) = digest_of_reference(reference) {
-            index.images.values().find(|e| e.digest == digest || e.wasm_digest == digest)?
+            // A pull by digest records `repo@digest` (the digest may be an image index's).
+            let pinned =
+                reference.rsplit_once('@').and_then(|(repo, _)| pinned_name(repo, &digest));
+            match pinned.as_ref().and_then(|p| index.images.get(p)) {
+                Some(e) => e,
+                None => {
+                    index.images.values().find(|e| e.digest == digest || e.wasm_digest == digest)?
+                }
+            }
         } else {
             index.images.get(&normalize_name(reference).ok()?)?
         };
@@ -293,6 +426,93 @@ impl ImageStore {
             .iter()
             .map(|(name, entry)| ImageSummary { name: name.clone(), entry: entry.clone() })
             .collect())
+    }
+
+    /// Remove images: each of `references` is a name (`repo:tag`, `repo@sha256:…`) or an
+    /// image id (`sha256:…`, every name of that image). Returns the names removed; blobs no
+    /// name needs any more go at the next [`ImageStore::sweep`]. A container already running
+    /// from a removed image keeps running.
+    pub fn remove(&self, references: &[String]) -> Result<Vec<String>, ImageError> {
+        let mut removed = Vec::new();
+        self.rewrite_index(|index| {
+            for reference in references {
+                let before = removed.len();
+                if let Some(digest) =
+                    digest_of_reference(reference).filter(|_| !reference.contains('@'))
+                {
+                    index.images.retain(|name, e| {
+                        let hit = e.digest == digest;
+                        if hit {
+                            removed.push(name.clone());
+                        }
+                        !hit
+                    });
+                } else {
+                    let name = match reference.rsplit_once('@') {
+                        Some((repo, d)) => pinned_name(repo, d).unwrap_or_default(),
+                        None => normalize_name(reference).unwrap_or_default(),
+                    };
+                    if index.images.remove(&name).is_some() {
+                        removed.push(name);
+                    }
+                }
+                if removed.len() == before {
+                    return Err(ImageError::NotFound(reference.clone()));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    /// Delete blobs no image in the index refers to (and staging files) that are older than
+    /// `grace`, so a pull or import in progress, whose blobs are not named yet, keeps them.
+    /// Returns the bytes freed.
+    pub fn sweep(&self, grace: std::time::Duration) -> Result<u64, ImageError> {
+        let index = self.index()?;
+        let mut keep = std::collections::HashSet::new();
+        for entry in index.images.values() {
+            keep.insert(entry.digest.clone());
+            keep.insert(entry.wasm_digest.clone());
+            // The manifest's config and layers (a rootfs layer a module was taken out of).
+            if let Some(path) = self.blob_path(&entry.digest)
+                && let Ok(bytes) = fs::read(&path)
+                && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                let digests = doc["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(std::iter::once(&doc["config"]))
+                    .filter_map(|d| d["digest"].as_str());
+                keep.extend(digests.map(str::to_string));
+            }
+        }
+        let now = std::time::SystemTime::now();
+        let old_enough = |m: &fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= grace)
+        };
+        let mut freed = 0;
+        for (dir, is_blob) in
+            [(self.root.join("blobs/sha256"), true), (self.root.join("tmp"), false)]
+        {
+            let entries = fs::read_dir(&dir)
+                .map_err(|e| ImageError::io(format!("listing {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_blob && keep.contains(&format!("sha256:{name}")) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_file() && old_enough(&meta) && fs::remove_file(entry.path()).is_ok() {
+                    freed += meta.len();
+                }
+            }
+        }
+        Ok(freed)
     }
 
     /// Path of a blob given `sha256:<hex>`; `None` for a malformed digest.
@@ -332,6 +552,18 @@ impl ImageStore {
 
     /// Read-modify-write the index under an exclusive file lock, then rename it into place.
     fn update_index(&self, updates: Vec<(String, IndexEntry)>) -> Result<(), ImageError> {
+        self.rewrite_index(|index| {
+            for (name, entry) in updates {
+                index.images.insert(name, entry);
+            }
+            Ok(())
+        })
+    }
+
+    fn rewrite_index(
+        &self,
+        change: impl FnOnce(&mut IndexFile) -> Result<(), ImageError>,
+    ) -> Result<(), ImageError> {
         let lock_path = self.root.join("index.lock");
         let lock = File::options()
             .create(true)
@@ -346,9 +578,7 @@ impl ImageStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => IndexFile::default(),
             Err(e) => return Err(ImageError::io(format!("stat {}", path.display()), e)),
         };
-        for (name, entry) in updates {
-            index.images.insert(name, entry);
-        }
+        change(&mut index)?;
         let mut bytes = serde_json::to_vec_pretty(&index).map_err(|e| {
             ImageError::io("encoding image index", io::Error::new(io::ErrorKind::InvalidData, e))
         })?;
@@ -359,7 +589,7 @@ impl ImageStore {
     }
 
     /// Store `bytes` as a blob; returns its digest. A blob already present is left alone.
-    fn put_blob(&self, bytes: &[u8]) -> Result<String, ImageError> {
+    pub(crate) fn put_blob(&self, bytes: &[u8]) -> Result<String, ImageError> {
         let hex = hex::encode(Sha256::digest(bytes));
         let path = self.root.join("blobs/sha256").join(&hex);
         if !path.is_file() {
@@ -369,13 +599,7 @@ impl ImageStore {
     }
 
     fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.root.join("tmp").join(format!(
-            "{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-        ));
+        let tmp = self.tmp_path(dest.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
@@ -387,6 +611,114 @@ impl ImageStore {
             return Err(ImageError::io(format!("writing {}", dest.display()), e));
         }
         Ok(())
+    }
+}
+
+/// A blob being streamed into the store: bytes go to a file under `tmp/` while they are
+/// hashed; [`BlobWriter::commit`] renames it into `blobs/` only if the digest matches.
+/// Dropped uncommitted, the staging file is removed.
+pub(crate) struct BlobWriter {
+    tmp: Option<PathBuf>,
+    file: Option<tokio::fs::File>,
+    hasher: Sha256,
+    len: u64,
+    blobs: PathBuf,
+    /// Leave the staging file for the next attempt to resume (an interrupted download).
+    keep: bool,
+    _claim: Option<DownloadClaim>,
+}
+
+/// Marks a digest's resumable staging file as in use until dropped.
+struct DownloadClaim {
+    downloads: Arc<Mutex<std::collections::HashSet<String>>>,
+    hex: String,
+}
+
+impl Drop for DownloadClaim {
+    fn drop(&mut self) {
+        self.downloads.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.hex);
+    }
+}
+
+impl BlobWriter {
+    /// Whether the staging file resumes an earlier download (and can go on after a break).
+    pub(crate) fn resumable(&self) -> bool {
+        self._claim.is_some()
+    }
+
+    /// Keep what was written for a later attempt (only for a resumable writer).
+    pub(crate) async fn keep_partial(&mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        if let Some(file) = self.file.as_mut() {
+            // A write still in flight must land before the next attempt hashes the file.
+            self.keep = file.flush().await.is_ok() && self.resumable();
+        }
+    }
+
+    /// Start over from zero bytes (the server sent the whole blob instead of the rest).
+    pub(crate) async fn restart(&mut self) -> Result<(), ImageError> {
+        let Some(tmp) = self.tmp.clone() else { return Ok(()) };
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| ImageError::io(format!("creating {}", tmp.display()), e))?;
+        self.file = Some(file);
+        self.hasher = Sha256::new();
+        self.len = 0;
+        Ok(())
+    }
+
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        use tokio::io::AsyncWriteExt as _;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        let (Some(file), Some(tmp)) = (self.file.as_mut(), self.tmp.as_ref()) else {
+            return Err(ImageError::io("writing blob", io::Error::other("writer already closed")));
+        };
+        file.write_all(bytes)
+            .await
+            .map_err(|e| ImageError::io(format!("writing {}", tmp.display()), e))
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// `sha256:<hex>` of what was written.
+    pub(crate) fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+
+    /// Move the blob into place if it is `expected` (`sha256:<hex>`); `Err(actual)` (and the
+    /// staging file removed) if not.
+    pub(crate) async fn commit(mut self, expected: &str) -> Result<Result<(), String>, ImageError> {
+        let actual = self.digest();
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Ok(Err(actual));
+        }
+        let Some(tmp) = self.tmp.clone() else { return Ok(Err(actual)) };
+        let hex = actual.trim_start_matches("sha256:").to_string();
+        if let Some(file) = self.file.take() {
+            file.sync_all()
+                .await
+                .map_err(|e| ImageError::io(format!("syncing {}", tmp.display()), e))?;
+        }
+        let dest = self.blobs.join(hex);
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .map_err(|e| ImageError::io(format!("moving {} into the store", tmp.display()), e))?;
+        self.tmp = None;
+        Ok(Ok(()))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take()
+            && !self.keep
+        {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
@@ -409,7 +741,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// `sha256:<hex>` if the reference pins a digest (`repo@sha256:…` or a bare `sha256:…`).
-fn digest_of_reference(reference: &str) -> Option<String> {
+pub(crate) fn digest_of_reference(reference: &str) -> Option<String> {
     let digest = match reference.rsplit_once('@') {
         Some((_, d)) => d,
         None => reference,
@@ -417,6 +749,14 @@ fn digest_of_reference(reference: &str) -> Option<String> {
     let hex = digest.strip_prefix("sha256:")?;
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
+/// The index name of an image pulled by digest: `repo@sha256:…` (normalized repo, no tag).
+pub(crate) fn pinned_name(repo: &str, digest: &str) -> Option<String> {
+    let name = normalize_name(repo).ok()?;
+    let last_colon = name.rfind(':')?;
+    // normalize_name always ends in `:tag`, after the last `/`.
+    Some(format!("{}@{digest}", &name[..last_colon]))
 }
 
 /// Normalize an image name to `repo:tag`: strip `docker.io/library/` or `docker.io/`, add

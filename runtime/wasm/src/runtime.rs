@@ -45,6 +45,8 @@ const GUEST_WORKER_THREADS: usize = 2;
 /// than an endpoint removal takes to reach every node's proxy.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
+mod streams;
+
 /// Tuning for [`WasmRuntime::with_options`].
 #[derive(Debug, Clone, Default)]
 pub struct WasmRuntimeOptions {
@@ -488,6 +490,29 @@ impl ContainerRuntime for WasmRuntime {
         Ok(self.inner.images.resolve(image).map(|r| ImageInfo { id: r.digest, size_bytes: r.size }))
     }
 
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: &skiff_runtime_core::PullAuth,
+    ) -> Result<ImageInfo, RuntimeError> {
+        use crate::images::registry::PullError;
+        match self.inner.images.pull(image, auth).await {
+            Ok(pulled) => Ok(ImageInfo { id: pulled.digest, size_bytes: pulled.size }),
+            Err(e) => {
+                let hint = match e {
+                    PullError::NotFound { .. } | PullError::Unreachable { .. } => {
+                        "; to run an image without a registry, import it with `skiff images import`"
+                    }
+                    _ => "",
+                };
+                Err(RuntimeError::PullFailed {
+                    image: image.to_string(),
+                    message: format!("{e}{hint}"),
+                })
+            }
+        }
+    }
+
     /// Bookkeeping only (the sandbox id is the pod uid); creates the pod's log directory.
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxId, RuntimeError> {
         std::fs::create_dir_all(&config.log_directory).map_err(|source| RuntimeError::Io {
@@ -712,6 +737,27 @@ impl ContainerRuntime for WasmRuntime {
             .map_err(|e| RuntimeError::Other(format!("exec task failed: {e}")))?
     }
 
+    async fn exec_stream(
+        &self,
+        id: &ContainerId,
+        cmd: &[String],
+        io: skiff_streams::Stdio,
+    ) -> Result<i32, RuntimeError> {
+        self.exec_streaming(id, cmd, io).await
+    }
+
+    async fn attach(&self, id: &ContainerId, io: skiff_streams::Stdio) -> Result<(), RuntimeError> {
+        self.attach_streaming(id, io).await
+    }
+
+    async fn port_forward(
+        &self,
+        id: &ContainerId,
+        port: u16,
+    ) -> Result<skiff_streams::BoxDuplex, RuntimeError> {
+        self.port_forwarding(id, port).await
+    }
+
     async fn list_containers(&self) -> Result<Vec<ContainerStatus>, RuntimeError> {
         let containers = self.inner.lock_containers();
         Ok(containers
@@ -739,6 +785,27 @@ impl ContainerRuntime for WasmRuntime {
             ip: found.ip.clone(),
             labels: found.labels.clone(),
         })
+    }
+
+    async fn remove_image(&self, image_id: &str) -> Result<(), RuntimeError> {
+        match self.inner.images.remove(&[image_id.to_string()]) {
+            Ok(_) | Err(crate::images::ImageError::NotFound(_)) => {}
+            Err(e) => return Err(RuntimeError::Other(format!("removing image {image_id}: {e}"))),
+        }
+        // Blobs younger than a minute may belong to a pull not yet recorded.
+        self.inner
+            .images
+            .sweep(Duration::from_secs(60))
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Other(format!("removing image {image_id}: {e}")))
+    }
+
+    async fn image_fs(&self) -> Result<Option<skiff_runtime_core::ImageFsUsage>, RuntimeError> {
+        Ok(self
+            .inner
+            .images
+            .fs_usage()
+            .map(|(capacity, available)| skiff_runtime_core::ImageFsUsage { capacity, available }))
     }
 
     async fn list_images(&self) -> Result<Vec<ImageEntry>, RuntimeError> {

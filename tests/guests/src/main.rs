@@ -1,7 +1,8 @@
 //! A guest with one behaviour per first argument, for the runtime's tests:
 //! `sleep SECONDS`, `exit CODE`, `trap`, `oom`, `spin`, `print N [sleep SECONDS]`,
 //! `connect HOST:PORT` (a TCP connection through WASI sockets: exit 0 when it opens, 1 when
-//! refused; wasip2 only).
+//! refused; wasip2 only), `stdin` (read standard input to its end, then print how much came
+//! and what it was, upper-cased), `ticks` (print a numbered line every 200 ms).
 
 mod script;
 
@@ -67,6 +68,22 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             };
         }
+        // `ticks`: print "tick N" every 200 ms, for ever (for attach).
+        "ticks" => {
+            for i in 1.. {
+                println!("tick {i}");
+                let _ = std::io::stdout().flush();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        "stdin" => {
+            let mut input = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
+                eprintln!("reading stdin: {e}");
+                return ExitCode::from(1);
+            }
+            println!("read {} bytes: {}", input.len(), input.to_uppercase());
+        }
         "connect" => {
             let to = args.get(2).map(String::as_str).unwrap_or("");
             return match std::net::TcpStream::connect(to) {
@@ -81,7 +98,7 @@ fn main() -> ExitCode {
             };
         }
         other => {
-            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists|connect");
+            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists|connect|stdin|ticks");
             return ExitCode::from(2);
         }
     }

@@ -26,7 +26,7 @@ use skiff_store::KeyValue;
 
 pub use self::delete::delete;
 pub use self::patch::patch;
-pub use self::pods::{pod_log, set_condition};
+pub use self::pods::{container_for, pod_log, set_condition};
 pub use self::read::{get, list, selectors};
 pub use self::target::{Target, parse_target};
 pub(crate) use self::write::write;

@@ -122,40 +122,7 @@ pub async fn pod_log(
 ) -> Result<Response, ApiError> {
     let pod = get(state, target).await?;
     let name = name_of(&pod).to_string();
-    let containers: Vec<String> = ["initContainers", "containers"]
-        .iter()
-        .filter_map(|l| pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array))
-        .flatten()
-        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    let main: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("name").and_then(Value::as_str))
-        .collect();
-    let container = match q.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if containers.contains(c) => c.clone(),
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {name}"
-            )));
-        }
-        None => match pod
-            .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
-            .and_then(Value::as_str)
-        {
-            Some(d) if containers.iter().any(|c| c == d) => d.to_string(),
-            _ if main.len() == 1 => main[0].to_string(),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]",
-                    main.join(" ")
-                )));
-            }
-        },
-    };
+    let container = container_for(&pod, q.get("container").filter(|c| !c.is_empty()))?;
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
     let statuses = ["initContainerStatuses", "containerStatuses"]
         .iter()
@@ -214,4 +181,44 @@ pub async fn pod_log(
     })?;
     let body = Body::from_stream(futures::StreamExt::map(stream, |r| r));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
+}
+
+/// The container a `log`, `exec` or `attach` request is for: the one it names, else the
+/// pod's `kubectl.kubernetes.io/default-container`, else its only container.
+pub fn container_for(pod: &Value, requested: Option<&String>) -> Result<String, ApiError> {
+    let name = name_of(pod).to_string();
+    let containers: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| pod.pointer(&format!("/spec/{l}")).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let main: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    Ok(match requested {
+        Some(c) if containers.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None => match pod
+            .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+            .and_then(Value::as_str)
+        {
+            Some(d) if containers.iter().any(|c| c == d) => d.to_string(),
+            _ if main.len() == 1 => main[0].to_string(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    main.join(" ")
+                )));
+            }
+        },
+    })
 }

@@ -48,9 +48,17 @@ fn node() -> (Arc<NodeStats>, Arc<KubeletMetrics>) {
 #[tokio::test]
 async fn summary_should_list_pods_with_container_usage() {
     let (stats, _) = node();
+    let dir = tempfile::tempdir().unwrap();
+    stats.set_fs_dir(dir.path().join("pods"));
     let sample = stats.sample().await;
     let summary = stats.summary(&sample);
     assert_eq!(summary["node"]["nodeName"], "n1");
+    // The data dir's file system (the pods dir need not exist yet).
+    let fs = &summary["node"]["fs"];
+    assert!(fs["capacityBytes"].as_u64().unwrap() >= fs["availableBytes"].as_u64().unwrap());
+    assert!(fs["inodes"].as_u64().unwrap() > 0, "{fs}");
+    assert_eq!(summary["node"]["runtime"]["imageFs"], *fs);
+    assert!(summary["node"]["rlimit"]["maxpid"].as_i64().unwrap() > 0);
     assert!(summary["node"]["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0);
     assert!(summary["node"]["memory"]["workingSetBytes"].as_u64().unwrap() > 0);
     let pods = summary["pods"].as_array().unwrap();

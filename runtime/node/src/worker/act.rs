@@ -76,7 +76,14 @@ impl PodWorker {
                 }
                 acted.done = true;
             } else if let Some(pod) = pod {
-                // Only activeDeadlineSeconds stops a pod that stays on the node.
+                // activeDeadlineSeconds and evictions stop a pod that stays on the node.
+                if kill.reason == KillReason::Evicted {
+                    // The eviction manager recorded the `Evicted` event.
+                    self.kill_all(pod, kill.grace).await;
+                    // An evicted pod gives back the disk its emptyDirs hold.
+                    crate::volumes::release_empty_dirs(pod, &self.pod_dir());
+                    return acted;
+                }
                 self.deadline_exceeded = true;
                 self.event(
                     pod,
@@ -427,8 +434,9 @@ impl PodWorker {
         Some(at)
     }
 
-    /// Make sure the image is on the node, following `imagePullPolicy`. Skiff nodes have no
-    /// registry access, so a pull that fails falls back to the node's copy when it has one.
+    /// Make sure the image is on the node, following `imagePullPolicy` as the kubelet's
+    /// `EnsureImageExists` does: pull with the pod's credentials, back off per image after a
+    /// failure (`ErrImagePull`, then `ImagePullBackOff`), and record its events.
     async fn ensure_image(
         &mut self,
         i: usize,
@@ -454,40 +462,114 @@ impl PodWorker {
         };
         if policy == "Never" || (policy == "IfNotPresent" && local.is_some()) {
             return match local {
-                Some(info) => Ok(info.id),
+                Some(info) => {
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        false,
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    );
+                    Ok(info.id)
+                }
                 None => {
                     let msg = format!(
-                        "Container image \"{image}\" is not present with pull policy of Never: import it into node {} with `skiff images import` (runtime handler \"{}\")",
-                        self.ctx.node_name,
-                        rt.handler()
+                        "Container image \"{image}\" is not present with pull policy of Never"
+                    );
+                    self.event(pod, Some(&c.name), true, "ErrImageNeverPull", msg.clone());
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        true,
+                        "Failed",
+                        "Error: ErrImageNeverPull".into(),
                     );
                     Err(self.waiting(i, "ErrImageNeverPull", msg, IMAGE_RETRY))
                 }
             };
         }
-        match rt.pull_image(&image).await {
-            Ok(info) => Ok(info.id),
-            Err(e) => match local {
-                Some(info) => Ok(info.id),
-                None => {
-                    let message = format!(
-                        "Failed to pull image \"{image}\": {e}; import it into node {} with `skiff images import`",
-                        self.ctx.node_name
-                    );
-                    self.event(pod, Some(&c.name), true, "Failed", message.clone());
-                    // Kubernetes shows ErrImagePull, then ImagePullBackOff while it waits.
-                    // Skiff's pulls fail at once (no registry), so looking again is cheap:
-                    // an image imported meanwhile is picked up within seconds.
-                    let before = matches!(&self.slots[i].rec.phase, ContainerPhase::Waiting { reason, .. } if reason == "ErrImagePull" || reason == "ImagePullBackOff");
-                    let reason = if before { "ImagePullBackOff" } else { "ErrImagePull" };
-                    let message = if before {
-                        format!("Back-off pulling image \"{image}\": {message}")
-                    } else {
-                        message
-                    };
-                    Err(self.waiting(i, reason, message, IMAGE_RETRY))
+        let pulls = self.ctx.images.clone();
+        let now = Instant::now();
+        if let Some(until) = pulls.backing_off(&self.uid, &image, now) {
+            let previous = match &self.slots[i].rec.phase {
+                ContainerPhase::Waiting { reason, message: Some(m) }
+                    if reason == "ErrImagePull" =>
+                {
+                    Some(format!("ErrImagePull: {m}"))
                 }
-            },
+                ContainerPhase::Waiting { reason, message: Some(m) }
+                    if reason == "ImagePullBackOff" =>
+                {
+                    m.split_once(": ").map(|(_, rest)| rest.to_string())
+                }
+                _ => None,
+            };
+            let message = match previous {
+                Some(p) => format!("Back-off pulling image \"{image}\": {p}"),
+                None => format!("Back-off pulling image \"{image}\""),
+            };
+            self.event(
+                pod,
+                Some(&c.name),
+                false,
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            );
+            self.event(pod, Some(&c.name), true, "Failed", "Error: ImagePullBackOff".into());
+            return Err(self.waiting(
+                i,
+                "ImagePullBackOff",
+                message,
+                until.saturating_duration_since(now),
+            ));
+        }
+        let (keyring, problems) = crate::credentials::keyring_for(&self.ctx.client, pod).await;
+        if !problems.is_empty() {
+            self.event(
+                pod,
+                None,
+                true,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    problems.join("; ")
+                ),
+            );
+        }
+        let auths = keyring.lookup(&image);
+        self.event(pod, Some(&c.name), false, "Pulling", format!("Pulling image \"{image}\""));
+        match pulls.pull(rt, &image, &auths).await {
+            Ok(pulled) => {
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    false,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
+                        crate::images::go_duration(pulled.pulling),
+                        crate::images::go_duration(pulled.total),
+                        pulled.info.size_bytes
+                    ),
+                );
+                Ok(pulled.info.id)
+            }
+            Err(message) => {
+                // With `Always`, a failed pull fails even when the node has a copy, as on
+                // Kubernetes.
+                let until = pulls.failed(&self.uid, &image, Instant::now());
+                tracing::info!(pod = %self.name, %image, error = %message, next = ?until, "image pull failed");
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {message}"),
+                );
+                self.event(pod, Some(&c.name), true, "Failed", "Error: ErrImagePull".into());
+                // The next sync (soon) shows ImagePullBackOff until the back-off ends.
+                Err(self.waiting(i, "ErrImagePull", message, IMAGE_RETRY))
+            }
         }
     }
 
@@ -626,10 +708,15 @@ impl PodWorker {
                 return self.waiting(i, "CreateContainerError", e.to_string(), backoff);
             }
         };
+        // The kubelet's event trail after Pulling/Pulled (recorded off this path: the
+        // recorder only queues).
+        self.event(pod, Some(&c.name), false, "Created", format!("Created container: {}", c.name));
         if let Err(e) = rt.start_container(&id).await {
             let _ = rt.remove_container(&id).await;
+            self.event(pod, Some(&c.name), true, "Failed", format!("Error: {e}"));
             return self.waiting(i, "RunContainerError", e.to_string(), Duration::from_secs(10));
         }
+        self.event(pod, Some(&c.name), false, "Started", format!("Started container {}", c.name));
         let started_at = Utc::now();
         let slot = &mut self.slots[i];
         slot.rec.runs += 1;

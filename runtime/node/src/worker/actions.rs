@@ -109,6 +109,8 @@ pub struct ObservedPod {
     pub start_time: Option<DateTime<Utc>>,
     /// `activeDeadlineSeconds` ran out earlier: the pod is Failed for good.
     pub deadline_exceeded: bool,
+    /// The pod was evicted (or refused under node pressure): it is Failed for good.
+    pub evicted: bool,
 }
 
 /// The current time on both clocks: exits and deadlines are wall-clock, back-off waits are
@@ -159,6 +161,8 @@ pub enum KillReason {
     PodGone,
     /// `activeDeadlineSeconds` passed.
     DeadlineExceeded,
+    /// The eviction manager evicted the pod.
+    Evicted,
     /// The liveness probe failed.
     LivenessProbe,
     /// The startup probe failed.
@@ -329,7 +333,11 @@ pub fn compute_pod_actions(pod: Option<&Pod>, observed: &ObservedPod, now: Now) 
     let default_spec = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let mut actions = PodActions {
-        phase: pod_phase(spec, &observed.containers, observed.deadline_exceeded),
+        phase: pod_phase(
+            spec,
+            &observed.containers,
+            observed.deadline_exceeded || observed.evicted,
+        ),
         ..Default::default()
     };
     if pod.metadata.deletion_timestamp.is_some() {
@@ -342,6 +350,19 @@ pub fn compute_pod_actions(pod: Option<&Pod>, observed: &ObservedPod, now: Now) 
         return actions;
     }
     let running = |c: &&ContainerRecord| c.phase.is_running();
+    if observed.evicted {
+        // Killed with the eviction's short grace; nothing starts again.
+        if observed.containers.iter().any(|c| running(&c)) {
+            actions.kill_pod = Some(KillPod {
+                reason: KillReason::Evicted,
+                grace: crate::eviction::EVICTION_GRACE.min(grace_of(spec)),
+                teardown: false,
+            });
+        } else {
+            actions.finished = true;
+        }
+        return actions;
+    }
     let api_terminal = matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")

@@ -121,8 +121,9 @@ impl PodWorker {
         let mains: Vec<&Slot> = self.slots.iter().filter(|s| !s.rec.init).collect();
         let init_ok = inits.iter().all(|s| s.rec.phase.succeeded());
         let records: Vec<ContainerRecord> = self.slots.iter().map(|s| s.rec.clone()).collect();
-        let phase = pod_phase(&spec, &records, self.deadline_exceeded);
-        let all_ready = !self.deadline_exceeded
+        let ended = self.deadline_exceeded || self.evicted.is_some();
+        let phase = pod_phase(&spec, &records, ended);
+        let all_ready = !ended
             && !mains.is_empty()
             && mains.iter().all(|s| s.rec.phase.is_running() && s.ready);
         let old = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
@@ -169,7 +170,7 @@ impl PodWorker {
             .map(|s| s.rec.name.as_str())
             .collect();
         let sandbox_message = self.runtime_error.clone();
-        let conditions = vec![
+        let mut conditions = vec![
             cond(
                 "PodReadyToStartContainers",
                 self.sandbox.is_some(),
@@ -188,6 +189,14 @@ impl PodWorker {
             cond("ContainersReady", all_ready, not_ready_reason, not_ready_message),
             cond("PodScheduled", true, None, None),
         ];
+        if let Some(e) = self.evicted.as_ref().filter(|e| e.disruption_condition) {
+            conditions.push(cond(
+                "DisruptionTarget",
+                true,
+                Some("TerminationByKubelet"),
+                Some(e.message.clone()),
+            ));
+        }
         let host_ip = &self.ctx.node_ip;
         let mut container_statuses: Vec<Value> =
             mains.iter().map(|s| self.container_status(s, &image_of(&s.rec.name, false))).collect();
@@ -222,6 +231,9 @@ impl PodWorker {
             status["reason"] = json!("DeadlineExceeded");
             status["message"] =
                 json!("Pod was active on the node longer than the specified deadline");
+        } else if let Some(e) = &self.evicted {
+            status["reason"] = json!(crate::eviction::REASON);
+            status["message"] = json!(e.message);
         }
         if !inits.is_empty() {
             let mut list: Vec<Value> = inits

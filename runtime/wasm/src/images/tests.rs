@@ -229,3 +229,32 @@ fn resolve_should_see_imports_made_by_another_store_instance() {
     assert!(reader.resolve("b").is_some());
     assert!(reader.resolve("a").is_some());
 }
+
+#[test]
+fn remove_should_drop_names_and_sweep_should_free_only_unreferenced_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let module = dir.path().join("m.wasm");
+    std::fs::write(&module, EMPTY_MODULE).unwrap();
+    store.import(&module, Some("a:1")).unwrap();
+    store.import(&module, Some("b:1")).unwrap();
+    let other = dir.path().join("o.wasm");
+    std::fs::write(&other, b"\0asm\x01\x00\x00\x00\x00").unwrap();
+    store.import(&other, Some("c:1")).unwrap();
+
+    assert!(matches!(store.remove(&["nope:1".into()]), Err(ImageError::NotFound(_))));
+    assert_eq!(store.remove(&["a:1".into()]).unwrap(), ["a:1"]);
+    assert!(store.resolve("a:1").is_none());
+    let shared = store.resolve("b:1").unwrap();
+    assert_eq!(store.sweep(std::time::Duration::ZERO).unwrap(), 0, "b:1 still needs the blob");
+    assert!(shared.wasm_path.is_file());
+
+    // By image id: every name of it.
+    let c = store.resolve("c:1").unwrap();
+    assert_eq!(store.remove(std::slice::from_ref(&c.digest)).unwrap(), ["c:1"]);
+    // A recent blob survives a sweep with a grace period (a pull may be about to name it).
+    assert_eq!(store.sweep(std::time::Duration::from_secs(3600)).unwrap(), 0);
+    assert_eq!(store.sweep(std::time::Duration::ZERO).unwrap(), 9);
+    assert!(!c.wasm_path.exists());
+    assert!(shared.wasm_path.is_file());
+}

@@ -133,6 +133,7 @@ fn seen(containers: Vec<ContainerRecord>) -> ObservedPod {
         containers,
         start_time: Some(now().wall - chrono::Duration::seconds(120)),
         deadline_exceeded: false,
+        evicted: false,
     }
 }
 
@@ -525,6 +526,27 @@ fn compute_pod_actions_should_stop_pods_being_deleted_or_past_their_deadline() {
             name: "a pod that ran out its deadline and stopped is finished and Failed",
             pod: Some(pod("Always", &[], &["app"], json!({"activeDeadlineSeconds": 60}))),
             observed: ObservedPod { deadline_exceeded: true, ..seen(vec![exited("app", 137)]) },
+            want: PodActions { finished: true, ..phase(PodPhase::Failed) },
+        },
+        Case {
+            name: "an evicted pod is killed with the eviction's one-second grace, kept on the node",
+            pod: Some(pod("Always", &[], &["app"], json!({"terminationGracePeriodSeconds": 30}))),
+            observed: ObservedPod { evicted: true, ..seen(vec![running("app")]) },
+            want: killing(KillReason::Evicted, 1, false, PodPhase::Failed),
+        },
+        Case {
+            name: "an evicted pod whose containers stopped is finished and Failed, never restarted",
+            pod: Some(pod("Always", &[], &["app"], json!({}))),
+            observed: ObservedPod { evicted: true, ..seen(vec![exited("app", 137)]) },
+            want: PodActions { finished: true, ..phase(PodPhase::Failed) },
+        },
+        Case {
+            name: "a pod refused before it started never gets a sandbox",
+            pod: Some(pod("Always", &[], &["app"], json!({}))),
+            observed: in_sandbox(
+                SandboxState::Missing,
+                ObservedPod { evicted: true, ..seen(vec![waiting("app")]) },
+            ),
             want: PodActions { finished: true, ..phase(PodPhase::Failed) },
         },
     ]);
