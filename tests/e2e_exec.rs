@@ -154,6 +154,14 @@ fn check_tty(c: &Cluster, bin: &str) {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("/dev/pts/"), "a terminal: {}", text(&out.stdout));
+    // A terminal has one output: the guest's stderr shows there too.
+    let out = script(line("wasm-a", "guest no-such-mode"));
+    assert_eq!(out.status.code(), Some(2), "{bin} -it wasm-a: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("unknown mode"),
+        "stderr on the terminal: {}",
+        text(&out.stdout)
+    );
     let out = script(line("wasm-b", "guest exit 4"));
     assert_eq!(
         out.status.code(),

@@ -61,8 +61,11 @@ pub async fn serve(
     }
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     if phase == "Succeeded" || phase == "Failed" {
-        let what =
-            if sub == "portforward" { "forward ports to" } else { "exec into a container in" };
+        let what = match sub {
+            "portforward" => "forward ports to",
+            "attach" => "attach to a container in",
+            _ => "exec into a container in",
+        };
         return Err(ApiError::bad_request(format!(
             "cannot {what} a completed pod; current phase is {phase}"
         )));
@@ -97,7 +100,7 @@ pub async fn serve(
     kubelet
         .proxy_upgrade(parts, &path)
         .await
-        .map_err(|e| ApiError::new(502, "BadGateway", format!("error dialing backend: {e}")))
+        .map_err(|e| ApiError::internal(format!("error dialing backend: {e}")))
 }
 
 /// The kubelet API path for a session: `/exec/{namespace}/{pod}/{container}?…`.

@@ -12,6 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::spdy::{self, Role, Session};
 use crate::{BoxDuplex, PodStreams, StreamError, Target};
 
+/// How long the other direction of a forwarded connection may go on once one has ended.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serve port-forward streams on a SPDY connection until the client closes it.
 pub async fn serve<T>(io: T, target: Target, streams: Arc<dyn PodStreams>)
 where
@@ -38,20 +41,19 @@ where
 
 async fn forward(
     mut error: spdy::Stream,
-    mut data: spdy::Stream,
+    data: spdy::Stream,
     target: Target,
     streams: Arc<dyn PodStreams>,
 ) {
     let port = data.header("port").and_then(|p| p.parse::<u16>().ok());
     let result = match port {
         Some(port) => match streams.port_forward(target.clone(), port).await {
-            Ok(mut conn) => match tokio::io::copy_bidirectional(&mut data, &mut conn).await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(format!(
+            Ok(conn) => splice(data, conn).await.map_err(|e| {
+                format!(
                     "error forwarding port {port} to pod {}, uid {}: {e}",
                     target.pod, target.pod_uid
-                )),
-            },
+                )
+            }),
             Err(e) => Err(format!(
                 "error forwarding port {port} to pod {}, uid {}: {e}",
                 target.pod, target.pod_uid
@@ -66,8 +68,31 @@ async fn forward(
         tracing::debug!(%message, "port-forward connection failed");
         let _ = error.write_all(message.as_bytes()).await;
     }
+    // Closing the error stream is what tells the client this connection is over.
     let _ = error.shutdown().await;
-    let _ = data.shutdown().await;
+}
+
+/// Copy both ways until one side ends, then give the other a moment to finish (as the
+/// kubelet does): a client waits for the connection to end, not for both halves of it.
+async fn splice(data: spdy::Stream, conn: BoxDuplex) -> std::io::Result<()> {
+    let (mut from_client, mut to_client) = tokio::io::split(data);
+    let (mut from_pod, mut to_pod) = tokio::io::split(conn);
+    let up = async {
+        let r = tokio::io::copy(&mut from_client, &mut to_pod).await;
+        let _ = to_pod.shutdown().await;
+        r
+    };
+    let down = async {
+        let r = tokio::io::copy(&mut from_pod, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+        r
+    };
+    tokio::pin!(up, down);
+    let first = tokio::select! {
+        r = &mut up => { let _ = tokio::time::timeout(LINGER, &mut down).await; r }
+        r = &mut down => { let _ = tokio::time::timeout(LINGER, &mut up).await; r }
+    };
+    first.map(|_| ())
 }
 
 /// A connection through a runtime's port-forward streaming server: the data stream, with the

@@ -254,6 +254,12 @@ pub async fn serve_spdy<T>(
         Ok(true) => {}
         _ => {
             tracing::debug!("streaming client did not open its streams in time");
+            if let Some((_, e)) = got.iter_mut().find(|(k, _)| k == "error") {
+                let late = Err(StreamError::Internal(
+                    "timed out waiting for the client to create its streams".into(),
+                ));
+                let _ = e.write_all(&final_status(protocol, &late, &command)).await;
+            }
             return;
         }
     }
@@ -318,9 +324,10 @@ pub async fn serve_spdy<T>(
         }
     };
     // Output first, then the status, so the client has all of it when it reads the status.
+    // All output first (however slowly the client reads; if it leaves, the copies fail).
     let mut keep = Vec::new();
     for o in outputs {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(10), o).await {
+        if let Ok(s) = o.await {
             keep.push(s);
         }
     }
@@ -364,11 +371,33 @@ fn exit_code(status: &[u8]) -> Result<i32, StreamError> {
     ))
 }
 
+/// The tasks of a client session; dropping it (the caller went away) ends them and the
+/// session.
+struct ClientTasks {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    session: Session,
+}
+
+impl Drop for ClientTasks {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let session = self.session.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { session.close().await });
+        }
+    }
+}
+
 /// Run an exec or attach session against a container runtime's streaming server at `url`
-/// (what CRI `Exec`/`Attach` returned), as its SPDY client; the exit code it reports.
+/// (what CRI `Exec`/`Attach` returned), as its SPDY client; the exit code it reports. All of
+/// the command's output is passed on before this returns; dropping the future ends the
+/// session.
 pub async fn client(url: &str, io: Stdio) -> Result<i32, StreamError> {
     let (conn, _) = crate::upgrade::dial_spdy(url, &["v4.channel.k8s.io"]).await?;
     let (session, _incoming) = Session::start(conn, Role::Client);
+    let mut guard = ClientTasks { tasks: Vec::new(), session: session.clone() };
     let open = |kind: &'static str| {
         let session = session.clone();
         async move {
@@ -379,14 +408,14 @@ pub async fn client(url: &str, io: Stdio) -> Result<i32, StreamError> {
         }
     };
     let mut error = open("error").await?;
-    let mut tasks = Vec::new();
     if let Some(mut stdin) = io.stdin {
         let mut s = open("stdin").await?;
-        tasks.push(tokio::spawn(async move {
+        let session = session.clone();
+        guard.tasks.push(tokio::spawn(async move {
             let _ = tokio::io::copy(&mut stdin, &mut s).await;
             let _ = s.shutdown().await;
-            // Hold the stream until the session ends so its id stays known.
-            std::future::pending::<()>().await;
+            // Keep the stream (and so its id) until the session ends.
+            session.closed().await;
         }));
     }
     let mut outputs = Vec::new();
@@ -408,7 +437,7 @@ pub async fn client(url: &str, io: Stdio) -> Result<i32, StreamError> {
         && let Some(mut resize) = io.resize
     {
         let mut s = open("resize").await?;
-        tasks.push(tokio::spawn(async move {
+        guard.tasks.push(tokio::spawn(async move {
             while let Some(size) = resize.recv().await {
                 let mut line = serde_json::to_vec(&size).unwrap_or_default();
                 line.push(b'\n');
@@ -420,13 +449,12 @@ pub async fn client(url: &str, io: Stdio) -> Result<i32, StreamError> {
     }
     let mut status = Vec::new();
     let _ = error.read_to_end(&mut status).await;
+    // The runtime ends the output streams after the command; all of it goes on first (a slow
+    // reader is waited for: its client leaving drops this future).
     for o in outputs {
-        let _ = tokio::time::timeout(Duration::from_secs(10), o).await;
+        let _ = o.await;
     }
-    for t in tasks {
-        t.abort();
-    }
-    session.close().await;
+    drop(guard);
     exit_code(&status)
 }
 

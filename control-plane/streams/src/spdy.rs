@@ -5,9 +5,13 @@
 //! A [`Session`] runs two tasks over one byte stream: a reader that parses frames and routes
 //! them to their streams, and a writer that owns the header compressor and writes frames in
 //! order. Streams are [`AsyncRead`] + [`AsyncWrite`]; shutting one's write side sends FIN.
-//! Only what Kubernetes' streams use is implemented: no server push, no priorities, and flow
-//! control only as a courtesy (every received byte is credited back at once; the peer's
-//! windows are not enforced on what this side sends, as the Go implementation does not).
+//! Only what Kubernetes' streams use is implemented: no server push, no priorities, and no
+//! flow-control windows (the Go implementation Kubernetes uses neither sends nor enforces
+//! them); a stream whose reader stalls holds back the session's reader once its queue is full.
+//!
+//! The reader never waits for the writer: what it answers itself (SYN_REPLY, RST_STREAM, PING)
+//! goes through a control queue the writer serves first, so a writer stuck on a peer that
+//! does not read cannot stop this side from reading.
 
 use std::collections::HashMap;
 use std::io;
@@ -75,7 +79,6 @@ enum Out {
     Data { id: u32, data: Bytes, fin: bool },
     Rst { id: u32, status: u32 },
     Ping(u32),
-    Window { id: u32, delta: u32 },
     GoAway,
 }
 
@@ -94,6 +97,8 @@ struct Streams {
 struct Shared {
     streams: Mutex<Streams>,
     next_id: AtomicU32,
+    /// Held while a stream id is taken and its SYN_STREAM queued, so ids go out in order.
+    opening: tokio::sync::Mutex<()>,
     /// Set once the transport is done (read side ended or failed).
     closed: tokio::sync::watch::Sender<bool>,
 }
@@ -126,17 +131,19 @@ impl Session {
     {
         let (read, write) = tokio::io::split(io);
         let (out_tx, out_rx) = mpsc::channel(256);
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             streams: Mutex::new(Streams::default()),
             next_id: AtomicU32::new(if role == Role::Client { 1 } else { 2 }),
+            opening: tokio::sync::Mutex::new(()),
             closed: tokio::sync::watch::channel(false).0,
         });
         let (incoming_tx, incoming_rx) = mpsc::channel(16);
-        tokio::spawn(write_loop(write, out_rx));
+        tokio::spawn(write_loop(write, out_rx, ctl_rx));
         let reader_shared = shared.clone();
         let reader_out = out_tx.clone();
         tokio::spawn(async move {
-            let result = read_loop(read, &reader_shared, &reader_out, &incoming_tx).await;
+            let result = read_loop(read, &reader_shared, &ctl_tx, &reader_out, &incoming_tx).await;
             if let Err(e) = result {
                 tracing::debug!(error = %e, "spdy session ended");
             }
@@ -158,22 +165,40 @@ impl Session {
 
     /// Open a stream with `headers` and wait for the peer's SYN_REPLY.
     pub async fn open(&self, headers: Headers) -> Result<Stream, SpdyError> {
-        let id = self.shared.next_id.fetch_add(2, Ordering::Relaxed);
         let (data_tx, data_rx) = mpsc::channel(STREAM_QUEUE);
         let (reply_tx, reply_rx) = oneshot::channel();
-        {
-            let mut streams = self.shared.streams.lock().map_err(|_| SpdyError::Closed)?;
-            if streams.closed {
+        let id = {
+            let _order = self.shared.opening.lock().await;
+            let id = self.shared.next_id.fetch_add(2, Ordering::Relaxed);
+            {
+                let mut streams = self.shared.streams.lock().map_err(|_| SpdyError::Closed)?;
+                if streams.closed {
+                    return Err(SpdyError::Closed);
+                }
+                streams.slots.insert(id, Slot { data: Some(data_tx), reply: Some(reply_tx) });
+            }
+            let syn = Out::Syn { id, headers: headers.clone(), fin: false };
+            if self.out.send(syn).await.is_err() {
+                self.forget(id);
                 return Err(SpdyError::Closed);
             }
-            streams.slots.insert(id, Slot { data: Some(data_tx), reply: Some(reply_tx) });
+            id
+        };
+        match reply_rx.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                self.forget(id);
+                return Err(e);
+            }
+            Err(_) => return Err(SpdyError::Closed),
         }
-        self.out
-            .send(Out::Syn { id, headers: headers.clone(), fin: false })
-            .await
-            .map_err(|_| SpdyError::Closed)?;
-        reply_rx.await.map_err(|_| SpdyError::Closed)??;
         Ok(Stream::new(id, headers, data_rx, self.out.clone(), self.shared.clone()))
+    }
+
+    fn forget(&self, id: u32) {
+        if let Ok(mut s) = self.shared.streams.lock() {
+            s.slots.remove(&id);
+        }
     }
 }
 
@@ -322,6 +347,7 @@ async fn read_exact_or_eof<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> i
 async fn read_loop<R: AsyncRead + Unpin>(
     mut read: R,
     shared: &Arc<Shared>,
+    ctl: &mpsc::UnboundedSender<Out>,
     out: &mpsc::Sender<Out>,
     incoming: &mpsc::Sender<Stream>,
 ) -> Result<(), SpdyError> {
@@ -344,7 +370,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if head[0] & 0x80 == 0 {
             let id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
             let data = (len > 0).then(|| Bytes::copy_from_slice(&payload));
-            deliver(shared, out, id, data, flags & FLAG_FIN != 0).await;
+            deliver(shared, id, data, flags & FLAG_FIN != 0).await;
             continue;
         }
         let version = u16::from_be_bytes([head[0] & 0x7f, head[1]]);
@@ -372,10 +398,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     _ => false,
                 };
                 if !accepted {
-                    let _ = out.send(Out::Rst { id, status: RST_REFUSED }).await;
+                    let _ = ctl.send(Out::Rst { id, status: RST_REFUSED });
                     continue;
                 }
-                let _ = out.send(Out::Reply { id, headers: Vec::new(), fin: false }).await;
+                let _ = ctl.send(Out::Reply { id, headers: Vec::new(), fin: false });
                 let stream = Stream::new(id, headers, data_rx, out.clone(), shared.clone());
                 if incoming.send(stream).await.is_err() {
                     // Nobody takes new streams: the stream's drop resets it.
@@ -397,7 +423,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 if flags & FLAG_FIN != 0 {
-                    deliver(shared, out, id, None, true).await;
+                    deliver(shared, id, None, true).await;
                 }
             }
             TYPE_RST_STREAM => {
@@ -415,7 +441,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             TYPE_PING if p.len() >= 4 => {
-                let _ = out.send(Out::Ping(p.get_u32())).await;
+                let _ = ctl.send(Out::Ping(p.get_u32()));
             }
             TYPE_GOAWAY => return Ok(()),
             TYPE_SETTINGS | TYPE_WINDOW_UPDATE => {}
@@ -425,36 +451,42 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// Hand a DATA frame's payload to its stream; FIN ends the stream's read side.
-async fn deliver(
-    shared: &Shared,
-    out: &mpsc::Sender<Out>,
-    id: u32,
-    data: Option<Bytes>,
-    fin: bool,
-) {
+async fn deliver(shared: &Shared, id: u32, data: Option<Bytes>, fin: bool) {
     let sender = shared.streams.lock().ok().and_then(|mut s| {
         let slot = s.slots.get_mut(&id)?;
         if fin { slot.data.take() } else { slot.data.clone() }
     });
     let Some(sender) = sender else { return };
     if let Some(data) = data {
-        let delta = data.len() as u32;
         // A reader that went away just drops what arrives.
-        if sender.send(data).await.is_ok() && !fin {
-            let _ = out.send(Out::Window { id, delta }).await;
-        }
+        let _ = sender.send(data).await;
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Out>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut rx: mpsc::Receiver<Out>,
+    mut ctl: mpsc::UnboundedReceiver<Out>,
+) {
     let mut deflate = HeaderEncoder::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut going_away = false;
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(c) = ctl.recv() => c,
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => break,
+            },
+        };
         buf.clear();
         going_away |= matches!(first, Out::GoAway);
         encode(&mut buf, first, &mut deflate);
         // Batch what is already queued into one write.
+        while let Ok(c) = ctl.try_recv() {
+            encode(&mut buf, c, &mut deflate);
+        }
         while buf.len() < 256 * 1024 && !going_away {
             match rx.try_recv() {
                 Ok(next) => {
@@ -511,11 +543,6 @@ fn encode(buf: &mut BytesMut, frame: Out, deflate: &mut HeaderEncoder) {
         Out::Ping(id) => {
             control(buf, TYPE_PING, 0, 4);
             buf.put_u32(id);
-        }
-        Out::Window { id, delta } => {
-            control(buf, TYPE_WINDOW_UPDATE, 0, 8);
-            buf.put_u32(id);
-            buf.put_u32(delta);
         }
         Out::GoAway => {
             control(buf, TYPE_GOAWAY, 0, 8);

@@ -173,10 +173,22 @@ pub async fn dial_spdy(
         )));
     }
     let host = uri.host().unwrap_or("127.0.0.1").to_string();
+    let ip_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let port = uri.port_u16().unwrap_or(80);
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
-        StreamError::Internal(format!("connecting to the runtime's streaming server {url}: {e}"))
-    })?;
+    let connect = tokio::net::TcpStream::connect((ip_host.as_str(), port));
+    let tcp = match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return Err(StreamError::Internal(format!(
+                "connecting to the runtime's streaming server {url}: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(StreamError::Internal(format!(
+                "the runtime's streaming server {url} did not answer within 10s"
+            )));
+        }
+    };
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await

@@ -15,6 +15,14 @@ impl PodStreams for EchoPod {
         Err(StreamError::BadRequest("no attach here".into()))
     }
     async fn port_forward(&self, _: Target, port: u16) -> Result<BoxDuplex, StreamError> {
+        if port == 8 {
+            // Says goodbye and closes, whatever the client does.
+            let (ours, mut theirs) = tokio::io::duplex(1024);
+            tokio::spawn(async move {
+                let _ = theirs.write_all(b"bye").await;
+            });
+            return Ok(Box::new(ours));
+        }
         if port != 7 {
             return Err(StreamError::NotFound(format!(
                 "connect: connection refused (port {port})"
@@ -63,4 +71,28 @@ async fn forwarded_connections_should_reach_the_port_or_say_why_not() {
             && message.contains("refused"),
         "{message}"
     );
+}
+
+/// A pod that closes its side ends the forwarded connection for the client (the error stream
+/// closes), even though the client never closed its own side.
+#[tokio::test]
+async fn a_pod_closing_should_end_the_connection() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(serve(b, Target::default(), Arc::new(EchoPod)));
+    let (session, _) = Session::start(a, Role::Client);
+    let mut error = session.open(headers("error", 8, 0)).await.unwrap();
+    error.shutdown().await.unwrap();
+    let mut data = session.open(headers("data", 8, 0)).await.unwrap();
+    let mut got = Vec::new();
+    let read = async {
+        data.read_to_end(&mut got).await.unwrap();
+        let mut message = String::new();
+        error.read_to_string(&mut message).await.unwrap();
+        message
+    };
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("the connection ends once the pod closes");
+    assert_eq!(got, b"bye");
+    assert_eq!(message, "");
 }

@@ -6,6 +6,8 @@
 //!   (Wasm guests read no stdin: the API refuses `stdin: true` for them);
 //! - port-forward connects to the pod's address, where the node serves the guest's listeners.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use skiff_runtime_core::cri_log::{self, LogStream};
@@ -26,6 +28,40 @@ struct AbortOnDrop(AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// One writer behind both of a guest's output streams.
+#[derive(Clone)]
+struct SharedWriter(Arc<Mutex<skiff_streams::BoxWrite>>);
+
+impl SharedWriter {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(
+            Pin<&mut (dyn tokio::io::AsyncWrite + Send + Sync + Unpin)>,
+        ) -> Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match self.0.lock() {
+            Ok(mut w) => f(Pin::new(&mut **w)),
+            Err(_) => Poll::Ready(Err(std::io::Error::other("output writer poisoned"))),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SharedWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.with(|w| w.poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.with(|w| w.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.with(|w| w.poll_shutdown(cx))
     }
 }
 
@@ -72,15 +108,25 @@ impl WasmRuntime {
         config.argv = cmd.to_vec();
         let services = self.service_directory();
         let mut builder = wasi_context(&config, &services).map_err(RuntimeError::Other)?;
-        let Stdio { stdin, stdout, stderr, .. } = io;
+        let Stdio { stdin, stdout, stderr, tty, .. } = io;
         if let Some(stdin) = stdin {
             builder.stdin(AsyncStdinStream::new(stdin));
         }
-        if let Some(stdout) = stdout {
-            builder.stdout(AsyncStdoutStream::new(WRITE_BUDGET, stdout));
-        }
-        if let Some(stderr) = stderr {
-            builder.stderr(AsyncStdoutStream::new(WRITE_BUDGET, stderr));
+        match (stdout, stderr) {
+            // A terminal has one output: the guest's stderr goes there too.
+            (Some(out), _) if tty => {
+                let shared = SharedWriter(Arc::new(Mutex::new(out)));
+                builder.stdout(AsyncStdoutStream::new(WRITE_BUDGET, shared.clone()));
+                builder.stderr(AsyncStdoutStream::new(WRITE_BUDGET, shared));
+            }
+            (out, err) => {
+                if let Some(out) = out {
+                    builder.stdout(AsyncStdoutStream::new(WRITE_BUDGET, out));
+                }
+                if let Some(err) = err {
+                    builder.stderr(AsyncStdoutStream::new(WRITE_BUDGET, err));
+                }
+            }
         }
         let limiter = MemoryLimiter::new(config.memory_limit_bytes);
         let names = guest_names(&config, &services);
@@ -117,13 +163,18 @@ impl WasmRuntime {
         file.seek(std::io::SeekFrom::End(0)).await.map_err(io_err)?;
         let mut pending = Vec::new();
         let mut chunk = vec![0u8; 32 * 1024];
+        let mut last_look = false;
         loop {
             let n = file.read(&mut chunk).await.map_err(io_err)?;
             if n == 0 {
-                if !self.is_running(id) {
+                if last_look {
                     return Ok(());
                 }
-                tokio::time::sleep(ATTACH_POLL).await;
+                // Once the guest has stopped, read what it wrote before it did, then end.
+                last_look = !self.is_running(id);
+                if !last_look {
+                    tokio::time::sleep(ATTACH_POLL).await;
+                }
                 continue;
             }
             pending.extend_from_slice(&chunk[..n]);
