@@ -110,7 +110,10 @@ mod tests {
         // Burn CPU on this (live) thread until a tick is counted; bounded on a busy machine.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut x = 0u64;
-        while threads_cpu_time(pid, "") == Duration::ZERO && std::time::Instant::now() < deadline {
+        // Both readers must have seen a tick (each file is updated on its own).
+        while (threads_cpu_time(pid, "") == Duration::ZERO || cpu_time(pid) == Duration::ZERO)
+            && std::time::Instant::now() < deadline
+        {
             for _ in 0..1_000_000 {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
