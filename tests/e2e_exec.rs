@@ -1,6 +1,6 @@
 //! `kubectl exec`, `attach`, `port-forward` and `cp` with the real kubectl 1.34, 1.35 and
-//! 1.37, on the embedded node (Wasm pods, and OCI pods through containerd) and on an agent
-//! (Wasm pods, through the api server's proxy to the agent's kubelet API), over WebSocket
+//! 1.37, on the embedded node and on an agent (through the api server's proxy to the agent's
+//! kubelet API), each with Wasm pods and OCI pods (its own containerd), over WebSocket
 //! (kubectl's default) and over SPDY (its fallback).
 
 mod support;
@@ -14,6 +14,8 @@ use support::netns::{AGENT_NODE, TwoNodes as Cluster, http_get, in_ns};
 use support::{guest, in_netns, tool};
 
 const KUBECTLS: [&str; 3] = ["kubectl-1.34", "kubectl-1.35", "kubectl-1.37"];
+/// The busybox pods: on the embedded node and on the agent.
+const OCI_PODS: [&str; 2] = ["oci", "oci-b"];
 /// kubectl's switches back to SPDY for exec/attach/cp and for port-forward.
 const SPDY: [(&str, &str); 2] =
     [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"), ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")];
@@ -60,6 +62,19 @@ metadata: {name: oci}
 spec:
   runtimeClassName: runc
   nodeName: skiff-e2e
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: box
+      image: skiff.local/busybox:1.36
+      command: ["sh", "-c", "mkdir -p /www && echo hello-from-oci > /www/index.html && httpd -p 8080 -h /www && while true; do echo tick; sleep 0.2; done"]
+      ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oci-b}
+spec:
+  runtimeClassName: runc
+  nodeName: node-b
   terminationGracePeriodSeconds: 1
   containers:
     - name: box
@@ -115,15 +130,17 @@ fn check_exec(c: &Cluster, bin: &str, env: &[(&str, &str)]) {
         assert!(out.status.success(), "{what} {pod}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout).trim(), "read 4 bytes: ABC", "{what} {pod}");
     }
-    // OCI, through containerd's streaming server.
-    let out =
-        run(c, bin, env, &["exec", "oci", "--", "sh", "-c", "echo out; echo err >&2; exit 5"], "");
-    assert_eq!(out.status.code(), Some(5), "{what}: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "out", "{what}");
-    assert!(text(&out.stderr).contains("err"), "{what}: {}", text(&out.stderr));
-    let out = run(c, bin, env, &["exec", "-i", "oci", "--", "tr", "a-z", "A-Z"], "shout\n");
-    assert!(out.status.success(), "{what}: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "SHOUT", "{what}");
+    // OCI, through containerd's streaming server, on both nodes.
+    for pod in OCI_PODS {
+        let script = "echo out; echo err >&2; exit 5";
+        let out = run(c, bin, env, &["exec", pod, "--", "sh", "-c", script], "");
+        assert_eq!(out.status.code(), Some(5), "{what} {pod}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "out", "{what} {pod}");
+        assert!(text(&out.stderr).contains("err"), "{what} {pod}: {}", text(&out.stderr));
+        let out = run(c, bin, env, &["exec", "-i", pod, "--", "tr", "a-z", "A-Z"], "shout\n");
+        assert!(out.status.success(), "{what} {pod}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "SHOUT", "{what} {pod}");
+    }
 }
 
 /// `kubectl exec -it` under a pseudo-terminal (`script` gives kubectl one).
@@ -174,7 +191,9 @@ fn check_tty(c: &Cluster, bin: &str) {
 
 /// `kubectl attach` streams what the running container writes from now on.
 fn check_attach(c: &Cluster, bin: &str, env: &[(&str, &str)]) {
-    for (pod, want) in [("wasm-a", "tick "), ("wasm-b", "tick "), ("oci", "tick")] {
+    for (pod, want) in
+        [("wasm-a", "tick "), ("wasm-b", "tick "), ("oci", "tick"), ("oci-b", "tick")]
+    {
         let mut child = kubectl_cmd(c, bin, env, &["attach", pod])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -201,9 +220,11 @@ fn check_attach(c: &Cluster, bin: &str, env: &[(&str, &str)]) {
 
 /// `kubectl port-forward` to a busybox httpd (OCI, embedded node) and a wasi:http pod (agent).
 fn check_port_forward(c: &Cluster, bin: &str, env: &[(&str, &str)]) {
-    for (pod, path, want) in
-        [("oci", "/index.html", "hello-from-oci"), ("http-b", "/", "hello from Skiff")]
-    {
+    for (pod, path, want) in [
+        ("oci", "/index.html", "hello-from-oci"),
+        ("oci-b", "/index.html", "hello-from-oci"),
+        ("http-b", "/", "hello from Skiff"),
+    ] {
         let mut child = kubectl_cmd(c, bin, env, &["port-forward", &format!("pod/{pod}"), ":8080"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -241,12 +262,15 @@ fn check_cp(c: &Cluster, bin: &str, dir: &Path) {
     let back = dir.join(format!("{bin}-out.txt"));
     let content = format!("copied by {bin}\n").repeat(2000);
     std::fs::write(&local, &content).expect("write");
-    let to = format!("oci:/tmp/{bin}.txt");
-    let out = run(c, bin, &[], &["cp", &local.to_string_lossy(), &to], "");
-    assert!(out.status.success(), "{bin} cp in: {}", text(&out.stderr));
-    let out = run(c, bin, &[], &["cp", &to, &back.to_string_lossy()], "");
-    assert!(out.status.success(), "{bin} cp out: {}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&back).expect("copied back"), content);
+    for pod in OCI_PODS {
+        let to = format!("{pod}:/tmp/{bin}.txt");
+        let out = run(c, bin, &[], &["cp", &local.to_string_lossy(), &to], "");
+        assert!(out.status.success(), "{bin} cp into {pod}: {}", text(&out.stderr));
+        let _ = std::fs::remove_file(&back);
+        let out = run(c, bin, &[], &["cp", &to, &back.to_string_lossy()], "");
+        assert!(out.status.success(), "{bin} cp out of {pod}: {}", text(&out.stderr));
+        assert_eq!(std::fs::read_to_string(&back).expect("copied back"), content, "{pod}");
+    }
     let out = run(c, bin, &[], &["cp", &local.to_string_lossy(), "wasm-a:/tmp/x"], "");
     assert!(!out.status.success(), "cp into a Wasm pod cannot work");
     assert!(
@@ -259,11 +283,11 @@ fn check_cp(c: &Cluster, bin: &str, dir: &Path) {
 #[test]
 fn exec_attach_port_forward_and_cp_should_work_on_every_node_with_every_kubectl() {
     let _serial = support::serial();
-    let Some(c) = Cluster::start(true) else { return };
+    let Some(c) = Cluster::start_with(true, true) else { return };
     c.server.import(&guest("test-guest.wasip1.wasm"), "test-guest:e2e");
     c.agent.import(&guest("test-guest.wasip1.wasm"), "test-guest:e2e");
     c.apply(PODS);
-    for pod in ["wasm-a", "wasm-b", "http-b", "oci"] {
+    for pod in ["wasm-a", "wasm-b", "http-b", "oci", "oci-b"] {
         c.server.wait_pod(pod, Duration::from_secs(90), "running", |p| {
             p["status"]["containerStatuses"][0]["state"]["running"].is_object()
         });

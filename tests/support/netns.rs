@@ -129,6 +129,8 @@ pub struct TwoNodes {
     pub agent: Agent,
     pub server: Skiff,
     pub containerd: Option<Containerd>,
+    /// The agent's containerd, when asked for ([`TwoNodes::start_with`]).
+    pub agent_containerd: Option<Containerd>,
     pub net: TestNet,
     pub dir: tempfile::TempDir,
 }
@@ -139,10 +141,21 @@ pub const AGENT_NODE: &str = "node-b";
 impl TwoNodes {
     /// `None` where namespaces (or, with `oci`, containerd) are not available here.
     pub fn start(oci: bool) -> Option<TwoNodes> {
+        TwoNodes::start_with(oci, false)
+    }
+
+    /// As [`TwoNodes::start`], with containerd on the server (`oci`) and on the agent
+    /// (`agent_oci`) as asked.
+    pub fn start_with(oci: bool, agent_oci: bool) -> Option<TwoNodes> {
         let net = TestNet::new(2)?;
         let dir = tempfile::tempdir().expect("tempdir");
         let containerd = if oci {
             Some(Containerd::start_in(Some(net.ns(0)), &dir.path().join("containerd"), "skcni0")?)
+        } else {
+            None
+        };
+        let agent_containerd = if agent_oci {
+            Some(Containerd::start_in(Some(net.ns(1)), &dir.path().join("ctrd-b"), "skcni1")?)
         } else {
             None
         };
@@ -155,22 +168,27 @@ impl TwoNodes {
         }
         let server = Skiff::start_in(Some(net.ns(0)), &dir.path().join("server"), &args);
         let kubelet = format!("{ip1}:0");
+        let agent_endpoint = agent_containerd.as_ref().map(|c| format!("unix://{}", c.socket));
+        let mut agent_args = vec![
+            "--node-ip",
+            &ip1,
+            "--kubelet-listen",
+            &kubelet,
+            "--cluster-cidr",
+            &server.cluster_cidr,
+        ];
+        if let Some(e) = &agent_endpoint {
+            agent_args.extend(["--container-runtime-endpoint", e]);
+        }
         let agent = server.start_agent_in(
             Some(net.ns(1)),
             &dir.path().join("agent"),
             AGENT_NODE,
-            &[
-                "--node-ip",
-                &ip1,
-                "--kubelet-listen",
-                &kubelet,
-                "--cluster-cidr",
-                &server.cluster_cidr,
-            ],
+            &agent_args,
         );
         server.import(&guest("hello-http.wasip2.wasm"), "hello-http:e2e");
         agent.import(&guest("hello-http.wasip2.wasm"), "hello-http:e2e");
-        Some(TwoNodes { agent, server, containerd, net, dir })
+        Some(TwoNodes { agent, server, containerd, agent_containerd, net, dir })
     }
 
     pub fn apply(&self, manifest: &str) {
