@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::spdy::{self, Role, Session};
 use crate::{BoxDuplex, PodStreams, StreamError, Target};
 
+/// How long the first stream of a pair waits for the second.
+const PAIR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long the other direction of a forwarded connection may go on once one has ended.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -21,22 +23,39 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (session, mut incoming) = Session::start(io, Role::Server);
-    let mut pairs: HashMap<String, (Option<spdy::Stream>, Option<spdy::Stream>)> = HashMap::new();
+    let mut pairs: HashMap<String, Pair> = HashMap::new();
     while let Some(stream) = incoming.recv().await {
+        // A half whose partner never came is dropped (closed) after a while, as the kubelet
+        // drops it after its stream-creation timeout.
+        pairs.retain(|_, p| p.since.elapsed() < PAIR_TIMEOUT);
         let request = stream.header("requestid").unwrap_or("").to_string();
         let kind = stream.header("streamtype").unwrap_or("").to_string();
-        let entry = pairs.entry(request.clone()).or_default();
+        let entry = pairs.entry(request.clone()).or_insert_with(|| Pair {
+            error: None,
+            data: None,
+            since: std::time::Instant::now(),
+        });
         match kind.as_str() {
-            "error" => entry.0 = Some(stream),
-            "data" => entry.1 = Some(stream),
+            "error" => entry.error = Some(stream),
+            "data" => entry.data = Some(stream),
             _ => continue,
         }
-        if let (Some(_), Some(_)) = entry {
-            let Some((Some(error), Some(data))) = pairs.remove(&request) else { continue };
+        if entry.error.is_some() && entry.data.is_some() {
+            let Some(Pair { error: Some(error), data: Some(data), .. }) = pairs.remove(&request)
+            else {
+                continue;
+            };
             tokio::spawn(forward(error, data, target.clone(), streams.clone()));
         }
     }
     drop(session);
+}
+
+/// The two streams of one forwarded connection, as they arrive.
+struct Pair {
+    error: Option<spdy::Stream>,
+    data: Option<spdy::Stream>,
+    since: std::time::Instant,
 }
 
 async fn forward(
