@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::Skiff;
 
 fn started() -> (std::sync::MutexGuard<'static, ()>, tempfile::TempDir, Skiff) {
@@ -192,6 +192,44 @@ fn service_account_tokens_should_authenticate_until_the_account_is_deleted() {
     let out = as_robot(&["get", "namespaces"]);
     assert!(!out.status.success(), "a token of a deleted account must not authenticate");
     assert!(text(&out.stderr).contains("Unauthorized"), "{}", text(&out.stderr));
+}
+
+/// Service account issuer discovery: the OpenID configuration names the issuer tokens carry,
+/// and the JWKS it points to verifies a token the cluster issued.
+#[test]
+fn issuer_discovery_should_publish_the_key_that_verifies_tokens() {
+    use base64::Engine as _;
+    let (_g, _d, s) = started();
+    let doc: Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/.well-known/openid-configuration"]))
+            .expect("openid configuration");
+    assert_eq!(doc["issuer"], "https://kubernetes.default.svc.cluster.local");
+    let host = s.url.trim_start_matches("https://");
+    assert_eq!(doc["jwks_uri"], format!("https://{host}/openid/v1/jwks"));
+    assert_eq!(doc["id_token_signing_alg_values_supported"][0], "ES256");
+    let jwks: Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/openid/v1/jwks"])).expect("jwks");
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (&key["kty"], &key["crv"], &key["alg"]),
+        (&json!("EC"), &json!("P-256"), &json!("ES256"))
+    );
+
+    s.ok(&["create", "serviceaccount", "verifier"]);
+    let token = s.ok(&["create", "token", "verifier"]);
+    let token = token.trim();
+    let b64 =
+        |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).expect("base64url");
+    let (input, sig) = token.rsplit_once('.').expect("a JWT");
+    let header: Value =
+        serde_json::from_slice(&b64(input.split('.').next().unwrap_or(""))).expect("header");
+    assert_eq!(header["kid"], key["kid"], "the token names the published key");
+    let point =
+        [&[4u8][..], &b64(key["x"].as_str().unwrap_or("")), &b64(key["y"].as_str().unwrap_or(""))]
+            .concat();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(input.as_bytes(), &b64(sig))
+        .expect("the published key verifies the token");
 }
 
 #[test]

@@ -586,6 +586,24 @@ async fn route(
             subresources::node_proxy(state, parts.method.as_str(), node, &rest.join("/"), query)
                 .await
         }
+        [".well-known", "openid-configuration"] => {
+            // HTTP/2 carries the address in the URI's authority, HTTP/1.1 in Host.
+            let host = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+                .unwrap_or("");
+            get_only(json_response(StatusCode::OK, &tokens::openid_configuration(host)))
+        }
+        ["openid", "v1", "jwks"] => {
+            let signer = state.token_signer.get().ok_or_else(not_found)?;
+            let mut r = json_response(StatusCode::OK, &signer.jwks());
+            if let Ok(ct) = "application/jwk-set+json".parse() {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            get_only(r)
+        }
         [
             "api",
             "v1",

@@ -74,6 +74,23 @@ impl TokenSigner {
         Ok(format!("{input}.{}", b64(sig.as_ref())))
     }
 
+    /// The public key as a JSON Web Key Set (`/openid/v1/jwks`): what a relying party
+    /// outside the cluster verifies service account tokens with.
+    pub fn jwks(&self) -> Value {
+        // An uncompressed P-256 point: 0x04, then X and Y of 32 bytes each.
+        let point = self.key.public_key().as_ref();
+        let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
+        json!({"keys": [{
+            "use": "sig",
+            "kty": "EC",
+            "kid": self.key_id,
+            "crv": "P-256",
+            "alg": "ES256",
+            "x": b64(x),
+            "y": b64(y),
+        }]})
+    }
+
     /// The claims of a token this signer issued, if its signature and times are valid.
     pub fn verify(&self, token: &str, now: i64) -> Option<Value> {
         let mut parts = token.split('.');
@@ -99,6 +116,18 @@ impl TokenSigner {
         }
         Some(claims)
     }
+}
+
+/// Service account issuer discovery: `/.well-known/openid-configuration`, as kube-apiserver
+/// serves it, pointing at the JWKS on the address the caller used.
+pub fn openid_configuration(host: &str) -> Value {
+    json!({
+        "issuer": ISSUER,
+        "jwks_uri": format!("https://{host}/openid/v1/jwks"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    })
 }
 
 /// `POST serviceaccounts/{name}/token`: a TokenRequest answered with a signed token.
@@ -207,6 +236,31 @@ mod tests {
         assert_eq!(s.verify(&token, 1500), Some(claims));
         assert_eq!(s.verify(&token, 2000), None);
         assert_eq!(s.verify(&token, 999), None);
+    }
+
+    #[test]
+    fn the_jwks_should_verify_the_tokens_it_describes() {
+        let s = signer();
+        let token = s.sign(&json!({"iss": ISSUER, "exp": 10, "sub": "x"})).expect("sign");
+        let jwk = &s.jwks()["keys"][0];
+        let decode = |v: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v.as_str().expect("string"))
+                .expect("base64url")
+        };
+        let (x, y) = (decode(&jwk["x"]), decode(&jwk["y"]));
+        assert_eq!((x.len(), y.len()), (32, 32));
+        let point = [&[4u8][..], &x, &y].concat();
+        let (input, sig) = token.rsplit_once('.').expect("three parts");
+        let header: Value =
+            serde_json::from_slice(&decode(&json!(input.split('.').next()))).expect("header");
+        assert_eq!(header["kid"], jwk["kid"], "tokens name the key the JWKS lists");
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
+            .verify(input.as_bytes(), &decode(&json!(sig)))
+            .expect("the JWK verifies the token");
+        let doc = openid_configuration("127.0.0.1:6443");
+        assert_eq!(doc["issuer"], ISSUER);
+        assert_eq!(doc["jwks_uri"], "https://127.0.0.1:6443/openid/v1/jwks");
     }
 
     #[test]
