@@ -148,6 +148,14 @@ async fn cluster_should_add_voters_and_forward_writes_and_reads() {
 
     let ids: Vec<u64> = stores.iter().map(RaftStore::node_id).collect();
     assert_eq!(ids, [1, 2, 3]);
+    // A learner's promotion reaches each member when it applies the membership entry.
+    wait_until("every member to see three voters under leader 1", || {
+        stores.iter().all(|s| {
+            let all = s.members();
+            all.len() == 3 && all.iter().all(|m| m.voter) && s.leader().map(|m| m.id) == Some(1)
+        })
+    })
+    .await;
     for store in &stores {
         let all = store.members();
         assert_eq!(all.len(), 3, "{all:?}");
