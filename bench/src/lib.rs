@@ -8,6 +8,7 @@
 
 pub mod containerd;
 pub mod oci;
+pub mod pods;
 pub mod process;
 pub mod procfs;
 pub mod server;

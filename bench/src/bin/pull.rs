@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use skiff_bench::containerd::start_containerd;
 use skiff_bench::oci::{padded_module, wasm_layout};
+use skiff_bench::pods::pod;
 use skiff_bench::{Goal, NodeWait, Server, ms};
 
 #[derive(Parser)]
@@ -95,18 +96,6 @@ fn skopeo(args: &[&str]) -> anyhow::Result<Duration> {
         bail!("skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(started.elapsed())
-}
-
-fn pod(name: &str, runtime: &str, image: &str, command: &[&str]) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "runtimeClassName": runtime,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "command": command}],
-        },
-    }))?)
 }
 
 /// Create `p` and wait until its container runs; the time from create to Running.

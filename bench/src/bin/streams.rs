@@ -18,6 +18,7 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use skiff_bench::containerd::start_containerd;
+use skiff_bench::pods::pod;
 use skiff_bench::{Goal, Latencies, NodeWait, Server, ms};
 
 #[derive(Parser)]
@@ -96,18 +97,6 @@ async fn wait_running(pods: &Api<Pod>, name: &str) -> anyhow::Result<Pod> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("pod {name} did not run within 120 s")
-}
-
-fn pod(name: &str, runtime: &str, image: &str, command: &[&str]) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "runtimeClassName": runtime,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": image, "command": command}],
-        },
-    }))?)
 }
 
 #[tokio::main]

@@ -270,28 +270,31 @@ struct Credentials {
     registry_token: Option<String>,
 }
 
+/// User and password from a username/password pair, or else from a base64 `user:password`.
+fn basic_of(
+    username: &Option<String>,
+    password: &Option<String>,
+    auth: &Option<String>,
+) -> Option<(String, String)> {
+    match (username, password, auth) {
+        (Some(u), p, _) if !u.is_empty() => Some((u.clone(), p.clone().unwrap_or_default())),
+        (_, _, Some(a)) => decode_auth(a),
+        _ => None,
+    }
+}
+
 impl Credentials {
     fn from_pod(auth: &PullAuth) -> Credentials {
-        let basic = match (&auth.username, &auth.password, &auth.auth) {
-            (Some(u), p, _) if !u.is_empty() => Some((u.clone(), p.clone().unwrap_or_default())),
-            (_, _, Some(a)) => decode_auth(a),
-            _ => None,
-        };
         Credentials {
-            basic,
+            basic: basic_of(&auth.username, &auth.password, &auth.auth),
             identity_token: auth.identity_token.clone().filter(|t| !t.is_empty()),
             registry_token: auth.registry_token.clone().filter(|t| !t.is_empty()),
         }
     }
 
     fn from_config(auth: &HostAuth) -> Credentials {
-        let basic = match (&auth.username, &auth.password, &auth.auth) {
-            (Some(u), p, _) if !u.is_empty() => Some((u.clone(), p.clone().unwrap_or_default())),
-            (_, _, Some(a)) => decode_auth(a),
-            _ => None,
-        };
         Credentials {
-            basic,
+            basic: basic_of(&auth.username, &auth.password, &auth.auth),
             identity_token: auth.identity_token.clone().filter(|t| !t.is_empty()),
             registry_token: None,
         }
