@@ -3,8 +3,8 @@
 # RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
 # (the client tests), iproute2 and nftables (pod addresses, cluster routes and the node proxy's
 # Service rules), dig (the cluster DNS tests), dnsperf and wrk (the network benchmarks),
-# docker-registry and skopeo (the registry pull tests), and the Rust wasm targets for the example
-# guests. Idempotent.
+# docker-registry and skopeo (the registry pull tests), curl and openssl (the access tests), and
+# the Rust wasm targets for the example guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -23,6 +23,10 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
 # The registry tests (tests/e2e_registry.rs) run a real registry and push images with skopeo.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+# The access tests (tests/e2e_rbac.rs) call the API anonymously, which kubectl cannot do.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+# The OIDC tests (tests/e2e_oidc.rs) serve a test issuer's discovery document with `openssl s_server`.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The Python client tests run in a venv (scripts/fetch-tools.sh); Debian splits venv out.
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)

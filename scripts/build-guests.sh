@@ -6,6 +6,8 @@
 #     hello-wasm.wasip1.wasm  hello-wasm.wasip2.wasm
 #     test-guest.wasip1.wasm  test-guest.wasip2.wasm
 #     hello-http.wasip2.wasm  (a wasi:http component)
+#     test-guest.static       (the test guest as a static Linux executable of this machine's
+#                              architecture, for OCI pods: run from a hostPath over any image)
 #
 # The runtime's tests look for the guests there (set SKIFF_GUESTS_DIR to the same value).
 set -euo pipefail
@@ -30,6 +32,14 @@ build() { # <project dir> <bin name> <output stem>
 
 build examples/hello-wasm hello-wasm hello-wasm
 build tests/guests skiff-test-guest test-guest
+
+# Statically linked (glibc's static libc): it runs in any container image, even one with no
+# libc at all. RUSTFLAGS apply to the target only, since --target is given.
+host_triple="$(rustc -vV | sed -n 's/^host: //p')"
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$guest_target" cargo build --quiet \
+    --release --manifest-path "$repo/tests/guests/Cargo.toml" --target "$host_triple"
+cp "$guest_target/$host_triple/release/skiff-test-guest" "$out/test-guest.static.tmp"
+mv "$out/test-guest.static.tmp" "$out/test-guest.static"
 
 # A wasi:http component (a library exporting wasi:http/incoming-handler): wasip2 only.
 CARGO_TARGET_DIR="$guest_target" cargo build --quiet --release \

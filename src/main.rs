@@ -2,8 +2,10 @@
 //! embedded node; `skiff images` manages the node-local image store.
 
 mod agent;
+mod auth;
 mod node;
 mod server;
+mod token;
 
 use std::path::PathBuf;
 
@@ -20,17 +22,33 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the server's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a control plane (store, api server, scheduler, controllers) with an embedded node.
     Server(server::ServerArgs),
     /// Run a node only, joined to a cluster (`--server URL --token T`).
     Agent(agent::AgentArgs),
+    /// Write kubeconfigs for users: `skiff kubeconfig create USER --group G`.
+    Kubeconfig {
+        #[command(subcommand)]
+        command: KubeconfigCommand,
+    },
+    /// Manage bootstrap tokens for joining nodes (`create`, `list`, `delete`).
+    Token(token::TokenArgs),
     /// Manage the node-local image store.
     Images {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KubeconfigCommand {
+    /// A kubeconfig for a new user, authenticating with a client certificate the cluster CA
+    /// issues (CN = user, O = each group); RBAC decides what the user may do.
+    Create(auth::KubeconfigCreateArgs),
 }
 
 #[derive(Subcommand)]
@@ -100,6 +118,10 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(agent::run(args))
         }
+        Command::Kubeconfig { command: KubeconfigCommand::Create(args) } => {
+            auth::kubeconfig_create(args)
+        }
+        Command::Token(args) => token::run(args),
         Command::Images {
             command: ImagesCommand::Import { file, name, data_dir, container_runtime_endpoint },
         } => {

@@ -202,6 +202,17 @@ pub async fn start(
         skiff_runtime_wasm::WasmRuntime::with_options(dir, options)
             .context("starting the Wasm runtime")?,
     );
+    // The cluster CA (kept in the data dir by a server and by a joined agent alike): guests'
+    // HTTPS trusts it as pods verifying with their mounted `ca.crt` do.
+    let ca_path = dir.join("pki").join("ca.crt");
+    match std::fs::read_to_string(&ca_path) {
+        Ok(pem) => wasm
+            .trust_cluster_ca(&pem)
+            .with_context(|| format!("trusting the cluster CA of {}", ca_path.display()))?,
+        Err(e) => {
+            tracing::warn!(path = %ca_path.display(), error = %e, "no cluster CA: Wasm guests cannot verify the api server")
+        }
+    }
     let net = &args.network;
     let config = NodeConfig {
         name: args.name.clone(),

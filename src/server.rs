@@ -85,18 +85,159 @@ pub struct ServerArgs {
     /// Duration of the embedded node's Lease; it renews every quarter of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_lease_duration_seconds: u64,
+    /// The longest lifetime of certificates the cluster signs for CertificateSigningRequests
+    /// (node and user client certificates), e.g. 8760h0m0s.
+    #[arg(long, value_name = "DURATION", default_value = "8760h0m0s", value_parser = skiff_node::resources::parse_duration)]
+    cluster_signing_duration: Duration,
+    #[command(flatten)]
+    auth: crate::auth::AuthArgs,
+    #[command(flatten)]
+    oidc: OidcArgs,
+    #[command(flatten)]
+    audit: AuditArgs,
     #[command(flatten)]
     network: crate::node::NetworkArgs,
     #[command(flatten)]
     resources: crate::node::ResourceArgs,
     #[command(flatten)]
     images: crate::node::ImageArgs,
+    /// An EncryptionConfiguration file (apiserver.config.k8s.io/v1): which resources are
+    /// encrypted at rest, with which providers and keys (the first encrypts; the others still
+    /// decrypt). Default: DATA_DIR/pki/encryption-config.yaml, made on a new cluster's first
+    /// start with a fresh AES-GCM key for Secrets.
+    #[arg(long, env = "SKIFF_ENCRYPTION_PROVIDER_CONFIG", value_name = "PATH")]
+    encryption_provider_config: Option<PathBuf>,
     /// Store snapshot interval in log entries (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
     /// Log entries the store keeps behind its snapshot (tuning and tests).
     #[arg(long, hide = true, env = "SKIFF_LOGS_KEPT_AFTER_SNAPSHOT")]
     logs_kept_after_snapshot: Option<u64>,
+}
+
+/// kube-apiserver's `--oidc-*` flags: accept ID tokens of one OpenID Connect issuer.
+#[derive(clap::Args)]
+struct OidcArgs {
+    /// Accept OIDC ID tokens whose `iss` is exactly this URL (https only). Without it, no
+    /// OIDC token is accepted.
+    #[arg(long, value_name = "URL")]
+    oidc_issuer_url: Option<String>,
+    /// The client id every token's `aud` must include.
+    #[arg(long)]
+    oidc_client_id: Option<String>,
+    /// The claim that names the user.
+    #[arg(long, default_value = "sub")]
+    oidc_username_claim: String,
+    /// Put before every user name; "-" for none. Default: the issuer URL and "#", unless the
+    /// username claim is "email".
+    #[arg(long)]
+    oidc_username_prefix: Option<String>,
+    /// The claim that lists the user's groups (a string or an array of strings).
+    #[arg(long)]
+    oidc_groups_claim: Option<String>,
+    /// Put before every group.
+    #[arg(long, default_value = "")]
+    oidc_groups_prefix: String,
+    /// A claim every token must carry with this value (KEY=VALUE, repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    oidc_required_claim: Vec<String>,
+    /// The signing algorithms accepted, comma-separated (RS256/384/512, PS256/384/512,
+    /// ES256, ES384).
+    #[arg(long, value_delimiter = ',', default_value = "RS256")]
+    oidc_signing_algs: Vec<String>,
+    /// The CAs the issuer's HTTPS certificate must chain to (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    oidc_ca_file: Option<PathBuf>,
+    /// Take the issuer's keys (a JWKS document) from this file instead of fetching them from
+    /// the issuer; re-read when it changes. For clusters that cannot reach their issuer.
+    #[arg(long, value_name = "PATH")]
+    oidc_jwks_file: Option<PathBuf>,
+}
+
+impl OidcArgs {
+    /// The authenticator's options, `None` without an issuer; refuses what kube-apiserver
+    /// refuses.
+    fn options(&self) -> anyhow::Result<Option<skiff_apiserver::oidc::OidcOptions>> {
+        let Some(issuer_url) = &self.oidc_issuer_url else {
+            anyhow::ensure!(
+                self.oidc_client_id.is_none(),
+                "--oidc-client-id needs --oidc-issuer-url"
+            );
+            return Ok(None);
+        };
+        let client_id = self.oidc_client_id.clone().unwrap_or_default();
+        let mut required_claims = Vec::new();
+        for pair in &self.oidc_required_claim {
+            let (key, value) = pair
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .with_context(|| format!("--oidc-required-claim {pair:?}: expected KEY=VALUE"))?;
+            required_claims.push((key.to_string(), value.to_string()));
+        }
+        let config = skiff_apiserver::oidc::OidcConfig {
+            username_claim: self.oidc_username_claim.clone(),
+            username_prefix: self.oidc_username_prefix.clone(),
+            groups_claim: self.oidc_groups_claim.clone().filter(|c| !c.is_empty()),
+            groups_prefix: self.oidc_groups_prefix.clone(),
+            required_claims,
+            signing_algs: self.oidc_signing_algs.iter().map(|a| a.trim().to_string()).collect(),
+            ..skiff_apiserver::oidc::OidcConfig::new(issuer_url.clone(), client_id)
+        };
+        config.validate()?;
+        Ok(Some(skiff_apiserver::oidc::OidcOptions {
+            config,
+            ca_file: self.oidc_ca_file.clone(),
+            jwks_file: self.oidc_jwks_file.clone(),
+        }))
+    }
+}
+
+/// kube-apiserver's `--audit-*` flags: the audit policy and the log file backend. Auditing
+/// needs both the policy and the path.
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The audit policy (audit.k8s.io/v1 Policy): which requests are logged, at which level.
+    #[arg(long, value_name = "PATH")]
+    audit_policy_file: Option<PathBuf>,
+    /// Write audit events to this file as JSON lines; "-" means standard out.
+    #[arg(long, value_name = "PATH")]
+    audit_log_path: Option<PathBuf>,
+    /// Days to keep rotated audit log files, by the time in their names (0: no limit).
+    #[arg(long, value_name = "DAYS", default_value_t = 0)]
+    audit_log_maxage: u32,
+    /// Rotated audit log files to keep (0: all).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: u32,
+    /// Size in megabytes at which the audit log is rotated (0: 100).
+    #[arg(long, value_name = "MB", default_value_t = 0)]
+    audit_log_maxsize: u32,
+}
+
+impl AuditArgs {
+    /// The auditor the flags ask for, `None` when auditing is off (as kube-apiserver, it
+    /// needs both a policy and a log path).
+    fn auditor(&self) -> anyhow::Result<Option<skiff_apiserver::audit::Auditor>> {
+        let (policy_file, log_path) = match (&self.audit_policy_file, &self.audit_log_path) {
+            (Some(policy), Some(path)) => (policy.clone(), path.clone()),
+            (Some(_), None) => {
+                tracing::warn!("--audit-policy-file without --audit-log-path: no audit log");
+                return Ok(None);
+            }
+            (None, Some(_)) => {
+                tracing::warn!("--audit-log-path without --audit-policy-file: no audit events");
+                return Ok(None);
+            }
+            (None, None) => return Ok(None),
+        };
+        let options = skiff_apiserver::audit::AuditOptions {
+            policy_file,
+            log_path,
+            max_age_days: self.audit_log_maxage,
+            max_backups: self.audit_log_maxbackup,
+            max_size_mb: self.audit_log_maxsize,
+        };
+        Ok(Some(skiff_apiserver::audit::Auditor::new(&options)?))
+    }
 }
 
 /// What the data dir remembers about its membership (`DATA_DIR/member.json`): written when
@@ -193,6 +334,8 @@ pub fn default_node_ip() -> IpAddr {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Flags kube-apiserver refuses stop the server before it touches its data dir.
+    let oidc = args.oidc.options()?;
     let dir = data_dir(args.data_dir);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating data dir {}", dir.display()))?;
@@ -237,6 +380,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 &bundle.ca_key,
                 &bundle.admin_token,
             )?;
+            // Every member must open what every other member sealed: the cluster's
+            // encryption configuration comes with the join (plain text if it keeps none).
+            let encryption = bundle
+                .encryption_config
+                .clone()
+                .unwrap_or_else(skiff_apiserver::encryption::EncryptionConfig::plain_text);
+            write_private(
+                &dir.join("pki").join(skiff_apiserver::encryption::CONFIG_FILE),
+                encryption.as_bytes(),
+            )?;
             token.write(&dir.join("token"))?;
             let joined = MemberFile { node_id: bundle.node_id };
             joined.write(&member_path)?;
@@ -254,7 +407,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // A member that joined waits to be added; the first server forms the cluster.
     let (node_id, initialize) = member.map_or((1, true), |m| (m.node_id, false));
 
-    let hosts = vec![url_host.to_string(), node_ip.to_string(), node_name.clone(), host_name()];
+    // Pods reach the api server through the `kubernetes` Service: its address and its
+    // fully qualified name must be in the serving certificate, as on kube-apiserver.
+    let hosts = vec![
+        url_host.to_string(),
+        node_ip.to_string(),
+        node_name.clone(),
+        host_name(),
+        skiff_apiserver::services::API_SERVICE_IP.to_string(),
+        format!("kubernetes.default.svc.{}", args.network.cluster_domain),
+    ];
     let pki = Pki::load_or_create(&dir.join("pki"), &hosts).context("preparing certificates")?;
     let token = JoinToken::load_or_create(&dir.join("token"), &pki.ca_cert_pem)?;
     let (peer_cert, peer_key) = pki
@@ -288,23 +450,56 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         ..defaults
     };
+    let (encryption_text, encryption) = skiff_apiserver::encryption::load_or_generate(
+        &dir.join("pki"),
+        args.encryption_provider_config.as_deref(),
+        initialize && !dir.join("store").exists(),
+    )?;
     let store = Arc::new(
         RaftStore::open_with(&dir.join("store"), options).await.context("opening the store")?,
     );
+    // Values are sealed before they are proposed: the raft log, its snapshots and RocksDB
+    // only ever see ciphertext of the encrypted resources.
+    let encrypting =
+        Arc::new(skiff_apiserver::encryption::EncryptingStore::new(store.clone(), &encryption));
+    tracing::info!(resources = ?encrypting.encrypted_resources(), "encryption at rest");
 
+    let api = ApiServer::new(
+        encrypting,
+        pki.admin_token.clone(),
+        SocketAddr::new(url_host, addr.port()).to_string(),
+    );
+    let signer = Arc::new(
+        skiff_apiserver::certificates::Signer::new(
+            &pki.ca_cert_pem,
+            &pki.ca_key_pem,
+            args.cluster_signing_duration,
+        )
+        .context("the certificate signer")?,
+    );
+    // The api server's own identity towards kubelets, issued afresh at every start.
+    let (kubelet_client_cert, kubelet_client_key) = signer
+        .issue_client(
+            "kube-apiserver-kubelet-client",
+            "system:masters",
+            Duration::from_secs(365 * 24 * 3600),
+        )
+        .context("the api server's kubelet client certificate")?;
+    api.set_kubelet_client_identity(skiff_apiserver::kubelet::ClientIdentity {
+        cert_pem: kubelet_client_cert,
+        key_pem: kubelet_client_key,
+    });
     let join_service = Arc::new(JoinService {
         token,
         ca_cert_pem: pki.ca_cert_pem.clone(),
         ca_key_pem: pki.ca_key_pem.clone(),
         admin_token: pki.admin_token.clone(),
         store: store.clone(),
+        encryption_config: Some(encryption_text),
+        api: api.state().clone(),
+        signer: signer.clone(),
     });
-    let api = ApiServer::new(
-        store.clone(),
-        pki.admin_token.clone(),
-        SocketAddr::new(url_host, addr.port()).to_string(),
-    )
-    .with_unauthenticated_routes(join_service.router());
+    let api = api.with_unauthenticated_routes(join_service.router());
     api.set_pod_cidrs(
         skiff_apiserver::podcidr::PodCidrs::parse(&args.cluster_cidr, args.node_cidr_mask_size)
             .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?,
@@ -314,12 +509,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         watcher_window: args.default_watch_cache_size,
     });
     api.set_cluster_ca(&pki.ca_cert_pem);
+    args.auth.apply(&api)?;
+    if let Some(oidc) = oidc {
+        api.set_oidc(
+            skiff_apiserver::oidc::OidcAuthenticator::start(oidc)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
     api.enable_service_account_tokens(&pki.ca_key_pem)
         .map_err(|e| anyhow::anyhow!("service account token signing: {e}"))?;
     api.state().metrics.register_collector(Box::new(store.metrics_collector()));
+    if let Some(auditor) = args.audit.auditor()? {
+        api.state().metrics.register_collector(auditor.metrics_collector());
+        api.set_auditor(Arc::new(auditor));
+    }
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
+    // Node identity: CSRs approved and signed, expired bootstrap tokens removed.
+    tokio::spawn(skiff_apiserver::certificates::run(api.state().clone(), api.client(), signer));
+    tokio::spawn(skiff_apiserver::bootstrap_tokens::run_cleaner(api.client()));
+    tokio::spawn(skiff_apiserver::certificates::ensure_node_bootstrap_bindings(api.client()));
     // The `kubernetes` Service lists every live member.
     tokio::spawn(skiff_apiserver::members::run(
         api.client(),
@@ -376,6 +586,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         identity: format!("{node_name}_{node_id}"),
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        root_ca_pem: Some(pki.ca_cert_pem.clone()),
         ..Default::default()
     };
     // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:

@@ -173,6 +173,13 @@ fn eviction_should_honour_disruption_budgets() {
 fn service_account_tokens_should_authenticate_until_the_account_is_deleted() {
     let (_g, _d, s) = started();
     s.ok(&["create", "serviceaccount", "robot"]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "robot-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:robot",
+    ]);
     let token = s.ok(&["create", "token", "robot", "--duration=15m"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");

@@ -41,17 +41,6 @@ fn pinned_pod(name: &str, node: &str, unreachable_seconds: Option<u32>) -> Strin
     )
 }
 
-fn node_ready(s: &Skiff, node: &str) -> String {
-    let out = s.kubectl(&[
-        "get",
-        "node",
-        node,
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-    ]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn taints(s: &Skiff, node: &str) -> Vec<(String, String)> {
     let n = s.json(&["get", "node", node]);
     n["spec"]["taints"]
@@ -157,7 +146,7 @@ fn agent_pods_should_be_evicted_when_their_node_becomes_unreachable() {
     // The agent dies without a word.
     agent.kill();
     s.wait_for("the agent's node to turn Unknown", Duration::from_secs(30), || {
-        node_ready(&s, "skiff-agent") == "Unknown"
+        s.node_ready("skiff-agent") == "Unknown"
     });
     let n = s.json(&["get", "node", "skiff-agent"]);
     let ready = n["status"]["conditions"]
@@ -172,7 +161,7 @@ fn agent_pods_should_be_evicted_when_their_node_becomes_unreachable() {
         t.contains(&("node.kubernetes.io/unreachable".into(), "NoExecute".into()))
             && t.contains(&("node.kubernetes.io/unreachable".into(), "NoSchedule".into()))
     });
-    assert_eq!(node_ready(&s, "skiff-e2e"), "True", "the server's node is untouched");
+    assert_eq!(s.node_ready("skiff-e2e"), "True", "the server's node is untouched");
     assert!(taints(&s, "skiff-e2e").is_empty());
 
     // `short` goes after its second; the others stay, not ready.

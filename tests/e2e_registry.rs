@@ -49,7 +49,7 @@ impl Registry {
     fn start(dir: &Path) -> Registry {
         let certs = dir.join("certs");
         std::fs::create_dir_all(&certs).expect("mkdir certs");
-        let (ca_pem, cert_pem, key_pem) = test_pki();
+        let (ca_pem, cert_pem, key_pem) = support::loopback_pki("skiff registry test CA");
         std::fs::write(certs.join("ca.crt"), &ca_pem).expect("write ca");
         std::fs::write(certs.join("ca.pem"), &ca_pem).expect("write ca");
         let server_dir = dir.join("server");
@@ -124,27 +124,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `(ca_pem, server_cert_pem, server_key_pem)`: a CA and a certificate for 127.0.0.1 it signed.
-fn test_pki() -> (String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        SanType,
-    };
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "skiff registry test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("issuer");
-    let key = KeyPair::generate().expect("key");
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    leaf.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
-    let cert = leaf.signed_by(&key, &issuer).expect("leaf cert");
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// An OCI image layout directory holding `wasm` as a Wasm artifact tagged `tag`.

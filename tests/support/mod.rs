@@ -128,6 +128,18 @@ impl Skiff {
     /// a loopback port; tests of the node network run servers in namespaces of their own
     /// ([`Skiff::start_in`]).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Skiff {
+        Skiff::start_logged(None, dir, &Skiff::host_args(extra), None)
+    }
+
+    /// `start_with`, the server's log going to `log` at `filter` (`SKIFF_LOG`) instead of the
+    /// test's stderr, for tests that read what the server logs.
+    pub fn start_logging(dir: &Path, extra: &[&str], log: &Path, filter: &str) -> Skiff {
+        let file = std::fs::File::create(log).expect("creating the server log file");
+        Skiff::start_logged(None, dir, &Skiff::host_args(extra), Some((file, filter)))
+    }
+
+    /// `extra` after the flags of a server in the host's network namespace.
+    fn host_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["--listen", "127.0.0.1:0", "--node-ip", "127.0.0.1"];
         if !extra.contains(&"--proxy-mode") {
             args.extend(["--proxy-mode", "none"]);
@@ -136,26 +148,40 @@ impl Skiff {
             args.extend(["--dns-listen", "127.0.0.1:0"]);
         }
         args.extend(extra);
-        Skiff::start_in(None, dir, &args)
+        args
     }
 
     /// Start `skiff server` inside network namespace `netns` (when given: every command this
     /// harness runs for it, kubectl included, runs there too) with exactly `args` after the
     /// node name, cluster CIDR and data dir.
     pub fn start_in(netns: Option<&str>, dir: &Path, args: &[&str]) -> Skiff {
+        Skiff::start_logged(netns, dir, args, None)
+    }
+
+    /// `start_in`, logging to `log`'s file at its filter when given, else to the test's stderr.
+    fn start_logged(
+        netns: Option<&str>,
+        dir: &Path,
+        args: &[&str],
+        log: Option<(std::fs::File, &str)>,
+    ) -> Skiff {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let block = (std::process::id().wrapping_mul(7).wrapping_add(n)) % 128;
         let cidr = format!("10.{}.0.0/16", 128 + block);
+        let (stderr, filter) = match log {
+            Some((file, filter)) => (Stdio::from(file), filter),
+            None => (Stdio::inherit(), "info,openraft=warn,kube=warn"),
+        };
         let mut child = in_netns(netns, &skiff_bin())
             .args(["server", "--node-name", "skiff-e2e", "--cluster-cidr", &cidr, "--data-dir"])
             .arg(dir)
             .args(args)
-            .env("SKIFF_LOG", "info,openraft=warn,kube=warn")
+            .env("SKIFF_LOG", filter)
             .env("SKIFF_EVICTION_HARD", TEST_EVICTION_HARD)
             .env("SKIFF_IMAGE_GC_HIGH_THRESHOLD", TEST_IMAGE_GC_HIGH_THRESHOLD)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawning skiff server");
         let rx = ready_lines(&mut child);
@@ -174,17 +200,24 @@ impl Skiff {
             cluster_cidr: cidr,
         };
         // The node registers asynchronously; wait for it to be Ready.
-        s.wait_for("node Ready", Duration::from_secs(30), || {
-            let out = s.kubectl(&[
-                "get",
-                "node",
-                "skiff-e2e",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True"
-        });
+        s.wait_for("node Ready", Duration::from_secs(30), || s.node_ready("skiff-e2e") == "True");
         s
+    }
+
+    /// The status of node `node`'s Ready condition (`True`, `False`, `Unknown`; empty when
+    /// the node or the condition is missing).
+    pub fn node_ready(&self, node: &str) -> String {
+        let out = self.kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        if !out.status.success() {
+            return String::new();
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     pub fn pid(&self) -> u32 {
@@ -595,4 +628,26 @@ impl Drop for Containerd {
             .arg(&self.dir)
             .output();
     }
+}
+
+/// `(ca_pem, server_cert_pem, server_key_pem)`: a CA named `ca_name` and a certificate for
+/// 127.0.0.1 it signed, for the HTTPS servers tests run on loopback.
+pub fn loopback_pki(ca_name: &str) -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("issuer");
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    leaf.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }

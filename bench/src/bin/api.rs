@@ -47,6 +47,22 @@ struct Args {
     /// Concurrent writers of the burst.
     #[arg(long, default_value_t = 64)]
     writers: usize,
+    /// Pods created per round of the authorization comparison (0 skips it).
+    #[arg(long, default_value_t = 3000)]
+    authz_pods: usize,
+    /// Run only the authorization comparison.
+    #[arg(long)]
+    only_authz: bool,
+    /// Rounds of the authorization comparison (each creates `authz_pods` on both servers).
+    #[arg(long, default_value_t = 5)]
+    authz_rounds: usize,
+    /// Roles, and as many RoleBindings, loaded on both servers before the comparison (spread
+    /// over 100 namespaces), so RBAC decides against a policy of a real cluster's size.
+    #[arg(long, default_value_t = 1000)]
+    authz_policy: usize,
+    /// `kubectl auth can-i` questions (SelfSubjectAccessReviews, one client) timed per server.
+    #[arg(long, default_value_t = 2000)]
+    authz_reviews: usize,
     /// Targets (printed next to the figures with the ratio).
     #[arg(long, default_value_t = 3000.0)]
     target_creates_per_s: f64,
@@ -135,6 +151,17 @@ async fn create_pods(
     content_type: &'static str,
 ) -> anyhow::Result<Creates> {
     create_namespace(client, ns).await?;
+    create_pods_in(client, ns, n, clients, content_type).await
+}
+
+/// [`create_pods`] in an existing namespace.
+async fn create_pods_in(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    clients: usize,
+    content_type: &'static str,
+) -> anyhow::Result<Creates> {
     // Encode every body first: the client's encoding is not what is measured.
     let bodies = (0..n)
         .map(|i| -> anyhow::Result<Vec<u8>> {
@@ -401,9 +428,248 @@ fn print_list(label: &str, l: &Lists) {
     );
 }
 
+/// A client of `server` that authenticates as service account `bench-authz/creator`, bound
+/// to `edit` in the namespaces `ns` (not `system:masters`: every request is authorized).
+async fn service_account_client(
+    server: &Server,
+    namespaces: &[String],
+) -> anyhow::Result<kube::Client> {
+    let admin = server.client();
+    create_namespace(admin, "bench-authz").await?;
+    let post = |uri: String, body: serde_json::Value| async move {
+        let (status, _, text) =
+            call(admin, Method::POST, &uri, JSON, JSON, serde_json::to_vec(&body)?).await?;
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
+        }
+        Ok::<_, anyhow::Error>(text)
+    };
+    post(
+        "/api/v1/namespaces/bench-authz/serviceaccounts".into(),
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "creator"}}),
+    )
+    .await?;
+    for ns in namespaces {
+        create_namespace(admin, ns).await?;
+        post(
+            format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+            serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "creator-edit"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"kind": "ServiceAccount", "name": "creator", "namespace": "bench-authz"}]}),
+        )
+        .await?;
+    }
+    let answer = post(
+        "/api/v1/namespaces/bench-authz/serviceaccounts/creator/token".into(),
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}}),
+    )
+    .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    let token =
+        answer["status"]["token"].as_str().context("no token in the TokenRequest answer")?;
+    let admin_config = std::fs::read_to_string(server.dir().join("kubeconfig.yaml"))?;
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin_config)?;
+    doc["users"][0]["user"] = serde_yaml_ng::from_str(&format!("token: {token:?}"))?;
+    let path = server.dir().join("creator.kubeconfig");
+    std::fs::write(&path, serde_yaml_ng::to_string(&doc)?)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&path)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Pod creates/s by a service account (64 clients, JSON) on a server authorizing with RBAC and
+/// on one allowing everything, in alternating rounds of the same run.
+async fn authz_comparison(args: &Args) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "Authorization on the hot path: {} pods per round, {} clients, JSON, created by a \
+         service account bound to `edit` (RBAC decides every request), {} rounds alternating \
+         between `--authorization-mode Node,RBAC` and `AlwaysAllow`",
+        args.authz_pods, args.clients, args.authz_rounds
+    );
+    let namespaces: Vec<String> = (0..args.authz_rounds).map(|r| format!("authz-{r}")).collect();
+    let mut servers = Vec::new();
+    for mode in ["Node,RBAC", "AlwaysAllow"] {
+        let server = Server::builder(
+            &args.skiff,
+            &format!("skiff-bench-api-authz-{}-{}", mode.replace(',', "-"), std::process::id()),
+        )
+        .disable_agent()
+        .args(["--authorization-mode", mode])
+        .start()
+        .await?;
+        let client = service_account_client(&server, &namespaces).await?;
+        load_policy(server.client(), args.authz_policy).await.context("loading the policy")?;
+        servers.push((mode, server, client));
+    }
+    let pids: Vec<u32> = servers.iter().map(|(_, server, _)| server.pid()).collect();
+    let mut rates: [Vec<f64>; 2] = Default::default();
+    for (round, ns) in namespaces.iter().enumerate() {
+        // Each round starts with both servers quiet (the scheduler's status writes for the
+        // last round's Pending pods done), and the server that goes first alternates.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (mode, _, client) = &servers[i];
+            settle(&pids).await;
+            let c = create_pods_in(client, ns, args.authz_pods, args.clients, JSON)
+                .await
+                .with_context(|| format!("creates with {mode}"))?;
+            let rate = args.authz_pods as f64 / c.elapsed.as_secs_f64();
+            println!(
+                "  {ns} {mode:<12} {rate:>8.0} creates/s  p50 {:>6.1} ms  p99 {:>6.1} ms",
+                ms(c.latencies.p50()),
+                ms(c.latencies.p99())
+            );
+            rates[i].push(rate);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (rbac, open) = (median(&rates[0]), median(&rates[1]));
+    println!(
+        "  median round: RBAC {rbac:.0}/s, AlwaysAllow {open:.0}/s: RBAC on / off = {:.3} \
+         (target >= 0.95)",
+        rbac / open
+    );
+    println!();
+    println!(
+        "`kubectl auth can-i create pods` as the service account ({} SelfSubjectAccessReviews \
+         per server, 1 client, HTTPS round trip, alternating between the servers request by \
+         request; the AlwaysAllow server gives the cost of the round trip alone)",
+        args.authz_reviews
+    );
+    settle(&pids).await;
+    let reviews = access_reviews(&servers, &namespaces[0], args.authz_reviews).await?;
+    for ((mode, _, _), l) in servers.iter().zip(&reviews) {
+        println!(
+            "  {mode:<12} p50 {:>6.0} µs  p99 {:>6.0} µs  max {:>6.0} µs",
+            l.p50().as_secs_f64() * 1e6,
+            l.p99().as_secs_f64() * 1e6,
+            l.max().as_secs_f64() * 1e6
+        );
+    }
+    println!(
+        "  RBAC's share: p50 {:+.0} µs, p99 {:+.0} µs (the authorizer alone: skiff-bench-authz)",
+        (reviews[0].p50().as_secs_f64() - reviews[1].p50().as_secs_f64()) * 1e6,
+        (reviews[0].p99().as_secs_f64() - reviews[1].p99().as_secs_f64()) * 1e6
+    );
+    Ok(())
+}
+
+/// Wait (30 s at most) until every process of `pids` uses under 5 % of a core.
+async fn settle(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let busy = futures::future::join_all(
+            pids.iter().map(|&pid| idle_cpu(pid, Duration::from_millis(500))),
+        )
+        .await;
+        if busy.iter().all(|&cpu| cpu < 0.05) {
+            return;
+        }
+    }
+}
+
+/// `n` Roles and `n` RoleBindings over 100 namespaces `policy-*`, each Role with a few rules and
+/// each binding naming a user, a group and a service account, as teams' charts ship them.
+async fn load_policy(admin: &kube::Client, n: usize) -> anyhow::Result<()> {
+    let spaces = n.clamp(1, 100);
+    for ns in 0..spaces {
+        create_namespace(admin, &format!("policy-{ns}")).await?;
+    }
+    let post = |uri: String, body: serde_json::Value| async move {
+        let (status, _, text) =
+            call(admin, Method::POST, &uri, JSON, JSON, serde_json::to_vec(&body)?).await?;
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let ns = format!("policy-{}", i % spaces);
+            async move {
+                post(
+                    format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"),
+                    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                        "metadata": {"name": format!("role-{i}")},
+                        "rules": [
+                            {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]},
+                            {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["get", "update", "patch"]},
+                            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [format!("settings-{i}")], "verbs": ["update"]}
+                        ]}),
+                )
+                .await?;
+                post(
+                    format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+                    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                        "metadata": {"name": format!("binding-{i}")},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("role-{i}")},
+                        "subjects": [
+                            {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": format!("user-{i}")},
+                            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": format!("team-{}", i % 50)},
+                            {"kind": "ServiceAccount", "name": format!("robot-{i}"), "namespace": ns}
+                        ]}),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// Times `n` SelfSubjectAccessReviews (`kubectl auth can-i create pods -n NS`) on each of
+/// `servers`, one request at a time, taking the servers in turn so that both see the same
+/// conditions.
+async fn access_reviews(
+    servers: &[(&str, Server, kube::Client)],
+    ns: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Latencies>> {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"namespace": ns, "verb": "create", "resource": "pods"}}
+    }))?;
+    let uri = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let mut samples = vec![Vec::with_capacity(n); servers.len()];
+    for i in 0..n + n / 10 {
+        for (sample, (_, _, client)) in samples.iter_mut().zip(servers) {
+            let start = Instant::now();
+            let (status, _, text) =
+                call(client, Method::POST, uri, JSON, JSON, body.clone()).await?;
+            let took = start.elapsed();
+            if !status.is_success() {
+                bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
+            }
+            let answer: serde_json::Value = serde_json::from_slice(&text)?;
+            if answer["status"]["allowed"] != true {
+                bail!("the service account may create pods in {ns}, but the review says {answer}");
+            }
+            // The first tenth warms the connections and caches and is not counted.
+            if i >= n / 10 {
+                sample.push(took);
+            }
+        }
+    }
+    Ok(samples.into_iter().map(Latencies::new).collect())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.only_authz {
+        return authz_comparison(&args).await;
+    }
     let server = Server::builder(&args.skiff, &format!("skiff-bench-api-{}", std::process::id()))
         .disable_agent()
         .start()
@@ -568,5 +834,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     drop(server);
+    if args.authz_pods > 0 {
+        authz_comparison(&args).await?;
+    }
     Ok(())
 }

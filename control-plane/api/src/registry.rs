@@ -164,6 +164,8 @@ impl Registry {
                 short: &["pdb"], categories: NONE, sub: STATUS, spec: true),
             resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false,
                 short: &["pc"], categories: NONE, sub: NONE, spec: false),
+            resource!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false,
+                short: &["csr"], categories: NONE, sub: &["status", "approval"], spec: false),
             resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false,
                 short: &["crd", "crds"], categories: &["api-extensions"], sub: STATUS, spec: true),
             // Reviews are answered, never stored: only `create`.
@@ -185,6 +187,11 @@ impl Registry {
             ResourceInfo {
                 verbs: &["create"],
                 ..resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false,
                     short: NONE, categories: NONE, sub: NONE, spec: false)
             },
         ];

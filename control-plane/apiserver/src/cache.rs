@@ -239,6 +239,9 @@ pub struct Cache {
     inner: Mutex<Inner>,
     /// The revision the cache has reached, for readers waiting on a newer one.
     reached: tokio::sync::watch::Sender<u64>,
+    /// Counts changes of the cache's objects (not progress notifications): whoever derives
+    /// state from the objects (the RBAC index) rebuilds when it moves.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// What a watcher starts from: the objects to send first (a snapshot at `revision`, or the
@@ -276,6 +279,7 @@ impl Cache {
                 tx: None,
             }),
             reached: tokio::sync::watch::Sender::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -287,6 +291,14 @@ impl Cache {
     /// Whether the cache holds the resource (its first list has arrived).
     pub fn is_ready(&self) -> bool {
         *self.reached.borrow() > 0
+    }
+
+    /// A number that changes whenever the cache's objects change (0 until it is ready).
+    pub fn generation(&self) -> u64 {
+        if !self.is_ready() {
+            return 0;
+        }
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The object at `key` as the cache has it (`None` also while the cache is not ready).
@@ -390,6 +402,7 @@ impl Cache {
             }
         };
         if let Message::Event(ev) = &message {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             if inner.history.len() >= self.config.history.max(1)
                 && let Some(old) = inner.history.pop_front()
             {
@@ -415,6 +428,7 @@ impl Cache {
         inner.history.clear();
         inner.history_from = revision;
         inner.tx = Some(broadcast::channel(self.config.watcher_window.max(1)).0);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         drop(inner);
         self.reached.send_replace(revision);
     }

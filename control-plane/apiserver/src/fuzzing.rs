@@ -30,6 +30,49 @@ pub fn body(data: &[u8]) {
     }
 }
 
+/// Credentials as a request carries them: the bytes as an `Authorization` header, as
+/// impersonation headers, as a client certificate (DER), and the token in them as a service
+/// account token, an OIDC ID token and a bootstrap token; plus a request line as the
+/// authorizers read it. Each parser must refuse garbage without panicking.
+pub fn credentials(data: &[u8]) {
+    use std::sync::OnceLock;
+    static SIGNER: OnceLock<Option<crate::tokens::TokenSigner>> = OnceLock::new();
+    static OIDC: OnceLock<Option<skiff_auth::oidc::OidcVerifier>> = OnceLock::new();
+    let text = String::from_utf8_lossy(data);
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_bytes(&[b"Bearer ", data].concat()) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_bytes(data) {
+        headers.insert("impersonate-user", v.clone());
+        headers.append("impersonate-group", v.clone());
+        headers.insert("impersonate-extra-scopes%2Fx", v);
+    }
+    let _ = crate::authn::impersonation_request(&headers);
+    let _ = crate::authn::user_of_certificate(&crate::authn::PeerCertificates(
+        std::sync::Arc::new(vec![rustls::pki_types::CertificateDer::from(data.to_vec())]),
+    ));
+    let token = crate::authn::bearer_token(&headers).unwrap_or(&text).to_string();
+    let signer = SIGNER.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().ok()?;
+        crate::tokens::TokenSigner::from_pem(&key.serialize_pem()).ok()
+    });
+    if let Some(signer) = signer {
+        let _ = signer.verify(&token, 1_700_000_000);
+    }
+    let oidc = OIDC.get_or_init(|| {
+        let config = skiff_auth::oidc::OidcConfig::new("https://issuer.example", "skiff");
+        skiff_auth::oidc::OidcVerifier::new(config, skiff_auth::oidc::Jwks::default()).ok()
+    });
+    if let Some(oidc) = oidc {
+        let _ = oidc.verify(&token, 1_700_000_000);
+    }
+    let _ = skiff_auth::oidc::Jwks::parse(data);
+    let _ = crate::bootstrap_tokens::BootstrapToken::parse(&token);
+    let (method, path) = text.split_once(' ').unwrap_or(("GET", &text));
+    let _ = skiff_auth::Attributes::from_request(method, path, data.len().is_multiple_of(2));
+}
+
 fn target() -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}, "finalizers": ["x"]},
         "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
@@ -117,6 +160,20 @@ mod tests {
         ];
         for input in inputs(&seeds, 5_000) {
             body(&input);
+        }
+    }
+
+    #[test]
+    fn credential_parsers_should_never_panic() {
+        let seeds = vec![
+            b"eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ.eyJpc3MiOiJ4In0.c2ln".to_vec(),
+            b"abcdef.0123456789abcdef".to_vec(),
+            b"GET /api/v1/namespaces/ns/pods/p/exec".to_vec(),
+            b"\x30\x82\x01\x0a\x02\x82\x01\x01".to_vec(),
+            b"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}]}".to_vec(),
+        ];
+        for input in inputs(&seeds, 20_000) {
+            credentials(&input);
         }
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -54,6 +54,10 @@ pub enum JoinError {
     Http { url: String, reason: String },
     #[error("join token file: {0}")]
     Pki(#[from] PkiError),
+    #[error(
+        "the server at {url} could not prove it knows the bootstrap token (the token is unknown, expired or deleted, or this is not the cluster's server); not trusting its CA"
+    )]
+    CaUnproven { url: String },
 }
 
 /// A parsed join token. `Display` gives the one-line form.
@@ -170,6 +174,10 @@ pub struct JoinBundle {
     pub ca_cert: String,
     pub ca_key: String,
     pub admin_token: String,
+    /// The cluster's EncryptionConfiguration (YAML): every member must open every member's
+    /// sealed values. Absent from members that keep none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_config: Option<String>,
 }
 
 impl std::fmt::Debug for JoinBundle {
@@ -178,23 +186,34 @@ impl std::fmt::Debug for JoinBundle {
     }
 }
 
-/// What a node agent sends: the token's secret and the node it will run.
+/// What a node agent sends: a credential (the join token's secret or a bootstrap token), the
+/// node it will run and, with the join token, a request for its client certificate.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AgentRequest {
+    #[serde(default)]
     secret: String,
+    #[serde(default)]
+    bootstrap_token: String,
     node_name: String,
     /// The address the node's kubelet API serves on (its InternalIP).
     #[serde(default)]
     node_ip: String,
+    /// A PEM certificate request for `system:node:<name>` (join token only: a node joining
+    /// with a bootstrap token asks through the certificates API).
+    #[serde(default)]
+    client_request: String,
 }
 
-/// What a node agent gets: the cluster CA and the credential it talks to the API with.
+/// What a node agent gets: the cluster CA, its kubelet serving certificate and, when it
+/// joined with the join token, its client certificate. Never a cluster-wide credential.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentBundle {
     pub ca_cert: String,
-    pub token: String,
+    /// The node's client certificate (`system:node:<name>`), for its own key.
+    #[serde(default)]
+    pub client_cert: String,
     /// The certificate and key the node's kubelet API serves with, issued by the cluster CA
     /// for the node's name and address.
     pub kubelet_cert: String,
@@ -214,6 +233,12 @@ pub struct JoinService {
     pub ca_key_pem: String,
     pub admin_token: String,
     pub store: Arc<RaftStore>,
+    /// The EncryptionConfiguration this member uses, handed to joiners.
+    pub encryption_config: Option<String>,
+    /// The api server's state: bootstrap tokens are read from it.
+    pub api: Arc<crate::State>,
+    /// Signs node client certificates for agents joining with the join token.
+    pub signer: Arc<crate::certificates::Signer>,
 }
 
 fn status(code: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -255,9 +280,26 @@ impl JoinService {
     }
 }
 
-async fn cacerts(State(svc): State<Arc<JoinService>>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-pem-file")], svc.ca_cert_pem.clone())
-        .into_response()
+/// The cluster CA, public. Asked with `?token-id=<id>` of a bootstrap token allowed for
+/// signing, the answer also carries the CA's HMAC under that token's secret, which proves to a
+/// joining node that this server knows its token (kube's signed `cluster-info`).
+async fn cacerts(
+    State(svc): State<Arc<JoinService>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        svc.ca_cert_pem.clone(),
+    )
+        .into_response();
+    if let Some(id) = q.get("token-id")
+        && let Some(sig) = crate::bootstrap_tokens::sign_ca(&svc.api, id, &svc.ca_cert_pem).await
+        && let Ok(v) = sig.parse::<http::HeaderValue>()
+    {
+        response.headers_mut().insert(crate::bootstrap_tokens::CA_SIGNATURE_HEADER, v);
+    }
+    response
 }
 
 async fn join(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
@@ -279,6 +321,7 @@ async fn join(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
                 ca_cert: svc.ca_cert_pem.clone(),
                 ca_key: svc.ca_key_pem.clone(),
                 admin_token: svc.admin_token.clone(),
+                encryption_config: svc.encryption_config.clone(),
             };
             (
                 StatusCode::OK,
@@ -291,15 +334,64 @@ async fn join(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
     }
 }
 
-/// A node agent presents the token's secret and gets its API credential. Until node
-/// authorization lands, that is the cluster's admin credential.
+/// A node agent presents the join token's secret or a bootstrap token and gets its kubelet
+/// serving certificate; with the join token also its client certificate (signed here: the
+/// join token is trusted as much as the cluster itself). A bootstrap token gets no client
+/// certificate: the node asks for one through the certificates API.
 async fn agent(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<AgentRequest>(&body) else {
         return status(StatusCode::BAD_REQUEST, "expected {\"secret\": …, \"nodeName\": …}");
     };
-    if !svc.token.secret_matches(&request.secret) {
+    let with_join_token = if !request.bootstrap_token.is_empty() {
+        if crate::bootstrap_tokens::authenticate(&svc.api, &request.bootstrap_token).await.is_none()
+        {
+            tracing::warn!(node = %request.node_name, "agent refused: invalid bootstrap token");
+            return status(
+                StatusCode::FORBIDDEN,
+                "the bootstrap token is not valid (unknown, expired or deleted)",
+            );
+        }
+        false
+    } else if svc.token.secret_matches(&request.secret) {
+        true
+    } else {
         tracing::warn!(node = %request.node_name, "agent refused: wrong secret");
         return status(StatusCode::FORBIDDEN, "wrong join token secret");
+    };
+    if request.node_name.is_empty()
+        || !request
+            .node_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+    {
+        return status(StatusCode::BAD_REQUEST, "nodeName must be a lowercase DNS name");
+    }
+    let mut client_cert = String::new();
+    if with_join_token && !request.client_request.is_empty() {
+        let want = format!("system:node:{}", request.node_name);
+        match crate::certificates::parse_request(&request.client_request) {
+            Ok(r) if r.common_name == want => {}
+            Ok(r) => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the client certificate request is for {:?}, not {want:?}",
+                        r.common_name
+                    ),
+                );
+            }
+            Err(e) => return status(StatusCode::BAD_REQUEST, e),
+        }
+        let usages = ["digital signature".to_string(), "client auth".to_string()];
+        match svc.signer.sign(
+            crate::certificates::SIGNER_KUBELET_CLIENT,
+            &request.client_request,
+            &usages,
+            None,
+        ) {
+            Ok(pem) => client_cert = pem,
+            Err(e) => return status(StatusCode::BAD_REQUEST, e),
+        }
     }
     let mut hosts = vec![request.node_name.clone()];
     if !request.node_ip.is_empty() {
@@ -317,12 +409,8 @@ async fn agent(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
         }
     };
     tracing::info!(node = %request.node_name, "an agent joined");
-    let bundle = AgentBundle {
-        ca_cert: svc.ca_cert_pem.clone(),
-        token: svc.admin_token.clone(),
-        kubelet_cert,
-        kubelet_key,
-    };
+    let bundle =
+        AgentBundle { ca_cert: svc.ca_cert_pem.clone(), client_cert, kubelet_cert, kubelet_key };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -478,20 +566,104 @@ pub async fn request_join(
     post_verified(api_url, token, PATH_JOIN, &body).await
 }
 
-/// Ask the member at `api_url` for the credentials of a node agent running `node_name`.
-/// Verifies the member's CA against `token` first.
+/// Ask the member at `api_url` for the credentials of a node agent running `node_name`,
+/// with a client certificate for `client_request` (PEM). Verifies the member's CA against
+/// `token` first.
 pub async fn request_agent_credentials(
     api_url: &str,
     token: &JoinToken,
     node_name: &str,
     node_ip: &str,
+    client_request: &str,
 ) -> Result<AgentBundle, JoinError> {
     let body = AgentRequest {
         secret: token.secret.clone(),
+        bootstrap_token: String::new(),
         node_name: node_name.to_string(),
         node_ip: node_ip.to_string(),
+        client_request: client_request.to_string(),
     };
     post_verified(api_url, token, PATH_AGENTS, &body).await
+}
+
+/// Fetch the CA of the member at `api_url` for a node joining with bootstrap token `token`,
+/// trusting it only if the member proves it knows the token's secret (the CA's HMAC under
+/// it), or, given `ca_cert_hash` (`sha256:<hex>`, as kubeadm's `--discovery-token-ca-cert-hash`),
+/// only if the CA has that hash.
+pub async fn fetch_cluster_ca_with_bootstrap_token(
+    api_url: &str,
+    token: &crate::bootstrap_tokens::BootstrapToken,
+    ca_cert_hash: Option<&str>,
+) -> Result<String, JoinError> {
+    let url = format!("{}{PATH_CACERTS}?token-id={}", api_url.trim_end_matches('/'), token.id);
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(&url, e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
+        .with_no_client_auth();
+    let http_err = |reason: String| JoinError::Http { url: url.clone(), reason };
+    let request = http::Request::get(&url)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| http_err(e.to_string()))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build(),
+    );
+    let response = tokio::time::timeout(JOIN_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| http_err(format!("no answer within {JOIN_TIMEOUT:?}")))?
+        .map_err(|e| http_err(error_chain(&e)))?;
+    if response.status() != StatusCode::OK {
+        return Err(http_err(format!("answered {}", response.status())));
+    }
+    let signature = response
+        .headers()
+        .get(crate::bootstrap_tokens::CA_SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.into_body().collect().await.map_err(|e| http_err(e.to_string()))?;
+    let ca = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    match ca_cert_hash {
+        Some(hash) => {
+            let hash = hash.trim();
+            let expected = hash.strip_prefix("sha256:").unwrap_or(hash).to_ascii_lowercase();
+            let actual = ca_hash(&ca)?;
+            if !constant_time_eq(actual.as_bytes(), expected.as_bytes()) {
+                return Err(JoinError::CaMismatch { url: api_url.to_string(), expected, actual });
+            }
+        }
+        None => {
+            let want = token.ca_signature(&ca);
+            if !signature.is_some_and(|s| constant_time_eq(s.as_bytes(), want.as_bytes())) {
+                return Err(JoinError::CaUnproven { url: api_url.to_string() });
+            }
+        }
+    }
+    Ok(ca)
+}
+
+/// Ask the member at `api_url` (whose CA `ca` was verified) for the kubelet serving
+/// certificate of node `node_name` joining with bootstrap token `token`.
+pub async fn request_agent_credentials_with_bootstrap_token(
+    api_url: &str,
+    ca: &str,
+    token: &crate::bootstrap_tokens::BootstrapToken,
+    node_name: &str,
+    node_ip: &str,
+) -> Result<AgentBundle, JoinError> {
+    let body = AgentRequest {
+        secret: String::new(),
+        bootstrap_token: token.to_string(),
+        node_name: node_name.to_string(),
+        node_ip: node_ip.to_string(),
+        client_request: String::new(),
+    };
+    post_with_ca(api_url, ca, PATH_AGENTS, &body).await
 }
 
 /// POST `body` to `path` of the member at `api_url` over TLS verified against the CA that
@@ -503,6 +675,17 @@ async fn post_verified<B: Serialize, R: serde::de::DeserializeOwned>(
     body: &B,
 ) -> Result<R, JoinError> {
     let ca = fetch_cluster_ca(api_url, token).await?;
+    post_with_ca(api_url, &ca, path, body).await
+}
+
+/// POST `body` to `path` of the member at `api_url` over TLS verified against `ca`, and
+/// decode the answer.
+async fn post_with_ca<B: Serialize, R: serde::de::DeserializeOwned>(
+    api_url: &str,
+    ca: &str,
+    path: &str,
+    body: &B,
+) -> Result<R, JoinError> {
     let url = format!("{}{path}", api_url.trim_end_matches('/'));
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {

@@ -4,9 +4,12 @@
 //! An agent serves `GET /containerLogs/{namespace}/{pod}/{container}` (the `pods/log` options
 //! as query parameters) and every `nodes/proxy` path (`healthz`, `stats/summary`, `metrics`,
 //! `metrics/resource`) over HTTPS on its `daemonEndpoints.kubeletEndpoint.Port`, with a
-//! certificate the cluster CA issued it when it joined, and answers only callers presenting
-//! the cluster's credential. The api server reaches such a node at its `InternalIP` whenever
-//! the node has no in-process endpoints registered (an embedded node has).
+//! certificate the cluster CA issued it when it joined. Like the kubelet's webhook mode it
+//! authenticates every caller (a client certificate of the cluster CA, or a bearer token the
+//! api server vouches for) and asks the api server whether that caller may use the path
+//! (`nodes/proxy`, `nodes/log`, `nodes/stats`, `nodes/metrics`). The api server reaches such
+//! a node at its `InternalIP`, with a client certificate of its own, whenever the node has
+//! no in-process endpoints registered (an embedded node has).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State as AxumState};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
@@ -55,44 +58,115 @@ struct Served {
     logs: Arc<dyn PodLogSource>,
     endpoints: Arc<dyn NodeEndpoints>,
     streams: Arc<dyn PodStreams>,
-    token: String,
 }
 
-fn authorized(served: &Served, headers: &HeaderMap) -> bool {
-    headers
+/// Who may call a kubelet API and what they may do (the kubelet's webhook authenticator and
+/// authorizer). Implementations are shared by every request: thread-safe.
+#[async_trait]
+pub trait KubeletAuth: Send + Sync {
+    /// The user a bearer token is, or `None` (401).
+    async fn authenticate_token(&self, token: &str) -> Option<skiff_auth::UserInfo>;
+    /// Whether `user` may do `attrs` (a `nodes/<sub>` resource request).
+    async fn authorize(&self, user: &skiff_auth::UserInfo, attrs: &skiff_auth::Attributes) -> bool;
+}
+
+/// The resource attributes of a kubelet API request, as the kubelet's authorizer builds them:
+/// the verb from the method, `nodes/stats`, `nodes/metrics`, `nodes/log` by path, and
+/// `nodes/proxy` for every other path (logs, exec, attach, port-forward, health).
+pub fn request_attributes(node: &str, method: &str, path: &str) -> skiff_auth::Attributes {
+    let verb = match method {
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => "get",
+    };
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    let sub = if under("/stats") {
+        "stats"
+    } else if under("/metrics") {
+        "metrics"
+    } else if under("/logs") {
+        "log"
+    } else {
+        "proxy"
+    };
+    skiff_auth::Attributes::resource(verb, "", "nodes", "", node).with_subresource(sub)
+}
+
+/// Authenticate and authorize every request before it is served.
+async fn check_caller(
+    AxumState((node, auth)): AxumState<(Arc<str>, Arc<dyn KubeletAuth>)>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request.extensions().get::<crate::authn::PeerCertificates>().cloned();
+    let bearer = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| {
-            crate::join::constant_time_eq(t.trim().as_bytes(), served.token.as_bytes())
-        })
+        .map(|t| t.trim().to_string());
+    let user = match (peer.as_ref().and_then(certificate_user), bearer) {
+        (Some(user), _) => user,
+        (None, Some(token)) if !token.is_empty() => match auth.authenticate_token(&token).await {
+            Some(user) => user,
+            None => return plain(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        },
+        _ => return plain(StatusCode::UNAUTHORIZED, "Unauthorized"),
+    };
+    let attrs = request_attributes(&node, request.method().as_str(), request.uri().path());
+    if !auth.authorize(&user, &attrs).await {
+        let message = format!(
+            "Forbidden (user={}, verb={}, resource={}, subresource={})",
+            user.name, attrs.verb, attrs.resource, attrs.subresource
+        );
+        return plain(StatusCode::FORBIDDEN, message);
+    }
+    next.run(request).await
+}
+
+/// The user of a client certificate the TLS layer verified: CN the name, each O a group.
+fn certificate_user(peer: &crate::authn::PeerCertificates) -> Option<skiff_auth::UserInfo> {
+    let leaf = peer.0.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups: Vec<String> = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    (!name.is_empty()).then(|| skiff_auth::UserInfo::new(name, &groups))
 }
 
 fn plain(code: StatusCode, message: impl Into<String>) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
 }
 
-/// The kubelet API of a node: its log reader and endpoints, for callers holding `token`.
+/// The kubelet API of node `node`: its log reader, endpoints and streams, for the callers
+/// `auth` authenticates and authorizes (serve it with a TLS config that asks for client
+/// certificates of the cluster CA).
 pub fn router(
+    node: &str,
     logs: Arc<dyn PodLogSource>,
     endpoints: Arc<dyn NodeEndpoints>,
     streams: Arc<dyn PodStreams>,
-    token: String,
+    auth: Arc<dyn KubeletAuth>,
 ) -> Router {
+    let node: Arc<str> = Arc::from(node);
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
         .route("/attach/{namespace}/{pod}/{container}", any(attach))
         .route("/portforward/{namespace}/{pod}", any(port_forward))
         .route("/{*path}", any(proxied))
-        .with_state(Arc::new(Served { logs, endpoints, streams, token }))
+        .layer(axum::middleware::from_fn_with_state((node, auth), check_caller))
+        .with_state(Arc::new(Served { logs, endpoints, streams }))
 }
 
 /// Serve a streaming session the api server proxied here (it checked the pod already).
 fn stream(served: &Served, req: Request, session: Session, target: Target) -> Response {
-    if !authorized(served, req.headers()) {
-        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
     let (parts, _) = req.into_parts();
     match skiff_streams::upgrade::accept(parts, session, target, served.streams.clone()) {
         Ok(answer) => answer.map(|()| Body::empty()),
@@ -176,11 +250,7 @@ async fn container_logs(
     AxumState(served): AxumState<Arc<Served>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorized(&served, &headers) {
-        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
     match served.logs.logs(log_request(namespace, pod, container, &q)).await {
         Ok(stream) => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain")
@@ -197,9 +267,6 @@ async fn proxied(
     Path(path): Path<String>,
     request: Request,
 ) -> Response {
-    if !authorized(&served, request.headers()) {
-        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
     let proxy = NodeProxyRequest {
         method: request.method().to_string(),
         path,
@@ -243,10 +310,22 @@ pub async fn serve_tls(
                     return;
                 }
             };
+            // The client certificate (verified by the TLS config's client verifier, if it
+            // has one) goes with every request of the connection, for authentication.
+            let peer_certs = stream.get_ref().1.peer_certificates().map(|chain| {
+                crate::authn::PeerCertificates(Arc::new(
+                    chain.iter().map(|c| c.clone().into_owned()).collect(),
+                ))
+            });
             let svc =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let router = router.clone();
-                    async move { router.oneshot(req.map(Body::new)).await }
+                    let mut req = req.map(Body::new);
+                    if let Some(certs) = &peer_certs {
+                        req.extensions_mut().insert(certs.clone());
+                    }
+                    req.extensions_mut().insert(crate::authn::RemoteAddr(peer));
+                    async move { router.oneshot(req).await }
                 });
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -265,6 +344,21 @@ type HttpsClient = hyper_util::client::legacy::Client<
     Empty<Bytes>,
 >;
 
+/// The client certificate and key (PEM) the api server presents to kubelets
+/// (`kube-apiserver-kubelet-client` in `system:masters`, kube-apiserver's
+/// `--kubelet-client-certificate`).
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// How the api server authenticates to a kubelet.
+pub enum ClientAuth<'a> {
+    Certificate(&'a ClientIdentity),
+    /// A bearer token (nodes that predate client certificates).
+    Token(&'a str),
+}
+
 /// The api server's client of one remote node's kubelet API.
 pub struct RemoteKubelet {
     node: String,
@@ -274,13 +368,14 @@ pub struct RemoteKubelet {
 }
 
 impl RemoteKubelet {
-    /// A client for the kubelet at `host:port`, trusting only `ca_pem`.
+    /// A client for the kubelet at `host:port`, trusting only `ca_pem`, that authenticates
+    /// with `auth`.
     pub fn new(
         node: &str,
         host: &str,
         port: u16,
         ca_pem: &str,
-        token: &str,
+        auth: ClientAuth<'_>,
     ) -> Result<Self, KubeletClientError> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
@@ -288,11 +383,24 @@ impl RemoteKubelet {
             roots.add(cert).map_err(KubeletClientError::CaCert)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(KubeletClientError::Tls)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let (tls, token) = match auth {
+            ClientAuth::Certificate(ClientIdentity { cert_pem, key_pem }) => {
+                let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(KubeletClientError::CaPem)?;
+                let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+                    .map_err(KubeletClientError::CaPem)?
+                    .ok_or(KubeletClientError::Tls(rustls::Error::NoCertificatesPresented))?;
+                let tls =
+                    builder.with_client_auth_cert(chain, key).map_err(KubeletClientError::Tls)?;
+                (tls, String::new())
+            }
+            ClientAuth::Token(token) => (builder.with_no_client_auth(), token.to_string()),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -302,12 +410,7 @@ impl RemoteKubelet {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(connector);
         let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-        Ok(Self {
-            node: node.to_string(),
-            base: format!("https://{host}:{port}"),
-            token: token.to_string(),
-            client,
-        })
+        Ok(Self { node: node.to_string(), base: format!("https://{host}:{port}"), token, client })
     }
 
     async fn send(
@@ -316,12 +419,11 @@ impl RemoteKubelet {
         path_and_query: &str,
     ) -> Result<http::Response<hyper::body::Incoming>, KubeletClientError> {
         let url = format!("{}{path_and_query}", self.base);
-        let request = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .body(Empty::<Bytes>::new())
-            .map_err(KubeletClientError::Request)?;
+        let mut request = http::Request::builder().method(method).uri(&url);
+        if !self.token.is_empty() {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(KubeletClientError::Request)?;
         match tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(KubeletClientError::Unreachable {
@@ -347,8 +449,10 @@ impl RemoteKubelet {
     ) -> Result<Response, KubeletClientError> {
         let mut request = http::Request::builder()
             .method(parts.method.clone())
-            .uri(format!("{}{path_and_query}", self.base))
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+            .uri(format!("{}{path_and_query}", self.base));
+        if !self.token.is_empty() {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        }
         for name in [
             header::CONNECTION,
             header::UPGRADE,

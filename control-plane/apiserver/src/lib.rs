@@ -4,10 +4,16 @@
 
 pub mod admission;
 pub mod apply;
+pub mod audit;
+pub mod authn;
+pub mod authz;
+pub mod bootstrap_tokens;
 pub mod cache;
+pub mod certificates;
 pub mod codec;
 pub mod convert;
 pub mod discovery;
+pub mod encryption;
 pub mod errors;
 pub mod fuzzing;
 pub mod gc;
@@ -20,6 +26,7 @@ pub mod managed;
 pub mod members;
 pub mod metrics;
 pub mod objects;
+pub mod oidc;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
@@ -74,8 +81,20 @@ pub struct State {
     pod_cidrs: RwLock<podcidr::PodCidrs>,
     /// The cluster CA (PEM), which remote nodes' kubelet certificates are checked against.
     cluster_ca: std::sync::OnceLock<String>,
+    /// The client certificate and key (PEM) this api server presents to remote kubelets
+    /// (kube-apiserver's `--kubelet-client-certificate`), once set.
+    kubelet_client: std::sync::OnceLock<kubelet::ClientIdentity>,
     /// One watch cache per resource, serving watches and most lists.
     pub caches: cache::WatchCaches,
+    /// Writes the audit log, once configured.
+    pub auditor: std::sync::OnceLock<Arc<audit::Auditor>>,
+    /// Verifies OIDC ID tokens, once configured.
+    pub oidc: std::sync::OnceLock<Arc<oidc::OidcAuthenticator>>,
+    /// The RBAC index, rebuilt when roles or bindings change.
+    pub rbac: authz::Rbac,
+    authorization_mode: RwLock<authz::Mode>,
+    /// Anonymous requests reach every path (then RBAC decides), not only health and version.
+    anonymous_auth: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -84,6 +103,23 @@ impl State {
     pub fn cached(&self, group: &str, plural: &str, key: &str) -> Option<Arc<cache::Cached>> {
         let res = self.registry.by_plural(group, plural)?;
         self.caches.get(res).get(key)
+    }
+
+    pub fn authorization_mode(&self) -> authz::Mode {
+        self.authorization_mode.read().map(|m| *m).unwrap_or_default()
+    }
+
+    pub fn anonymous_auth(&self) -> bool {
+        self.anonymous_auth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The cluster CA certificate (PEM), once set.
+    pub fn cluster_ca(&self) -> Option<&str> {
+        self.cluster_ca.get().map(String::as_str)
+    }
+
+    pub(crate) fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     pub fn pod_cidrs(&self) -> podcidr::PodCidrs {
@@ -110,7 +146,11 @@ impl State {
         else {
             return Ok(None);
         };
-        kubelet::RemoteKubelet::new(node, &host, port, ca, &self.admin_token)
+        let auth = match self.kubelet_client.get() {
+            Some(identity) => kubelet::ClientAuth::Certificate(identity),
+            None => kubelet::ClientAuth::Token(&self.admin_token),
+        };
+        kubelet::RemoteKubelet::new(node, &host, port, ca, auth)
             .map(|k| Some(Arc::new(k)))
             .map_err(|e| ApiError::internal(e.to_string()))
     }
@@ -141,6 +181,12 @@ impl ApiServer {
             token_signer: std::sync::OnceLock::new(),
             pod_cidrs: RwLock::new(podcidr::PodCidrs::default()),
             cluster_ca: std::sync::OnceLock::new(),
+            kubelet_client: std::sync::OnceLock::new(),
+            auditor: std::sync::OnceLock::new(),
+            oidc: std::sync::OnceLock::new(),
+            rbac: authz::Rbac::default(),
+            authorization_mode: RwLock::new(authz::Mode::default()),
+            anonymous_auth: std::sync::atomic::AtomicBool::new(false),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -176,6 +222,33 @@ impl ApiServer {
     /// The cluster CA (PEM): remote nodes' kubelet APIs must present certificates it issued.
     pub fn set_cluster_ca(&self, ca_pem: &str) {
         let _ = self.state.cluster_ca.set(ca_pem.to_string());
+    }
+
+    /// Present `identity` to remote kubelets instead of the admin token.
+    pub fn set_kubelet_client_identity(&self, identity: kubelet::ClientIdentity) {
+        let _ = self.state.kubelet_client.set(identity);
+    }
+
+    /// Write the audit log with `auditor`.
+    pub fn set_auditor(&self, auditor: Arc<audit::Auditor>) {
+        let _ = self.state.auditor.set(auditor);
+    }
+
+    /// Which authorizers run (`--authorization-mode`).
+    pub fn set_authorization_mode(&self, mode: authz::Mode) {
+        if let Ok(mut m) = self.state.authorization_mode.write() {
+            *m = mode;
+        }
+    }
+
+    /// Let anonymous requests reach every path, for RBAC to decide (`--anonymous-auth`).
+    pub fn set_anonymous_auth(&self, on: bool) {
+        self.state.anonymous_auth.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Accept OIDC ID tokens verified by `oidc`.
+    pub fn set_oidc(&self, oidc: Arc<oidc::OidcAuthenticator>) {
+        let _ = self.state.oidc.set(oidc);
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -298,7 +371,44 @@ impl ApiServer {
                 Err(e) => return Err(ApiError::from_store(e, plural, "")),
             }
         }
+        self.bootstrap_rbac().await?;
         self.bootstrap_api_service().await
+    }
+
+    /// The default roles and bindings kube-apiserver bootstraps (created when missing; the
+    /// aggregated roles start with their aggregated rules).
+    async fn bootstrap_rbac(&self) -> Result<(), ApiError> {
+        let reg = &self.state.registry;
+        let objects = skiff_auth::policy::bootstrap_objects();
+        let cluster_roles: Vec<&Value> =
+            objects.iter().filter(|o| o["kind"] == "ClusterRole").collect();
+        for obj in &objects {
+            let kind = obj["kind"].as_str().unwrap_or("");
+            let Some(res) = reg.by_kind("rbac.authorization.k8s.io", kind) else { continue };
+            let mut obj = obj.clone();
+            if let Some(rules) = skiff_auth::rbac::aggregate(&obj, &cluster_roles) {
+                obj["rules"] = serde_json::to_value(rules).unwrap_or(Value::Null);
+            }
+            let ns = objects::namespace_of(&obj).map(str::to_string);
+            let key = skiff_api::object_key(res, ns.as_deref(), objects::name_of(&obj));
+            let stored = self
+                .state
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, res.plural, ""))?;
+            if stored.is_some() {
+                continue;
+            }
+            objects::prepare_create(&mut obj, res, ns.as_deref())?;
+            match self.state.store.create(&key, serde_json::to_vec(&obj).unwrap_or_default()).await
+            {
+                Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(ApiError::from_store(e, res.plural, "")),
+            }
+        }
+        authz::ready(&self.state).await;
+        Ok(())
     }
 
     /// The `kubernetes` Service in `default` (the first address of the service range) and
@@ -395,23 +505,6 @@ impl ApiServer {
     }
 }
 
-/// Whether the request is allowed in: in-process, or with the admin token or a valid
-/// service account token. (Takes the header, not the request: a request is not `Sync`.)
-async fn authenticated(state: &State, in_process: bool, authorization: Option<String>) -> bool {
-    if in_process {
-        return true;
-    }
-    let Some(auth) = authorization else { return false };
-    let Some(token) = auth.strip_prefix("Bearer ") else { return false };
-    let token = token.trim();
-    // Constant-time comparison: the token is a secret.
-    let (a, b) = (token.as_bytes(), state.admin_token.as_bytes());
-    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
-        return true;
-    }
-    token.matches('.').count() == 2 && tokens::authenticate(state, token).await
-}
-
 /// What a request is, for metrics.
 #[derive(Default)]
 struct RequestInfo {
@@ -435,16 +528,66 @@ async fn serve_request(state: Arc<State>, mut req: Request) -> Response {
     if in_process {
         req.headers_mut().insert(IN_PROCESS_HEADER, header::HeaderValue::from_static("1"));
     }
-    let authorization =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let resp = if !authenticated(&state, in_process, authorization).await {
-        ApiError::unauthorized().into_response()
-    } else {
-        match route(&state, req, &mut info).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
+    let attrs = request_attributes(&req);
+    let auditor = if in_process { None } else { state.auditor.get().cloned() };
+    let audit_meta = auditor.as_ref().map(|_| {
+        let agent =
+            req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let source = req.extensions().get::<authn::RemoteAddr>().map(|a| a.0.ip());
+        (req.uri().to_string(), agent, source)
+    });
+    let admitted = admit(&state, req, in_process, &attrs).await;
+    let mut record = match (&auditor, &audit_meta) {
+        (Some(auditor), Some((uri, agent, source))) => {
+            let unknown = skiff_auth::UserInfo::default();
+            let (requester, impersonated) = match &admitted {
+                Ok(a) => (&a.requester, (a.requester != *a.user).then_some(&*a.user)),
+                Err(r) => (r.requester.as_ref().unwrap_or(&unknown), None),
+            };
+            auditor.begin(&audit::RequestMeta {
+                user: requester,
+                impersonated,
+                attrs: &attrs,
+                request_uri: uri,
+                source_ip: *source,
+                user_agent: agent.as_deref(),
+            })
+        }
+        _ => None,
+    };
+    let resp = match admitted {
+        Ok(a) => {
+            let mut req = a.req;
+            if let Some(r) = &mut record {
+                r.set_authorization("allow", &a.reason);
+                if r.needs_request_body() {
+                    req = audit_request_object(req, r).await;
+                }
+            }
+            match authn::scope(a.user, route(&state, req, &mut info)).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(refused) => {
+            if let Some(r) = &mut record
+                && refused.error.code == 403
+            {
+                r.set_authorization("forbid", &refused.reason);
+            }
+            refused.error.into_response()
         }
     };
+    let resp = match record {
+        Some(r) => audit_response(r, &attrs, resp).await,
+        None => resp,
+    };
+    if info.group == "rbac.authorization.k8s.io"
+        && !matches!(info.verb.as_str(), "GET" | "LIST" | "WATCH")
+        && resp.status().is_success()
+    {
+        authz::settle_write(&state, &info.resource).await;
+    }
     if !info.resource.is_empty() {
         let d = DurationLabels {
             verb: info.verb.clone(),
@@ -475,6 +618,204 @@ async fn serve_request(state: Arc<State>, mut req: Request) -> Response {
 }
 
 const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// A request let through: the user it acts as (after impersonation), the user that sent it,
+/// why it is allowed, and the request with its impersonation headers removed.
+struct Admitted {
+    user: Arc<skiff_auth::UserInfo>,
+    requester: skiff_auth::UserInfo,
+    reason: String,
+    req: Request,
+}
+
+/// A request turned away (401 or 403), with its sender when it authenticated.
+struct Refused {
+    error: ApiError,
+    requester: Option<skiff_auth::UserInfo>,
+    reason: String,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Refused {
+        Refused { error, requester: None, reason: String::new() }
+    }
+}
+
+/// What a request asks, for the authorizers and the audit policy.
+fn request_attributes(req: &Request) -> skiff_auth::Attributes {
+    let q: HashMap<String, String> = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let mut attrs =
+        skiff_auth::Attributes::from_request(req.method().as_str(), req.uri().path(), watch);
+    // A list or watch of one object by name is authorized as that object (kube-apiserver
+    // reads `metadata.name` from the field selector), which nodes rely on.
+    if attrs.name.is_empty()
+        && matches!(attrs.verb.as_str(), "list" | "watch")
+        && let Some(name) = q.get("fieldSelector").and_then(|f| {
+            f.split(',').find_map(|term| {
+                // `=` or `==` (a `!=` term leaves `metadata.name!` as the field).
+                let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
+                (field.trim() == "metadata.name").then(|| value.trim().to_string())
+            })
+        })
+    {
+        attrs.name = name;
+    }
+    attrs
+}
+
+/// Authenticate, impersonate and authorize a request.
+async fn admit(
+    state: &State,
+    mut req: Request,
+    in_process: bool,
+    attrs: &skiff_auth::Attributes,
+) -> Result<Admitted, Refused> {
+    if in_process {
+        let user = authn::apiserver_user();
+        return Ok(Admitted {
+            user: Arc::new(user.clone()),
+            requester: user,
+            reason: String::new(),
+            req,
+        });
+    }
+    let path = req.uri().path().to_string();
+    let peer = req.extensions().get::<authn::PeerCertificates>().cloned();
+    let requester = match authn::authenticate(state, req.headers(), peer.as_ref()).await? {
+        Some(user) => user,
+        None if authn::anonymous_allowed(state.anonymous_auth(), &path) => {
+            skiff_auth::UserInfo::anonymous()
+        }
+        None => return Err(ApiError::unauthorized().into()),
+    };
+    let refuse = |error: ApiError, reason: &str| Refused {
+        error,
+        requester: Some(requester.clone()),
+        reason: reason.to_string(),
+    };
+    let user = if authn::wants_impersonation(req.headers()) {
+        let impersonated =
+            authn::impersonate(state, &requester, req.headers()).map_err(|e| refuse(e, ""))?;
+        let headers = req.headers_mut();
+        let names: Vec<header::HeaderName> =
+            headers.keys().filter(|k| k.as_str().starts_with("impersonate-")).cloned().collect();
+        for name in names {
+            headers.remove(name);
+        }
+        impersonated
+    } else {
+        requester.clone()
+    };
+    let decision = authz::authorize(state, &user, attrs);
+    if !decision.is_allowed() {
+        return Err(refuse(authz::forbidden(&user, attrs, decision.reason()), decision.reason()));
+    }
+    if user.node_name().is_some() && attrs.resource_request {
+        let node_update = attrs.verb == "update"
+            && attrs.api_group.is_empty()
+            && attrs.resource == "nodes"
+            && attrs.subresource.is_empty();
+        if attrs.verb == "create" || node_update {
+            // NodeRestriction needs the object a node creates (its name, its annotations) or
+            // its Node as sent (its labels).
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+                refuse(ApiError::bad_request(format!("reading the request body: {e}")), "")
+            })?;
+            let incoming: Option<Value> = serde_json::from_slice(&bytes).ok();
+            authz::node_restriction(state, &user, attrs, incoming.as_ref())
+                .map_err(|e| refuse(e, ""))?;
+            req = Request::from_parts(parts, Body::from(bytes));
+        } else {
+            authz::node_restriction(state, &user, attrs, None).map_err(|e| refuse(e, ""))?;
+        }
+    }
+    Ok(Admitted { user: Arc::new(user), requester, reason: decision.reason().to_string(), req })
+}
+
+/// Give the audit record the request's object (JSON; a protobuf body is converted), and the
+/// request back whole.
+async fn audit_request_object(req: Request, record: &mut audit::AuditRecord) -> Request {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return Request::from_parts(parts, Body::empty());
+    };
+    if !bytes.is_empty() {
+        let mut headers = parts.headers.clone();
+        if let Ok(json) = codec::json_body(&mut headers, bytes.clone()) {
+            record.set_request_object(&json);
+        }
+    }
+    Request::from_parts(parts, Body::from(bytes))
+}
+
+/// Finish the audit record of `resp`: at once with the response object when the policy
+/// wants it (or the Status of an error), or, for a long-running request (watch, exec,
+/// attach, port-forward, proxy, followed logs), ResponseStarted now and ResponseComplete
+/// when its body ends.
+async fn audit_response(
+    mut record: audit::AuditRecord,
+    attrs: &skiff_auth::Attributes,
+    resp: Response,
+) -> Response {
+    let code = resp.status().as_u16();
+    let long_running = attrs.verb == "watch"
+        || matches!(attrs.subresource.as_str(), "exec" | "attach" | "portforward" | "proxy")
+        || code == 101;
+    if long_running {
+        record.response_started(code);
+        let (parts, body) = resp.into_parts();
+        // The record is finished when the body is dropped: at its end, or when the client goes.
+        struct Finish(Option<audit::AuditRecord>, u16);
+        impl Drop for Finish {
+            fn drop(&mut self) {
+                if let Some(r) = self.0.take() {
+                    r.finish(self.1, None);
+                }
+            }
+        }
+        let finish = Finish(Some(record), code);
+        let stream = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+            let _ = &finish;
+            chunk
+        });
+        return Response::from_parts(parts, Body::from_stream(stream));
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let json = content_type.starts_with("application/json");
+    let protobuf = content_type.starts_with("application/vnd.kubernetes.protobuf");
+    if (json || protobuf) && (record.wants_response_object() || code >= 400) {
+        let (parts, body) = resp.into_parts();
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => {
+                // The log holds JSON whatever the client asked for.
+                let logged = if protobuf {
+                    skiff_api::protobuf::decode(&bytes)
+                        .ok()
+                        .and_then(|v| serde_json::to_vec(&v).ok())
+                } else {
+                    Some(bytes.to_vec())
+                };
+                record.finish(code, logged.as_deref());
+                return Response::from_parts(parts, Body::from(bytes));
+            }
+            Err(_) => {
+                record.finish(code, None);
+                return Response::from_parts(parts, Body::empty());
+            }
+        }
+    }
+    record.finish(code, None);
+    resp
+}
 
 async fn route(
     state: &Arc<State>,

@@ -134,6 +134,9 @@ pub fn prepare_create(
     } else {
         m.remove("generation");
     }
+    if res.kind == "CertificateSigningRequest" && res.group == "certificates.k8s.io" {
+        crate::certificates::admit_create(obj)?;
+    }
     default_object(obj, res);
     validate(obj, res)
 }
@@ -153,6 +156,13 @@ pub fn prepare_update(
             name_of(new),
             name_of(old)
         )));
+    }
+    if res.kind == "CertificateSigningRequest" && res.group == "certificates.k8s.io" {
+        // What each CSR endpoint (object, status, approval) may change.
+        crate::certificates::prepare_update(new, old, subresource)?;
+        if subresource.is_some() {
+            return validate(new, res);
+        }
     }
     if subresource == Some("finalize") {
         // Only the namespace's spec.finalizers change through `finalize`.

@@ -94,6 +94,8 @@ fn kind_schemas() -> Vec<KindSchema> {
         kind::<policy::PodDisruptionBudget>(),
         kind::<policy::Eviction>(),
         kind::<scheduling::PriorityClass>(),
+        kind::<api::certificates::v1::CertificateSigningRequest>(),
+        kind::<api::authentication::v1::TokenReview>(),
         kind::<apiextensions::v1::CustomResourceDefinition>(),
     ]
 }

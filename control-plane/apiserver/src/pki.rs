@@ -211,9 +211,14 @@ impl Pki {
         Ok((read(&cert_path)?, read(&key_path)?))
     }
 
-    /// A rustls server config serving the apiserver certificate (HTTP/2 and HTTP/1.1).
+    /// A rustls server config serving the apiserver certificate (HTTP/2 and HTTP/1.1) that
+    /// asks for, but does not require, a client certificate issued by the cluster CA.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        server_tls_config(&self.server_cert_pem, &self.server_key_pem)
+        server_tls_config_with_clients(
+            &self.server_cert_pem,
+            &self.server_key_pem,
+            Some(&self.ca_cert_pem),
+        )
     }
 
     /// A kubeconfig for the admin user against `server_url` (e.g. `https://127.0.0.1:6443`).
@@ -227,6 +232,17 @@ pub fn server_tls_config(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    server_tls_config_with_clients(cert_pem, key_pem, None)
+}
+
+/// As [`server_tls_config`]; with `client_ca_pem`, a client may present a certificate, which
+/// is accepted only when that CA issued it (callers read it from the connection to
+/// authenticate); clients without one are let through to other authentication.
+pub fn server_tls_config_with_clients(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
     let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
     let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -235,12 +251,27 @@ pub fn server_tls_config(
         .map_err(|e| tls(&e))?
         .ok_or_else(|| PkiError::Tls("no private key in the key PEM".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .map_err(|e| tls(&e))?;
+    let builder = match client_ca_pem {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
+                roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| tls(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| tls(&e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -254,6 +285,51 @@ pub fn issue_serving_cert(
 ) -> Result<(String, String), PkiError> {
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
     issue_leaf(&issuer, common_name, hosts, &[ExtendedKeyUsagePurpose::ServerAuth])
+}
+
+/// A client certificate for `user` in `groups` (CN and O, as the api server reads them)
+/// issued by the cluster CA, valid for `ttl_seconds` from now: `(cert_pem, key_pem)`.
+pub fn issue_client_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    user: &str,
+    groups: &[&str],
+    ttl_seconds: u64,
+) -> Result<(String, String), PkiError> {
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, user);
+    for g in groups {
+        dn.push(DnType::OrganizationName, *g);
+    }
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    let now = time::OffsetDateTime::now_utc();
+    // A little slack before now for clocks that are slightly behind.
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(ttl_seconds.min(i64::MAX as u64) as i64);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A kubeconfig for `user` authenticating with a client certificate and key (PEM).
+pub fn client_cert_kubeconfig(
+    server_url: &str,
+    ca_cert_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
+        b64(ca_cert_pem),
+        b64(cert_pem),
+        b64(key_pem)
+    )
 }
 
 /// A kubeconfig for `user` holding bearer `token`, trusting `ca_cert_pem` for `server_url`.

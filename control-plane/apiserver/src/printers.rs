@@ -797,6 +797,30 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
                 ]
             },
         ),
+        "CertificateSigningRequest" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Age", "string", 0),
+                ("SignerName", "string", 0),
+                ("Requestor", "string", 0),
+                ("RequestedDuration", "string", 0),
+                ("Condition", "string", 0),
+            ]),
+            |o| {
+                let duration = o
+                    .pointer("/spec/expirationSeconds")
+                    .and_then(Value::as_i64)
+                    .map_or_else(|| "<none>".to_string(), human_duration);
+                vec![
+                    name(o),
+                    created(o),
+                    json!(s(o, "/spec/signerName")),
+                    json!(s(o, "/spec/username")),
+                    json!(duration),
+                    json!(crate::certificates::condition_summary(o)),
+                ]
+            },
+        ),
         _ => return None,
     })
 }

@@ -1,46 +1,127 @@
-//! Review resources (`authorization.k8s.io` access and rules reviews, `authentication.k8s.io`
-//! self-subject review): answered on `create`, never stored. Skiff has no authorization layer
-//! yet, so every authenticated user may do everything, and the answers say exactly that.
+//! Review resources, answered on `create` and never stored: `authorization.k8s.io`
+//! SubjectAccessReview, SelfSubjectAccessReview and SelfSubjectRulesReview from the real
+//! authorizer, and `authentication.k8s.io` SelfSubjectReview (`kubectl auth whoami`).
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use skiff_api::ResourceInfo;
+use skiff_auth::{Attributes, UserInfo};
 
+use crate::State;
 use crate::errors::ApiError;
 
-const REASON: &str =
-    "Skiff does not enforce authorization yet: every authenticated user is allowed";
+fn attributes_of(res: &ResourceInfo, spec: &Value) -> Result<Attributes, ApiError> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    match (spec.get("resourceAttributes"), spec.get("nonResourceAttributes")) {
+        (Some(r), None) if r.is_object() => Ok(Attributes {
+            verb: text(r, "verb"),
+            resource_request: true,
+            api_group: text(r, "group"),
+            api_version: text(r, "version"),
+            namespace: text(r, "namespace"),
+            resource: text(r, "resource"),
+            subresource: text(r, "subresource"),
+            name: text(r, "name"),
+            path: String::new(),
+        }),
+        (None, Some(n)) if n.is_object() => Ok(Attributes::non_resource(&text(n, "verb"), &text(n, "path"))),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            res.kind,
+            "",
+            vec![("spec.nonResourceAttributes".into(), "Invalid value: \"null\": cannot be specified in combination with resourceAttributes".into())],
+        )),
+        _ => Err(ApiError::invalid(
+            res.kind,
+            "",
+            vec![(
+                "spec.resourceAttributes".into(),
+                "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
+            )],
+        )),
+    }
+}
 
-/// The user every authenticated request acts as until users and RBAC land.
-pub const ADMIN_USER: &str = "skiff-admin";
+/// The user a SubjectAccessReview asks about (`spec.user`, `groups`, `uid`, `extra`).
+fn subject_of(spec: &Value) -> Result<UserInfo, ApiError> {
+    let user = spec.get("user").and_then(Value::as_str).unwrap_or("").to_string();
+    let groups: Vec<String> = spec
+        .get("groups")
+        .and_then(Value::as_array)
+        .map(|g| g.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    if user.is_empty() && groups.is_empty() {
+        return Err(ApiError::invalid(
+            "SubjectAccessReview",
+            "",
+            vec![(
+                "spec.user".into(),
+                "Invalid value: \"\": at least one of user or group must be specified".into(),
+            )],
+        ));
+    }
+    let extra: BTreeMap<String, Vec<String>> =
+        spec.get("extra").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
+    Ok(UserInfo {
+        name: user,
+        uid: spec.get("uid").and_then(Value::as_str).unwrap_or("").to_string(),
+        groups,
+        extra,
+    })
+}
 
-/// Answer a review `obj` of `res` (already type-checked).
-pub fn answer(res: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
+fn rule_json(r: &skiff_auth::rbac::PolicyRule) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+/// Answer a review `obj` of `res` (already type-checked) for the request's user.
+pub fn answer(state: &State, res: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
+    let requester = crate::authn::current_user()
+        .map(|u| (*u).clone())
+        .unwrap_or_else(crate::authn::apiserver_user);
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     let status = match res.kind {
         "SelfSubjectAccessReview" | "SubjectAccessReview" => {
-            let spec = obj.get("spec");
-            let has_attrs = spec.is_some_and(|s| {
-                s.get("resourceAttributes").is_some() || s.get("nonResourceAttributes").is_some()
-            });
-            if !has_attrs {
-                return Err(ApiError::invalid(
-                    res.kind,
-                    "",
-                    vec![(
-                        "spec.resourceAttributes".into(),
-                        "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
-                    )],
-                ));
+            let attrs = attributes_of(res, &spec)?;
+            let subject = if res.kind == "SubjectAccessReview" {
+                subject_of(&spec)?
+            } else {
+                requester.clone()
+            };
+            let decision = crate::authz::authorize(state, &subject, &attrs);
+            let mut status = json!({"allowed": decision.is_allowed()});
+            if matches!(decision, skiff_auth::Decision::Deny(_)) {
+                status["denied"] = json!(true);
             }
-            json!({"allowed": true, "reason": REASON})
+            if !decision.reason().is_empty() {
+                status["reason"] = json!(decision.reason());
+            }
+            status
         }
-        "SelfSubjectRulesReview" => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        }),
-        "SelfSubjectReview" => json!({
-            "userInfo": {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]},
-        }),
+        "SelfSubjectRulesReview" => {
+            let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or("");
+            let (rules, errors) = crate::authz::rules_for(state, &requester, ns);
+            let resource: Vec<Value> = rules
+                .iter()
+                .filter(|r| !r.resources.is_empty() || !r.api_groups.is_empty())
+                .map(rule_json)
+                .collect();
+            let non_resource: Vec<Value> = rules
+                .iter()
+                .filter(|r| !r.non_resource_urls.is_empty())
+                .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}))
+                .collect();
+            let mut status = json!({
+                "resourceRules": resource,
+                "nonResourceRules": non_resource,
+                "incomplete": !errors.is_empty(),
+            });
+            if !errors.is_empty() {
+                status["evaluationError"] = json!(errors.join(", "));
+            }
+            status
+        }
+        "SelfSubjectReview" => json!({"userInfo": requester}),
         other => {
             return Err(ApiError::method_not_allowed(format!("{other} cannot be created")));
         }
@@ -60,13 +141,23 @@ mod tests {
     use skiff_api::Registry;
 
     #[test]
-    fn access_reviews_should_be_allowed_and_need_attributes() {
+    fn access_reviews_should_need_exactly_one_kind_of_attributes() {
         let reg = Registry::builtin();
         let r = reg.lookup("authorization.k8s.io", "v1", "selfsubjectaccessreviews").unwrap();
-        let ok =
-            answer(r, json!({"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}))
-                .unwrap();
-        assert_eq!(ok["status"]["allowed"], true);
-        assert_eq!(answer(r, json!({"spec": {}})).unwrap_err().code, 422);
+        let a = attributes_of(
+            r,
+            &json!({"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "ns"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.verb.as_str(), a.resource.as_str(), a.namespace.as_str()),
+            ("get", "pods", "ns")
+        );
+        assert_eq!(attributes_of(r, &json!({})).unwrap_err().code, 422);
+        let both = json!({"resourceAttributes": {}, "nonResourceAttributes": {}});
+        assert_eq!(attributes_of(r, &both).unwrap_err().code, 422);
+        assert_eq!(subject_of(&json!({})).unwrap_err().code, 422);
+        let s = subject_of(&json!({"user": "jane", "groups": ["g"]})).unwrap();
+        assert_eq!((s.name.as_str(), s.groups.len()), ("jane", 1));
     }
 }

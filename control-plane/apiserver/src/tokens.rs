@@ -12,12 +12,16 @@ use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use skiff_auth::UserInfo;
+
 use crate::State;
 use crate::errors::ApiError;
 use crate::handlers::{self, Target, json_response, parse_body};
 
 /// Issuer and default audience, as Kubernetes uses them.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// The issuer of legacy tokens kept in `kubernetes.io/service-account-token` Secrets.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
 const DEFAULT_EXPIRY: i64 = 3600;
 const MIN_EXPIRY: i64 = 600;
 const MAX_EXPIRY: i64 = 48 * 3600;
@@ -41,7 +45,14 @@ pub enum SigningKeyError {
 pub struct TokenSigner {
     key: EcdsaKeyPair,
     key_id: String,
+    /// Tokens whose signature verified, by their sha256, with their claims: a client sends
+    /// the same token with every request, and an ECDSA verification costs more than the
+    /// rest of authorizing it. Times and the objects a token names are checked every time.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Value>>>,
 }
+
+/// Verified tokens remembered at most; the memory is cleared whole when full.
+const VERIFIED_TOKENS_KEPT: usize = 4096;
 
 impl TokenSigner {
     /// From a PEM private key (PKCS#8, ECDSA P-256), e.g. the cluster CA's.
@@ -57,7 +68,7 @@ impl TokenSigner {
         )
         .map_err(SigningKeyError::NotEcdsaP256)?;
         let key_id = b64(&Sha256::digest(key.public_key().as_ref()));
-        Ok(TokenSigner { key, key_id })
+        Ok(TokenSigner { key, key_id, verified: Default::default() })
     }
 
     fn sign(&self, claims: &Value) -> Result<String, ApiError> {
@@ -93,6 +104,38 @@ impl TokenSigner {
 
     /// The claims of a token this signer issued, if its signature and times are valid.
     pub fn verify(&self, token: &str, now: i64) -> Option<Value> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned());
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signature(token)?);
+                if let Ok(mut m) = self.verified.lock() {
+                    if m.len() >= VERIFIED_TOKENS_KEPT {
+                        m.clear();
+                    }
+                    m.insert(digest, claims.clone());
+                }
+                claims
+            }
+        };
+        let nbf = claims.get("nbf").and_then(Value::as_i64).unwrap_or(0);
+        match claims.get("iss").and_then(Value::as_str) {
+            Some(ISSUER) => {
+                let exp = claims.get("exp").and_then(Value::as_i64)?;
+                if now >= exp || now < nbf {
+                    return None;
+                }
+            }
+            // Legacy Secret-based tokens never expire: they live as long as their Secret.
+            Some(LEGACY_ISSUER) => {}
+            _ => return None,
+        }
+        Some((*claims).clone())
+    }
+
+    /// The claims of `token` if this signer's signature on it verifies.
+    fn verify_signature(&self, token: &str) -> Option<Value> {
         let mut parts = token.split('.');
         let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -108,13 +151,7 @@ impl TokenSigner {
             self.key.public_key().as_ref(),
         );
         public.verify(format!("{h}.{c}").as_bytes(), &decode(s)?).ok()?;
-        let claims: Value = serde_json::from_slice(&decode(c)?).ok()?;
-        let exp = claims.get("exp").and_then(Value::as_i64)?;
-        let nbf = claims.get("nbf").and_then(Value::as_i64).unwrap_or(0);
-        if now >= exp || now < nbf || claims.get("iss").and_then(Value::as_str) != Some(ISSUER) {
-            return None;
-        }
-        Some(claims)
+        serde_json::from_slice(&decode(c)?).ok()
     }
 }
 
@@ -146,7 +183,10 @@ pub async fn request(
     };
     let sa_target = Target { subresource: None, ..target.clone() };
     let sa = handlers::get(state, &sa_target).await?;
-    let mut req = parse_body(headers, body)?;
+    let req = parse_body(headers, body)?;
+    if !req.is_object() || req.get("spec").is_some_and(|s| !s.is_object() && !s.is_null()) {
+        return Err(ApiError::bad_request("a TokenRequest must be an object with an object spec"));
+    }
     let name = target.name.clone().unwrap_or_default();
     let ns = target.namespace.clone().unwrap_or_default();
     let expiry =
@@ -168,14 +208,21 @@ pub async fn request(
         .filter(|a| !a.is_empty())
         .cloned()
         .unwrap_or_else(|| vec![json!(ISSUER)]);
+    if !audiences.iter().all(Value::is_string) {
+        return Err(ApiError::invalid(
+            "TokenRequest",
+            &name,
+            vec![("spec.audiences".into(), "Invalid value: audiences must be strings".into())],
+        ));
+    }
     let now = chrono::Utc::now().timestamp();
     let mut k8s = json!({
         "namespace": ns,
         "serviceaccount": {"name": name, "uid": sa.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
     });
     if let Some(bound) = req.pointer("/spec/boundObjectRef").filter(|b| !b.is_null()) {
-        let kind = bound.get("kind").and_then(Value::as_str).unwrap_or("").to_lowercase();
-        k8s[kind] = json!({"name": bound.get("name"), "uid": bound.get("uid")});
+        let (claim, object) = bound_object(state, &ns, &name, bound).await?;
+        k8s[claim] = object;
     }
     let claims = json!({
         "aud": audiences,
@@ -190,33 +237,270 @@ pub async fn request(
     let token = signer.sign(&claims)?;
     let expires = chrono::DateTime::from_timestamp(now + expiry, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    req["apiVersion"] = json!("authentication.k8s.io/v1");
-    req["kind"] = json!("TokenRequest");
-    req["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": null});
-    req["spec"]["audiences"] = Value::Array(audiences);
-    req["spec"]["expirationSeconds"] = json!(expiry);
-    req["status"] = json!({"token": token, "expirationTimestamp": expires});
-    Ok(json_response(StatusCode::CREATED, &req))
+    let mut spec = req.get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
+    spec.insert("audiences".into(), Value::Array(audiences));
+    spec.insert("expirationSeconds".into(), json!(expiry));
+    let answer = json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
+        "spec": spec,
+        "status": {"token": token, "expirationTimestamp": expires},
+    });
+    Ok(json_response(StatusCode::CREATED, &answer))
 }
 
-/// Whether `token` is a valid service account token whose ServiceAccount still exists.
-pub async fn authenticate(state: &State, token: &str) -> bool {
-    let Some(signer) = state.token_signer.get() else { return false };
-    let Some(claims) = signer.verify(token, chrono::Utc::now().timestamp()) else {
-        return false;
+/// The claim (`pod`, `secret` or `node`) and its value for a token bound to `bound` (a
+/// TokenRequest's `boundObjectRef`), as kube-apiserver checks it: a Pod or Secret in the
+/// account's namespace or a Node, that exists, with the uid given if one is, and a pod that
+/// runs as this account. The claims are written under fixed keys, whatever the request
+/// spelled.
+async fn bound_object(
+    state: &State,
+    ns: &str,
+    account: &str,
+    bound: &Value,
+) -> Result<(&'static str, Value), ApiError> {
+    let field = |k: &str| bound.get(k).and_then(Value::as_str).unwrap_or("");
+    let (kind, name, uid) = (field("kind"), field("name"), field("uid"));
+    let invalid = |why: String| {
+        ApiError::invalid("TokenRequest", account, vec![("spec.boundObjectRef".into(), why)])
     };
-    let ns = claims.pointer("/kubernetes.io/namespace").and_then(Value::as_str).unwrap_or("");
-    let name =
-        claims.pointer("/kubernetes.io/serviceaccount/name").and_then(Value::as_str).unwrap_or("");
-    let uid = claims.pointer("/kubernetes.io/serviceaccount/uid");
-    let key = format!("/registry/serviceaccounts/{ns}/{name}");
-    match state.store.get(&key).await {
-        Ok(Some(kv)) => {
-            handlers::decode(&kv).ok().and_then(|sa| sa.pointer("/metadata/uid").cloned()).as_ref()
-                == uid
+    let (claim, plural, key) = match kind {
+        "Pod" => ("pod", "pods", format!("/registry/pods/{ns}/{name}")),
+        "Secret" => ("secret", "secrets", format!("/registry/secrets/{ns}/{name}")),
+        "Node" => ("node", "nodes", format!("/registry/nodes/{name}")),
+        other => {
+            return Err(invalid(format!(
+                "Unsupported value: {other:?}: supported values: \"Pod\", \"Secret\", \"Node\""
+            )));
         }
-        _ => false,
+    };
+    if name.is_empty() {
+        return Err(invalid("name: Required value".into()));
     }
+    let Some(object) = read_core(state, plural, &key).await else {
+        return Err(ApiError::not_found(plural, name));
+    };
+    let actual_uid = uid_of(&object).unwrap_or("");
+    if !uid.is_empty() && uid != actual_uid {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+            ),
+        ));
+    }
+    if kind == "Pod" {
+        let runs_as = object.pointer("/spec/serviceAccountName").and_then(Value::as_str);
+        if runs_as != Some(account) {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token for serviceaccount {account:?} to pod running with different serviceaccount name."
+            )));
+        }
+    }
+    Ok((claim, json!({"name": name, "uid": actual_uid})))
+}
+
+/// The object at `key` (of `plural` in the core group): from the watch cache, or the store
+/// while the cache does not have it.
+async fn read_core(state: &State, plural: &str, key: &str) -> Option<Value> {
+    if let Some(cached) = state.cached("", plural, key) {
+        return Some(cached.value());
+    }
+    let kv = state.store.get_with(key, skiff_store::Consistency::Serializable).await.ok()??;
+    handlers::decode(&kv).ok()
+}
+
+fn uid_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+/// The user of a valid service account token: bound (issued by `serviceaccounts/token`)
+/// while its ServiceAccount (same uid) and any pod or Secret it is bound to exist, legacy
+/// (kept in a `kubernetes.io/service-account-token` Secret) while that Secret still holds it.
+pub async fn authenticate(state: &State, token: &str) -> Option<UserInfo> {
+    authenticate_for(state, token, &[ISSUER]).await.map(|(user, _)| user)
+}
+
+/// [`authenticate`] for a token meant for one of `audiences` (the api server's own is
+/// [`ISSUER`]): the user and the audiences the token and `audiences` share. A token none of
+/// whose audiences is asked for does not authenticate. Legacy Secret-based tokens carry no
+/// audience and are the api server's only.
+pub async fn authenticate_for(
+    state: &State,
+    token: &str,
+    audiences: &[&str],
+) -> Option<(UserInfo, Vec<String>)> {
+    let signer = state.token_signer.get()?;
+    let claims = signer.verify(token, chrono::Utc::now().timestamp())?;
+    let text = |p: &str| claims.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let legacy = claims.get("iss").and_then(Value::as_str) == Some(LEGACY_ISSUER);
+    let token_audiences: Vec<&str> = if legacy {
+        vec![ISSUER]
+    } else {
+        match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let shared: Vec<String> =
+        audiences.iter().filter(|a| token_audiences.contains(a)).map(|a| a.to_string()).collect();
+    if shared.is_empty() {
+        return None;
+    }
+    let (ns, name, uid) = if legacy {
+        let field = |k: &str| {
+            claims.get(format!("kubernetes.io/serviceaccount/{k}")).and_then(Value::as_str)
+        };
+        let (ns, name, uid, secret) = (
+            field("namespace")?,
+            field("service-account.name")?,
+            field("service-account.uid")?,
+            field("secret.name")?,
+        );
+        let stored =
+            read_core(state, "secrets", &format!("/registry/secrets/{ns}/{secret}")).await?;
+        let held = stored
+            .pointer("/data/token")
+            .and_then(Value::as_str)
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())?;
+        if !crate::join::constant_time_eq(&held, token.as_bytes()) {
+            return None;
+        }
+        (ns.to_string(), name.to_string(), uid.to_string())
+    } else {
+        (
+            text("/kubernetes.io/namespace"),
+            text("/kubernetes.io/serviceaccount/name"),
+            text("/kubernetes.io/serviceaccount/uid"),
+        )
+    };
+    if ns.is_empty() || name.is_empty() {
+        return None;
+    }
+    let sa = read_core(state, "serviceaccounts", &format!("/registry/serviceaccounts/{ns}/{name}"))
+        .await?;
+    if uid_of(&sa) != Some(uid.as_str()) {
+        return None;
+    }
+    let mut user = UserInfo::new(
+        format!("{}{ns}:{name}", skiff_auth::user::SERVICE_ACCOUNT_PREFIX),
+        &[skiff_auth::user::SERVICE_ACCOUNTS, &format!("system:serviceaccounts:{ns}")],
+    );
+    user.uid = uid;
+    // A token bound to a pod or Secret dies with it, as kube-apiserver checks.
+    for kind in ["pod", "secret"] {
+        let bound_name = text(&format!("/kubernetes.io/{kind}/name"));
+        if bound_name.is_empty() {
+            continue;
+        }
+        let plural = if kind == "pod" { "pods" } else { "secrets" };
+        let obj =
+            read_core(state, plural, &format!("/registry/{plural}/{ns}/{bound_name}")).await?;
+        let bound_uid = text(&format!("/kubernetes.io/{kind}/uid"));
+        if uid_of(&obj) != Some(bound_uid.as_str()) {
+            return None;
+        }
+        if kind == "pod" {
+            user.extra.insert("authentication.kubernetes.io/pod-name".into(), vec![bound_name]);
+            user.extra.insert("authentication.kubernetes.io/pod-uid".into(), vec![bound_uid]);
+            if let Some(node) = obj.pointer("/spec/nodeName").and_then(Value::as_str) {
+                user.extra
+                    .insert("authentication.kubernetes.io/node-name".into(), vec![node.into()]);
+            }
+        }
+    }
+    let jti = text("/jti");
+    if !jti.is_empty() {
+        user.extra.insert(
+            "authentication.kubernetes.io/credential-id".into(),
+            vec![format!("JTI={jti}")],
+        );
+    }
+    Some((user, shared))
+}
+
+/// Fill a new `kubernetes.io/service-account-token` Secret as kube's tokens controller does:
+/// `token`, `ca.crt` and `namespace`, and the ServiceAccount's uid annotation. A Secret of
+/// that type for a ServiceAccount that does not exist is refused.
+pub async fn fill_legacy_token_secret(state: &State, secret: &mut Value) -> Result<(), ApiError> {
+    if secret.get("type").and_then(Value::as_str) != Some("kubernetes.io/service-account-token") {
+        return Ok(());
+    }
+    let ns = secret
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let name = secret.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let sa_name = secret
+        .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let invalid = |why: &str| {
+        ApiError::invalid(
+            "Secret",
+            &name,
+            vec![(
+                "metadata.annotations[kubernetes.io/service-account.name]".into(),
+                why.to_string(),
+            )],
+        )
+    };
+    if sa_name.is_empty() {
+        return Err(invalid("Required value"));
+    }
+    let sa =
+        read_core(state, "serviceaccounts", &format!("/registry/serviceaccounts/{ns}/{sa_name}"))
+            .await
+            .ok_or_else(|| {
+                invalid(&format!(
+                    "Invalid value: {sa_name:?}: service account {ns}/{sa_name} not found"
+                ))
+            })?;
+    let uid = uid_of(&sa).unwrap_or("").to_string();
+    let token = legacy_token(state, &ns, &name, &sa_name, &uid)?;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    secret["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(uid);
+    if !secret.get("data").is_some_and(Value::is_object) {
+        secret["data"] = json!({});
+    }
+    secret["data"]["token"] = json!(b64(token.as_bytes()));
+    secret["data"]["namespace"] = json!(b64(ns.as_bytes()));
+    if let Some(ca) = state.cluster_ca() {
+        secret["data"]["ca.crt"] = json!(b64(ca.as_bytes()));
+    }
+    Ok(())
+}
+
+/// The token a new `kubernetes.io/service-account-token` Secret holds (what kube's tokens
+/// controller writes into it): a legacy JWT naming the Secret and its ServiceAccount.
+pub fn legacy_token(
+    state: &State,
+    namespace: &str,
+    secret: &str,
+    service_account: &str,
+    service_account_uid: &str,
+) -> Result<String, ApiError> {
+    let signer = state.token_signer.get().ok_or_else(|| {
+        ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "this api server has no service account token signing key configured",
+        )
+    })?;
+    signer.sign(&json!({
+        "iss": LEGACY_ISSUER,
+        "kubernetes.io/serviceaccount/namespace": namespace,
+        "kubernetes.io/serviceaccount/secret.name": secret,
+        "kubernetes.io/serviceaccount/service-account.name": service_account,
+        "kubernetes.io/serviceaccount/service-account.uid": service_account_uid,
+        "sub": format!("system:serviceaccount:{namespace}:{service_account}"),
+    }))
 }
 
 #[cfg(test)]

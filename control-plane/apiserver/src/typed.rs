@@ -147,6 +147,12 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<Vec<String>, 
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             unknown_fields::<scheduling::PriorityClass>(kind, obj)?
         }
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => unknown_fields::<
+            k8s_openapi::api::certificates::v1::CertificateSigningRequest,
+        >(kind, obj)?,
+        ("authentication.k8s.io/v1", "TokenReview") => {
+            unknown_fields::<k8s_openapi::api::authentication::v1::TokenReview>(kind, obj)?
+        }
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             unknown_fields::<apiextensions::CustomResourceDefinition>(kind, obj)?
         }

@@ -19,8 +19,10 @@
 
 pub mod expectations;
 pub mod history;
+pub mod per_namespace;
 
 pub mod batch;
+pub mod clusterroleaggregation;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
@@ -35,6 +37,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl;
@@ -73,6 +76,9 @@ pub struct Options {
     /// How many finished pods may exist before the pod garbage collector deletes the oldest
     /// (`--terminated-pod-gc-threshold`; 0 turns it off; Kubernetes' default is 12500).
     pub terminated_pod_gc_threshold: usize,
+    /// The cluster CA (PEM) published as every namespace's `kube-root-ca.crt` ConfigMap
+    /// (`--root-ca-file`); `None` publishes nothing.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for Options {
@@ -82,6 +88,7 @@ impl Default for Options {
             node_monitor_grace_period: Duration::from_secs(40),
             lease_duration: Duration::from_secs(15),
             terminated_pod_gc_threshold: 12500,
+            root_ca_pem: None,
         }
     }
 }
@@ -118,6 +125,7 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("garbagecollector", Box::pin(gc::run(ctx.clone()))),
         ("namespace", Box::pin(namespace::run(ctx.clone()))),
         ("serviceaccount", Box::pin(serviceaccount::run(ctx.clone()))),
+        ("root-ca-cert-publisher", Box::pin(rootcacertpublisher::run(ctx.clone()))),
         ("nodelifecycle", Box::pin(nodelifecycle::run(ctx.clone()))),
         ("disruption", Box::pin(disruption::run(ctx.clone()))),
         ("podgc", Box::pin(podgc::run(ctx.clone()))),
@@ -125,6 +133,7 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("endpoint", Box::pin(endpoints::run(ctx.clone()))),
         ("endpointslice", Box::pin(endpointslice::run(ctx.clone()))),
         ("endpointslicemirroring", Box::pin(endpointslicemirroring::run(ctx.clone()))),
+        ("clusterrole-aggregation", Box::pin(clusterroleaggregation::run(ctx.clone()))),
     ]
 }
 

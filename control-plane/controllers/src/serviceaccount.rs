@@ -6,21 +6,15 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use skiff_client_tools::informers::Change;
 use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, split_key};
 use tokio::task::JoinSet;
 
-use crate::{Context, Error};
+use crate::{Context, Error, per_namespace};
 
 /// The ServiceAccounts every namespace gets.
 pub const DEFAULT: &str = "default";
 /// Namespaces looked at once: a sync is a cache read and at most one create.
 const WORKERS: usize = 2;
-
-/// The work-queue key of the namespace `name` (cluster-scoped: no namespace part).
-fn key(name: &str) -> String {
-    format!("/{name}")
-}
 
 struct Caches {
     namespaces: Store<Namespace>,
@@ -62,32 +56,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let accounts = ctx.informers.get::<ServiceAccount>();
     namespaces.wait_until_ready().await;
     accounts.wait_until_ready().await;
-    let (q, all) = (queue.clone(), namespaces.store());
-    let every_namespace = move || {
-        for ns in all.state() {
-            q.add(&key(ns.metadata.name.as_deref().unwrap_or_default()));
-        }
-    };
-    let q = queue.clone();
-    let resync = every_namespace.clone();
-    namespaces.on_change(move |change| match change {
-        Change::Upsert { new, .. } => q.add(&key(new.metadata.name.as_deref().unwrap_or_default())),
-        Change::Delete { .. } => {}
-        // A relist: any namespace may have changed.
-        Change::Resynced => resync(),
-    });
-    // A `default` ServiceAccount that changed or went: its namespace looks again.
-    let q = queue.clone();
-    accounts.on_change(move |change| match change.object() {
-        Some(sa) if sa.metadata.name.as_deref() == Some(DEFAULT) => {
-            if let Some(ns) = sa.metadata.namespace.as_deref() {
-                q.add(&key(ns));
-            }
-        }
-        Some(_) => {}
-        // A relist may have missed a deletion.
-        None => every_namespace(),
-    });
+    per_namespace::queue_namespaces(&queue, &namespaces, &accounts, DEFAULT);
     let caches = Arc::new(Caches { namespaces: namespaces.store(), accounts: accounts.store() });
     workqueue::spawn_workers(&mut tasks, &queue, WORKERS, "serviceaccount", move |k| {
         let (ctx, caches) = (ctx.clone(), caches.clone());

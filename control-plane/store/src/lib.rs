@@ -223,4 +223,13 @@ pub trait Store: Send + Sync + 'static {
     /// instead of at its next interval (etcd's `RequestWatchProgress`): a cache fed by a
     /// watch learns at once that it has reached the store's revision. Best effort.
     fn request_watch_progress(&self) {}
+
+    /// Whether the value `key` held at `mod_revision`, as this store last handed it out, is
+    /// stored in a form due to be rewritten (sealed by an encryption provider or key that is
+    /// no longer the first): an update that changes nothing must still write it, which is how
+    /// keys are rotated (kube-apiserver's "stale" reads). Cheap and never blocks. Stores that
+    /// keep values as given never say so.
+    fn is_stale(&self, _key: &str, _mod_revision: u64) -> bool {
+        false
+    }
 }

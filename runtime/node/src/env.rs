@@ -1,10 +1,13 @@
 //! A container's environment, the kubelet's way: `envFrom` first, then `env` in order, with
 //! `$(VAR)` references expanded against what came before; values from ConfigMaps, Secrets,
-//! the downward API and the container's resources.
+//! the downward API and the container's resources; then the Services' variables the
+//! container did not set itself (service links, and always the api server's `kubernetes`
+//! Service, which in-cluster clients find the api server by).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::api::Api;
 
 use crate::volumes::{FieldError, FieldValues, field_value, resource_value};
@@ -111,15 +114,112 @@ fn set(env: &mut Vec<(String, String)>, name: String, value: String) {
     }
 }
 
-/// The environment of `container`. An error is the kubelet's `CreateContainerConfigError`
-/// message (a missing ConfigMap, Secret or key that is not optional).
+/// The namespace and names of the Services every pod learns of, whatever its
+/// `enableServiceLinks` (the kubelet's master services).
+const MASTER_SERVICES: (&str, &[&str]) = ("default", &["kubernetes"]);
+
+/// A Service name as a variable name prefix: upper case, `-` as `_`.
+fn env_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The variables of one Service with a cluster IP and ports: `{NAME}_SERVICE_HOST`,
+/// `{NAME}_SERVICE_PORT` (the first port) and `{NAME}_SERVICE_PORT_{PORT_NAME}` per named
+/// port, and Docker's link variables (`{NAME}_PORT`, `{NAME}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]`).
+fn service_vars(
+    name: &str,
+    ip: &str,
+    ports: &[(Option<String>, i32, String)],
+) -> Vec<(String, String)> {
+    let prefix = env_name(name);
+    let Some((_, first, first_proto)) = ports.first() else { return Vec::new() };
+    let host_port = |port: i32| {
+        if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+    };
+    let mut out = vec![
+        (format!("{prefix}_SERVICE_HOST"), ip.to_string()),
+        (format!("{prefix}_SERVICE_PORT"), first.to_string()),
+    ];
+    for (port_name, port, _) in ports {
+        if let Some(n) = port_name.as_deref().filter(|n| !n.is_empty()) {
+            out.push((format!("{prefix}_SERVICE_PORT_{}", env_name(n)), port.to_string()));
+        }
+    }
+    let scheme = |proto: &String| proto.to_ascii_lowercase();
+    out.push((
+        format!("{prefix}_PORT"),
+        format!("{}://{}", scheme(first_proto), host_port(*first)),
+    ));
+    for (_, port, proto) in ports {
+        let base = format!("{prefix}_PORT_{port}_{}", proto.to_ascii_uppercase());
+        out.push((base.clone(), format!("{}://{}", scheme(proto), host_port(*port))));
+        out.push((format!("{base}_PROTO"), scheme(proto)));
+        out.push((format!("{base}_PORT"), port.to_string()));
+        out.push((format!("{base}_ADDR"), ip.to_string()));
+    }
+    out
+}
+
+/// The Service variables of a pod in `namespace`: every Service of its namespace with a
+/// cluster IP when `enable_links` (`spec.enableServiceLinks`, true by default), and the
+/// master services always (a Service of the pod's own namespace of the same name wins).
+pub fn service_env(
+    services: &[Arc<Service>],
+    namespace: &str,
+    enable_links: bool,
+) -> Vec<(String, String)> {
+    let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
+    for svc in services {
+        let svc: &Service = svc;
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+        let ip = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        if ns == namespace && enable_links {
+            chosen.insert(name.to_string(), svc);
+        } else if ns == MASTER_SERVICES.0 && MASTER_SERVICES.1.contains(&name) {
+            chosen.entry(name.to_string()).or_insert(svc);
+        }
+    }
+    chosen
+        .iter()
+        .flat_map(|(name, svc)| {
+            let spec = svc.spec.as_ref();
+            let ip = spec.and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
+            let ports: Vec<(Option<String>, i32, String)> = spec
+                .and_then(|s| s.ports.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let proto = p.protocol.clone().filter(|p| !p.is_empty());
+                    (p.name.clone(), p.port, proto.unwrap_or_else(|| "TCP".into()))
+                })
+                .collect();
+            service_vars(name, ip, &ports)
+        })
+        .collect()
+}
+
+/// The environment of `container`; `services` are the pod's Service variables
+/// ([`service_env`]): `$(VAR)` may name them, and those the container does not set come
+/// last. An error is the kubelet's `CreateContainerConfigError` message (a missing
+/// ConfigMap, Secret or key that is not optional).
 pub async fn resolve(
     client: &kube::Client,
     pod: &Pod,
     container: &Container,
     fields: &FieldValues,
     node_allocatable: &BTreeMap<String, f64>,
+    services: &[(String, String)],
 ) -> Result<Vec<(String, String)>, EnvError> {
+    // What `$(VAR)` sees: the Service variables, overridden by the container's own so far.
+    let scope = |env: &[(String, String)]| {
+        let mut all = services.to_vec();
+        all.extend_from_slice(env);
+        all
+    };
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let mut objects =
         Objects { client, ns: &ns, config_maps: HashMap::new(), secrets: HashMap::new() };
@@ -151,7 +251,7 @@ pub async fn resolve(
     }
     for e in container.env.clone().unwrap_or_default() {
         if let Some(v) = e.value {
-            let v = expand(&v, &env);
+            let v = expand(&v, &scope(&env));
             set(&mut env, e.name, v);
             continue;
         }
@@ -228,6 +328,11 @@ pub async fn resolve(
             set(&mut env, e.name, v);
         }
     }
+    for (name, value) in services {
+        if !env.iter().any(|(k, _)| k == name) {
+            env.push((name.clone(), value.clone()));
+        }
+    }
     Ok(env)
 }
 
@@ -243,5 +348,61 @@ mod tests {
         assert_eq!(expand("$$(A) costs $5", &env), "$(A) costs $5");
         assert_eq!(expand("$(A", &env), "$(A");
         assert_eq!(expand("é$(A)ü", &env), "é1ü");
+    }
+
+    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"clusterIP": ip, "ports": ports},
+            }))
+            .expect("service"),
+        )
+    }
+
+    fn vars(env: &[(String, String)]) -> BTreeMap<&str, &str> {
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn service_env_should_link_namespace_services_and_always_the_api_server() {
+        let services = vec![
+            service(
+                "default",
+                "kubernetes",
+                "10.96.0.1",
+                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            ),
+            service(
+                "app",
+                "web-db",
+                "10.96.0.9",
+                serde_json::json!([{"port": 5432}, {"name": "metrics", "port": 9187, "protocol": "TCP"}]),
+            ),
+            service("app", "headless", "None", serde_json::json!([{"port": 80}])),
+            service("other", "elsewhere", "10.96.0.10", serde_json::json!([{"port": 80}])),
+        ];
+        let env = service_env(&services, "app", true);
+        let got = vars(&env);
+        assert_eq!(got.get("KUBERNETES_SERVICE_HOST"), Some(&"10.96.0.1"));
+        assert_eq!(got.get("KUBERNETES_SERVICE_PORT"), Some(&"443"));
+        assert_eq!(got.get("KUBERNETES_SERVICE_PORT_HTTPS"), Some(&"443"));
+        assert_eq!(got.get("KUBERNETES_PORT"), Some(&"tcp://10.96.0.1:443"));
+        assert_eq!(got.get("KUBERNETES_PORT_443_TCP_ADDR"), Some(&"10.96.0.1"));
+        assert_eq!(got.get("WEB_DB_SERVICE_HOST"), Some(&"10.96.0.9"));
+        assert_eq!(got.get("WEB_DB_SERVICE_PORT"), Some(&"5432"));
+        assert_eq!(got.get("WEB_DB_SERVICE_PORT_METRICS"), Some(&"9187"));
+        assert_eq!(got.get("WEB_DB_PORT_9187_TCP"), Some(&"tcp://10.96.0.9:9187"));
+        assert_eq!(got.get("WEB_DB_PORT_5432_TCP_PROTO"), Some(&"tcp"));
+        assert_eq!(got.get("WEB_DB_PORT_5432_TCP_PORT"), Some(&"5432"));
+        assert!(
+            !got.keys().any(|k| k.starts_with("HEADLESS_") || k.starts_with("ELSEWHERE_")),
+            "{got:?}"
+        );
+
+        // Without service links only the api server's variables remain.
+        let env = service_env(&services, "app", false);
+        assert!(env.iter().all(|(k, _)| k.starts_with("KUBERNETES_")), "{env:?}");
+        assert!(vars(&env).contains_key("KUBERNETES_SERVICE_HOST"));
     }
 }

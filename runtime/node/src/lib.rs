@@ -451,6 +451,19 @@ impl Kubelet {
         }
     }
 
+    /// A cache of every Service, fed by a watch for as long as the process runs (the
+    /// kubelet's service informer, for containers' Service variables).
+    fn watch_services(
+        &self,
+    ) -> kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service> {
+        use futures::StreamExt;
+        let (store, writer) = kube::runtime::reflector::store();
+        let api: Api<k8s_openapi::api::core::v1::Service> = Api::all(self.client.clone());
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        tokio::spawn(kube::runtime::reflector(writer, stream).for_each(|_| async {}));
+        store
+    }
+
     /// Run the node until the pod watch ends.
     pub async fn run(self: Arc<Self>) -> Result<(), NodeError> {
         self.register().await?;
@@ -500,6 +513,7 @@ impl Kubelet {
                 &self.config.name,
             ),
             images: images::ImagePulls::new(self.config.serialize_image_pulls),
+            services: self.watch_services(),
         });
         let inboxes: WorkerInboxes = Arc::default();
         tokio::spawn(eviction::run(self.clone(), ctx.clone(), inboxes.clone()));

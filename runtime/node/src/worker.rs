@@ -104,6 +104,8 @@ pub struct WorkerContext {
     pub recorder: skiff_client_tools::Recorder,
     /// Image pulls: serialization and per-image back-off.
     pub images: Arc<crate::images::ImagePulls>,
+    /// Every Service, for the containers' Service variables (watch-fed; ready once listed).
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
 }
 
 impl WorkerContext {

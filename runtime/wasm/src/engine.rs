@@ -113,6 +113,10 @@ pub(crate) struct P2Host {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) names: crate::lookup::Names,
+    /// A command may call out with `wasi:http/outgoing-handler` too (as `wasmtime run -S
+    /// http` allows): its requests meet the cluster as a wasi:http server's do.
+    pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
+    pub(crate) hooks: crate::http::ServiceHooks,
 }
 
 impl crate::lookup::GuestNames for P2Host {
@@ -124,6 +128,16 @@ impl crate::lookup::GuestNames for P2Host {
 impl WasiView for P2Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for P2Host {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -317,6 +331,8 @@ impl ProgramCache {
         let mut p2_linker = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(CompileError::Link)?;
         crate::lookup::add_to_linker(&mut p2_linker).map_err(CompileError::Link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut p2_linker)
+            .map_err(CompileError::Link)?;
         let mut http_linker = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(CompileError::Link)?;
         crate::lookup::add_to_linker(&mut http_linker).map_err(CompileError::Link)?;

@@ -4,9 +4,11 @@
 //! Wasm HTTP pod costs a listening socket while idle. A trap in one request answers 500 and
 //! leaves the server serving.
 //!
-//! A guest's outgoing requests meet the cluster in-process: a Service name is resolved by the
-//! node's cluster DNS data and a Service address by the node proxy's endpoint choice, and the
-//! request goes straight to the chosen endpoint — no kernel NAT hop, no DNS packet.
+//! A guest's outgoing requests (from a wasi:http server or a wasi:cli command alike) meet the
+//! cluster in-process: a Service name is resolved by the node's cluster DNS data and a Service
+//! address by the node proxy's endpoint choice, and the request goes straight to the chosen
+//! endpoint — no kernel NAT hop, no DNS packet. HTTPS is verified against the node's CA bundle
+//! and the cluster CA ([`guest_tls`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -75,6 +77,7 @@ pub(crate) async fn serve(
     config: Arc<ContainerConfig>,
     log: CriLog,
     services: Arc<dyn ServiceDirectory>,
+    tls: Arc<rustls::ClientConfig>,
 ) -> ServeError {
     let ports: Vec<u16> = config
         .ports
@@ -98,8 +101,7 @@ pub(crate) async fn serve(
             Err(e) => return format!("cannot listen on {addr}: {e}"),
         }
     }
-    let namespace = config.labels.get(labels::POD_NAMESPACE).cloned().unwrap_or_default();
-    let hooks = ServiceHooks { services, namespace: namespace.into(), client: ip };
+    let hooks = ServiceHooks::for_container(&config, services, tls);
     let shared = Arc::new(Shared { engine, pre, config, log, hooks });
     // One port (the usual case) is served in this future itself: an idle pod costs one task.
     if listeners.len() == 1
@@ -254,6 +256,50 @@ pub(crate) struct ServiceHooks {
     namespace: Arc<str>,
     /// The pod's address (the client address for session affinity).
     client: IpAddr,
+    /// How HTTPS servers are verified ([`guest_tls`]).
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS client configuration of guests' HTTPS requests: the node's CA bundle and, when
+/// given, the cluster CA.
+///
+/// Why the cluster CA: every pod gets it as `ca.crt` beside its service account token (the
+/// `kube-root-ca.crt` ConfigMap the ServiceAccount admission projects), and an OCI pod's
+/// in-cluster client verifies the api server with that file. `wasi:http` has no way for a
+/// guest to hand the host a CA, so the host trusts the same CA on every guest's behalf: a
+/// guest can verify exactly the servers an OCI pod reading its mounted `ca.crt` can (the api
+/// server by its Service address or name), and nothing else is loosened.
+pub(crate) fn guest_tls(
+    cluster_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ClientConfig>, GuestTlsError> {
+    let mut roots = crate::images::registry::tls::native_roots().clone();
+    if let Some(pem) = cluster_ca_pem {
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| GuestTlsError::Ca(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(GuestTlsError::Ca("no PEM certificate".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| GuestTlsError::Ca(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GuestTlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Why guests' TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestTlsError {
+    #[error("the cluster CA cannot be trusted: {0}")]
+    Ca(String),
+    #[error("building the TLS client configuration: {0}")]
+    Config(String),
 }
 
 /// Where an outgoing request to `host:port` goes, in-process.
@@ -270,6 +316,21 @@ pub(crate) enum Target {
 }
 
 impl ServiceHooks {
+    /// The hooks of a container: its pod's namespace and address, the node's Services.
+    pub(crate) fn for_container(
+        config: &ContainerConfig,
+        services: Arc<dyn ServiceDirectory>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> ServiceHooks {
+        let namespace = config.labels.get(labels::POD_NAMESPACE).cloned().unwrap_or_default();
+        let client = config
+            .pod_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        ServiceHooks { services, namespace: namespace.into(), client, tls }
+    }
+
     pub(crate) fn target(&self, host: &str, port: u16) -> Target {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let ip = match host.parse::<IpAddr>() {
@@ -368,17 +429,18 @@ impl ServiceHooks {
         {
             return Err(Error::DestinationIpProhibited);
         }
-        if https {
-            // TLS needs the name as asked; the connection goes where the system resolves it.
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            return Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
-            ));
-        }
         // Origin form on the wire; the Host header keeps the name the guest asked for.
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+        if https {
+            // The connection goes to the endpoint chosen here; the certificate is checked
+            // against the name (or address) the guest asked for.
+            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let options = options.unwrap_or_default();
+            return send_tls(request, dest, self.source(), name, self.tls.clone(), options).await;
+        }
         send_plain(request, dest, self.source(), options.unwrap_or_default()).await
     }
 }
@@ -430,6 +492,25 @@ async fn connect(
     timeout: std::time::Duration,
 ) -> wasmtime_wasi_http::Result<Sender> {
     use wasmtime_wasi_http::Error;
+    let stream = connect_tcp(dest, source, timeout).await?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(Error::from)?;
+    // The connection is driven by a task of its own for as long as it lives (pooled or not).
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// A TCP connection to `dest` from `source` (any address when `None`).
+async fn connect_tcp(
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: std::time::Duration,
+) -> wasmtime_wasi_http::Result<tokio::net::TcpStream> {
+    use wasmtime_wasi_http::Error;
     let socket = match dest {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
@@ -447,15 +528,7 @@ async fn connect(
             _ => Error::Connect(e),
         })?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(Error::from)?;
-    // The connection is driven by a task of its own for as long as it lives (pooled or not).
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    Ok(stream)
 }
 
 /// Let the kernel pick the source port at `connect` (by the whole address tuple) rather than
@@ -475,6 +548,46 @@ fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
+}
+
+/// HTTP/1.1 over TLS to `dest` from `source`, verifying the server as `name`, on a new
+/// connection (closed with the response: guests' HTTPS calls are not pooled).
+async fn send_tls(
+    request: hyper::Request<WasiBody>,
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    name: rustls::pki_types::ServerName<'static>,
+    tls: Arc<rustls::ClientConfig>,
+    options: RequestOptions,
+) -> wasmtime_wasi_http::Result<Sent> {
+    use wasmtime_wasi_http::Error;
+    let limit = |t: Option<std::time::Duration>| t.unwrap_or(std::time::Duration::from_secs(600));
+    let connect_limit = limit(options.connect_timeout);
+    let stream = connect_tcp(dest, source, connect_limit).await?;
+    let stream = tokio::time::timeout(
+        connect_limit,
+        tokio_rustls::TlsConnector::from(tls).connect(name, stream),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)?
+    .map_err(Error::Tls)?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(Error::from)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response =
+        tokio::time::timeout(limit(options.first_byte_timeout), sender.send_request(request))
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?
+            .map_err(Error::from)?;
+    let io = async { Ok(()) };
+    Ok((
+        response.map(|b| b.map_err(Error::from).boxed_unsync()),
+        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+    ))
 }
 
 /// Plain HTTP/1.1 to `dest` from `source`, on a pooled connection when one is ready.
@@ -539,7 +652,14 @@ mod service_tests {
             services: Arc::new(Directory),
             namespace: "default".into(),
             client: IpAddr::from([10, 128, 0, 200]),
+            tls: guest_tls(None).expect("tls"),
         }
+    }
+
+    #[test]
+    fn guest_tls_should_refuse_a_cluster_ca_that_is_no_certificate() {
+        assert!(guest_tls(None).is_ok());
+        assert!(matches!(guest_tls(Some("not a certificate")), Err(GuestTlsError::Ca(_))));
     }
 
     #[test]

@@ -76,6 +76,9 @@ struct Inner {
     /// The cluster's Services and names, for guests' outgoing requests (set by the node once
     /// its proxy and DNS run; until then every address is connected to as it is).
     services: std::sync::RwLock<Arc<dyn ServiceDirectory>>,
+    /// How guests' HTTPS requests verify servers (the node's CAs, and the cluster CA once the
+    /// node gives it).
+    guest_tls: std::sync::RwLock<Arc<rustls::ClientConfig>>,
 }
 
 /// What a sandbox status reports (the rest of its config is the kubelet's).
@@ -126,6 +129,8 @@ impl WasmRuntime {
                 source,
             })?;
         let (events, _) = broadcast::channel(1024);
+        let guest_tls = crate::http::guest_tls(None)
+            .map_err(|e| RuntimeError::Other(format!("guests' TLS configuration: {e}")))?;
         Ok(WasmRuntime {
             inner: Arc::new(Inner {
                 engine,
@@ -137,6 +142,7 @@ impl WasmRuntime {
                 events,
                 next_id: AtomicU64::new(1),
                 services: std::sync::RwLock::new(Arc::new(NoServices)),
+                guest_tls: std::sync::RwLock::new(guest_tls),
             }),
             guests: Some(guests),
             _ticker: ticker,
@@ -153,6 +159,25 @@ impl WasmRuntime {
     pub fn set_service_directory(&self, directory: Arc<dyn ServiceDirectory>) {
         if let Ok(mut d) = self.inner.services.write() {
             *d = directory;
+        }
+    }
+
+    /// Let guests' HTTPS requests trust the cluster CA (PEM) besides the node's CAs, as a pod
+    /// that verifies with its mounted `ca.crt` does (see [`crate::http::guest_tls`]);
+    /// containers started later see it.
+    pub fn trust_cluster_ca(&self, ca_pem: &str) -> Result<(), RuntimeError> {
+        let tls =
+            crate::http::guest_tls(Some(ca_pem)).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        if let Ok(mut t) = self.inner.guest_tls.write() {
+            *t = tls;
+        }
+        Ok(())
+    }
+
+    fn guest_tls(&self) -> Arc<rustls::ClientConfig> {
+        match self.inner.guest_tls.read() {
+            Ok(t) => t.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -355,41 +380,51 @@ async fn run_guest(
     log: CriLog,
     usage: Arc<Usage>,
     services: Arc<dyn ServiceDirectory>,
+    tls: Arc<rustls::ClientConfig>,
 ) -> (Outcome, bool) {
     // Each kind's future is boxed on its own: this one (kept by every container's task) stays
     // small, and an idle HTTP server does not pay for a command's instantiate-and-call state.
     if let Program::Http(pre) = &*program {
-        let serve = crate::http::serve(engine, pre.clone(), config, log, services);
+        let serve = crate::http::serve(engine, pre.clone(), config, log, services, tls);
         let message = Box::pin(serve).await;
         return (Outcome::CannotRun(message), false);
     }
     let limiter = MemoryLimiter::new(config.memory_limit_bytes).with_usage(usage);
     match wasi_builder(&config, &log, &services) {
         Ok(builder) => {
-            let names = guest_names(&config, &services);
-            Box::pin(run_command(&engine, &program, builder, limiter, names)).await
+            let net = guest_net(&config, &services, tls);
+            Box::pin(run_command(&engine, &program, builder, limiter, net)).await
         }
         Err(message) => (Outcome::CannotRun(message), false),
     }
 }
 
-/// Run a command program (a p1 module's `_start`, a p2 component's `wasi:cli/run`) in a new
-/// store with `builder`'s WASI context; returns how it ended and whether memory was refused.
-/// What the guest's name lookups are answered from.
-fn guest_names(
-    config: &ContainerConfig,
-    services: &Arc<dyn ServiceDirectory>,
-) -> crate::lookup::Names {
-    let namespace = config.labels.get(labels::POD_NAMESPACE).map(String::as_str).unwrap_or("");
-    crate::lookup::Names { services: services.clone(), namespace: namespace.into() }
+/// What a command guest's name lookups and outgoing HTTP requests are answered from.
+pub(crate) struct GuestNet {
+    names: crate::lookup::Names,
+    hooks: crate::http::ServiceHooks,
 }
 
+pub(crate) fn guest_net(
+    config: &ContainerConfig,
+    services: &Arc<dyn ServiceDirectory>,
+    tls: Arc<rustls::ClientConfig>,
+) -> GuestNet {
+    let namespace = config.labels.get(labels::POD_NAMESPACE).map(String::as_str).unwrap_or("");
+    GuestNet {
+        names: crate::lookup::Names { services: services.clone(), namespace: namespace.into() },
+        hooks: crate::http::ServiceHooks::for_container(config, services.clone(), tls),
+    }
+}
+
+/// Run a command program (a p1 module's `_start`, a p2 component's `wasi:cli/run`) in a new
+/// store with `builder`'s WASI context; returns how it ended and whether memory was refused.
 async fn run_command(
     engine: &Engine,
     program: &Program,
     mut builder: WasiCtxBuilder,
     limiter: MemoryLimiter,
-    names: crate::lookup::Names,
+    net: GuestNet,
 ) -> (Outcome, bool) {
     match program {
         Program::Module(pre) => {
@@ -411,8 +446,10 @@ async fn run_command(
         }
         Program::Component(pre) => {
             let ctx = builder.build();
-            let mut store =
-                Store::new(engine, P2Host { ctx, table: ResourceTable::new(), limiter, names });
+            let GuestNet { names, hooks } = net;
+            let http = wasmtime_wasi_http::WasiHttpCtx::new();
+            let host = P2Host { ctx, table: ResourceTable::new(), limiter, names, http, hooks };
+            let mut store = Store::new(engine, host);
             store.limiter(|h| &mut h.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
@@ -442,6 +479,7 @@ async fn exec_guest(
     argv: Vec<String>,
     timeout: Duration,
     services: Arc<dyn ServiceDirectory>,
+    tls: Arc<rustls::ClientConfig>,
 ) -> Result<ExecResult, RuntimeError> {
     const CAP: usize = 1 << 20;
     config.argv = argv;
@@ -450,8 +488,8 @@ async fn exec_guest(
     let mut builder = wasi_context(&config, &services).map_err(RuntimeError::Other)?;
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     let limiter = MemoryLimiter::new(config.memory_limit_bytes);
-    let names = guest_names(&config, &services);
-    let run = run_command(&engine, &program, builder, limiter, names);
+    let net = guest_net(&config, &services, tls);
+    let run = run_command(&engine, &program, builder, limiter, net);
     let (outcome, _) = tokio::time::timeout(timeout, run).await.map_err(|_| {
         RuntimeError::Other(format!("command {:?} timed out after {timeout:?}", config.argv))
     })?;
@@ -610,6 +648,7 @@ impl ContainerRuntime for WasmRuntime {
             c.state = ContainerState::Running { started_at };
             let inner = self.inner.clone();
             let services = self.service_directory();
+            let tls = self.guest_tls();
             let (engine, program, config, log) =
                 (inner.engine.clone(), c.program.clone(), c.config.clone(), c.log.clone());
             let usage = c.usage.clone();
@@ -619,7 +658,7 @@ impl ContainerRuntime for WasmRuntime {
             // Spawned while holding the lock so the task cannot record its exit before
             // `task` is set.
             let task = handle.spawn(async move {
-                let guest = run_guest(engine, program, config, log, usage.clone(), services);
+                let guest = run_guest(engine, program, config, log, usage.clone(), services, tls);
                 let (outcome, denied) = Metered::new(guest, usage, cpu_limit).await;
                 inner.record_exit(&container_id, |started_at| {
                     exit_info(outcome, denied, limit, started_at)
@@ -731,8 +770,9 @@ impl ContainerRuntime for WasmRuntime {
         let handle = self.guest_handle()?.clone();
         let engine = self.inner.engine.clone();
         let argv = cmd.to_vec();
+        let (services, tls) = (self.service_directory(), self.guest_tls());
         handle
-            .spawn(exec_guest(engine, program, config, argv, timeout, self.service_directory()))
+            .spawn(exec_guest(engine, program, config, argv, timeout, services, tls))
             .await
             .map_err(|e| RuntimeError::Other(format!("exec task failed: {e}")))?
     }

@@ -2,8 +2,11 @@
 //! `sleep SECONDS`, `exit CODE`, `trap`, `oom`, `spin`, `print N [sleep SECONDS]`,
 //! `connect HOST:PORT` (a TCP connection through WASI sockets: exit 0 when it opens, 1 when
 //! refused; wasip2 only), `stdin` (read standard input to its end, then print how much came
-//! and what it was, upper-cased), `ticks` (print a numbered line every 200 ms).
+//! and what it was, upper-cased), `ticks` (print a numbered line every 200 ms), `kube-get
+//! PATH` (call the api server in-cluster as the pod's service account; wasip2 and native
+//! builds only, see kube.rs).
 
+mod kube;
 mod script;
 
 use std::hint::black_box;
@@ -60,7 +63,9 @@ fn main() -> ExitCode {
             }
         }
         // `script "CMD ARGS; CMD ARGS"` (see script.rs); `exists PATH` exits 0 iff PATH exists.
-        "script" => return ExitCode::from(script::run(args.get(2).map(String::as_str).unwrap_or("")) as u8),
+        "script" => {
+            return ExitCode::from(script::run(args.get(2).map(String::as_str).unwrap_or("")) as u8);
+        }
         "exists" => {
             return if std::fs::metadata(args.get(2).map(String::as_str).unwrap_or("")).is_ok() {
                 ExitCode::SUCCESS
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             }
             println!("read {} bytes: {}", input.len(), input.to_uppercase());
         }
+        "kube-get" => return kube::run(args.get(2).map(String::as_str).unwrap_or("/api")),
         "connect" => {
             let to = args.get(2).map(String::as_str).unwrap_or("");
             return match std::net::TcpStream::connect(to) {
@@ -98,7 +104,9 @@ fn main() -> ExitCode {
             };
         }
         other => {
-            eprintln!("unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists|connect|stdin|ticks");
+            eprintln!(
+                "unknown mode {other:?}; want sleep|exit|trap|oom|spin|print|script|exists|connect|stdin|ticks|kube-get"
+            );
             return ExitCode::from(2);
         }
     }

@@ -80,10 +80,12 @@ async fn dispatch_stored(
         ("GET", true, Some("log")) => pod_log(state, target, q).await,
         ("GET", true, _) => read::get_response(state, target, headers, q).await,
         ("POST", _, _) => create(state, target, headers, body, q).await,
-        ("PUT", true, Some("status" | "finalize") | None) => {
+        ("PUT", true, Some("status" | "finalize" | "approval") | None) => {
             update(state, target, headers, body, q).await
         }
-        ("PATCH", true, Some("status") | None) => patch(state, target, headers, body, q).await,
+        ("PATCH", true, Some("status" | "approval") | None) => {
+            patch(state, target, headers, body, q).await
+        }
         ("DELETE", true, None) => delete(state, target, headers, body, q).await,
         (m, _, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({m})"

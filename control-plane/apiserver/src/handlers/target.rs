@@ -66,6 +66,11 @@ pub fn parse_target(
     if target.name.is_some() && target.resource.namespaced && target.namespace.is_none() {
         return Err(not_served());
     }
+    // A cluster-scoped resource has no namespaced path (kube serves none): authorization
+    // would otherwise see the namespace while the object reached has none.
+    if target.namespace.is_some() && !target.resource.namespaced {
+        return Err(not_served());
+    }
     if let Some(sub) = &target.subresource
         && !target.resource.subresources.contains(&sub.as_str())
     {

@@ -71,8 +71,12 @@ pub async fn create(
     let mut obj = parse_body(headers, body)?;
     objects::check_type(&mut obj, res)?;
     let warnings = field_validation(res, &obj, q)?;
+    if res.kind == "TokenReview" && res.group == "authentication.k8s.io" {
+        let answer = crate::certificates::token_review(state, obj).await?;
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
+    }
     if !res.is_stored() {
-        let answer = crate::reviews::answer(res, obj)?;
+        let answer = crate::reviews::answer(state, res, obj)?;
         return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
     }
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
@@ -98,6 +102,13 @@ pub(super) async fn store_new(
     obj: Value,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
+    if res.group == "rbac.authorization.k8s.io" {
+        crate::authz::check_escalation(state, res.kind, &obj, "")?;
+    }
+    let mut obj = obj;
+    if res.group.is_empty() && res.kind == "Secret" {
+        crate::tokens::fill_legacy_token_secret(state, &mut obj).await?;
+    }
     let created = if res.group.is_empty() && res.kind == "Service" {
         create_service(state, obj, key, dry_run).await?
     } else if res.group.is_empty() && res.kind == "Node" {
@@ -248,13 +259,19 @@ pub(crate) async fn write(
             .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
         return Ok(with_resource_version(obj.clone(), kv.mod_revision));
     }
+    if res.group == "rbac.authorization.k8s.io" {
+        crate::authz::check_escalation(state, res.kind, obj, &name)?;
+    }
     if res.kind == "Service" && res.group.is_empty() {
         return write_service(state, key, prev, obj).await;
     }
-    // Kubernetes does not write (or bump resourceVersion) when nothing changed.
+    // Kubernetes does not write (or bump resourceVersion) when nothing changed, unless the
+    // stored form is stale (sealed with an old encryption key): rewriting an unchanged
+    // object is how keys are rotated (`kubectl get secrets -A -o json | kubectl replace -f -`).
     let value = encode(obj);
-    if value == prev.value
-        || serde_json::from_slice::<Value>(&prev.value).is_ok_and(|p| same_when_stored(&p, obj))
+    if (value == prev.value
+        || serde_json::from_slice::<Value>(&prev.value).is_ok_and(|p| same_when_stored(&p, obj)))
+        && !state.store.is_stale(key, prev.mod_revision)
     {
         return decode(prev);
     }
@@ -292,7 +309,7 @@ async fn write_service(
     for _ in 0..8 {
         let mut new = without_resource_version(obj);
         let mut ops = crate::services::update_claims(&old, &mut new)?;
-        if ops.is_empty() && old == new {
+        if ops.is_empty() && old == new && !state.store.is_stale(key, prev.mod_revision) {
             return decode(prev);
         }
         let value = serde_json::to_vec(&new).unwrap_or_default();

@@ -24,6 +24,9 @@ use super::{
 use crate::logs::log_path;
 use skiff_helpers::quantity::{milli_value, value};
 
+/// How long a container start waits for the node's first list of Services.
+const SERVICES_WAIT: Duration = Duration::from_secs(5);
+
 /// Why no runtime can run a pod here. The messages are what the pod's events and status show.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeChoiceError {
@@ -323,6 +326,24 @@ impl PodWorker {
         }
     }
 
+    /// The pod's Service variables ([`crate::env::service_env`]). Until the node has listed
+    /// the Services once they cannot be known: the container waits (the kubelet's rule), after
+    /// a short wait for the first list at the node's start.
+    async fn service_env(&self, pod: &Pod) -> Result<Vec<(String, String)>, String> {
+        let services = &self.ctx.services;
+        match tokio::time::timeout(SERVICES_WAIT, services.wait_until_ready()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(
+                    "services have not yet been read at least once, cannot construct envvars"
+                        .into(),
+                );
+            }
+        }
+        let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+        Ok(crate::env::service_env(&services.state(), &self.namespace, links))
+    }
+
     /// Set up the pod's volumes once and refresh their contents now and then; `Err` says when
     /// to try again when they could not be set up at all.
     async fn prepare_volumes(&mut self, pod: &Pod) -> Result<(), Instant> {
@@ -581,20 +602,27 @@ impl PodWorker {
             Err(wake) => return wake,
         }
         let fields = self.fields();
-        let env =
-            match crate::env::resolve(&self.ctx.client, pod, c, &fields, &self.ctx.allocatable)
-                .await
-            {
-                Ok(env) => env,
-                Err(e) => {
-                    return self.waiting(
-                        i,
-                        "CreateContainerConfigError",
-                        e.to_string(),
-                        IMAGE_RETRY,
-                    );
-                }
-            };
+        let services = match self.service_env(pod).await {
+            Ok(vars) => vars,
+            Err(message) => {
+                return self.waiting(i, "CreateContainerConfigError", message, IMAGE_RETRY);
+            }
+        };
+        let env = match crate::env::resolve(
+            &self.ctx.client,
+            pod,
+            c,
+            &fields,
+            &self.ctx.allocatable,
+            &services,
+        )
+        .await
+        {
+            Ok(env) => env,
+            Err(e) => {
+                return self.waiting(i, "CreateContainerConfigError", e.to_string(), IMAGE_RETRY);
+            }
+        };
         let volumes = self.volumes.clone().unwrap_or_default();
         let mounts = match crate::volumes::mounts(c, &volumes, &env) {
             Ok(m) => m,

@@ -48,7 +48,15 @@ fn context_with_client(
         metrics: Arc::new(crate::stats::KubeletMetrics::new("node-1")),
         recorder: skiff_client_tools::Recorder::on_host(client.clone(), "kubelet", "node-1"),
         images: crate::images::ImagePulls::new(true),
+        services: no_services(),
     })
+}
+
+/// A Service cache that has been listed and holds none.
+fn no_services() -> kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service> {
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    store
 }
 
 fn pod(status: Value) -> Pod {

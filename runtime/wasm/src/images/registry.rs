@@ -1133,7 +1133,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-mod tls;
+pub(crate) mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -129,10 +129,10 @@ impl WasmRuntime {
             }
         }
         let limiter = MemoryLimiter::new(config.memory_limit_bytes);
-        let names = guest_names(&config, &services);
+        let net = guest_net(&config, &services, self.guest_tls());
         let engine = self.inner.engine.clone();
         let task = self.guest_handle()?.spawn(async move {
-            let (outcome, _) = run_command(&engine, &program, builder, limiter, names).await;
+            let (outcome, _) = run_command(&engine, &program, builder, limiter, net).await;
             outcome
         });
         let _abort = AbortOnDrop(task.abort_handle());

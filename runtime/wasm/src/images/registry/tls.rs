@@ -13,7 +13,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The node's trusted CAs, read once.
-fn native_roots() -> &'static RootCertStore {
+pub(crate) fn native_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut roots = RootCertStore::empty();
