@@ -32,8 +32,8 @@ fn cached_list(state: &State, group: &str, plural: &str) -> Option<Vec<Value>> {
     Some(items.iter().map(|c| c.value()).collect())
 }
 
-/// The cluster-scoped object `name` of `plural` (group `group`): from the watch cache, or
-/// from the store when the cache does not have it (yet).
+/// The object `name` of `plural` (group `group`; `namespace/name` for a namespaced one): from
+/// the watch cache, or from the store when the cache does not have it (yet).
 async fn read(
     state: &State,
     group: &str,
@@ -292,16 +292,7 @@ async fn service_account(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Value>, ApiError> {
-    let key = format!("/registry/serviceaccounts/{namespace}/{name}");
-    if let Some(cached) = state.cached("", "serviceaccounts", &key) {
-        return Ok(Some(cached.value()));
-    }
-    let kv = state
-        .store
-        .get_with(&key, Consistency::Serializable)
-        .await
-        .map_err(|e| ApiError::internal(format!("admission read of {key}: {e}")))?;
-    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    read(state, "", "serviceaccounts", &format!("{namespace}/{name}")).await
 }
 
 /// Whether `namespace` exists and is not being deleted.
