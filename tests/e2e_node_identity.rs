@@ -165,10 +165,9 @@ fn agent_should_join_with_a_bootstrap_token_and_work_as_its_node() {
     let kc = std::fs::read_to_string(&kubeconfig).expect("agent kubeconfig");
     assert!(!kc.contains(admin.trim()) && !kc.contains("token:"), "{kc}");
     let whoami = kubectl_as(&s, &kubeconfig, &["auth", "whoami", "-o", "json"]);
-    if whoami.status.success() {
-        let me: Value = serde_json::from_slice(&whoami.stdout).unwrap_or_default();
-        assert_eq!(me["status"]["userInfo"]["username"], format!("system:node:{AGENT}"), "{me}");
-    }
+    assert!(whoami.status.success(), "whoami as the node: {}", text(&whoami));
+    let me: Value = serde_json::from_slice(&whoami.stdout).unwrap_or_default();
+    assert_eq!(me["status"]["userInfo"]["username"], format!("system:node:{AGENT}"), "{me}");
     s.ok(&["create", "secret", "generic", "not-for-nodes", "--from-literal=k=v"]);
     let secret = kubectl_as(&s, &kubeconfig, &["get", "secret", "not-for-nodes"]);
     assert!(!secret.status.success(), "a node read a Secret none of its pods uses");
@@ -192,6 +191,19 @@ fn agent_should_join_with_a_bootstrap_token_and_work_as_its_node() {
     );
     assert!(!patch.status.success(), "a node patched another node's status: {}", text(&patch));
     assert!(text(&patch).to_lowercase().contains("forbidden"), "{}", text(&patch));
+    // Its own labels: any but the restricted ones (NodeRestriction), on patch as on update.
+    let label = |l: &str| kubectl_as(&s, &kubeconfig, &["label", "node", AGENT, l]);
+    let own = label("example.com/team=a");
+    assert!(own.status.success(), "a node labels itself: {}", text(&own));
+    let restricted = label("node-restriction.kubernetes.io/trusted=true");
+    assert!(!restricted.status.success(), "a node gave itself a restricted label");
+    assert!(
+        text(&restricted)
+            .contains("is not allowed to modify labels: node-restriction.kubernetes.io/trusted"),
+        "{}",
+        text(&restricted)
+    );
+    s.ok(&["label", "node", AGENT, "node-restriction.kubernetes.io/trusted=true"]);
 
     // Rotation: before the minute is up the node asks for a new certificate as itself; the
     // request is approved, the kubeconfig holds the new certificate, and the node goes on.

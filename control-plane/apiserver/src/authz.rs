@@ -548,6 +548,29 @@ pub fn node_restriction(
     Ok(())
 }
 
+/// NodeRestriction on a Node's update or patch, as it will be written (`new`) against what
+/// is stored (`old`): a node may not change its labels in the restricted namespaces. `Ok`
+/// for anyone but a node.
+pub fn check_node_labels(new: &Value, old: &Value) -> Result<(), ApiError> {
+    let Some(user) = crate::authn::current_user() else { return Ok(()) };
+    if user.node_name().is_none() {
+        return Ok(());
+    }
+    let forbidden = forbidden_node_labels(new, Some(old));
+    if forbidden.is_empty() {
+        return Ok(());
+    }
+    let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    Err(ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "nodes {name:?} is forbidden: is not allowed to modify labels: {}",
+            forbidden.join(", ")
+        ),
+    ))
+}
+
 /// Why a node may not create the mirror pod `pod`, as kube's NodeRestriction refuses them:
 /// it would reach objects through the node authorizer's graph (Secrets, ConfigMaps, claims,
 /// a service account) or claim an owner.

@@ -714,13 +714,10 @@ async fn admit(
         return Err(refuse(authz::forbidden(&user, attrs, decision.reason()), decision.reason()));
     }
     if user.node_name().is_some() && attrs.resource_request {
-        let node_update = attrs.verb == "update"
-            && attrs.api_group.is_empty()
-            && attrs.resource == "nodes"
-            && attrs.subresource.is_empty();
-        if attrs.verb == "create" || node_update {
-            // NodeRestriction needs the object a node creates (its name, its annotations) or
-            // its Node as sent (its labels).
+        if attrs.verb == "create" {
+            // NodeRestriction needs the object a node creates (its name, its annotations).
+            // The labels a node changes on its Node are checked where every update and patch
+            // is written (`authz::check_node_labels`).
             let (parts, body) = req.into_parts();
             let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
                 refuse(ApiError::bad_request(format!("reading the request body: {e}")), "")

@@ -259,6 +259,10 @@ pub(crate) async fn write(
             .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
         return Ok(with_resource_version(obj.clone(), kv.mod_revision));
     }
+    if res.group.is_empty() && res.kind == "Node" {
+        let old: Value = serde_json::from_slice(&prev.value).unwrap_or(Value::Null);
+        crate::authz::check_node_labels(obj, &old)?;
+    }
     if res.group == "rbac.authorization.k8s.io" {
         crate::authz::check_escalation(state, res.kind, obj, &name)?;
     }
