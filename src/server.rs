@@ -485,10 +485,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Duration::from_secs(365 * 24 * 3600),
         )
         .context("the api server's kubelet client certificate")?;
-    api.set_kubelet_client_identity(skiff_apiserver::kubelet::ClientIdentity {
-        cert_pem: kubelet_client_cert,
-        key_pem: kubelet_client_key,
-    });
+    api.set_kubelet_client_identity(
+        skiff_apiserver::kubelet::ClientIdentity::from_pem(
+            &kubelet_client_cert,
+            &kubelet_client_key,
+        )
+        .context("the api server's kubelet client certificate")?,
+    );
     let join_service = Arc::new(JoinService {
         token,
         ca_cert_pem: pki.ca_cert_pem.clone(),

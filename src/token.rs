@@ -61,12 +61,9 @@ async fn client(args: &TokenArgs) -> anyhow::Result<kube::Client> {
     };
     let yaml =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    skiff_apiserver::certificates::client_from_kubeconfig(&yaml)
         .await
-        .with_context(|| format!("using {}", path.display()))?;
-    Ok(kube::Client::try_from(config)?)
+        .with_context(|| format!("using {}", path.display()))
 }
 
 async fn run_async(args: TokenArgs) -> anyhow::Result<()> {

@@ -436,14 +436,7 @@ async fn service_account_client(
 ) -> anyhow::Result<kube::Client> {
     let admin = server.client();
     create_namespace(admin, "bench-authz").await?;
-    let post = |uri: String, body: serde_json::Value| async move {
-        let (status, _, text) =
-            call(admin, Method::POST, &uri, JSON, JSON, serde_json::to_vec(&body)?).await?;
-        if !status.is_success() && status != StatusCode::CONFLICT {
-            bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
-        }
-        Ok::<_, anyhow::Error>(text)
-    };
+    let post = |uri: String, body: serde_json::Value| post_json(admin, uri, body);
     post(
         "/api/v1/namespaces/bench-authz/serviceaccounts".into(),
         serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "creator"}}),
@@ -578,6 +571,21 @@ async fn settle(pids: &[u32]) {
     }
 }
 
+/// POST `body` to `uri` as `admin`; an object that already exists (409) is fine. Answers the
+/// body of the reply.
+async fn post_json(
+    admin: &kube::Client,
+    uri: String,
+    body: serde_json::Value,
+) -> anyhow::Result<Bytes> {
+    let (status, _, text) =
+        call(admin, Method::POST, &uri, JSON, JSON, serde_json::to_vec(&body)?).await?;
+    if !status.is_success() && status != StatusCode::CONFLICT {
+        bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
+    }
+    Ok(text)
+}
+
 /// `n` Roles and `n` RoleBindings over 100 namespaces `policy-*`, each Role with a few rules and
 /// each binding naming a user, a group and a service account, as teams' charts ship them.
 async fn load_policy(admin: &kube::Client, n: usize) -> anyhow::Result<()> {
@@ -586,12 +594,7 @@ async fn load_policy(admin: &kube::Client, n: usize) -> anyhow::Result<()> {
         create_namespace(admin, &format!("policy-{ns}")).await?;
     }
     let post = |uri: String, body: serde_json::Value| async move {
-        let (status, _, text) =
-            call(admin, Method::POST, &uri, JSON, JSON, serde_json::to_vec(&body)?).await?;
-        if !status.is_success() && status != StatusCode::CONFLICT {
-            bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
-        }
-        Ok::<_, anyhow::Error>(())
+        post_json(admin, uri, body).await.map(drop)
     };
     futures::stream::iter(0..n)
         .map(|i| {

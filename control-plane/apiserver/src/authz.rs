@@ -299,18 +299,22 @@ fn node_rules(state: &State) -> &[PolicyRule] {
 
 fn pods_on_node(state: &State, node: &str) -> Vec<Value> {
     let Some(res) = state.registry.by_plural("", "pods") else { return Vec::new() };
-    let Some((items, _)) = state.caches.get(res).snapshot(
-        "/registry/pods/",
-        &crate::selectors::LabelSelector::default(),
-        &crate::selectors::FieldSelector::default(),
+    // The cache matches `spec.nodeName` on its stored attributes: only this node's pods are
+    // decoded.
+    let Ok(on_node) = crate::selectors::FieldSelector::parse(
+        &format!("spec.nodeName={node}"),
+        crate::selectors::supported_fields("Pod"),
     ) else {
         return Vec::new();
     };
-    items
-        .iter()
-        .map(|c| c.value())
-        .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
-        .collect()
+    let Some((items, _)) = state.caches.get(res).snapshot(
+        "/registry/pods/",
+        &crate::selectors::LabelSelector::default(),
+        &on_node,
+    ) else {
+        return Vec::new();
+    };
+    items.iter().map(|c| c.value()).collect()
 }
 
 /// Whether a pod bound to `node` uses the object `attrs` names.

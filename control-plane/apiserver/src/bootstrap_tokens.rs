@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
 use skiff_auth::UserInfo;
-use skiff_store::Consistency;
 
 use crate::State;
 
@@ -215,11 +214,7 @@ pub fn user_for(secret: &Value, token: &BootstrapToken, now: DateTime<Utc>) -> O
 /// have it (yet).
 async fn read_secret(state: &State, id: &str) -> Option<Value> {
     let key = format!("/registry/secrets/{NAMESPACE}/{SECRET_PREFIX}{id}");
-    if let Some(cached) = state.cached("", "secrets", &key) {
-        return Some(cached.value());
-    }
-    let kv = state.store.get_with(&key, Consistency::Serializable).await.ok()??;
-    serde_json::from_slice(&kv.value).ok()
+    crate::tokens::read_core(state, "secrets", &key).await
 }
 
 /// The user of a bootstrap token `<id>.<secret>` (`system:bootstrap:<id>`), if a valid,

@@ -779,12 +779,13 @@ pub async fn ensure_node_bootstrap_bindings(client: kube::Client) {
 // ---------------------------------------------------------------------------------------------
 // TokenReview
 
-/// Answer a TokenReview (`authentication.k8s.io/v1`): who `spec.token` is, by the same
-/// authenticators the api server uses. The token is not echoed back.
-pub async fn token_review(state: &State, mut obj: Value) -> Result<Value, ApiError> {
+/// The status of a TokenReview (`authentication.k8s.io/v1`) `obj`: who `spec.token` is, by
+/// the same authenticators the api server uses. The token is taken out of `obj`, so it is not
+/// echoed back.
+pub async fn token_review_status(state: &State, obj: &mut Value) -> Result<Value, ApiError> {
     let token = obj.pointer("/spec/token").and_then(Value::as_str).unwrap_or("").to_string();
     if token.is_empty() {
-        return Err(invalid(&obj, vec![("spec.token".into(), "Required value".into())]));
+        return Err(invalid(obj, vec![("spec.token".into(), "Required value".into())]));
     }
     // The audiences asked for (the api server's own when none): a service account token must
     // share one; other credentials are the api server's only.
@@ -816,14 +817,7 @@ pub async fn token_review(state: &State, mut obj: Value) -> Result<Value, ApiErr
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("token");
     }
-    obj["status"] = status;
-    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        Some(m) => {
-            m.insert("creationTimestamp".into(), Value::Null);
-        }
-        None => obj["metadata"] = json!({"creationTimestamp": null}),
-    }
-    Ok(obj)
+    Ok(status)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -532,16 +532,22 @@ fn tls_error(url: &str, e: impl std::fmt::Display) -> JoinError {
     JoinError::Http { url: url.to_string(), reason: format!("tls: {e}") }
 }
 
+/// A TLS client that accepts any server certificate: only for fetching the CA, which is
+/// checked after.
+fn unverified_tls(url: &str) -> Result<rustls::ClientConfig, JoinError> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(url, e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
+        .with_no_client_auth())
+}
+
 /// Fetch the CA of the member at `api_url` (e.g. `https://10.0.0.1:6443`) and check it
 /// against `token`. Nothing is trusted before the check.
 pub async fn fetch_cluster_ca(api_url: &str, token: &JoinToken) -> Result<String, JoinError> {
     let url = format!("{}{PATH_CACERTS}", api_url.trim_end_matches('/'));
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error(&url, e))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
-        .with_no_client_auth();
+    let tls = unverified_tls(&url)?;
     let request = http::Request::get(&url)
         .body(Full::new(Bytes::new()))
         .map_err(|e| JoinError::Http { url: url.clone(), reason: e.to_string() })?;
@@ -596,12 +602,7 @@ pub async fn fetch_cluster_ca_with_bootstrap_token(
     ca_cert_hash: Option<&str>,
 ) -> Result<String, JoinError> {
     let url = format!("{}{PATH_CACERTS}?token-id={}", api_url.trim_end_matches('/'), token.id);
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error(&url, e))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
-        .with_no_client_auth();
+    let tls = unverified_tls(&url)?;
     let http_err = |reason: String| JoinError::Http { url: url.clone(), reason };
     let request = http::Request::get(&url)
         .body(Full::new(Bytes::new()))

@@ -3,7 +3,6 @@
 //! most: selectors that must match their template, immutable fields, key and port syntax.
 
 use base64::Engine as _;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Map, Value, json};
 
 use crate::objects::{default_pod_spec, set_default, validate_pod_spec};
@@ -723,21 +722,8 @@ fn go_map(labels: Option<&Value>) -> String {
 }
 
 /// Whether a `LabelSelector` (matchLabels + matchExpressions) selects `labels`, with the one
-/// matcher every component shares. A selector or labels that are not of their type select
-/// nothing.
-pub fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
-    let Ok(selector) = serde_json::from_value::<LabelSelector>(selector.clone()) else {
-        return false;
-    };
-    let labels = match labels {
-        Some(l) => match serde_json::from_value::<skiff_helpers::Labels>(l.clone()) {
-            Ok(l) => l,
-            Err(_) => return false,
-        },
-        None => skiff_helpers::Labels::new(),
-    };
-    skiff_helpers::labels::selector_matches(&selector, &labels)
-}
+/// matcher every component shares.
+pub use skiff_helpers::labels::json_selector_matches as selector_matches;
 
 /// The string form of a `LabelSelector` (`a=b,c in (x,y)`), as the scale subresource reports.
 pub fn selector_string(selector: &Value) -> String {

@@ -107,7 +107,7 @@ async fn check_caller(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let user = match (peer.as_ref().and_then(certificate_user), bearer) {
+    let user = match (peer.as_ref().and_then(crate::authn::user_of_certificate), bearer) {
         (Some(user), _) => user,
         (None, Some(token)) if !token.is_empty() => match auth.authenticate_token(&token).await {
             Some(user) => user,
@@ -124,20 +124,6 @@ async fn check_caller(
         return plain(StatusCode::FORBIDDEN, message);
     }
     next.run(request).await
-}
-
-/// The user of a client certificate the TLS layer verified: CN the name, each O a group.
-fn certificate_user(peer: &crate::authn::PeerCertificates) -> Option<skiff_auth::UserInfo> {
-    let leaf = peer.0.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let name = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups: Vec<String> = cert
-        .subject()
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-    (!name.is_empty()).then(|| skiff_auth::UserInfo::new(name, &groups))
 }
 
 fn plain(code: StatusCode, message: impl Into<String>) -> Response {
@@ -344,12 +330,25 @@ type HttpsClient = hyper_util::client::legacy::Client<
     Empty<Bytes>,
 >;
 
-/// The client certificate and key (PEM) the api server presents to kubelets
+/// The client certificate chain and key the api server presents to kubelets
 /// (`kube-apiserver-kubelet-client` in `system:masters`, kube-apiserver's
-/// `--kubelet-client-certificate`).
+/// `--kubelet-client-certificate`), parsed once.
 pub struct ClientIdentity {
-    pub cert_pem: String,
-    pub key_pem: String,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// The identity of a certificate and its key, both PEM.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, KubeletClientError> {
+        let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(KubeletClientError::CaPem)?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .map_err(KubeletClientError::CaPem)?
+            .ok_or(KubeletClientError::Tls(rustls::Error::NoCertificatesPresented))?;
+        Ok(ClientIdentity { chain, key })
+    }
 }
 
 /// How the api server authenticates to a kubelet.
@@ -388,15 +387,10 @@ impl RemoteKubelet {
             .map_err(KubeletClientError::Tls)?
             .with_root_certificates(roots);
         let (tls, token) = match auth {
-            ClientAuth::Certificate(ClientIdentity { cert_pem, key_pem }) => {
-                let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(KubeletClientError::CaPem)?;
-                let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-                    .map_err(KubeletClientError::CaPem)?
-                    .ok_or(KubeletClientError::Tls(rustls::Error::NoCertificatesPresented))?;
-                let tls =
-                    builder.with_client_auth_cert(chain, key).map_err(KubeletClientError::Tls)?;
+            ClientAuth::Certificate(ClientIdentity { chain, key }) => {
+                let tls = builder
+                    .with_client_auth_cert(chain.clone(), key.clone_key())
+                    .map_err(KubeletClientError::Tls)?;
                 (tls, String::new())
             }
             ClientAuth::Token(token) => (builder.with_no_client_auth(), token.to_string()),

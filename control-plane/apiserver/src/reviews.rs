@@ -75,7 +75,7 @@ fn rule_json(r: &skiff_auth::rbac::PolicyRule) -> Value {
 }
 
 /// Answer a review `obj` of `res` (already type-checked) for the request's user.
-pub fn answer(state: &State, res: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
+pub async fn answer(state: &State, res: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
     let requester = crate::authn::current_user()
         .map(|u| (*u).clone())
         .unwrap_or_else(crate::authn::apiserver_user);
@@ -122,6 +122,7 @@ pub fn answer(state: &State, res: &ResourceInfo, mut obj: Value) -> Result<Value
             status
         }
         "SelfSubjectReview" => json!({"userInfo": requester}),
+        "TokenReview" => crate::certificates::token_review_status(state, &mut obj).await?,
         other => {
             return Err(ApiError::method_not_allowed(format!("{other} cannot be created")));
         }

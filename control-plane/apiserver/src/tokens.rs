@@ -305,7 +305,7 @@ async fn bound_object(
 
 /// The object at `key` (of `plural` in the core group): from the watch cache, or the store
 /// while the cache does not have it.
-async fn read_core(state: &State, plural: &str, key: &str) -> Option<Value> {
+pub(crate) async fn read_core(state: &State, plural: &str, key: &str) -> Option<Value> {
     if let Some(cached) = state.cached("", plural, key) {
         return Some(cached.value());
     }

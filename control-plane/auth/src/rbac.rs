@@ -14,9 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{Attributes, Decision, UserInfo};
 
@@ -342,26 +341,10 @@ pub fn escalation_message(
 // ---------------------------------------------------------------------------------------------
 // Aggregation
 
-/// Whether a `metav1.LabelSelector` (as JSON) selects `labels`, with the matcher every
-/// component shares (`skiff_helpers::labels`). A selector or labels that are not of their type
-/// select nothing, so a damaged aggregation rule grants nothing.
-fn selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -> bool {
-    let Ok(selector) = LabelSelector::deserialize(selector) else {
-        return false;
-    };
-    let labels = match labels.map(|l| skiff_helpers::Labels::deserialize(Value::Object(l.clone())))
-    {
-        None => skiff_helpers::Labels::new(),
-        Some(Ok(l)) => l,
-        Some(Err(_)) => return false,
-    };
-    skiff_helpers::labels::selector_matches(&selector, &labels)
-}
-
 /// A ClusterRole as aggregation reads it.
 struct ParsedClusterRole<'a> {
     name: &'a str,
-    labels: Option<&'a Map<String, Value>>,
+    labels: Option<&'a Value>,
     selectors: Option<Vec<Value>>,
     rules: Vec<PolicyRule>,
 }
@@ -370,7 +353,7 @@ impl<'a> ParsedClusterRole<'a> {
     fn parse(obj: &'a Value) -> ParsedClusterRole<'a> {
         ParsedClusterRole {
             name: name_of(obj),
-            labels: labels_of(obj),
+            labels: metadata_field(obj, "labels"),
             selectors: aggregation_selectors(obj),
             rules: rules_of(obj),
         }
@@ -387,7 +370,9 @@ fn aggregate_rules(
     let mut out: Vec<PolicyRule> = Vec::new();
     for selector in selectors {
         for role in candidates {
-            if role.name == target || !selector_matches(selector, role.labels) {
+            if role.name == target
+                || !skiff_helpers::labels::json_selector_matches(selector, role.labels)
+            {
                 continue;
             }
             for rule in &role.rules {
@@ -416,10 +401,6 @@ fn name_of(obj: &Value) -> &str {
 
 fn namespace_of(obj: &Value) -> &str {
     metadata_field(obj, "namespace").and_then(Value::as_str).unwrap_or("")
-}
-
-fn labels_of(obj: &Value) -> Option<&Map<String, Value>> {
-    metadata_field(obj, "labels").and_then(Value::as_object)
 }
 
 /// The `rules` of a Role or ClusterRole. A rule that does not parse is left out (it could only

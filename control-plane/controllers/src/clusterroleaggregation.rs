@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 use skiff_client_tools::workqueue::{self, Requeue, WorkQueue, key_of, split_key};
 use tokio::task::JoinSet;
@@ -40,6 +40,11 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
 
 async fn reconcile(ctx: &Context, roles: &Store<ClusterRole>, key: &str) -> Result<Requeue, Error> {
     let (_, name) = split_key(key);
+    // Only an aggregated role is worth turning the whole store into JSON for.
+    let aggregated = roles.get(&ObjectRef::new(name)).is_some_and(|r| r.aggregation_rule.is_some());
+    if !aggregated {
+        return Ok(None);
+    }
     let all: Vec<Value> =
         roles.state().iter().filter_map(|r| serde_json::to_value(r.as_ref()).ok()).collect();
     let Some(target) =

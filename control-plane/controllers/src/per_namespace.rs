@@ -16,6 +16,12 @@ pub fn key(name: &str) -> String {
     format!("/{name}")
 }
 
+/// Whether `ns` is being deleted: nothing more is created in it.
+pub fn is_terminating(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+}
+
 /// Queue on `queue` every namespace `namespaces` adds or changes, and the namespace of every
 /// object of `objects` named `name` that changes or goes; every namespace on a relist (which
 /// may have missed a change or a deletion).

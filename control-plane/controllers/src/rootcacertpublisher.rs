@@ -93,9 +93,7 @@ async fn reconcile(
     let Some(ns) = caches.namespaces.get(&ObjectRef::new(ns_name)) else {
         return Ok(None);
     };
-    let terminating = ns.metadata.deletion_timestamp.is_some()
-        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
-    if terminating {
+    if per_namespace::is_terminating(&ns) {
         return Ok(None);
     }
     let existing = caches.config_maps.get(&ObjectRef::new(CONFIG_MAP).within(ns_name));

@@ -25,9 +25,7 @@ async fn reconcile(ctx: &Context, caches: &Caches, k: &str) -> Result<Requeue, E
     let Some(ns) = caches.namespaces.get(&ObjectRef::new(split_key(k).1)) else {
         return Ok(None);
     };
-    let terminating = ns.metadata.deletion_timestamp.is_some()
-        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
-    if terminating {
+    if per_namespace::is_terminating(&ns) {
         return Ok(None);
     }
     let name = ns.metadata.name.clone().unwrap_or_default();

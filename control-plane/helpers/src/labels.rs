@@ -27,6 +27,24 @@ pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
     })
 }
 
+/// [`selector_matches`] for a `LabelSelector` and labels as JSON (as stored). A selector or
+/// labels that are not of their type select nothing.
+pub fn json_selector_matches(
+    selector: &serde_json::Value,
+    labels: Option<&serde_json::Value>,
+) -> bool {
+    use serde::Deserialize as _;
+    let Ok(selector) = LabelSelector::deserialize(selector) else {
+        return false;
+    };
+    let labels = match labels.map(Labels::deserialize) {
+        None => Labels::new(),
+        Some(Ok(l)) => l,
+        Some(Err(_)) => return false,
+    };
+    selector_matches(&selector, &labels)
+}
+
 /// True for a selector with neither labels nor expressions.
 pub fn selector_is_empty(selector: &LabelSelector) -> bool {
     selector.match_labels.as_ref().is_none_or(|m| m.is_empty())

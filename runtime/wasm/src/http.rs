@@ -272,20 +272,14 @@ pub(crate) struct ServiceHooks {
 pub(crate) fn guest_tls(
     cluster_ca_pem: Option<&str>,
 ) -> Result<Arc<rustls::ClientConfig>, GuestTlsError> {
-    let mut roots = crate::images::registry::tls::native_roots().clone();
+    use crate::images::registry::tls;
+    let mut roots = tls::native_roots().clone();
     if let Some(pem) = cluster_ca_pem {
-        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| GuestTlsError::Ca(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(GuestTlsError::Ca("no PEM certificate".into()));
-        }
-        for cert in certs {
+        for cert in tls::parse_pem_certs(pem.as_bytes()).map_err(GuestTlsError::Ca)? {
             roots.add(cert).map_err(|e| GuestTlsError::Ca(e.to_string()))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| GuestTlsError::Config(e.to_string()))?
         .with_root_certificates(roots)
@@ -491,13 +485,19 @@ async fn connect(
     source: Option<IpAddr>,
     timeout: std::time::Duration,
 ) -> wasmtime_wasi_http::Result<Sender> {
-    use wasmtime_wasi_http::Error;
-    let stream = connect_tcp(dest, source, timeout).await?;
+    handshake(connect_tcp(dest, source, timeout).await?).await
+}
+
+/// HTTP/1.1 over `stream`; the connection is driven by a task of its own for as long as it
+/// lives (pooled or not).
+async fn handshake<S>(stream: S) -> wasmtime_wasi_http::Result<Sender>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(Error::from)?;
-    // The connection is driven by a task of its own for as long as it lives (pooled or not).
+            .map_err(wasmtime_wasi_http::Error::from)?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -561,7 +561,6 @@ async fn send_tls(
     options: RequestOptions,
 ) -> wasmtime_wasi_http::Result<Sent> {
     use wasmtime_wasi_http::Error;
-    let limit = |t: Option<std::time::Duration>| t.unwrap_or(std::time::Duration::from_secs(600));
     let connect_limit = limit(options.connect_timeout);
     let stream = connect_tcp(dest, source, connect_limit).await?;
     let stream = tokio::time::timeout(
@@ -571,23 +570,8 @@ async fn send_tls(
     .await
     .map_err(|_| Error::ConnectionTimeout)?
     .map_err(Error::Tls)?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(Error::from)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let response =
-        tokio::time::timeout(limit(options.first_byte_timeout), sender.send_request(request))
-            .await
-            .map_err(|_| Error::ConnectionReadTimeout)?
-            .map_err(Error::from)?;
-    let io = async { Ok(()) };
-    Ok((
-        response.map(|b| b.map_err(Error::from).boxed_unsync()),
-        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
-    ))
+    let mut sender = handshake(stream).await?;
+    answer(sender.send_request(request), &options).await
 }
 
 /// Plain HTTP/1.1 to `dest` from `source`, on a pooled connection when one is ready.
@@ -597,8 +581,6 @@ async fn send_plain(
     source: Option<IpAddr>,
     options: RequestOptions,
 ) -> wasmtime_wasi_http::Result<Sent> {
-    use wasmtime_wasi_http::Error;
-    let limit = |t: Option<std::time::Duration>| t.unwrap_or(std::time::Duration::from_secs(600));
     let key = (source, dest);
     let mut sender = match pooled(&key) {
         Some(s) => s,
@@ -606,6 +588,21 @@ async fn send_plain(
     };
     let sending = sender.send_request(request);
     pool(key, sender);
+    answer(sending, &options).await
+}
+
+/// A guest's timeout, or ten minutes when it set none.
+fn limit(t: Option<std::time::Duration>) -> std::time::Duration {
+    t.unwrap_or(std::time::Duration::from_secs(600))
+}
+
+/// The response to a request being sent, within the guest's first-byte timeout, in the form
+/// `wasi:http` hands back.
+async fn answer(
+    sending: impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>>,
+    options: &RequestOptions,
+) -> wasmtime_wasi_http::Result<Sent> {
+    use wasmtime_wasi_http::Error;
     let response = tokio::time::timeout(limit(options.first_byte_timeout), sending)
         .await
         .map_err(|_| Error::ConnectionReadTimeout)?

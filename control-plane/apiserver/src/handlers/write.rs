@@ -71,12 +71,8 @@ pub async fn create(
     let mut obj = parse_body(headers, body)?;
     objects::check_type(&mut obj, res)?;
     let warnings = field_validation(res, &obj, q)?;
-    if res.kind == "TokenReview" && res.group == "authentication.k8s.io" {
-        let answer = crate::certificates::token_review(state, obj).await?;
-        return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
-    }
     if !res.is_stored() {
-        let answer = crate::reviews::answer(state, res, obj)?;
+        let answer = crate::reviews::answer(state, res, obj).await?;
         return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
     }
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
@@ -259,9 +255,12 @@ pub(crate) async fn write(
             .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
         return Ok(with_resource_version(obj.clone(), kv.mod_revision));
     }
+    // The stored object, parsed at most once, and only when needed.
+    let parse_prev = || serde_json::from_slice::<Value>(&prev.value).ok();
+    let mut stored = None;
     if res.group.is_empty() && res.kind == "Node" {
-        let old: Value = serde_json::from_slice(&prev.value).unwrap_or(Value::Null);
-        crate::authz::check_node_labels(obj, &old)?;
+        stored = parse_prev();
+        crate::authz::check_node_labels(obj, stored.as_ref().unwrap_or(&Value::Null))?;
     }
     if res.group == "rbac.authorization.k8s.io" {
         crate::authz::check_escalation(state, res.kind, obj, &name)?;
@@ -274,7 +273,7 @@ pub(crate) async fn write(
     // object is how keys are rotated (`kubectl get secrets -A -o json | kubectl replace -f -`).
     let value = encode(obj);
     if (value == prev.value
-        || serde_json::from_slice::<Value>(&prev.value).is_ok_and(|p| same_when_stored(&p, obj)))
+        || stored.or_else(parse_prev).is_some_and(|p| same_when_stored(&p, obj)))
         && !state.store.is_stale(key, prev.mod_revision)
     {
         return decode(prev);

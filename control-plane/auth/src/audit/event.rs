@@ -13,8 +13,9 @@ use crate::user::UserInfo;
 
 pub const API_VERSION: &str = "audit.k8s.io/v1";
 
-/// An audit event. Field order is the one kube-apiserver writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An audit event. Field order is the one kube-apiserver writes. The default is an empty
+/// stand-in (for an event moved out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub kind: String,
@@ -76,30 +77,6 @@ impl Event {
             response_object: None,
             request_received_timestamp: now,
             stage_timestamp: now,
-            annotations: BTreeMap::new(),
-        }
-    }
-
-    /// An empty event, to stand in for one that was moved out.
-    pub(super) fn placeholder() -> Event {
-        Event {
-            kind: String::new(),
-            api_version: String::new(),
-            level: Level::None,
-            audit_id: String::new(),
-            stage: Stage::RequestReceived,
-            request_uri: String::new(),
-            verb: String::new(),
-            user: UserInfo::default(),
-            impersonated_user: None,
-            source_ips: Vec::new(),
-            user_agent: None,
-            object_ref: None,
-            response_status: None,
-            request_object: None,
-            response_object: None,
-            request_received_timestamp: DateTime::<Utc>::UNIX_EPOCH,
-            stage_timestamp: DateTime::<Utc>::UNIX_EPOCH,
             annotations: BTreeMap::new(),
         }
     }

@@ -11,9 +11,12 @@ pub const POLICY_API_VERSION: &str = "audit.k8s.io/v1";
 
 /// How much of a request the audit log records. Ordered: each level records what the one
 /// before it does, and more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Level {
     /// Nothing.
+    #[default]
     None,
     /// Who asked what, when, and the response code; no bodies.
     Metadata,
@@ -42,9 +45,12 @@ impl Level {
 }
 
 /// The point of a request's handling an event is written at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Stage {
     /// As soon as the request is received, before it is handled.
+    #[default]
     RequestReceived,
     /// When a long-running request (watch, exec) has sent its response headers.
     ResponseStarted,

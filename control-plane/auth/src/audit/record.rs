@@ -184,7 +184,7 @@ impl AuditRecord {
             return;
         }
         // The last event of the record: moved out, not cloned.
-        let mut event = std::mem::replace(&mut self.event, Event::placeholder());
+        let mut event = std::mem::take(&mut self.event);
         event.stage = Stage::ResponseComplete;
         event.stage_timestamp = Utc::now();
         self.writer.write(event);
