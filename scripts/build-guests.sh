@@ -8,6 +8,9 @@
 #     hello-http.wasip2.wasm  (a wasi:http component)
 #     test-guest.static       (the test guest as a static Linux executable of this machine's
 #                              architecture, for OCI pods: run from a hostPath over any image)
+#     policy-<name>.wasm      (admission policies, components of wit/policy.wit: the
+#                              examples allowed-registries and default-label, and trap, spin,
+#                              hog for fault-injection tests)
 #
 # The runtime's tests look for the guests there (set SKIFF_GUESTS_DIR to the same value).
 set -euo pipefail
@@ -46,5 +49,13 @@ CARGO_TARGET_DIR="$guest_target" cargo build --quiet --release \
     --manifest-path "$repo/examples/hello-http/Cargo.toml" --target wasm32-wasip2
 cp "$guest_target/wasm32-wasip2/release/hello_http.wasm" "$out/hello-http.wasip2.wasm.tmp"
 mv "$out/hello-http.wasip2.wasm.tmp" "$out/hello-http.wasip2.wasm"
+
+# Admission policies (the skiff:policy world, wit/policy.wit): one workspace, wasip2 only.
+CARGO_TARGET_DIR="$guest_target" cargo build --quiet --release --workspace \
+    --manifest-path "$repo/examples/policies/Cargo.toml" --target wasm32-wasip2
+for policy in allowed-registries default-label trap spin hog; do
+    cp "$guest_target/wasm32-wasip2/release/policy_${policy//-/_}.wasm" "$out/policy-$policy.wasm.tmp"
+    mv "$out/policy-$policy.wasm.tmp" "$out/policy-$policy.wasm"
+done
 
 echo "$out"

@@ -69,24 +69,29 @@ pub(crate) fn new_engine(options: &EngineOptions) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
-pub(crate) struct EpochTicker {
+/// Advances an engine's epoch every tick until dropped (the node's engine: every
+/// [`EPOCH_TICK`]; other engines of the process pick their own).
+pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: &Engine) -> std::io::Result<Self> {
+        EpochTicker::every(engine, EPOCH_TICK, "skiff-wasm-epoch")
+    }
+
+    /// A ticker for `engine` every `tick`, on a thread named `name`.
+    pub fn every(engine: &Engine, tick: Duration, name: &str) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let engine = engine.clone();
         let flag = stop.clone();
-        let thread =
-            std::thread::Builder::new().name("skiff-wasm-epoch".into()).spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    std::thread::park_timeout(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                std::thread::park_timeout(tick);
+                engine.increment_epoch();
+            }
+        })?;
         Ok(EpochTicker { stop, thread: Some(thread) })
     }
 }

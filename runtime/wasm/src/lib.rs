@@ -14,7 +14,7 @@ mod lookup;
 mod mounts;
 mod runtime;
 
-pub use engine::EngineOptions;
+pub use engine::{EngineOptions, EpochTicker};
 pub use images::{ImageError, ImageStore, ImageSummary, ImportedImage, ResolvedImage};
 pub use runtime::{
     EXIT_CANNOT_RUN, EXIT_KILLED, EXIT_TRAP, HANDLER, WasmRuntime, WasmRuntimeOptions,
