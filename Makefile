@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store bench-api bench-authz bench-node bench-controllers bench-scheduler bench-network bench-streams bench-pull
+.PHONY: run test bootstrap build guests bench bench-store bench-api bench-authz bench-admission bench-node bench-controllers bench-scheduler bench-network bench-streams bench-pull
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -65,6 +65,12 @@ bench-api: bootstrap
 bench-authz: bootstrap
 	cargo build --release --workspace --bin skiff-bench-authz
 	$(CARGO_TARGET_DIR)/release/skiff-bench-authz
+
+# Admission on the pod create path: no policy vs 20 ValidatingAdmissionPolicies vs 20 Wasm
+# policies vs 1 Wasm policy vs 1 webhook, in one run (BENCH_ADMISSION_ARGS=--pods 5000 ...).
+bench-admission: bootstrap guests
+	cargo build --release --workspace --bin skiff --bin skiff-bench-admission
+	$(CARGO_TARGET_DIR)/release/skiff-bench-admission --skiff $(CARGO_TARGET_DIR)/release/skiff --policy $(SKIFF_GUESTS_DIR)/policy-allowed-registries.wasm $(BENCH_ADMISSION_ARGS)
 
 # The node: Wasm pod start (create -> Running, p50/p99, 1 and 16 clients), density of idle
 # wasi:http pods (RSS per pod), and HTTP requests/s of one pod against `wasmtime serve` of the

@@ -1,6 +1,7 @@
 //! `skiff`: the whole system in one binary. `skiff server` runs a control plane with an
 //! embedded node; `skiff images` manages the node-local image store.
 
+mod admission;
 mod agent;
 mod auth;
 mod node;

@@ -92,6 +92,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     auth: crate::auth::AuthArgs,
     #[command(flatten)]
+    admission: crate::admission::AdmissionArgs,
+    #[command(flatten)]
     oidc: OidcArgs,
     #[command(flatten)]
     audit: AuditArgs,
@@ -513,6 +515,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     api.set_cluster_ca(&pki.ca_cert_pem);
     args.auth.apply(&api)?;
+    args.admission.apply(&api)?;
+    api.set_policy_host(Arc::new(crate::admission::policy_host(&dir, &args.images)?));
     if let Some(oidc) = oidc {
         api.set_oidc(
             skiff_apiserver::oidc::OidcAuthenticator::start(oidc)

@@ -378,12 +378,21 @@ spec:
     checks.check("ttlSecondsAfterFinished", || {
         apply(&s, &job("short", "  ttlSecondsAfterFinished: 2", "exit 0", ""));
         wait_condition(&s, "short", "complete", "60s");
-        let done = Instant::now();
+        // The TTL runs from the Job's completionTime (whole seconds), not from when
+        // `kubectl wait` noticed it: whatever the delay before the first check, deletion must
+        // come at least the TTL after it, less the second the timestamp may have lost.
+        let job = s.json(&["get", "job", "short"]);
+        let finished: k8s_openapi::jiff::Timestamp = job["status"]["completionTime"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("a completed Job has a completionTime");
         s.wait_for("the finished Job to be deleted", Duration::from_secs(30), || {
             let out = s.kubectl(&["get", "job", "short"]);
             !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
         });
-        assert!(done.elapsed() >= Duration::from_secs(1), "deleted before its TTL");
+        let gone = k8s_openapi::jiff::Timestamp::now();
+        let waited = gone.duration_since(finished).as_secs_f64();
+        assert!(waited >= 1.0, "deleted {waited:.2} s after completion, before its 2 s TTL");
         s.wait_for("its pods to be deleted", Duration::from_secs(30), || {
             pods_of(&s, "short").is_empty()
         });

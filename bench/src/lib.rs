@@ -11,6 +11,7 @@ pub mod oci;
 pub mod pods;
 pub mod process;
 pub mod procfs;
+pub mod requests;
 pub mod server;
 pub mod stats;
 

@@ -52,6 +52,11 @@ impl Latencies {
     pub fn max(&self) -> Duration {
         self.percentile(1.0)
     }
+
+    /// The sample, sorted.
+    pub fn sorted(&self) -> &[Duration] {
+        &self.0
+    }
 }
 
 impl FromIterator<Duration> for Latencies {

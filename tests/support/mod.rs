@@ -633,6 +633,11 @@ impl Drop for Containerd {
 /// `(ca_pem, server_cert_pem, server_key_pem)`: a CA named `ca_name` and a certificate for
 /// 127.0.0.1 it signed, for the HTTPS servers tests run on loopback.
 pub fn loopback_pki(ca_name: &str) -> (String, String, String) {
+    loopback_pki_for(ca_name, &[])
+}
+
+/// [`loopback_pki`] with a certificate that also names `dns_names`.
+pub fn loopback_pki_for(ca_name: &str, dns_names: &[&str]) -> (String, String, String) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         SanType,
@@ -648,6 +653,9 @@ pub fn loopback_pki(ca_name: &str) -> (String, String, String) {
     let mut leaf = CertificateParams::default();
     leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
     leaf.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    for name in dns_names {
+        leaf.subject_alt_names.push(SanType::DnsName((*name).try_into().expect("dns name")));
+    }
     let cert = leaf.signed_by(&key, &issuer).expect("leaf cert");
     (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }

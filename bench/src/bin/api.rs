@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use clap::Parser;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use http::{Method, Request, StatusCode, header};
-use skiff_bench::{Goal, Latencies, Server, ms, procfs};
+use http::{Method, Request, StatusCode};
+use skiff_bench::{Goal, Latencies, Server, ms};
 
-const JSON: &str = "application/json";
-const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+use skiff_bench::requests::{
+    Creates, JSON, PROTOBUF, call, create_namespace, create_pods_in, idle_cpu, post_json, settle,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -72,76 +72,6 @@ struct Args {
     target_list_ms: f64,
 }
 
-/// The share of one CPU the process uses over `window` while the benchmark sends nothing.
-async fn idle_cpu(pid: u32, window: Duration) -> f64 {
-    let before = procfs::cpu_time(pid);
-    tokio::time::sleep(window).await;
-    procfs::cpu_time(pid).saturating_sub(before).as_secs_f64() / window.as_secs_f64()
-}
-
-/// One raw request; answers the status, the content type and the whole body.
-async fn call(
-    client: &kube::Client,
-    method: Method,
-    uri: &str,
-    content_type: &str,
-    accept: &str,
-    body: Vec<u8>,
-) -> anyhow::Result<(StatusCode, String, Bytes)> {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::ACCEPT, accept)
-        .body(kube::client::Body::from(body))?;
-    let res = client.send(req).await?;
-    let status = res.status();
-    let ct = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = res.into_body().collect_bytes().await?;
-    Ok((status, ct, body))
-}
-
-async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(&serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
-    }))?;
-    let (status, _, text) =
-        call(client, Method::POST, "/api/v1/namespaces", JSON, JSON, body).await?;
-    if status != StatusCode::CREATED && status != StatusCode::CONFLICT {
-        bail!("creating namespace {name}: {status} {}", String::from_utf8_lossy(&text));
-    }
-    Ok(())
-}
-
-fn pod(i: usize) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": format!("bench-{i}"), "labels": {"app": "bench", "shard": format!("s{}", i % 16)}},
-        "spec": {
-            "containers": [{
-                "name": "main",
-                "image": "registry.example/bench/app:1.0",
-                "args": ["serve", "--port", "8080"],
-                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}
-            }]
-        }
-    })
-}
-
-struct Creates {
-    elapsed: Duration,
-    latencies: Latencies,
-    /// Answers whose content type was not the one asked for.
-    other_content_type: usize,
-}
-
 /// Create `n` pods in `ns` with `clients` requests in flight; every answer must be 201.
 async fn create_pods(
     client: &kube::Client,
@@ -152,50 +82,6 @@ async fn create_pods(
 ) -> anyhow::Result<Creates> {
     create_namespace(client, ns).await?;
     create_pods_in(client, ns, n, clients, content_type).await
-}
-
-/// [`create_pods`] in an existing namespace.
-async fn create_pods_in(
-    client: &kube::Client,
-    ns: &str,
-    n: usize,
-    clients: usize,
-    content_type: &'static str,
-) -> anyhow::Result<Creates> {
-    // Encode every body first: the client's encoding is not what is measured.
-    let bodies = (0..n)
-        .map(|i| -> anyhow::Result<Vec<u8>> {
-            let pod = pod(i);
-            if content_type == PROTOBUF {
-                Ok(skiff_api::protobuf::encode(&pod)?)
-            } else {
-                Ok(serde_json::to_vec(&pod)?)
-            }
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let uri = format!("/api/v1/namespaces/{ns}/pods");
-    let t0 = Instant::now();
-    let results = futures::stream::iter(bodies)
-        .map(|body| {
-            let uri = uri.clone();
-            async move {
-                let t = Instant::now();
-                let (status, ct, text) =
-                    call(client, Method::POST, &uri, content_type, content_type, body).await?;
-                let took = t.elapsed();
-                if status != StatusCode::CREATED {
-                    bail!("create answered {status}: {}", String::from_utf8_lossy(&text));
-                }
-                Ok::<_, anyhow::Error>((took, !ct.starts_with(content_type)))
-            }
-        })
-        .buffer_unordered(clients)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let elapsed = t0.elapsed();
-    let other_content_type = results.iter().filter(|(_, other)| *other).count();
-    let latencies = results.into_iter().map(|(d, _)| d).collect();
-    Ok(Creates { elapsed, latencies, other_content_type })
 }
 
 struct Lists {
@@ -555,35 +441,6 @@ async fn authz_comparison(args: &Args) -> anyhow::Result<()> {
         (reviews[0].p99().as_secs_f64() - reviews[1].p99().as_secs_f64()) * 1e6
     );
     Ok(())
-}
-
-/// Wait (30 s at most) until every process of `pids` uses under 5 % of a core.
-async fn settle(pids: &[u32]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let busy = futures::future::join_all(
-            pids.iter().map(|&pid| idle_cpu(pid, Duration::from_millis(500))),
-        )
-        .await;
-        if busy.iter().all(|&cpu| cpu < 0.05) {
-            return;
-        }
-    }
-}
-
-/// POST `body` to `uri` as `admin`; an object that already exists (409) is fine. Answers the
-/// body of the reply.
-async fn post_json(
-    admin: &kube::Client,
-    uri: String,
-    body: serde_json::Value,
-) -> anyhow::Result<Bytes> {
-    let (status, _, text) =
-        call(admin, Method::POST, &uri, JSON, JSON, serde_json::to_vec(&body)?).await?;
-    if !status.is_success() && status != StatusCode::CONFLICT {
-        bail!("POST {uri}: {status} {}", String::from_utf8_lossy(&text));
-    }
-    Ok(text)
 }
 
 /// `n` Roles and `n` RoleBindings over 100 namespaces `policy-*`, each Role with a few rules and

@@ -168,6 +168,25 @@ impl Registry {
                 short: &["csr"], categories: NONE, sub: &["status", "approval"], spec: false),
             resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false,
                 short: &["crd", "crds"], categories: &["api-extensions"], sub: STATUS, spec: true),
+            // admissionregistration.k8s.io/v1
+            resource!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", false,
+                short: NONE, categories: &["api-extensions"], sub: NONE, spec: false),
+            resource!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration", false,
+                short: NONE, categories: &["api-extensions"], sub: NONE, spec: false),
+            resource!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", "validatingadmissionpolicy", false,
+                short: NONE, categories: &["api-extensions"], sub: STATUS, spec: true),
+            resource!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", "validatingadmissionpolicybinding", false,
+                short: NONE, categories: &["api-extensions"], sub: NONE, spec: true),
+            // MutatingAdmissionPolicy is beta (v1beta1) in Kubernetes 1.35.
+            resource!("admissionregistration.k8s.io", "v1beta1", "MutatingAdmissionPolicy", "mutatingadmissionpolicies", "mutatingadmissionpolicy", false,
+                short: NONE, categories: &["api-extensions"], sub: NONE, spec: true),
+            resource!("admissionregistration.k8s.io", "v1beta1", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings", "mutatingadmissionpolicybinding", false,
+                short: NONE, categories: &["api-extensions"], sub: NONE, spec: true),
+            // policy.skiff.dev: Skiff's own Wasm admission policies.
+            resource!("policy.skiff.dev", "v1alpha1", "WasmAdmissionPolicy", "wasmadmissionpolicies", "wasmadmissionpolicy", false,
+                short: &["wap"], categories: &["api-extensions"], sub: STATUS, spec: true),
+            resource!("policy.skiff.dev", "v1alpha1", "WasmAdmissionPolicyBinding", "wasmadmissionpolicybindings", "wasmadmissionpolicybinding", false,
+                short: &["wapb"], categories: &["api-extensions"], sub: NONE, spec: true),
             // Reviews are answered, never stored: only `create`.
             ResourceInfo {
                 verbs: &["create"],

@@ -140,6 +140,9 @@ pub static LIST_FIELDS: &[ListField] = &[
     merged!("io.k8s.api.core.v1.PersistentVolumeClaimStatus"."conditions", "type"),
     merged!("io.k8s.api.core.v1.ReplicationControllerStatus"."conditions", "type"),
     atomic!("io.k8s.api.core.v1.LimitRangeSpec"."limits"),
+    // admissionregistration/v1
+    merged!("io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration"."webhooks", "name"),
+    merged!("io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration"."webhooks", "name"),
     // apps/v1, batch/v1, autoscaling, policy.
     merged!("io.k8s.api.apps.v1.DeploymentStatus"."conditions", "type"),
     merged!("io.k8s.api.apps.v1.ReplicaSetStatus"."conditions", "type"),

@@ -1,5 +1,7 @@
 //! Entry points for fuzzing the decoders that read untrusted request bodies: Kubernetes
-//! protobuf, JSON and YAML bodies, and the four patch types. Each must answer any input
+//! protobuf, JSON and YAML bodies, and the four patch types; and what admission reads from
+//! outside programs and policy authors: a webhook's AdmissionReview answer (and the JSON
+//! patch in it), and CEL expressions over arbitrary objects. Each must answer any input
 //! with a value or an `ApiError`, never a panic. The cargo-fuzz targets in `fuzz/` call
 //! these; the tests below run them over seeded random and mutated inputs on stable Rust.
 
@@ -89,6 +91,30 @@ pub fn patch(data: &[u8]) {
     };
     let mut pod = target();
     let _ = apply_patch(&mut pod, ty, body);
+}
+
+/// A webhook's answer: read as an AdmissionReview (v1 and v1beta1), and its patch applied
+/// to a pod.
+pub fn admission_review(data: &[u8]) {
+    for version in ["v1", "v1beta1"] {
+        if let Ok(answer) = skiff_admission::review::decode_response(version, data, "u") {
+            let _ = skiff_admission::review::denial("w", answer.status.as_ref());
+            if let Some(patch) = answer.patch {
+                let mut pod = target();
+                let _ = crate::admission::apply_webhook_patch(&mut pod, &patch);
+            }
+        }
+    }
+}
+
+/// A CEL expression (the bytes up to the first NUL) evaluated over an object (the rest, as
+/// JSON), within a small cost budget.
+pub fn cel(data: &[u8]) {
+    let (expr, object) = match data.iter().position(|b| *b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b"{}"[..]),
+    };
+    skiff_admission::cel::fuzz_eval(&String::from_utf8_lossy(expr), object);
 }
 
 #[cfg(test)]
@@ -187,6 +213,30 @@ mod tests {
         ];
         for input in inputs(&seeds, 20_000) {
             patch(&input);
+        }
+    }
+
+    #[test]
+    fn admission_review_decoder_should_never_panic() {
+        let seeds = vec![
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":true,"patchType":"JSONPatch","patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL21ldGFkYXRhL2xhYmVscy94IiwidmFsdWUiOiIxIn1d","warnings":["w"],"auditAnnotations":{"a":"b"}}}"#.to_vec(),
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":false,"status":{"code":403,"reason":"Forbidden","message":"no"}}}"#.to_vec(),
+        ];
+        for input in inputs(&seeds, 20_000) {
+            admission_review(&input);
+        }
+    }
+
+    #[test]
+    fn cel_evaluator_should_never_panic() {
+        let seeds = vec![
+            b"object.spec.replicas <= 3 && object.metadata.name.startsWith('a')\0{\"spec\":{\"replicas\":2},\"metadata\":{\"name\":\"ab\"}}".to_vec(),
+            b"[1,2,3].map(x, x * 2).filter(y, y > 2).size() == 2".to_vec(),
+            b"quantity('1Gi').isGreaterThan(quantity('1Mi')) && url('https://a/b').getHost() == 'a'".to_vec(),
+            b"cidr('10.0.0.0/8').containsIP(ip('10.1.2.3')) && 'abc'.matches('^a') && has(object.x)".to_vec(),
+        ];
+        for input in inputs(&seeds, 3_000) {
+            cel(&input);
         }
     }
 }

@@ -62,6 +62,11 @@ pub fn default(api_version: &str, kind: &str, obj: &mut Value) {
     let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     match (api_version, kind) {
+        ("v1", "LimitRange") => skiff_admission::limitranger::default_limit_range(obj),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy")
+        | ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicy") => {
+            crate::admission::stamp_policy_status(obj);
+        }
         ("apps/v1", "Deployment") => {
             if let Some(spec) = obj_mut(obj, "spec") {
                 set_default(spec, "replicas", json!(1));
@@ -363,6 +368,45 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, causes: &mut Causes)
             }
         }
         ("v1", "Service") => validate_service(obj, causes),
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+            causes.extend(skiff_admission::webhook::validate_configuration(obj, true));
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+            causes.extend(skiff_admission::webhook::validate_configuration(obj, false));
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => {
+            validate_admission_policy(obj, false, causes);
+        }
+        ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicy") => {
+            validate_admission_policy(obj, true, causes);
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding")
+        | ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicyBinding") => {
+            if obj.pointer("/spec/policyName").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(("spec.policyName".into(), "Required value".into()));
+            }
+            if kind == "ValidatingAdmissionPolicyBinding"
+                && obj
+                    .pointer("/spec/validationActions")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+            {
+                causes.push((
+                    "spec.validationActions".into(),
+                    "Required value: at least one validation action is required".into(),
+                ));
+            }
+        }
+        ("policy.skiff.dev/v1alpha1", "WasmAdmissionPolicy") => {
+            validate_wasm_policy(obj, causes);
+        }
+        ("policy.skiff.dev/v1alpha1", "WasmAdmissionPolicyBinding") => {
+            validate_wasm_policy_binding(obj, causes);
+        }
+        ("v1", "LimitRange") => {
+            causes.extend(skiff_admission::limitranger::validate_limit_range(obj));
+        }
+        ("v1", "ResourceQuota") => causes.extend(skiff_admission::quota::validate_quota(obj)),
         ("v1", "ConfigMap") => {
             validate_keys(obj.get("data"), "data", causes);
             validate_keys(obj.get("binaryData"), "binaryData", causes);
@@ -909,6 +953,109 @@ pub fn validate_update(
             immutable("/spec/volumeName", "spec.volumeName", causes);
         }
         _ => {}
+    }
+}
+
+/// A Validating- or MutatingAdmissionPolicy: something to check (or change), and every
+/// CEL expression compiles (kube refuses one that does not, with the compiler's message).
+fn validate_admission_policy(obj: &Value, mutating: bool, causes: &mut Causes) {
+    let spec = &obj["spec"];
+    let non_empty = |f: &str| spec[f].as_array().is_some_and(|a| !a.is_empty());
+    if mutating {
+        if !non_empty("mutations") {
+            causes.push((
+                "spec.mutations".into(),
+                "Required value: mutations must contain at least one item".into(),
+            ));
+        }
+    } else if !non_empty("validations") && !non_empty("auditAnnotations") {
+        causes.push((
+            "spec.validations".into(),
+            "Required value: validations or auditAnnotations must contain at least one item".into(),
+        ));
+    }
+    if let Some(p) = spec.get("failurePolicy").and_then(Value::as_str)
+        && !matches!(p, "Fail" | "Ignore")
+    {
+        causes.push((
+            "spec.failurePolicy".into(),
+            format!("Unsupported value: {p:?}: supported values: \"Fail\", \"Ignore\""),
+        ));
+    }
+    let compiled = if mutating {
+        skiff_admission::policy::compile_mutating(obj)
+    } else {
+        skiff_admission::policy::compile_validating(obj)
+    };
+    for (field, message) in compiled.compile_errors() {
+        causes.push((field, format!("Invalid value: {message}")));
+    }
+}
+
+/// A WasmAdmissionPolicy: a module to run, a known failure policy, sane limits, and kinds it
+/// reads named by apiVersion and kind.
+fn validate_wasm_policy(obj: &Value, causes: &mut Causes) {
+    let spec = &obj["spec"];
+    if spec["module"].as_str().is_none_or(str::is_empty) {
+        causes.push(("spec.module".into(), "Required value: the policy's image reference".into()));
+    }
+    // As for ValidatingAdmissionPolicy: a policy says what it is for, never "everything".
+    if spec
+        .pointer("/matchConstraints/resourceRules")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        causes.push((
+            "spec.matchConstraints.resourceRules".into(),
+            "Required value: a policy must name the resources it applies to".into(),
+        ));
+    }
+    if let Some(p) = spec.get("failurePolicy").and_then(Value::as_str)
+        && !matches!(p, "Fail" | "Ignore")
+    {
+        causes.push((
+            "spec.failurePolicy".into(),
+            format!("Unsupported value: {p:?}: supported values: \"Fail\", \"Ignore\""),
+        ));
+    }
+    if let Some(t) = spec.get("timeoutMilliseconds").filter(|v| !v.is_null())
+        && !t.as_u64().is_some_and(|t| (1..=30_000).contains(&t))
+    {
+        causes.push((
+            "spec.timeoutMilliseconds".into(),
+            format!("Invalid value: {t}: must be between 1 and 30000"),
+        ));
+    }
+    if let Some(m) = spec.get("memoryLimitBytes").filter(|v| !v.is_null())
+        && !m.as_u64().is_some_and(|m| (1 << 20..=256 << 20).contains(&m))
+    {
+        causes.push((
+            "spec.memoryLimitBytes".into(),
+            format!("Invalid value: {m}: must be between 1Mi (1048576) and 256Mi (268435456)"),
+        ));
+    }
+    for (i, c) in spec["context"].as_array().into_iter().flatten().enumerate() {
+        for field in ["apiVersion", "kind"] {
+            if c[field].as_str().is_none_or(str::is_empty) {
+                causes.push((format!("spec.context[{i}].{field}"), "Required value".into()));
+            }
+        }
+    }
+}
+
+/// A WasmAdmissionPolicyBinding names its policy and only known actions.
+fn validate_wasm_policy_binding(obj: &Value, causes: &mut Causes) {
+    let spec = &obj["spec"];
+    if spec["policyName"].as_str().is_none_or(str::is_empty) {
+        causes.push(("spec.policyName".into(), "Required value".into()));
+    }
+    for (i, a) in spec["validationActions"].as_array().into_iter().flatten().enumerate() {
+        if !matches!(a.as_str(), Some("Deny" | "Warn" | "Audit")) {
+            causes.push((
+                format!("spec.validationActions[{i}]"),
+                format!("Unsupported value: {a}: supported values: \"Audit\", \"Deny\", \"Warn\""),
+            ));
+        }
     }
 }
 

@@ -95,6 +95,14 @@ pub struct State {
     authorization_mode: RwLock<authz::Mode>,
     /// Anonymous requests reach every path (then RBAC decides), not only health and version.
     anonymous_auth: std::sync::atomic::AtomicBool,
+    /// Which admission plugins run, and how.
+    admission: RwLock<Arc<admission::Config>>,
+    /// What calling admission webhooks keeps between requests.
+    pub webhook_clients: admission::WebhookClients,
+    /// Wasm admission policies: the host that runs them and what is loaded.
+    pub wasm_policies: admission::WasmPolicies,
+    /// Validating- and MutatingAdmissionPolicies, compiled.
+    pub admission_policies: admission::AdmissionPolicies,
 }
 
 impl State {
@@ -107,6 +115,11 @@ impl State {
 
     pub fn authorization_mode(&self) -> authz::Mode {
         self.authorization_mode.read().map(|m| *m).unwrap_or_default()
+    }
+
+    /// The admission plugins' configuration.
+    pub fn admission_config(&self) -> Arc<admission::Config> {
+        self.admission.read().map(|c| c.clone()).unwrap_or_default()
     }
 
     pub fn anonymous_auth(&self) -> bool {
@@ -187,6 +200,10 @@ impl ApiServer {
             rbac: authz::Rbac::default(),
             authorization_mode: RwLock::new(authz::Mode::default()),
             anonymous_auth: std::sync::atomic::AtomicBool::new(false),
+            admission: RwLock::new(Arc::new(admission::Config::default())),
+            webhook_clients: admission::WebhookClients::default(),
+            wasm_policies: admission::WasmPolicies::default(),
+            admission_policies: admission::AdmissionPolicies::default(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -232,6 +249,19 @@ impl ApiServer {
     /// Write the audit log with `auditor`.
     pub fn set_auditor(&self, auditor: Arc<audit::Auditor>) {
         let _ = self.state.auditor.set(auditor);
+    }
+
+    /// Which admission plugins run, and how (`--enable-admission-plugins`,
+    /// `--disable-admission-plugins`, `--admission-control-config-file`).
+    pub fn set_admission_config(&self, config: admission::Config) {
+        if let Ok(mut c) = self.state.admission.write() {
+            *c = Arc::new(config);
+        }
+    }
+
+    /// Run Wasm admission policies with `host`.
+    pub fn set_policy_host(&self, host: Arc<skiff_wasm_policy::PolicyHost>) {
+        self.state.wasm_policies.set_host(host);
     }
 
     /// Which authorizers run (`--authorization-mode`).
@@ -758,6 +788,9 @@ async fn audit_response(
     attrs: &skiff_auth::Attributes,
     resp: Response,
 ) -> Response {
+    if let Some(a) = resp.extensions().get::<admission::AuditAnnotations>() {
+        record.add_annotations(a.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
     let code = resp.status().as_u16();
     let long_running = attrs.verb == "watch"
         || matches!(attrs.subresource.as_str(), "exec" | "attach" | "portforward" | "proxy")

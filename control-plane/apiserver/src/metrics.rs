@@ -28,11 +28,22 @@ pub struct DurationLabels {
     pub scope: String,
 }
 
+/// `apiserver_admission_webhook_admission_duration_seconds` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub name: String,
+    /// `admit` (mutating) or `validating`.
+    pub r#type: String,
+    pub operation: String,
+    pub rejected: String,
+}
+
 pub struct Metrics {
     registry: std::sync::RwLock<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub durations: Family<DurationLabels, Histogram>,
     pub inflight_watches: Gauge,
+    pub webhook_durations: Family<WebhookLabels, Histogram>,
 }
 
 impl Metrics {
@@ -46,6 +57,14 @@ impl Metrics {
             ])
         });
         let inflight_watches = Gauge::default();
+        let webhook_durations = Family::<WebhookLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 25.0])
+        });
+        registry.register(
+            "apiserver_admission_webhook_admission_duration_seconds",
+            "Admission webhook latency histogram in seconds, identified by name and broken out for each operation and API resource and type (validate or admit)",
+            webhook_durations.clone(),
+        );
         registry.register(
             "apiserver_request",
             "Counter of apiserver requests broken out for each verb, group, version, resource, scope, component, and HTTP response code",
@@ -66,7 +85,26 @@ impl Metrics {
             requests,
             durations,
             inflight_watches,
+            webhook_durations,
         }
+    }
+
+    /// One call of an admission webhook.
+    pub fn observe_webhook(
+        &self,
+        name: &str,
+        mutating: bool,
+        operation: &str,
+        rejected: bool,
+        elapsed: std::time::Duration,
+    ) {
+        let labels = WebhookLabels {
+            name: name.to_string(),
+            r#type: if mutating { "admit" } else { "validating" }.to_string(),
+            operation: operation.to_string(),
+            rejected: rejected.to_string(),
+        };
+        self.webhook_durations.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     /// Add metrics another part of the process computes at scrape time (e.g. the store's).

@@ -360,6 +360,18 @@ fn default_object(obj: &mut Value, res: &ResourceInfo) {
             }
         }
         "Namespace" => {
+            // Every namespace carries its name as a label (kube ≥ 1.21), so that selectors
+            // can pick namespaces by name; it is set again on every write.
+            let name = name_of(obj).to_string();
+            if !name.is_empty()
+                && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if !labels.is_object() {
+                    *labels = json!({});
+                }
+                labels["kubernetes.io/metadata.name"] = json!(name);
+            }
             if let Some(o) = obj.as_object_mut() {
                 let spec = o.entry("spec").or_insert_with(|| json!({}));
                 if let Some(spec) = spec.as_object_mut() {
@@ -459,7 +471,7 @@ fn qos_class(spec: Option<&Value>) -> &'static str {
     }
 }
 
-fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
+pub(crate) fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
     let name = name_of(obj).to_string();
     let mut causes: Vec<(String, String)> = Vec::new();
     let name_check = match res.kind {

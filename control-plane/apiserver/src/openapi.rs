@@ -95,6 +95,12 @@ fn kind_schemas() -> Vec<KindSchema> {
         kind::<policy::Eviction>(),
         kind::<scheduling::PriorityClass>(),
         kind::<api::certificates::v1::CertificateSigningRequest>(),
+        kind::<api::admissionregistration::v1::MutatingWebhookConfiguration>(),
+        kind::<api::admissionregistration::v1::ValidatingWebhookConfiguration>(),
+        kind::<api::admissionregistration::v1::ValidatingAdmissionPolicy>(),
+        kind::<api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>(),
+        kind::<api::admissionregistration::v1beta1::MutatingAdmissionPolicy>(),
+        kind::<api::admissionregistration::v1beta1::MutatingAdmissionPolicyBinding>(),
         kind::<api::authentication::v1::TokenReview>(),
         kind::<apiextensions::v1::CustomResourceDefinition>(),
     ]

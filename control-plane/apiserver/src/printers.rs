@@ -778,6 +778,83 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
                 ]
             },
         ),
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => (
+            cols(&[("Name", "string", 0), ("Webhooks", "integer", 0), ("Age", "string", 0)]),
+            |o| {
+                let n = o.get("webhooks").and_then(Value::as_array).map_or(0, Vec::len);
+                vec![name(o), json!(n), created(o)]
+            },
+        ),
+        "ValidatingAdmissionPolicy" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Validations", "integer", 0),
+                ("ParamKind", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                let n =
+                    o.pointer("/spec/validations").and_then(Value::as_array).map_or(0, Vec::len);
+                let kind = match o.pointer("/spec/paramKind") {
+                    Some(p) if !p.is_null() => {
+                        format!("{}/{}", s(p, "/apiVersion"), s(p, "/kind"))
+                    }
+                    _ => "<unset>".into(),
+                };
+                vec![name(o), json!(n), json!(kind), created(o)]
+            },
+        ),
+        "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("PolicyName", "string", 0),
+                ("ParamRef", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                let param = match o.pointer("/spec/paramRef") {
+                    Some(p) if !p.is_null() => {
+                        let ns = s(p, "/namespace");
+                        let n = s(p, "/name");
+                        if ns.is_empty() { format!("*/{n}") } else { format!("{ns}/{n}") }
+                    }
+                    _ => "<unset>".into(),
+                };
+                vec![name(o), json!(s(o, "/spec/policyName")), json!(param), created(o)]
+            },
+        ),
+        "MutatingAdmissionPolicy" => (
+            cols(&[("Name", "string", 0), ("Mutations", "integer", 0), ("Age", "string", 0)]),
+            |o| {
+                let n = o.pointer("/spec/mutations").and_then(Value::as_array).map_or(0, Vec::len);
+                vec![name(o), json!(n), created(o)]
+            },
+        ),
+        "WasmAdmissionPolicy" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Module", "string", 0),
+                ("Mutating", "boolean", 0),
+                ("Failure-Policy", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                let policy =
+                    o.pointer("/spec/failurePolicy").and_then(Value::as_str).unwrap_or("Fail");
+                vec![
+                    name(o),
+                    json!(s(o, "/spec/module")),
+                    json!(o.pointer("/spec/mutating").and_then(Value::as_bool).unwrap_or(false)),
+                    json!(policy),
+                    created(o),
+                ]
+            },
+        ),
+        "WasmAdmissionPolicyBinding" => {
+            (cols(&[("Name", "string", 0), ("Policy", "string", 0), ("Age", "string", 0)]), |o| {
+                vec![name(o), json!(s(o, "/spec/policyName")), created(o)]
+            })
+        }
         "PriorityClass" => (
             cols(&[
                 ("Name", "string", 0),

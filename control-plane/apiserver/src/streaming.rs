@@ -31,10 +31,11 @@ pub async fn serve(
     let target = handlers::parse_target(state, "", "v1", &["namespaces", namespace, "pods", name])?;
     let pod = handlers::get(state, &target).await?;
     let query = parts.uri.query().unwrap_or("").to_string();
-    let session = match sub {
+    let (session, mut options) = match sub {
         "portforward" => {
-            skiff_streams::query_ports(&query).map_err(ApiError::bad_request)?;
-            Session::PortForward
+            let ports = skiff_streams::query_ports(&query).map_err(ApiError::bad_request)?;
+            let options = serde_json::json!({"kind": "PodPortForwardOptions", "apiVersion": "v1", "ports": ports});
+            (Session::PortForward, options)
         }
         _ => {
             let mut o = StreamOptions::from_query(&query);
@@ -52,9 +53,29 @@ pub async fn serve(
             }
             let requested = (!o.container.is_empty()).then(|| o.container.clone());
             o.container = container_for(&pod, requested.as_ref())?;
-            if sub == "exec" { Session::Exec(o) } else { Session::Attach(o) }
+            let kind = if sub == "exec" { "PodExecOptions" } else { "PodAttachOptions" };
+            let mut options = serde_json::json!({
+                "kind": kind, "apiVersion": "v1", "stdin": o.stdin, "stdout": o.stdout,
+                "stderr": o.stderr, "tty": o.tty, "container": o.container,
+            });
+            if sub == "exec" {
+                options["command"] = serde_json::json!(o.command);
+            }
+            (if sub == "exec" { Session::Exec(o) } else { Session::Attach(o) }, options)
         }
     };
+    // CONNECT admission (webhooks and policies on `pods/exec` and the like) sees the options.
+    let admission = crate::admission::Request {
+        operation: crate::admission::Operation::Connect,
+        res: &target.resource,
+        subresource: sub,
+        namespace,
+        name,
+        old: None,
+        dry_run: false,
+        attempt: 0,
+    };
+    crate::admission::admit(state, &admission, &mut options).await?;
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
         return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));

@@ -117,7 +117,7 @@ pub async fn scale(
         if dry_run {
             return Ok(json_response(StatusCode::OK, &scale_of(&new)));
         }
-        match handlers::write(state, res, &key, &prev, &new).await {
+        match handlers::write(state, res, &key, &prev, &new, Vec::new()).await {
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
             Ok(obj) => return Ok(json_response(StatusCode::OK, &scale_of(&obj))),

@@ -69,11 +69,11 @@ fn unknown_fields<T: DeserializeOwned>(kind: &str, obj: &Value) -> Result<Vec<St
 /// Paths of fields in `obj` that the kind's schema does not have. Unknown kinds have none.
 pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<Vec<String>, ApiError> {
     use k8s_openapi::api::{
-        apps::v1 as apps, autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2,
-        batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-        node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
-        storage::v1 as storage,
+        admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+        autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+        rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     let unknown = match (api_version, kind) {
@@ -143,6 +143,26 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<Vec<String>, 
         >(kind, obj)?,
         ("authorization.k8s.io/v1", "SubjectAccessReview") => {
             unknown_fields::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(kind, obj)?
+        }
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+            unknown_fields::<admissionregistration::MutatingWebhookConfiguration>(kind, obj)?
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+            unknown_fields::<admissionregistration::ValidatingWebhookConfiguration>(kind, obj)?
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => {
+            unknown_fields::<admissionregistration::ValidatingAdmissionPolicy>(kind, obj)?
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
+            unknown_fields::<admissionregistration::ValidatingAdmissionPolicyBinding>(kind, obj)?
+        }
+        ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicy") => unknown_fields::<
+            k8s_openapi::api::admissionregistration::v1beta1::MutatingAdmissionPolicy,
+        >(kind, obj)?,
+        ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicyBinding") => {
+            unknown_fields::<
+                k8s_openapi::api::admissionregistration::v1beta1::MutatingAdmissionPolicyBinding,
+            >(kind, obj)?
         }
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             unknown_fields::<scheduling::PriorityClass>(kind, obj)?

@@ -37,10 +37,12 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl;
+pub mod volumeprotection;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -134,6 +136,9 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("endpointslice", Box::pin(endpointslice::run(ctx.clone()))),
         ("endpointslicemirroring", Box::pin(endpointslicemirroring::run(ctx.clone()))),
         ("clusterrole-aggregation", Box::pin(clusterroleaggregation::run(ctx.clone()))),
+        ("resourcequota", Box::pin(resourcequota::run(ctx.clone()))),
+        ("pvc-protection", Box::pin(volumeprotection::run_pvc(ctx.clone()))),
+        ("pv-protection", Box::pin(volumeprotection::run_pv(ctx.clone()))),
     ]
 }
 

@@ -1,12 +1,12 @@
-//! Admission for new pods that needs other objects, as kube-apiserver's plugins do it:
+//! Admission of new pods that needs other objects, as kube-apiserver's plugins do it:
 //! `Priority` (resolve `priorityClassName`, or the global default class, into `priority`
 //! and `preemptionPolicy`), `RuntimeClass` (copy the class's pod overhead and merge its
 //! scheduling constraints into the pod) and `ServiceAccount` (default the pod's service
 //! account and mount its API credentials: a bound token, the cluster CA and the namespace).
 
 use serde_json::{Map, Value, json};
-use skiff_store::{Consistency, ListOptions};
 
+use super::{Config, read};
 use crate::State;
 use crate::errors::ApiError;
 
@@ -18,49 +18,26 @@ fn forbidden(pod: &str, why: String) -> ApiError {
     ApiError::new(403, "Forbidden", format!("pods \"{pod}\" is forbidden: {why}"))
 }
 
-/// The cluster-scoped objects of `plural` (group `group`) from the watch cache, as
-/// kube-apiserver's admission plugins read them from informers; `None` while the cache is
-/// not built.
-fn cached_list(state: &State, group: &str, plural: &str) -> Option<Vec<Value>> {
-    let res = state.registry.by_plural(group, plural)?;
-    let prefix = format!("/registry/{plural}/");
-    let (items, _) = state.caches.get(res).snapshot(
-        &prefix,
-        &crate::selectors::LabelSelector::default(),
-        &crate::selectors::FieldSelector::default(),
-    )?;
-    Some(items.iter().map(|c| c.value()).collect())
-}
-
-/// The object `name` of `plural` (group `group`; `namespace/name` for a namespaced one): from
-/// the watch cache, or from the store when the cache does not have it (yet).
-async fn read(
+/// Run the pod admission plugins (`Priority`, `RuntimeClass`, `ServiceAccount`, as enabled)
+/// on a prepared (defaulted) new pod.
+pub(super) async fn admit_pod(
     state: &State,
-    group: &str,
-    plural: &str,
-    name: &str,
-) -> Result<Option<Value>, ApiError> {
-    let key = format!("/registry/{plural}/{name}");
-    if let Some(cached) = state.cached(group, plural, &key) {
-        return Ok(Some(cached.value()));
-    }
-    let kv = state
-        .store
-        .get_with(&key, Consistency::Serializable)
-        .await
-        .map_err(|e| ApiError::internal(format!("admission read of {key}: {e}")))?;
-    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
-}
-
-/// Run the pod admission plugins on a prepared (defaulted) new pod.
-pub async fn admit_pod(state: &State, pod: &mut Value) -> Result<(), ApiError> {
+    pod: &mut Value,
+    config: &Config,
+) -> Result<(), ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
     let mirror = pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
-    admit_priority(state, &name, spec).await?;
-    admit_runtime_class(state, &name, spec).await?;
-    admit_service_account(state, &namespace, &name, mirror, spec).await?;
+    if config.enabled("ServiceAccount") {
+        admit_service_account(state, &namespace, &name, mirror, spec).await?;
+    }
+    if config.enabled("Priority") {
+        admit_priority(state, &name, spec).await?;
+    }
+    if config.enabled("RuntimeClass") {
+        admit_runtime_class(state, &name, spec).await?;
+    }
     let gated =
         spec.get("schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
     if gated {
@@ -82,27 +59,14 @@ async fn admit_priority(
 ) -> Result<(), ApiError> {
     let class_name = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
     let class = if class_name.is_empty() {
-        let classes = match cached_list(state, "scheduling.k8s.io", "priorityclasses") {
-            Some(classes) => classes,
-            None => state
-                .store
-                .list_with(
-                    "/registry/priorityclasses/",
-                    &ListOptions { consistency: Consistency::Serializable, ..Default::default() },
-                )
-                .await
-                .map_err(|e| {
-                    ApiError::internal(format!("admission list of priority classes: {e}"))
-                })?
-                .items
-                .iter()
-                .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-                .collect(),
-        };
+        let classes =
+            super::list(state, "scheduling.k8s.io", "priorityclasses", None, false).await?;
         classes
             .into_iter()
+            .map(|c| c.value)
             .filter(|c| c["globalDefault"] == json!(true))
-            .max_by_key(|c| c["value"].as_i64().unwrap_or(0))
+            // Several global defaults: the lowest value wins (kube-apiserver's choice).
+            .min_by_key(|c| c["value"].as_i64().unwrap_or(0))
     } else {
         match read(state, "scheduling.k8s.io", "priorityclasses", class_name).await? {
             Some(c) => Some(c),
@@ -210,6 +174,20 @@ async fn admit_runtime_class(
         }
     }
     Ok(())
+}
+
+/// `AlwaysPullImages`: every container of the pod pulls its image, so that a pod can use
+/// only images its own pull secrets give access to (not another tenant's pulled copy).
+pub(super) fn always_pull_images(pod: &mut Value) {
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let Some(cs) = pod.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+            c.insert("imagePullPolicy".into(), json!("Always"));
+        }
+    }
 }
 
 /// Where every container finds its service account's credentials (kube-apiserver's

@@ -133,6 +133,19 @@ pub async fn delete(
                 ),
             ));
         }
+        // Admission sees the object as stored; nothing it does changes what is deleted.
+        let namespace = target.namespace.as_deref().unwrap_or("");
+        let req = crate::admission::Request {
+            operation: crate::admission::Operation::Delete,
+            res,
+            subresource: "",
+            namespace,
+            name: &name,
+            old: None,
+            dry_run: opts.dry_run,
+            attempt: 0,
+        };
+        crate::admission::admit(state, &req, &mut obj.clone()).await?;
         let grace = graceful_period(res, &obj, opts.grace);
         // The garbage collector's finalizers follow the propagation policy (or the kind's
         // default); the controller manager's garbage collector acts on them.

@@ -191,9 +191,12 @@ pub(crate) fn is_dry_run(q: &HashMap<String, String>) -> bool {
 }
 
 /// Response headers carrying field-validation warnings.
-fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+pub(crate) fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        // apimachinery's `NewWarningHeader`: a quoted-string with `"` and `\` escaped, which
+        // clients unescape (kubectl prints `would violate PodSecurity "restricted:latest"`).
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        let text = format!("299 - \"{escaped}\"");
         if let Ok(v) = text.parse() {
             resp.headers_mut().append(header::WARNING, v);
         }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use skiff_api::ResourceInfo;
 use skiff_store::KeyValue;
 
-use super::write::{ensure_namespace, store_new, write};
+use super::write::{admit_update, create_admitted, write};
 use super::{
     MAX_RETRIES, Target, decode, field_validation, is_dry_run, json_response, read_current,
     too_many_writers, with_warnings,
@@ -37,7 +37,7 @@ pub async fn patch(
     if patch_type == PatchType::Apply {
         return server_side_apply(state, target, headers, body, q).await;
     }
-    for _ in 0..MAX_RETRIES {
+    for attempt in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
         // A view is patched in its own shape.
@@ -62,15 +62,20 @@ pub async fn patch(
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
         apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
-        if let Some(resp) = finish_update(state, res, &key, &prev, &new, q, &warnings).await? {
+        let admitted = admit_update(state, target, &old, &mut new, is_dry_run(q), attempt).await?;
+        if let Some(resp) =
+            finish_update(state, res, &key, &prev, &new, q, &warnings, admitted).await?
+        {
             return Ok(resp);
         }
     }
     Err(too_many_writers(res.plural, &name))
 }
 
-/// The end of a read-modify-write: answer `new` on a dry run, else write it over `prev`.
-/// `None` means another writer came first and the caller should start over.
+/// The end of a read-modify-write: answer `new` on a dry run, else write it over `prev`
+/// with admission's charges. `None` means another writer came first (or a quota changed)
+/// and the caller should start over.
+#[allow(clippy::too_many_arguments)]
 async fn finish_update(
     state: &State,
     res: &ResourceInfo,
@@ -79,14 +84,19 @@ async fn finish_update(
     new: &Value,
     q: &HashMap<String, String>,
     warnings: &[String],
+    mut admitted: crate::admission::Admitted,
 ) -> Result<Option<Response>, ApiError> {
     if is_dry_run(q) {
-        return Ok(Some(json_response(StatusCode::OK, new)));
+        return Ok(Some(admitted.decorate(json_response(StatusCode::OK, new))));
     }
-    match write(state, res, key, prev, new).await {
+    let ops = std::mem::take(&mut admitted.ops);
+    match write(state, res, key, prev, new, ops).await {
         Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(None),
         Err(e) => Err(e),
-        Ok(obj) => Ok(Some(with_warnings(json_response(StatusCode::OK, &obj), warnings))),
+        Ok(obj) => {
+            let resp = with_warnings(json_response(StatusCode::OK, &obj), warnings);
+            Ok(Some(admitted.decorate(resp)))
+        }
     }
 }
 
@@ -104,7 +114,7 @@ async fn server_side_apply(
     let sub = target.subresource.as_deref();
     let request =
         apply::ApplyRequest::parse(res, target.namespace.as_deref(), &name, headers, body, q)?;
-    for _ in 0..MAX_RETRIES {
+    for attempt in 0..MAX_RETRIES {
         let prev =
             state.store.get(&key).await.map_err(|e| ApiError::from_store(e, res.plural, &name))?;
         let Some(prev) = prev else {
@@ -114,26 +124,19 @@ async fn server_side_apply(
             let mut obj = request.apply_to(res, None, None)?;
             let warnings = field_validation(res, &obj, q)?;
             objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
-            if res.group.is_empty() && res.kind == "Pod" {
-                crate::admission::admit_pod(state, &mut obj).await?;
-            }
-            if res.namespaced {
-                ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
-            }
-            if is_dry_run(q) {
-                return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
-            }
-            match store_new(state, res, &key, obj, false).await {
+            match create_admitted(state, res, obj, is_dry_run(q), warnings).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,
-                Err(e) => return Err(e),
-                Ok(created) => return Ok(with_warnings(created, &warnings)),
+                result => return result,
             }
         };
         let old = decode(&prev)?;
         let mut new = request.apply_to(res, sub, Some(&old))?;
         let warnings = field_validation(res, &new, q)?;
         objects::prepare_update(&mut new, &old, res, sub)?;
-        if let Some(resp) = finish_update(state, res, &key, &prev, &new, q, &warnings).await? {
+        let admitted = admit_update(state, target, &old, &mut new, is_dry_run(q), attempt).await?;
+        if let Some(resp) =
+            finish_update(state, res, &key, &prev, &new, q, &warnings, admitted).await?
+        {
             return Ok(resp);
         }
     }

@@ -18,37 +18,7 @@ use super::{
 };
 use crate::errors::ApiError;
 use crate::objects::{self, name_of, resource_version_of};
-use crate::{State, apply};
-
-/// New objects may go into namespace `ns` only while it exists and is not being deleted.
-/// Like kube-apiserver's NamespaceLifecycle admission, this reads the namespace from the
-/// watch cache (no store round trip per create); one the cache does not know yet (just
-/// created) is read from the store.
-pub(super) async fn ensure_namespace(state: &State, ns: &str) -> Result<(), ApiError> {
-    let key = format!("/registry/namespaces/{ns}");
-    let terminating = |ns: &str| {
-        ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-        )
-    };
-    if let Some(cached) = state.cached("", "namespaces", &key) {
-        return if cached.is_terminating() { Err(terminating(ns)) } else { Ok(()) };
-    }
-    match state.store.get(&key).await.map_err(|e| ApiError::from_store(e, "namespaces", ns))? {
-        None => Err(ApiError::not_found("namespaces", ns)),
-        Some(kv) => {
-            let obj = decode(&kv)?;
-            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
-                return Err(terminating(ns));
-            }
-            Ok(())
-        }
-    }
-}
+use crate::{State, admission, apply};
 
 /// `POST`: create an object (or answer a review, or bind a pod).
 pub async fn create(
@@ -76,27 +46,90 @@ pub async fn create(
         return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
     }
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
-    if res.group.is_empty() && res.kind == "Pod" {
-        crate::admission::admit_pod(state, &mut obj).await?;
-    }
-    let name = name_of(&obj).to_string();
-    if res.namespaced {
-        ensure_namespace(state, objects::namespace_of(&obj).unwrap_or("default")).await?;
-    }
-    let key = object_key(res, objects::namespace_of(&obj), &name);
     apply::record_update(res, None, None, &mut obj, q, headers)?;
-    let created = store_new(state, res, &key, obj, is_dry_run(q)).await?;
-    Ok(with_warnings(created, &warnings))
+    create_admitted(state, res, obj, is_dry_run(q), warnings).await
+}
+
+/// Admit a new, prepared object and store it, its quota charges in the same transaction;
+/// after a lost race on a quota, only the charge is computed again.
+pub(super) async fn create_admitted(
+    state: &State,
+    res: &ResourceInfo,
+    mut obj: Value,
+    dry_run: bool,
+    warnings: Vec<String>,
+) -> Result<Response, ApiError> {
+    let name = name_of(&obj).to_string();
+    let namespace =
+        if res.namespaced { objects::namespace_of(&obj).unwrap_or("default") } else { "" }
+            .to_string();
+    let key = object_key(res, Some(namespace.as_str()).filter(|n| !n.is_empty()), &name);
+    let mut req = admission::Request {
+        operation: admission::Operation::Create,
+        res,
+        subresource: "",
+        namespace: &namespace,
+        name: &name,
+        old: None,
+        dry_run,
+        attempt: 0,
+    };
+    let mut admitted = admission::admit(state, &req, &mut obj).await?;
+    if admitted.mutated {
+        // A webhook or policy may change the object, not where it is stored.
+        if name_of(&obj) != name
+            || (res.namespaced && objects::namespace_of(&obj) != Some(&namespace))
+        {
+            return Err(ApiError::bad_request(
+                "admission changed the object's name or namespace, which a mutation may not do",
+            ));
+        }
+        objects::validate(&obj, res)?;
+    }
+    admitted.warnings.splice(0..0, warnings);
+    let mut ops = std::mem::take(&mut admitted.ops);
+    loop {
+        let retry = !ops.is_empty() && req.attempt + 1 < MAX_RETRIES;
+        let attempt = if retry { obj.clone() } else { std::mem::take(&mut obj) };
+        match store_new(state, res, &key, attempt, dry_run, ops).await {
+            Err(e) if retry && admission::lost_quota_race(&e) => {
+                req.attempt += 1;
+                ops = admission::recharge(state, &req, &obj).await?;
+            }
+            Err(e) => return Err(e),
+            Ok(created) => return Ok(admitted.decorate(created)),
+        }
+    }
+}
+
+/// A failed transaction's error: a lost race on a quota names the quota (and so is told
+/// from a conflict on the object itself), anything else the object.
+fn txn_error(e: StoreError, plural: &str, name: &str) -> ApiError {
+    match &e {
+        // Changed (or deleted) since admission read it: charge again.
+        StoreError::Conflict { key, .. } | StoreError::NotFound(key)
+            if key.starts_with("/registry/resourcequotas/") =>
+        {
+            let quota = key.rsplit('/').next().unwrap_or("").to_string();
+            ApiError::conflict(
+                "resourcequotas",
+                &quota,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
+        }
+        _ => ApiError::from_store(e, plural, name),
+    }
 }
 
 /// Write a new, prepared object (a Service with its address claims) and answer `201` with
-/// it; with `dry_run` only show what would be stored.
+/// it; with `dry_run` only show what would be stored. `ops` commit with it.
 pub(super) async fn store_new(
     state: &State,
     res: &ResourceInfo,
     key: &str,
     obj: Value,
     dry_run: bool,
+    ops: Vec<TxnOp>,
 ) -> Result<Response, ApiError> {
     if res.group == "rbac.authorization.k8s.io" {
         crate::authz::check_escalation(state, res.kind, &obj, "")?;
@@ -106,7 +139,7 @@ pub(super) async fn store_new(
         crate::tokens::fill_legacy_token_secret(state, &mut obj).await?;
     }
     let created = if res.group.is_empty() && res.kind == "Service" {
-        create_service(state, obj, key, dry_run).await?
+        create_service_with(state, obj, key, dry_run, ops).await?
     } else if res.group.is_empty() && res.kind == "Node" {
         create_node(state, obj, key, dry_run).await?
     } else if dry_run {
@@ -115,11 +148,16 @@ pub(super) async fn store_new(
         // The answer is the stored bytes with the resourceVersion spliced in: the object is
         // serialized once.
         let stored = encode(&obj);
-        let kv = state
-            .store
-            .create(key, stored.clone())
-            .await
-            .map_err(|e| ApiError::from_store(e, res.plural, name_of(&obj)))?;
+        let kv = if ops.is_empty() {
+            state.store.create(key, stored.clone()).await
+        } else {
+            let mut all = vec![TxnOp::Create { key: key.to_string(), value: stored.clone() }];
+            all.extend(ops);
+            state.store.txn(all).await.and_then(|kvs| {
+                kvs.into_iter().next().ok_or_else(|| StoreError::NotFound(key.to_string()))
+            })
+        }
+        .map_err(|e| txn_error(e, res.plural, name_of(&obj)))?;
         match objects::stamp_resource_version(&stored, kv.mod_revision) {
             Some(json) => return Ok(json_bytes_response(StatusCode::CREATED, json)),
             None => with_resource_version(obj, kv.mod_revision),
@@ -136,6 +174,17 @@ pub async fn create_service(
     key: &str,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
+    create_service_with(state, obj, key, dry_run, Vec::new()).await
+}
+
+/// [`create_service`] with more writes (quota charges) in its transaction.
+async fn create_service_with(
+    state: &State,
+    obj: Value,
+    key: &str,
+    dry_run: bool,
+    extra: Vec<TxnOp>,
+) -> Result<Value, ApiError> {
     let name = name_of(&obj).to_string();
     for attempt in 0..8 {
         let mut svc = obj.clone();
@@ -144,6 +193,7 @@ pub async fn create_service(
             return Ok(svc);
         }
         ops.insert(0, skiff_store::TxnOp::Create { key: key.to_string(), value: encode(&svc) });
+        ops.extend(extra.iter().cloned());
         match state.store.txn(ops).await {
             Ok(kvs) => {
                 let kv =
@@ -167,7 +217,7 @@ pub async fn create_service(
                     return Err(e);
                 }
             }
-            Err(e) => return Err(ApiError::from_store(e, "services", &name)),
+            Err(e) => return Err(txn_error(e, "services", &name)),
         }
     }
     Err(ApiError::internal("could not allocate a free service address; try again"))
@@ -239,6 +289,7 @@ pub(crate) async fn write(
     key: &str,
     prev: &KeyValue,
     obj: &Value,
+    ops: Vec<TxnOp>,
 ) -> Result<Value, ApiError> {
     let name = name_of(obj).to_string();
     let finishing = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
@@ -266,7 +317,7 @@ pub(crate) async fn write(
         crate::authz::check_escalation(state, res.kind, obj, &name)?;
     }
     if res.kind == "Service" && res.group.is_empty() {
-        return write_service(state, key, prev, obj).await;
+        return write_service(state, key, prev, obj, ops).await;
     }
     // Kubernetes does not write (or bump resourceVersion) when nothing changed, unless the
     // stored form is stale (sealed with an old encryption key): rewriting an unchanged
@@ -278,11 +329,17 @@ pub(crate) async fn write(
     {
         return decode(prev);
     }
-    let kv = state
-        .store
-        .update(key, value, Some(prev.mod_revision))
-        .await
-        .map_err(|e| ApiError::from_store(e, res.plural, &name))?;
+    let kv = if ops.is_empty() {
+        state.store.update(key, value, Some(prev.mod_revision)).await
+    } else {
+        let mut all =
+            vec![TxnOp::Update { key: key.to_string(), value, expected: Some(prev.mod_revision) }];
+        all.extend(ops);
+        state.store.txn(all).await.and_then(|kvs| {
+            kvs.into_iter().next().ok_or_else(|| StoreError::NotFound(key.to_string()))
+        })
+    }
+    .map_err(|e| txn_error(e, res.plural, &name))?;
     Ok(with_resource_version(obj.clone(), kv.mod_revision))
 }
 
@@ -305,6 +362,7 @@ async fn write_service(
     key: &str,
     prev: &KeyValue,
     obj: &Value,
+    extra: Vec<TxnOp>,
 ) -> Result<Value, ApiError> {
     let name = name_of(obj).to_string();
     let old: Value = serde_json::from_slice(&prev.value)
@@ -320,6 +378,7 @@ async fn write_service(
             0,
             TxnOp::Update { key: key.to_string(), value, expected: Some(prev.mod_revision) },
         );
+        ops.extend(extra.iter().cloned());
         match state.store.txn(ops).await {
             Ok(kvs) => {
                 let kv =
@@ -341,7 +400,7 @@ async fn write_service(
                     return Err(e);
                 }
             }
-            Err(e) => return Err(ApiError::from_store(e, "services", &name)),
+            Err(e) => return Err(txn_error(e, "services", &name)),
         }
     }
     Err(ApiError::internal("could not allocate a free node port; try again"))
@@ -362,7 +421,7 @@ pub async fn update(
     let incoming = parse_body(headers, body)?;
     let warnings = field_validation(res, &incoming, q)?;
     let wanted_rv = resource_version_of(&incoming).map(str::to_string);
-    for _ in 0..MAX_RETRIES {
+    for attempt in 0..MAX_RETRIES {
         let prev = read_current(state, res.plural, &key, &name).await?;
         if let Some(rv) = &wanted_rv
             && *rv != prev.mod_revision.to_string()
@@ -377,16 +436,58 @@ pub async fn update(
         let mut new = incoming.clone();
         objects::prepare_update(&mut new, &old, res, target.subresource.as_deref())?;
         apply::record_update(res, target.subresource.as_deref(), Some(&old), &mut new, q, headers)?;
+        let mut admitted =
+            admit_update(state, target, &old, &mut new, is_dry_run(q), attempt).await?;
         if is_dry_run(q) {
-            return Ok(json_response(StatusCode::OK, &new));
+            return Ok(admitted.decorate(json_response(StatusCode::OK, &new)));
         }
-        match write(state, res, &key, &prev, &new).await {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() => continue,
+        let ops = std::mem::take(&mut admitted.ops);
+        match write(state, res, &key, &prev, &new, ops).await {
+            Err(e)
+                if e.code == 409
+                    && e.reason == "Conflict"
+                    && (wanted_rv.is_none() || admission::lost_quota_race(&e)) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
-            Ok(obj) => return Ok(with_warnings(json_response(StatusCode::OK, &obj), &warnings)),
+            Ok(obj) => {
+                let resp = with_warnings(json_response(StatusCode::OK, &obj), &warnings);
+                return Ok(admitted.decorate(resp));
+            }
         }
     }
     Err(too_many_writers(res.plural, &name))
+}
+
+/// Admit an update of the object read as `old` to `new` (prepared): from the second
+/// `attempt` on, what admission reads is read afresh. A change admission made is validated
+/// as the update's own would be.
+pub(super) async fn admit_update(
+    state: &State,
+    target: &Target,
+    old: &Value,
+    new: &mut Value,
+    dry_run: bool,
+    attempt: usize,
+) -> Result<admission::Admitted, ApiError> {
+    let res = &target.resource;
+    let sub = target.subresource.as_deref();
+    let req = admission::Request {
+        operation: admission::Operation::Update,
+        res,
+        subresource: sub.unwrap_or(""),
+        namespace: target.namespace.as_deref().unwrap_or(""),
+        name: target.name.as_deref().unwrap_or(""),
+        old: Some(old),
+        dry_run,
+        attempt,
+    };
+    let admitted = admission::admit(state, &req, new).await?;
+    if admitted.mutated {
+        objects::prepare_update(new, old, res, sub)?;
+    }
+    Ok(admitted)
 }
 
 #[cfg(test)]

@@ -154,6 +154,17 @@ impl AuditRecord {
         a.insert("authorization.k8s.io/reason".to_string(), reason.to_string());
     }
 
+    /// Annotations admission added (a webhook's, PodSecurity's); the first value of a key
+    /// stays, as kube-apiserver keeps it.
+    pub fn add_annotations<'a>(
+        &mut self,
+        annotations: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        for (k, v) in annotations {
+            self.event.annotations.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+    }
+
     /// long-running (watch, exec): writes ResponseStarted unless omitted.
     pub fn response_started(&mut self, code: u16) {
         self.started = Some(code);
