@@ -21,7 +21,7 @@ use crate::cel::{
     Variables,
 };
 
-pub use matching::matches;
+pub use matching::{Matcher, matches};
 pub use typecheck::type_checking;
 
 /// `failurePolicy`: what an error (not a failed validation) does to the request.
@@ -575,14 +575,37 @@ pub fn validate(
     req: &PolicyRequest<'_>,
     authz: Option<&dyn Authorizer>,
 ) -> Outcome {
-    let request = req.request_json();
-    let namespace = req.namespace_json();
+    validate_prepared(policy, binding, params, req, &req.prepare(), authz)
+}
+
+/// The `request` and `namespaceObject` variables of a request, built once and shared by every
+/// (policy, binding) the request meets.
+pub struct Prepared {
+    request: Value,
+    namespace: Option<Value>,
+}
+
+impl PolicyRequest<'_> {
+    pub fn prepare(&self) -> Prepared {
+        Prepared { request: self.request_json(), namespace: self.namespace_json() }
+    }
+}
+
+/// [`validate`] with the request's variables built beforehand ([`PolicyRequest::prepare`]).
+pub fn validate_prepared(
+    policy: &CompiledPolicy,
+    binding: &Value,
+    params: Option<&Value>,
+    req: &PolicyRequest<'_>,
+    prepared: &Prepared,
+    authz: Option<&dyn Authorizer>,
+) -> Outcome {
     let activation = Activation {
         object: req.object,
         old_object: req.old_object,
-        request: &request,
+        request: &prepared.request,
         params,
-        namespace_object: namespace.as_ref(),
+        namespace_object: prepared.namespace.as_ref(),
         variables: Some(&policy.variables),
         authorizer: authz,
     };

@@ -10,16 +10,25 @@ use crate::Labels;
 /// that must refuse empty selectors check that themselves); an unknown operator matches
 /// nothing.
 pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
+    selector_matches_with(selector, |k| labels.get(k).map(String::as_str))
+}
+
+/// [`selector_matches`] against labels looked up by `label` (the labels of a JSON object,
+/// read in place).
+pub fn selector_matches_with<'a>(
+    selector: &LabelSelector,
+    label: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
     let pairs = selector.match_labels.iter().flatten();
-    if !pairs.into_iter().all(|(k, v)| labels.get(k) == Some(v)) {
+    if !pairs.into_iter().all(|(k, v)| label(k) == Some(v.as_str())) {
         return false;
     }
     selector.match_expressions.iter().flatten().all(|req| {
         let values = req.values.as_deref().unwrap_or_default();
-        let value = labels.get(&req.key);
+        let value = label(&req.key);
         match req.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+            "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
             "Exists" => value.is_some(),
             "DoesNotExist" => value.is_none(),
             _ => false,

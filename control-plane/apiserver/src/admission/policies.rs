@@ -19,10 +19,10 @@ use crate::errors::ApiError;
 
 const GROUP: &str = "admissionregistration.k8s.io";
 
-/// One policy with one of its bindings.
+/// One policy with one of its bindings, and their match rules parsed.
 struct Entry {
     policy: Arc<CompiledPolicy>,
-    policy_json: Arc<Value>,
+    matcher: policy::Matcher,
     binding: Value,
 }
 
@@ -61,7 +61,7 @@ async fn entries(state: &State, mutating: bool) -> Result<Arc<Vec<Entry>>, ApiEr
     let bound = super::list(state, GROUP, bindings, None, false).await?;
     let mut all = Vec::new();
     if !bound.is_empty() {
-        let mut compiled: Vec<(String, Arc<CompiledPolicy>, Arc<Value>)> = Vec::new();
+        let mut compiled: Vec<(String, Arc<CompiledPolicy>, Value)> = Vec::new();
         for p in super::list(state, GROUP, policies, None, false).await? {
             let name = p.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
             let c = if mutating {
@@ -69,12 +69,13 @@ async fn entries(state: &State, mutating: bool) -> Result<Arc<Vec<Entry>>, ApiEr
             } else {
                 policy::compile_validating(&p.value)
             };
-            compiled.push((name.to_string(), Arc::new(c), Arc::new(p.value)));
+            compiled.push((name.to_string(), Arc::new(c), p.value));
         }
         for b in bound {
             let wanted = b.value.pointer("/spec/policyName").and_then(Value::as_str).unwrap_or("");
             if let Some((_, c, json)) = compiled.iter().find(|(n, _, _)| n == wanted) {
-                all.push(Entry { policy: c.clone(), policy_json: json.clone(), binding: b.value });
+                let matcher = policy::Matcher::new(json, &b.value);
+                all.push(Entry { policy: c.clone(), matcher, binding: b.value });
             }
         }
     }
@@ -250,17 +251,27 @@ pub(super) async fn validate(
     let user_info = req.user();
     let user = serde_json::to_value(&*user_info).unwrap_or(Value::Null);
     let pr = policy_request(req, obj, &user, ns.as_ref());
+    // The `request` and `namespaceObject` variables, built once for every policy.
+    let prepared = pr.prepare();
     let authorizer = ApiAuthorizer { state, user: user_info.clone() };
     let mut first_denial = None;
     for e in all.iter() {
-        if !policy::matches(&e.policy_json, &e.binding, &pr) {
+        if !e.matcher.matches(&pr) {
             continue;
         }
         let outcomes = match params(state, e, req.namespace).await {
             Ok(list) => list
                 .iter()
                 .map(|p| {
-                    policy::validate(&e.policy, &e.binding, p.as_ref(), &pr, Some(&authorizer))
+                    let authz: &dyn Authorizer = &authorizer;
+                    policy::validate_prepared(
+                        &e.policy,
+                        &e.binding,
+                        p.as_ref(),
+                        &pr,
+                        &prepared,
+                        Some(authz),
+                    )
                 })
                 .collect(),
             Err(why) => vec![policy::configuration_error(&e.policy, Some(&e.binding), &why)],
@@ -300,7 +311,7 @@ pub(super) async fn mutate(
     for e in all.iter() {
         let current = obj.clone();
         let pr = policy_request(req, &current, &user, ns.as_ref());
-        if !policy::matches(&e.policy_json, &e.binding, &pr) {
+        if !e.matcher.matches(&pr) {
             continue;
         }
         let list = match params(state, e, req.namespace).await {
