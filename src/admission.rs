@@ -42,16 +42,22 @@ impl AdmissionArgs {
     }
 }
 
-/// The host of Wasm admission policies: modules come from the node's image store under
-/// `dir`, pulled with the node's registry settings when missing.
-pub fn policy_host(
+/// How the host of Wasm admission policies is made, on the first policy call: modules come
+/// from the node's image store under `dir`, pulled with the node's registry settings when
+/// missing.
+pub fn policy_host_maker(
     dir: &std::path::Path,
     images: &crate::node::ImageArgs,
-) -> anyhow::Result<skiff_wasm_policy::PolicyHost> {
-    let store = skiff_runtime_wasm::images::ImageStore::open(&dir.join("images"))
-        .map_err(|e| anyhow::anyhow!("opening the image store for admission policies: {e}"))?;
+) -> skiff_apiserver::admission::MakeHost {
+    let root = dir.join("images");
     let config = images.registry_config.clone().unwrap_or_else(|| dir.join("registries.yaml"));
-    store.set_registry_config(skiff_runtime_core::registries::RegistryConfig::load(&config)?);
-    skiff_wasm_policy::PolicyHost::new(Some(std::sync::Arc::new(store)))
-        .map_err(|e| anyhow::anyhow!("starting the Wasm policy host: {e}"))
+    Box::new(move || {
+        let store = skiff_runtime_wasm::images::ImageStore::open(&root)
+            .map_err(|e| format!("opening the image store: {e}"))?;
+        let registries = skiff_runtime_core::registries::RegistryConfig::load(&config)
+            .map_err(|e| format!("reading {}: {e}", config.display()))?;
+        store.set_registry_config(registries);
+        skiff_wasm_policy::PolicyHost::new(Some(std::sync::Arc::new(store)))
+            .map_err(|e| e.to_string())
+    })
 }

@@ -516,7 +516,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     api.set_cluster_ca(&pki.ca_cert_pem);
     args.auth.apply(&api)?;
     args.admission.apply(&api)?;
-    api.set_policy_host(Arc::new(crate::admission::policy_host(&dir, &args.images)?));
+    api.set_policy_host_maker(crate::admission::policy_host_maker(&dir, &args.images));
     if let Some(oidc) = oidc {
         api.set_oidc(
             skiff_apiserver::oidc::OidcAuthenticator::start(oidc)

@@ -3,6 +3,13 @@
 //! configurations) from its watch caches and passes them in, so each rule is tested here
 //! alone. Counterparts: `plugin/pkg/admission/*` and `k8s.io/pod-security-admission`.
 
+/// The finalizers StorageObjectInUseProtection puts on claims and volumes, which the
+/// `pvc-protection` and `pv-protection` controllers take off.
+pub mod finalizers {
+    pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+    pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+}
+
 pub mod cel;
 pub mod limitranger;
 pub mod podsecurity;

@@ -259,9 +259,9 @@ impl ApiServer {
         }
     }
 
-    /// Run Wasm admission policies with `host`.
-    pub fn set_policy_host(&self, host: Arc<skiff_wasm_policy::PolicyHost>) {
-        self.state.wasm_policies.set_host(host);
+    /// Run Wasm admission policies with the host `make` makes on the first policy call.
+    pub fn set_policy_host_maker(&self, make: admission::MakeHost) {
+        self.state.wasm_policies.set_host_maker(make);
     }
 
     /// Which authorizers run (`--authorization-mode`).

@@ -386,10 +386,7 @@ pub async fn authenticate_for(
     if uid_of(&sa) != Some(uid.as_str()) {
         return None;
     }
-    let mut user = UserInfo::new(
-        format!("{}{ns}:{name}", skiff_auth::user::SERVICE_ACCOUNT_PREFIX),
-        &[skiff_auth::user::SERVICE_ACCOUNTS, &format!("system:serviceaccounts:{ns}")],
-    );
+    let mut user = UserInfo::for_service_account(&ns, &name);
     user.uid = uid;
     // A token bound to a pod or Secret dies with it, as kube-apiserver checks.
     for kind in ["pod", "secret"] {

@@ -63,6 +63,15 @@ impl UserInfo {
         self.name.strip_prefix(NODE_PREFIX).filter(|n| !n.is_empty())
     }
 
+    /// The user of service account `namespace/name`, in its groups (`system:serviceaccounts`,
+    /// `system:serviceaccounts:<namespace>`).
+    pub fn for_service_account(namespace: &str, name: &str) -> UserInfo {
+        UserInfo::new(
+            format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"),
+            &[SERVICE_ACCOUNTS, &format!("system:serviceaccounts:{namespace}")],
+        )
+    }
+
     /// `(namespace, name)` of a service account's user (`system:serviceaccount:<ns>:<name>`).
     pub fn service_account(&self) -> Option<(&str, &str)> {
         let rest = self.name.strip_prefix(SERVICE_ACCOUNT_PREFIX)?;

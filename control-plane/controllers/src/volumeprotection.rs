@@ -17,8 +17,7 @@ use tokio::task::JoinSet;
 use crate::batch::api_code;
 use crate::{Context, Error};
 
-pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
-pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+use skiff_admission::finalizers::{PV_PROTECTION, PVC_PROTECTION};
 
 fn deleting_with<K: Resource>(obj: &K, finalizer: &str) -> bool {
     let meta = obj.meta();

@@ -11,7 +11,6 @@
 //! so a looping policy never holds a thread that other requests need.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -237,13 +236,6 @@ impl PolicyHost {
             modules: Mutex::default(),
             _ticker: ticker,
         })
-    }
-
-    /// Open the image store of a node's data dir (`DATA_DIR/images`).
-    pub fn with_data_dir(data_dir: &Path) -> wasmtime::Result<PolicyHost> {
-        let store = ImageStore::open(&data_dir.join("images"))
-            .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-        PolicyHost::new(Some(Arc::new(store)))
     }
 
     /// The module an image reference names: from the image store (pulled when missing),

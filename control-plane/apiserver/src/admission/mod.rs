@@ -25,20 +25,19 @@ mod wasm;
 mod webhooks;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use skiff_api::ResourceInfo;
 use skiff_auth::UserInfo;
 use skiff_store::{Consistency, ListOptions, TxnOp};
 
-pub use self::lifecycle::ensure_namespace;
 pub use self::pods::{
     DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP, SERVICE_ACCOUNT_MOUNT_PATH,
     SYSTEM_CLUSTER_CRITICAL, SYSTEM_NODE_CRITICAL,
 };
 pub use self::policies::{AdmissionPolicies, stamp_status as stamp_policy_status};
-pub use self::wasm::WasmPolicies;
+pub use self::wasm::{MakeHost, WasmPolicies};
 pub use self::webhooks::WebhookClients;
 use crate::State;
 use crate::errors::ApiError;
@@ -321,7 +320,7 @@ pub async fn admit(
     }
     if req.operation == Operation::Create && req.subresource.is_empty() {
         if on("DefaultStorageClass") && req.is("", "PersistentVolumeClaim") {
-            storage::default_storage_class(state, req, obj).await?;
+            storage::default_storage_class(state, obj).await?;
         }
         if on("StorageObjectInUseProtection") {
             storage::protect_in_use(req, obj);
@@ -407,6 +406,52 @@ pub fn forbidden(res: &ResourceInfo, name: &str, why: &str) -> ApiError {
     ApiError {
         details: Some(serde_json::json!({"name": name, "group": res.group, "kind": res.plural})),
         ..ApiError::new(403, "Forbidden", format!("{resource} \"{name}\" is forbidden: {why}"))
+    }
+}
+
+/// Something derived from the objects of a few watch caches (parsed webhook configurations,
+/// compiled policies), kept until one of those caches changes.
+pub(crate) struct Derived<T> {
+    /// The caches it is derived from, looked up once (every admitted request asks).
+    caches: std::sync::OnceLock<Vec<Arc<crate::cache::Cache>>>,
+    kept: Mutex<Option<(Vec<u64>, Arc<T>)>>,
+}
+
+impl<T> Default for Derived<T> {
+    fn default() -> Self {
+        Derived { caches: std::sync::OnceLock::new(), kept: Mutex::new(None) }
+    }
+}
+
+impl<T> Derived<T> {
+    /// The generations of the watch caches of `plurals` in `group` (0: not built yet). The
+    /// same `group` and `plurals` are given on every call.
+    fn generations(&self, state: &State, group: &str, plurals: &[&str]) -> Vec<u64> {
+        let caches = self.caches.get_or_init(|| {
+            plurals
+                .iter()
+                .filter_map(|p| state.registry.by_plural(group, p))
+                .map(|r| state.caches.get(r))
+                .collect()
+        });
+        caches.iter().map(|c| c.generation()).collect()
+    }
+
+    /// The value made when the caches were at `generations`, if it is still kept.
+    fn get(&self, generations: &[u64]) -> Option<Arc<T>> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.as_ref().filter(|(g, _)| g == generations).map(|(_, v)| v.clone())
+    }
+
+    /// Keep `value`, made at `generations`; not while a cache is still being built
+    /// (generation 0), whose objects may be incomplete.
+    fn keep(&self, generations: Vec<u64>, value: T) -> Arc<T> {
+        let value = Arc::new(value);
+        if !generations.is_empty() && !generations.contains(&0) {
+            *self.kept.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((generations, value.clone()));
+        }
+        value
     }
 }
 

@@ -37,7 +37,14 @@ pub(super) async fn admit(
     if req.res.group.is_empty() && req.res.kind == "Namespace" && req.subresource.is_empty() {
         return admit_namespace(state, psa, req, obj, out).await;
     }
-    if !checked(req.res.group, req.res.kind) || req.namespace.is_empty() {
+    // Only a pod's own writes, its ephemeral containers and its resize are evaluated: the
+    // status writes of the kubelet and the like go by without reading the namespace.
+    let evaluated_subresource = match req.subresource {
+        "" => true,
+        "ephemeralcontainers" | "resize" => req.res.kind == "Pod",
+        _ => false,
+    };
+    if !evaluated_subresource || !checked(req.res.group, req.res.kind) || req.namespace.is_empty() {
         return Ok(());
     }
     let labels = match super::read(state, "", "namespaces", req.namespace).await? {

@@ -6,7 +6,7 @@
 //! per change of the policies or bindings), finds params in the watch caches and answers
 //! `authorizer` checks with the api server's own authorizers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use skiff_admission::cel::{Authorizer, AuthzCheck};
@@ -26,17 +26,11 @@ struct Entry {
     binding: Value,
 }
 
-type Parsed = (u64, u64, Arc<Vec<Entry>>);
-
-/// The compiled policies of both kinds, per generation of their caches.
+/// The compiled policies of both kinds, each with its bindings, per change of either.
 #[derive(Default)]
 pub struct AdmissionPolicies {
-    validating: Mutex<Parsed>,
-    mutating: Mutex<Parsed>,
-}
-
-fn generation_of(state: &State, plural: &str) -> u64 {
-    state.registry.by_plural(GROUP, plural).map(|r| state.caches.get(r).generation()).unwrap_or(0)
+    validating: super::Derived<Vec<Entry>>,
+    mutating: super::Derived<Vec<Entry>>,
 }
 
 /// Every (policy, binding) pair of one kind, compiled once per change.
@@ -46,17 +40,14 @@ async fn entries(state: &State, mutating: bool) -> Result<Arc<Vec<Entry>>, ApiEr
     } else {
         ("validatingadmissionpolicies", "validatingadmissionpolicybindings")
     };
-    let generations = (generation_of(state, policies), generation_of(state, bindings));
-    let slot = if mutating {
+    let kept = if mutating {
         &state.admission_policies.mutating
     } else {
         &state.admission_policies.validating
     };
-    if generations.0 > 0 && generations.1 > 0 {
-        let parsed = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if (parsed.0, parsed.1) == generations {
-            return Ok(parsed.2.clone());
-        }
+    let generations = kept.generations(state, GROUP, &[policies, bindings]);
+    if let Some(all) = kept.get(&generations) {
+        return Ok(all);
     }
     let bound = super::list(state, GROUP, bindings, None, false).await?;
     let mut all = Vec::new();
@@ -79,19 +70,12 @@ async fn entries(state: &State, mutating: bool) -> Result<Arc<Vec<Entry>>, ApiEr
             }
         }
     }
-    let name = |e: &Entry| {
-        (e.policy.name.clone(), e.binding.pointer("/metadata/name").cloned().unwrap_or_default())
+    let key = |e: &Entry| {
+        let binding = e.binding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        (e.policy.name.clone(), binding.to_string())
     };
-    all.sort_by_key(|e| {
-        let (p, b) = name(e);
-        (p, b.as_str().unwrap_or("").to_string())
-    });
-    let all = Arc::new(all);
-    if generations.0 > 0 && generations.1 > 0 {
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) =
-            (generations.0, generations.1, all.clone());
-    }
-    Ok(all)
+    all.sort_by_key(key);
+    Ok(kept.keep(generations, all))
 }
 
 /// `authorizer` checks in CEL, answered by the api server's authorizers for the requester (or
@@ -112,12 +96,11 @@ impl Authorizer for ApiAuthorizer<'_> {
         let user = match &check.user {
             // `authorizer.serviceAccount(ns, name)`: the account with its groups.
             Some(name) => {
-                let ns = name
-                    .strip_prefix("system:serviceaccount:")
-                    .and_then(|r| r.split(':').next())
-                    .unwrap_or("");
-                let ns_group = format!("system:serviceaccounts:{ns}");
-                UserInfo::new(name.clone(), &["system:serviceaccounts", &ns_group])
+                let probe = UserInfo { name: name.clone(), ..Default::default() };
+                match probe.service_account() {
+                    Some((ns, sa)) => UserInfo::for_service_account(ns, sa),
+                    None => UserInfo::new(name.clone(), &[]),
+                }
             }
             None => (*self.user).clone(),
         };

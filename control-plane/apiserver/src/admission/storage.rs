@@ -12,16 +12,11 @@ use crate::errors::ApiError;
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 const DEFAULT_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";
 
-pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
-pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+use skiff_admission::finalizers::{PV_PROTECTION, PVC_PROTECTION};
 
 /// A new claim without `storageClassName` (an empty one means "no class" and stays) gets
 /// the default class; with several defaults, the newest (kube ≥ 1.26), then by name.
-pub(super) async fn default_storage_class(
-    state: &State,
-    _req: &Request<'_>,
-    pvc: &mut Value,
-) -> Result<(), ApiError> {
+pub(super) async fn default_storage_class(state: &State, pvc: &mut Value) -> Result<(), ApiError> {
     if pvc.pointer("/spec/storageClassName").is_some_and(|v| !v.is_null()) {
         return Ok(());
     }

@@ -55,39 +55,36 @@ struct Bound {
     generation: i64,
 }
 
-/// The bound policies as parsed at the two caches' generations.
-type Parsed = (u64, u64, Arc<Vec<Arc<Bound>>>);
 /// Loaded modules by (policy uid, generation, settings): settings are checked once.
 type Loaded = HashMap<(String, i64, Arc<str>), Arc<Module>>;
 
 /// What running Wasm policies keeps between requests.
 #[derive(Default)]
 pub struct WasmPolicies {
+    /// Made on the first policy call: an api server with no Wasm policy starts no engine and
+    /// no epoch ticker.
     host: std::sync::OnceLock<Arc<PolicyHost>>,
-    parsed: Mutex<Parsed>,
+    make_host: std::sync::OnceLock<MakeHost>,
+    /// Every (policy, binding) pair, parsed once per change of either.
+    bound: super::Derived<Vec<Arc<Bound>>>,
     loaded: Mutex<Loaded>,
 }
 
-impl WasmPolicies {
-    /// Run policies with `host`.
-    pub fn set_host(&self, host: Arc<PolicyHost>) {
-        let _ = self.host.set(host);
-    }
-}
+/// How the policy host is made (the binary knows where the image store is).
+pub type MakeHost = Box<dyn Fn() -> Result<PolicyHost, String> + Send + Sync>;
 
-fn generation_of(state: &State, plural: &str) -> u64 {
-    state.registry.by_plural(GROUP, plural).map(|r| state.caches.get(r).generation()).unwrap_or(0)
+impl WasmPolicies {
+    /// Run policies with a host `make` makes when the first one is called.
+    pub fn set_host_maker(&self, make: MakeHost) {
+        let _ = self.make_host.set(make);
+    }
 }
 
 /// Every (policy, binding) pair, parsed once per change of either.
 async fn bound(state: &State) -> Result<Arc<Vec<Arc<Bound>>>, ApiError> {
-    let generations = (generation_of(state, POLICIES), generation_of(state, BINDINGS));
-    let cache = &state.wasm_policies.parsed;
-    if generations.0 > 0 && generations.1 > 0 {
-        let parsed = cache.lock().unwrap_or_else(|p| p.into_inner());
-        if (parsed.0, parsed.1) == generations {
-            return Ok(parsed.2.clone());
-        }
+    let generations = state.wasm_policies.bound.generations(state, GROUP, &[POLICIES, BINDINGS]);
+    if let Some(all) = state.wasm_policies.bound.get(&generations) {
+        return Ok(all);
     }
     let policies = super::list(state, GROUP, POLICIES, None, false).await?;
     let bindings = super::list(state, GROUP, BINDINGS, None, false).await?;
@@ -105,12 +102,7 @@ async fn bound(state: &State) -> Result<Arc<Vec<Arc<Bound>>>, ApiError> {
         })
         .collect();
     all.sort_by(|a, b| (&a.policy, &a.binding).cmp(&(&b.policy, &b.binding)));
-    let all = Arc::new(all);
-    if generations.0 > 0 && generations.1 > 0 {
-        *cache.lock().unwrap_or_else(|p| p.into_inner()) =
-            (generations.0, generations.1, all.clone());
-    }
-    Ok(all)
+    Ok(state.wasm_policies.bound.keep(generations, all))
 }
 
 fn parse(policy: &Value, binding: &Value) -> Bound {
@@ -241,10 +233,17 @@ async fn load(state: &State, b: &Bound) -> Result<Arc<Module>, PolicyError> {
 }
 
 fn host(state: &State) -> Result<&Arc<PolicyHost>, PolicyError> {
-    state.wasm_policies.host.get().ok_or_else(|| PolicyError::Image {
-        reference: String::new(),
-        why: "this api server runs no Wasm policies (it has no image store)".into(),
-    })
+    let policies = &state.wasm_policies;
+    if let Some(host) = policies.host.get() {
+        return Ok(host);
+    }
+    let no_host = |why: String| PolicyError::Image { reference: String::new(), why };
+    let make = policies
+        .make_host
+        .get()
+        .ok_or_else(|| no_host("this api server runs no Wasm policies".into()))?;
+    let host = make().map_err(|e| no_host(format!("starting the Wasm policy host: {e}")))?;
+    Ok(policies.host.get_or_init(|| Arc::new(host)))
 }
 
 /// The objects a policy declared it reads, from the watch caches.
@@ -399,11 +398,6 @@ pub(super) async fn validate(
     let policies = matching(state, req, obj, false).await?;
     if policies.is_empty() {
         return Ok(());
-    }
-    // Modules first (a first call waits for its module to be found and compiled), so that
-    // no call's deadline runs while another policy's module is being loaded.
-    for b in &policies {
-        let _ = load(state, b).await;
     }
     let request = request_json(req, obj);
     let results = futures::future::join_all(policies.iter().map(|b| run(state, b, &request))).await;

@@ -96,39 +96,25 @@ fn conditions_hold(
     Ok(true)
 }
 
-/// The webhooks of all configurations of one kind, parsed once per change of them.
-#[derive(Default)]
-struct Parsed {
-    generation: u64,
-    webhooks: Arc<Vec<Configured>>,
-}
-
-/// What calling webhooks keeps between requests: the parsed configurations and one TLS
-/// client configuration per CA bundle.
+/// What calling webhooks keeps between requests: the parsed configurations of each kind
+/// and one TLS client configuration per CA bundle.
 #[derive(Default)]
 pub struct WebhookClients {
-    mutating: Mutex<Parsed>,
-    validating: Mutex<Parsed>,
+    mutating: super::Derived<Vec<Configured>>,
+    validating: super::Derived<Vec<Configured>>,
     tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
 }
 
 /// The webhooks of every Mutating- (`mutating`) or ValidatingWebhookConfiguration, sorted
-/// by configuration name as kube-apiserver orders them.
+/// by configuration name as kube-apiserver orders them; parsed once per change of them.
 async fn configured(state: &State, mutating: bool) -> Result<Arc<Vec<Configured>>, ApiError> {
     let plural =
         if mutating { "mutatingwebhookconfigurations" } else { "validatingwebhookconfigurations" };
-    let generation = state
-        .registry
-        .by_plural(GROUP, plural)
-        .map(|res| state.caches.get(res).generation())
-        .unwrap_or(0);
     let clients = &state.webhook_clients;
-    let slot = if mutating { &clients.mutating } else { &clients.validating };
-    if generation > 0 {
-        let parsed = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if parsed.generation == generation {
-            return Ok(parsed.webhooks.clone());
-        }
+    let kept = if mutating { &clients.mutating } else { &clients.validating };
+    let generations = kept.generations(state, GROUP, &[plural]);
+    if let Some(webhooks) = kept.get(&generations) {
+        return Ok(webhooks);
     }
     let mut configurations = super::list(state, GROUP, plural, None, false).await?;
     configurations.sort_by(|a, b| name(&a.value).cmp(name(&b.value)));
@@ -142,12 +128,7 @@ async fn configured(state: &State, mutating: bool) -> Result<Arc<Vec<Configured>
             })
         })
         .collect();
-    let webhooks = Arc::new(webhooks);
-    if generation > 0 {
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) =
-            Parsed { generation, webhooks: webhooks.clone() };
-    }
-    Ok(webhooks)
+    Ok(kept.keep(generations, webhooks))
 }
 
 fn name(obj: &Value) -> &str {
