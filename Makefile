@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/skiff/target
 export SKIFF_TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export SKIFF_GUESTS_DIR ?= $(CARGO_TARGET_DIR)/guests/out
 
-.PHONY: run test bootstrap build guests bench bench-store bench-api bench-authz bench-admission bench-node bench-controllers bench-scheduler bench-network bench-streams bench-pull
+.PHONY: run test bootstrap build guests bench bench-store bench-api bench-authz bench-admission bench-autoscale bench-node bench-controllers bench-scheduler bench-network bench-streams bench-pull
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -123,3 +123,11 @@ bench-network: bootstrap guests
 	$(CARGO_TARGET_DIR)/release/skiff-bench-proxy
 	$(CARGO_TARGET_DIR)/release/skiff-bench-service --skiff $(CARGO_TARGET_DIR)/release/skiff \
 		--guests-dir $(SKIFF_GUESTS_DIR) --wrk "$$(command -v wrk)"
+
+# Autoscaling: first response from zero replicas (100 cold starts), the HPA's reaction time with
+# 1 s metrics, and the metrics pipeline's cost with 5,000 pods. Root (network namespaces).
+# BENCH_AUTOSCALE_ARGS="--only cold --cold-starts 20" for a shorter run.
+BENCH_AUTOSCALE_ARGS ?=
+bench-autoscale: bootstrap guests
+	cargo build --release --workspace --bin skiff --bin skiff-bench-autoscale
+	$(CARGO_TARGET_DIR)/release/skiff-bench-autoscale --skiff $(CARGO_TARGET_DIR)/release/skiff --guests-dir $(SKIFF_GUESTS_DIR) $(BENCH_AUTOSCALE_ARGS)

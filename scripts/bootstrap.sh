@@ -3,8 +3,8 @@
 # RocksDB's bindings, protoc, etcd (the store benchmark's baseline), python3 with pip and venv
 # (the client tests), iproute2 and nftables (pod addresses, cluster routes and the node proxy's
 # Service rules), dig (the cluster DNS tests), dnsperf and wrk (the network benchmarks),
-# docker-registry and skopeo (the registry pull tests), curl and openssl (the access tests), and
-# the Rust wasm targets for the example guests. Idempotent.
+# docker-registry and skopeo (the registry pull tests), curl and openssl (the access tests),
+# prometheus (the metrics tests), and the Rust wasm targets for the example guests. Idempotent.
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -23,6 +23,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server) # for make bench-store
 # The registry tests (tests/e2e_registry.rs) run a real registry and push images with skopeo.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+# The metrics tests (tests/e2e_metrics.rs) run the real Prometheus with charts/skiff-monitoring.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # The access tests (tests/e2e_rbac.rs) call the API anonymously, which kubectl cannot do.
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # The OIDC tests (tests/e2e_oidc.rs) serve a test issuer's discovery document with `openssl s_server`.
@@ -37,6 +39,10 @@ if [ ${#need[@]} -gt 0 ]; then
     # The package starts a system etcd; the store benchmark runs its own and wants a quiet disk.
     if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
         $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+    # Likewise the package's Prometheus (and its node exporter): the tests start their own.
+    if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+        $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
     fi
     # Likewise the package's system registry (port 5000): the tests start their own.
     if [[ " ${need[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then

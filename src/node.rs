@@ -255,7 +255,15 @@ pub async fn start(
         ProxyModeArg::None => ProxyMode::None,
     };
     proxy_options.locally_served = vec![net.cluster_dns];
+    let activator_ip = proxy_options.node_ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
     let proxy = Arc::new(Proxy::new(proxy_options).context("setting up the node proxy")?);
+    let activator = skiff_proxy::activator::Activator::new(
+        activator_ip,
+        &args.name,
+        client.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    proxy.set_activator(activator.clone());
     let dns_listen = net.dns_listen.unwrap_or(SocketAddr::new(IpAddr::V4(net.cluster_dns), 53));
     let dns = ClusterDns::new(DnsOptions {
         zone: net.cluster_domain.clone(),
@@ -282,6 +290,7 @@ pub async fn start(
     let kubelet = Kubelet::new(config, client.clone(), runtimes);
     kubelet.add_metrics(|registry| {
         proxy.register_metrics(registry);
+        activator.register_metrics(registry);
         dns.register_metrics(registry);
     });
     tokio::spawn(proxy.clone().run(client.clone()));

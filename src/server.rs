@@ -89,6 +89,15 @@ pub struct ServerArgs {
     /// (node and user client certificates), e.g. 8760h0m0s.
     #[arg(long, value_name = "DURATION", default_value = "8760h0m0s", value_parser = skiff_node::resources::parse_duration)]
     cluster_signing_duration: Duration,
+    /// How often the metrics pipeline reads every node's and pod's usage for the metrics APIs
+    /// (`kubectl top`, the HPA); at least 1s (metrics-server's `--metric-resolution`); 0s
+    /// collects nothing.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = skiff_node::resources::parse_duration)]
+    metrics_resolution: Duration,
+    /// How often the HPA controller looks at each HorizontalPodAutoscaler
+    /// (kube-controller-manager's `--horizontal-pod-autoscaler-sync-period`).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = skiff_node::resources::parse_duration)]
+    horizontal_pod_autoscaler_sync_period: Duration,
     #[command(flatten)]
     auth: crate::auth::AuthArgs,
     #[command(flatten)]
@@ -514,6 +523,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         watcher_window: args.default_watch_cache_size,
     });
     api.set_cluster_ca(&pki.ca_cert_pem);
+    api.start_metrics_pipeline(args.metrics_resolution);
     args.auth.apply(&api)?;
     args.admission.apply(&api)?;
     api.set_policy_host_maker(crate::admission::policy_host_maker(&dir, &args.images));
@@ -550,6 +560,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // scheduling cycles, `skiff-sched-io` its watches and bindings.
     let scheduler_metrics = skiff_scheduler::metrics::Metrics::new();
     api.state().metrics.with_registry(|r| scheduler_metrics.register(r));
+    // The controllers' work queues run in this process: their metrics are served here too.
+    api.state().metrics.with_registry(skiff_client_tools::workqueue::register_metrics);
     let mut scheduler_options = skiff_scheduler::Options {
         identity: format!("{node_name}_{node_id}"),
         ..Default::default()
@@ -594,6 +606,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         root_ca_pem: Some(pki.ca_cert_pem.clone()),
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period.max(Duration::from_secs(1)),
         ..Default::default()
     };
     // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:

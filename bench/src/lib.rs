@@ -7,6 +7,7 @@
 //! serves those binaries (and the end-to-end tests' `/proc` readings), which print them.
 
 pub mod containerd;
+pub mod netns;
 pub mod oci;
 pub mod pods;
 pub mod process;

@@ -374,3 +374,44 @@ mod tests {
         assert!(!route_inside("127.192.4.0/23", "127.192.0.0/33"));
     }
 }
+
+/// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
+/// Each idle wasi:http pod holds fds in the server (its listener, its log): about 3.
+pub fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur >= want {
+            return Ok(lim.rlim_cur);
+        }
+        let mut new = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max.max(want) };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+            // Not allowed to raise the hard limit: go as far as it allows.
+            new = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+                bail!("setrlimit: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(new.rlim_cur)
+    }
+}
+
+/// The flags that give a Wasm-only server `pods` pods, with Wasm pod addresses in
+/// 127.0.0.0/8: the node's block is the smallest whose upper (Wasm) half holds them all.
+pub fn wasm_server_flags(pods: usize) -> Vec<String> {
+    let need = (pods + 2) as u64;
+    let half_bits = 64 - (need - 1).leading_zeros(); // 2^half_bits >= need
+    let node_prefix = (31 - half_bits).clamp(10, 24);
+    vec![
+        "--max-pods".into(),
+        (pods + 8).to_string(),
+        "--cluster-cidr".into(),
+        "127.192.0.0/10".into(),
+        "--node-cidr-mask-size".into(),
+        node_prefix.to_string(),
+    ]
+}

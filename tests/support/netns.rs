@@ -147,6 +147,11 @@ impl TwoNodes {
     /// As [`TwoNodes::start`], with containerd on the server (`oci`) and on the agent
     /// (`agent_oci`) as asked.
     pub fn start_with(oci: bool, agent_oci: bool) -> Option<TwoNodes> {
+        TwoNodes::start_with_args(oci, agent_oci, &[])
+    }
+
+    /// As [`TwoNodes::start_with`], with `server_extra` flags for `skiff server`.
+    pub fn start_with_args(oci: bool, agent_oci: bool, server_extra: &[&str]) -> Option<TwoNodes> {
         let net = TestNet::new(2)?;
         let dir = tempfile::tempdir().expect("tempdir");
         let containerd = if oci {
@@ -166,6 +171,7 @@ impl TwoNodes {
         if let Some(e) = &endpoint {
             args.extend(["--container-runtime-endpoint", e]);
         }
+        args.extend(server_extra);
         let server = Skiff::start_in(Some(net.ns(0)), &dir.path().join("server"), &args);
         let kubelet = format!("{ip1}:0");
         let agent_endpoint = agent_containerd.as_ref().map(|c| format!("unix://{}", c.socket));

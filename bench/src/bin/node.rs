@@ -37,6 +37,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use skiff_bench::containerd::start_containerd;
 use skiff_bench::process::{KillOnDrop, NoLine, first_line};
+use skiff_bench::server::{raise_nofile_limit, wasm_server_flags};
 use skiff_bench::{Goal, Latencies, NodeWait, Server, ms, procfs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -155,31 +156,6 @@ const RUN_LABEL: &str = "skiff-bench-node/run";
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
-/// Each idle wasi:http pod holds fds in the server (its listener, its log): about 3.
-fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            bail!("getrlimit: {}", std::io::Error::last_os_error());
-        }
-        if lim.rlim_cur >= want {
-            return Ok(lim.rlim_cur);
-        }
-        let mut new = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max.max(want) };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
-            // Not allowed to raise the hard limit: go as far as it allows.
-            new = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
-                bail!("setrlimit: {}", std::io::Error::last_os_error());
-            }
-        }
-        Ok(new.rlim_cur)
-    }
-}
-
 /// Start `skiff server` on a fresh data dir with `images` (file, name) imported, and wait
 /// until its node is Ready.
 async fn start_server(
@@ -197,22 +173,6 @@ async fn start_server(
         builder = builder.image(file, image);
     }
     builder.start().await
-}
-
-/// The flags that give a Wasm-only server `pods` pods, with Wasm pod addresses in
-/// 127.0.0.0/8: the node's block is the smallest whose upper (Wasm) half holds them all.
-fn wasm_server_flags(pods: usize) -> Vec<String> {
-    let need = (pods + 2) as u64;
-    let half_bits = 64 - (need - 1).leading_zeros(); // 2^half_bits >= need
-    let node_prefix = (31 - half_bits).clamp(10, 24);
-    vec![
-        "--max-pods".into(),
-        (pods + 8).to_string(),
-        "--cluster-cidr".into(),
-        "127.192.0.0/10".into(),
-        "--node-cidr-mask-size".into(),
-        node_prefix.to_string(),
-    ]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +39,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
 use skiff_bench::Goal;
+use skiff_bench::netns::{Net, in_netns, in_ns, netns_path, run};
 use skiff_bench::server::Server;
 
 #[derive(Parser)]
@@ -87,130 +87,6 @@ const NODE_NAME: &str = "skiff-bench";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const OCI_TARGET: f64 = 0.8;
 const WASM_TARGET: f64 = 0.9;
-
-// ---------------------------------------------------------------------------------------------
-// Namespaces, processes and dirs, each removed by its guard.
-
-fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out =
-        Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn netns_path(ns: &str) -> String {
-    format!("/var/run/netns/{ns}")
-}
-
-/// `nsenter --net=NS -- program` (only the network namespace changes: `ip netns exec` would
-/// also remount /sys).
-fn in_netns(ns: &str, program: &Path) -> Command {
-    let mut c = Command::new("nsenter");
-    c.arg(format!("--net={}", netns_path(ns))).arg("--").arg(program);
-    c
-}
-
-/// The node's and the client's namespaces and the veth pair between them; deleted on drop.
-struct Net {
-    node: String,
-    client: String,
-    node_ip: String,
-    client_ip: String,
-}
-
-impl Net {
-    fn new(subnet: u8) -> anyhow::Result<Net> {
-        let id = std::process::id();
-        let net = Net {
-            node: format!("skiff-bench-svc-{id}-node"),
-            client: format!("skiff-bench-svc-{id}-client"),
-            node_ip: format!("10.77.{subnet}.1"),
-            client_ip: format!("10.77.{subnet}.2"),
-        };
-        // From here on, drop removes whatever part was made.
-        run("ip", &["netns", "add", &net.node])?;
-        run("ip", &["netns", "add", &net.client])?;
-        let (n, c) = (net.node.as_str(), net.client.as_str());
-        run(
-            "ip",
-            &[
-                "-n",
-                n,
-                "link",
-                "add",
-                "to-client",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                c,
-            ],
-        )?;
-        run("ip", &["-n", n, "addr", "add", &format!("{}/30", net.node_ip), "dev", "to-client"])?;
-        run("ip", &["-n", c, "addr", "add", &format!("{}/30", net.client_ip), "dev", "eth0"])?;
-        for (ns, dev) in [(n, "to-client"), (n, "lo"), (c, "eth0"), (c, "lo")] {
-            run("ip", &["-n", ns, "link", "set", dev, "up"])?;
-        }
-        // The client's default route is the node (as a CNI bridge's gateway is an OCI pod's),
-        // and the node routes the client's address back to it (a host route, like a CNI's).
-        run("ip", &["-n", c, "route", "add", "default", "via", &net.node_ip])?;
-        run(
-            "ip",
-            &["-n", n, "route", "replace", &format!("{}/32", net.client_ip), "dev", "to-client"],
-        )?;
-        let sysctl =
-            in_netns(n, Path::new("sysctl")).args(["-qw", "net.ipv4.ip_forward=1"]).output()?;
-        if !sysctl.status.success() {
-            bail!("sysctl ip_forward in {n}: {}", String::from_utf8_lossy(&sysctl.stderr));
-        }
-        Ok(net)
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        // The veth pair goes with the namespaces.
-        for ns in [&self.client, &self.node] {
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-    }
-}
-
-/// Run `f` on a new thread inside network namespace `ns` (the sockets it opens live there, and
-/// so do the threads it starts).
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                enter(ns)?;
-                f()
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("thread in namespace {ns} panicked"))?
-    })
-}
-
-/// Move the calling thread into network namespace `ns`.
-fn enter(ns: &str) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(netns_path(ns)).with_context(|| format!("opening netns {ns}"))?;
-    // SAFETY: setns on a valid namespace fd; it changes only the calling thread.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!("setns {ns}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 // ---------------------------------------------------------------------------------------------
 // The cluster.
@@ -709,7 +585,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args { skiff: std::path::absolute(&args.skiff)?, ..args };
     check_tools(&args)?;
     // The server (inside `measure`, with its data dir) goes before the namespaces.
-    let net = Net::new(args.subnet)?;
+    let net = Net::new("svc", args.subnet)?;
     // Everything else runs on a thread inside the node's namespace: the kube client reaches the
     // api server there, and the threads the runtime starts are there too.
     in_ns(&net.node, || {

@@ -769,35 +769,8 @@ fn go_map(labels: Option<&Value>) -> String {
 /// matcher every component shares.
 pub use skiff_helpers::labels::json_selector_matches as selector_matches;
 
-/// The string form of a `LabelSelector` (`a=b,c in (x,y)`), as the scale subresource reports.
-pub fn selector_string(selector: &Value) -> String {
-    let mut parts: Vec<String> = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let mut values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        values.sort_unstable();
-        parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => continue,
-        });
-    }
-    parts.join(",")
-}
+/// The string form of a `LabelSelector`, as the scale subresource reports.
+pub use skiff_helpers::labels::json_selector_string as selector_string;
 
 /// Why a CronJob schedule is invalid (the text of an `Invalid` status cause).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -25,6 +25,7 @@ pub mod kubelet;
 pub mod managed;
 pub mod members;
 pub mod metrics;
+pub mod metricsapi;
 pub mod objects;
 pub mod oidc;
 pub mod openapi;
@@ -32,6 +33,7 @@ pub mod patch;
 pub mod pki;
 pub mod podcidr;
 pub mod printers;
+pub mod promsd;
 pub mod reviews;
 pub mod selectors;
 pub mod services;
@@ -103,6 +105,9 @@ pub struct State {
     pub wasm_policies: admission::WasmPolicies,
     /// Validating- and MutatingAdmissionPolicies, compiled.
     pub admission_policies: admission::AdmissionPolicies,
+    /// Nodes' and pods' usage and pods' own metrics (`metrics.k8s.io` and the custom and
+    /// external metrics APIs).
+    pub metrics_pipeline: metricsapi::MetricsPipeline,
 }
 
 impl State {
@@ -204,6 +209,7 @@ impl ApiServer {
             webhook_clients: admission::WebhookClients::default(),
             wasm_policies: admission::WasmPolicies::default(),
             admission_policies: admission::AdmissionPolicies::default(),
+            metrics_pipeline: metricsapi::MetricsPipeline::default(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -262,6 +268,12 @@ impl ApiServer {
     /// Run Wasm admission policies with the host `make` makes on the first policy call.
     pub fn set_policy_host_maker(&self, make: admission::MakeHost) {
         self.state.wasm_policies.set_host_maker(make);
+    }
+
+    /// Collect nodes' and pods' metrics every `resolution` for the metrics APIs
+    /// (`--metrics-resolution`). Must be called inside the api server's runtime.
+    pub fn start_metrics_pipeline(&self, resolution: std::time::Duration) {
+        metricsapi::MetricsPipeline::start(&self.state, resolution);
     }
 
     /// Which authorizers run (`--authorization-mode`).
@@ -883,6 +895,9 @@ async fn route(
             &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/metrics", "/openapi/v3", "/readyz", "/version"]}),
         )),
         ["version"] => get_only(json_response(StatusCode::OK, &discovery::version())),
+        ["prometheus", "discovery", role] => {
+            get_only(json_response(StatusCode::OK, &promsd::discover(state, role)?))
+        }
         ["healthz"] | ["livez"] | ["readyz"] => get_only((StatusCode::OK, "ok").into_response()),
         ["metrics"] => get_only(
             (
@@ -904,10 +919,41 @@ async fn route(
         }
         ["apis"] => {
             if discovery::wants_aggregated(&accept) {
-                get_only(discovery_response(discovery::aggregated(reg, false), true))
+                let mut d = discovery::aggregated(reg, false);
+                if let Some(items) = d["items"].as_array_mut() {
+                    items.extend(metricsapi::aggregated_items(state));
+                }
+                get_only(discovery_response(d, true))
             } else {
-                get_only(json_response(StatusCode::OK, &discovery::api_group_list(reg)))
+                let mut d = discovery::api_group_list(reg);
+                if let Some(groups) = d["groups"].as_array_mut() {
+                    groups.extend(metricsapi::api_groups());
+                }
+                get_only(json_response(StatusCode::OK, &d))
             }
+        }
+        ["apis", group] if metricsapi::api_group(group).is_some() => get_only(json_response(
+            StatusCode::OK,
+            &metricsapi::api_group(group).ok_or_else(not_found)?,
+        )),
+        ["apis", group, version] if metricsapi::api_group(group).is_some() => {
+            get_only(json_response(
+                StatusCode::OK,
+                &metricsapi::api_resource_list(state, group, version).ok_or_else(not_found)?,
+            ))
+        }
+        ["apis", group, version, rest @ ..] if metricsapi::api_group(group).is_some() => {
+            info.verb = "GET".into();
+            info.group = group.to_string();
+            info.version = version.to_string();
+            info.resource = match rest {
+                ["namespaces", _, r, ..] | [r, ..] => r.to_string(),
+                [] => String::new(),
+            };
+            get_only(json_response(
+                StatusCode::OK,
+                &metricsapi::serve(state, group, version, rest, &q)?,
+            ))
         }
         ["api", "v1"] => get_only(json_response(
             StatusCode::OK,

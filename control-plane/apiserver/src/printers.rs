@@ -628,32 +628,7 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
                 ("Age", "string", 0),
             ]),
             |o| {
-                let targets: Vec<String> = o
-                    .pointer("/spec/metrics")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                    .map(|(i, m)| {
-                        let current = o
-                            .pointer(&format!(
-                                "/status/currentMetrics/{i}/resource/current/averageUtilization"
-                            ))
-                            .and_then(Value::as_i64)
-                            .map(|n| format!("{n}%"))
-                            .unwrap_or_else(|| "<unknown>".into());
-                        match (
-                            s(m, "/type"),
-                            m.pointer("/resource/target/averageUtilization")
-                                .and_then(Value::as_i64),
-                        ) {
-                            ("Resource", Some(t)) => {
-                                format!("{}: {current}/{t}%", s(m, "/resource/name"))
-                            }
-                            (ty, _) => format!("{}: <unknown>", ty.to_lowercase()),
-                        }
-                    })
-                    .collect();
+                let targets = hpa_targets(o);
                 let min = o.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1);
                 vec![
                     name(o),
@@ -662,7 +637,7 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
                         s(o, "/spec/scaleTargetRef/kind"),
                         s(o, "/spec/scaleTargetRef/name")
                     )),
-                    json!(or_none(targets.join(", "))),
+                    json!(targets),
                     json!(min.to_string()),
                     json!(int(o, "/spec/maxReplicas")),
                     json!(int(o, "/status/currentReplicas")),
@@ -902,6 +877,78 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
     })
 }
 
+/// The TARGETS column of `kubectl get hpa`: each metric's current value over its target, as
+/// kube's printer writes them (`cpu: 45%/50%`, `10/20`, `<unknown>/100 (avg)`), at most two
+/// then `+ N more...`.
+fn hpa_targets(o: &Value) -> String {
+    let specs: Vec<&Value> =
+        o.pointer("/spec/metrics").and_then(Value::as_array).into_iter().flatten().collect();
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let text = |v: Option<&Value>| -> Option<String> {
+        match v? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let unknown = || "<unknown>".to_string();
+    let list: Vec<String> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let status =
+                |path: &str| text(o.pointer(&format!("/status/currentMetrics/{i}/{path}")));
+            let spec = |path: &str| text(m.pointer(&format!("/{path}")));
+            let value_pair = |src: &str| match spec(&format!("{src}/target/averageValue")) {
+                Some(target) => format!(
+                    "{}/{target} (avg)",
+                    status(&format!("{src}/current/averageValue")).unwrap_or_else(unknown)
+                ),
+                None => format!(
+                    "{}/{}",
+                    status(&format!("{src}/current/value")).unwrap_or_else(unknown),
+                    spec(&format!("{src}/target/value")).unwrap_or_default()
+                ),
+            };
+            let resource = |src: &str| {
+                let name = spec(&format!("{src}/name")).unwrap_or_default();
+                match spec(&format!("{src}/target/averageValue")) {
+                    Some(target) => format!(
+                        "{name}: {}/{target}",
+                        status(&format!("{src}/current/averageValue")).unwrap_or_else(unknown)
+                    ),
+                    None => {
+                        let current = status(&format!("{src}/current/averageUtilization"))
+                            .map_or_else(unknown, |n| format!("{n}%"));
+                        let target = spec(&format!("{src}/target/averageUtilization"))
+                            .map_or_else(|| "<auto>".to_string(), |n| format!("{n}%"));
+                        format!("{name}: {current}/{target}")
+                    }
+                }
+            };
+            match m.pointer("/type").and_then(Value::as_str).unwrap_or_default() {
+                "External" => value_pair("external"),
+                "Object" => value_pair("object"),
+                "Pods" => format!(
+                    "{}/{}",
+                    status("pods/current/averageValue").unwrap_or_else(unknown),
+                    spec("pods/target/averageValue").unwrap_or_default()
+                ),
+                "Resource" => resource("resource"),
+                "ContainerResource" => resource("containerResource"),
+                _ => "<unknown type>".to_string(),
+            }
+        })
+        .collect();
+    if list.len() > 2 {
+        format!("{} + {} more...", list[..2].join(", "), list.len() - 2)
+    } else {
+        list.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,6 +965,23 @@ mod tests {
         assert_eq!(cells[5], "a,b");
         assert_eq!(cells[6], "x:1,y:2");
         assert_eq!(cells[7], "app=web");
+    }
+
+    #[test]
+    fn hpa_targets_should_read_as_kubectl_shows_them() {
+        let hpa = json!({"spec": {"metrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+            {"type": "Pods", "pods": {"metric": {"name": "http_requests"}, "target": {"type": "AverageValue", "averageValue": "5"}}},
+            {"type": "External", "external": {"metric": {"name": "queue"}, "target": {"type": "AverageValue", "averageValue": "30"}}}]},
+            "status": {"currentMetrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 120, "averageValue": "120m"}}},
+                {"type": "Pods", "pods": {"metric": {"name": "http_requests"}, "current": {"averageValue": "12"}}}]}});
+        assert_eq!(hpa_targets(&hpa), "cpu: 120%/50%, 12/5 + 1 more...");
+        let fresh = json!({"spec": {"metrics": [
+            {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}},
+            {"type": "Object", "object": {"metric": {"name": "rps"}, "target": {"type": "Value", "value": "10"}}}]}});
+        assert_eq!(hpa_targets(&fresh), "memory: <unknown>/100Mi, <unknown>/10");
+        assert_eq!(hpa_targets(&json!({"spec": {}})), "<none>");
     }
 
     #[test]

@@ -52,6 +52,55 @@ fn scale_of(obj: &Value) -> Value {
     })
 }
 
+/// NodeRestriction for scale from zero: RBAC lets nodes (`system:skiff:activator`) write
+/// `deployments/scale`, and this narrows it to what a node's activator does: a Deployment at 0
+/// replicas, named by a Service of its namespace that opts in to scale to zero, to 1.
+fn node_may_scale(
+    state: &Arc<State>,
+    target: &Target,
+    old: &Value,
+    replicas: i64,
+) -> Result<(), ApiError> {
+    let Some(user) = crate::authn::current_user() else { return Ok(()) };
+    let Some(node) = user.node_name() else { return Ok(()) };
+    let name = target.name.as_deref().unwrap_or_default();
+    let ns = target.namespace.as_deref().unwrap_or_default();
+    let current = old.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let named = target.resource.plural == "deployments"
+        && state.registry.by_plural("", "services").is_some_and(|svcs| {
+            state
+                .caches
+                .get(svcs)
+                .snapshot(
+                    &skiff_api::list_prefix(svcs, Some(ns)),
+                    &crate::selectors::LabelSelector::default(),
+                    &crate::selectors::FieldSelector::default(),
+                )
+                .is_some_and(|(items, _)| {
+                    items.iter().any(|svc| {
+                        svc.value()
+                            .pointer(&format!(
+                                "/metadata/annotations/{}",
+                                skiff_helpers::scaletozero::DEPLOYMENT_ANNOTATION
+                                    .replace('/', "~1")
+                            ))
+                            .and_then(Value::as_str)
+                            == Some(name)
+                    })
+                })
+        });
+    if named && current == 0 && replicas == 1 {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "node \"{node}\" may only scale a Deployment that a Service of its namespace names for scale to zero, from 0 to 1 replica (deployments/scale {ns}/{name}: {current} to {replicas})"
+        ),
+    ))
+}
+
 /// GET, PUT and PATCH of `{resource}/{name}/scale`.
 pub async fn scale(
     state: &Arc<State>,
@@ -111,6 +160,7 @@ pub async fn scale(
                 })?
             }
         };
+        node_may_scale(state, target, &old, replicas)?;
         let mut new = old.clone();
         new["spec"]["replicas"] = json!(replicas);
         objects::prepare_update(&mut new, &old, res, None)?;
@@ -302,6 +352,34 @@ async fn check_disruption_budgets(
     }
 }
 
+/// The kubelet endpoints of `node`: registered in this process, or reached over HTTPS.
+pub async fn node_endpoints(
+    state: &Arc<State>,
+    node: &str,
+) -> Result<Arc<dyn skiff_api::nodes::NodeEndpoints>, ApiError> {
+    let endpoints = state
+        .node_endpoints
+        .read()
+        .map_err(|_| ApiError::internal("node endpoint registry poisoned"))?
+        .get(node)
+        .cloned();
+    if let Some(endpoints) = endpoints {
+        return Ok(endpoints);
+    }
+    let target = handlers::parse_target(state, "", "v1", &["nodes", node])?;
+    handlers::get(state, &target).await?;
+    match state.remote_kubelet(node).await? {
+        Some(remote) => Ok(remote),
+        None => Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "node {node:?} serves no kubelet API and has no endpoints registered with this api server"
+            ),
+        )),
+    }
+}
+
 /// `nodes/{node}/proxy/{path}`: pass the request to the node's registered endpoints and its
 /// answer back as is.
 pub async fn node_proxy(
@@ -311,31 +389,7 @@ pub async fn node_proxy(
     path: &str,
     query: String,
 ) -> Result<Response, ApiError> {
-    let endpoints = state
-        .node_endpoints
-        .read()
-        .map_err(|_| ApiError::internal("node endpoint registry poisoned"))?
-        .get(node)
-        .cloned();
-    let endpoints: Arc<dyn skiff_api::nodes::NodeEndpoints> = match endpoints {
-        Some(endpoints) => endpoints,
-        None => {
-            let target = handlers::parse_target(state, "", "v1", &["nodes", node])?;
-            handlers::get(state, &target).await?;
-            match state.remote_kubelet(node).await? {
-                Some(remote) => remote,
-                None => {
-                    return Err(ApiError::new(
-                        503,
-                        "ServiceUnavailable",
-                        format!(
-                            "node {node:?} serves no kubelet API and has no endpoints registered with this api server"
-                        ),
-                    ));
-                }
-            }
-        }
-    };
+    let endpoints = node_endpoints(state, node).await?;
     let request = skiff_api::nodes::NodeProxyRequest {
         method: method.to_string(),
         path: path.to_string(),

@@ -12,6 +12,7 @@
 pub mod events;
 pub mod informers;
 pub mod leader;
+pub mod scale;
 pub mod workqueue;
 
 pub use events::Recorder;

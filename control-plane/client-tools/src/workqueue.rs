@@ -10,6 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::{Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use skiff_helpers::pods::controller_of;
 use tokio::sync::Notify;
@@ -25,8 +31,65 @@ pub type Requeue = Option<Duration>;
 const BASE_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
+/// client-go's workqueue metrics, by queue name (the controller's), shared by every queue of
+/// the process: `workqueue_adds_total`, `workqueue_depth`, `workqueue_retries_total`,
+/// `workqueue_work_duration_seconds`.
+struct Metrics {
+    adds: Family<NameLabel, Counter>,
+    depth: Family<NameLabel, Gauge>,
+    retries: Family<NameLabel, Counter>,
+    work: Family<NameLabel, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| Metrics {
+        adds: Family::default(),
+        depth: Family::default(),
+        retries: Family::default(),
+        // client-go's buckets: 1 µs to 10 s by tens.
+        work: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1e-6, 10.0, 8))),
+    })
+}
+
+/// Register the work queues' metrics (under client-go's names) in `registry`.
+pub fn register_metrics(registry: &mut Registry) {
+    let m = metrics();
+    registry.register(
+        "workqueue_adds",
+        "Total number of adds handled by workqueue",
+        m.adds.clone(),
+    );
+    registry.register("workqueue_depth", "Current depth of workqueue", m.depth.clone());
+    registry.register(
+        "workqueue_retries",
+        "Total number of retries handled by workqueue",
+        m.retries.clone(),
+    );
+    registry.register(
+        "workqueue_work_duration_seconds",
+        "How long in seconds processing an item from workqueue takes.",
+        m.work.clone(),
+    );
+}
+
+/// One queue's handles on the metrics, once it is named.
+#[derive(Clone)]
+struct QueueMetrics {
+    adds: Counter,
+    depth: Gauge,
+    retries: Counter,
+    work: Histogram,
+}
+
 #[derive(Default)]
 struct State {
+    metrics: Option<QueueMetrics>,
     queue: VecDeque<String>,
     dirty: HashSet<String>,
     processing: HashSet<String>,
@@ -51,14 +114,32 @@ impl WorkQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Report this queue's metrics under `name`.
+    pub fn set_name(&self, name: &str) {
+        let m = metrics();
+        let label = NameLabel { name: name.to_string() };
+        self.lock().metrics = Some(QueueMetrics {
+            adds: m.adds.get_or_create(&label).clone(),
+            depth: m.depth.get_or_create(&label).clone(),
+            retries: m.retries.get_or_create(&label).clone(),
+            work: m.work.get_or_create(&label).clone(),
+        });
+    }
+
     /// Queue `key` unless it is already waiting.
     pub fn add(&self, key: &str) {
         let mut s = self.lock();
         if !s.dirty.insert(key.to_string()) {
             return;
         }
+        if let Some(m) = &s.metrics {
+            m.adds.inc();
+        }
         if !s.processing.contains(key) {
             s.queue.push_back(key.to_string());
+            if let Some(m) = &s.metrics {
+                m.depth.set(s.queue.len() as i64);
+            }
             drop(s);
             self.notify.notify_one();
         }
@@ -97,6 +178,9 @@ impl WorkQueue {
     pub fn retry(&self, key: &str) {
         let n = {
             let mut s = self.lock();
+            if let Some(m) = &s.metrics {
+                m.retries.inc();
+            }
             let n = s.failures.entry(key.to_string()).or_default();
             *n = n.saturating_add(1);
             *n
@@ -117,6 +201,9 @@ impl WorkQueue {
             {
                 let mut s = self.lock();
                 if let Some(key) = s.queue.pop_front() {
+                    if let Some(m) = &s.metrics {
+                        m.depth.set(s.queue.len() as i64);
+                    }
                     s.dirty.remove(&key);
                     s.processing.insert(key.clone());
                     if !s.queue.is_empty() {
@@ -135,6 +222,9 @@ impl WorkQueue {
         s.processing.remove(key);
         if s.dirty.contains(key) {
             s.queue.push_back(key.to_string());
+            if let Some(m) = &s.metrics {
+                m.depth.set(s.queue.len() as i64);
+            }
             drop(s);
             self.notify.notify_one();
         }
@@ -155,13 +245,19 @@ pub fn spawn_workers<F, Fut, E>(
     Fut: std::future::Future<Output = Result<Requeue, E>> + Send,
     E: std::fmt::Display,
 {
+    queue.set_name(what);
     for _ in 0..workers {
         let (queue, sync) = (queue.clone(), sync.clone());
         tasks.spawn(async move {
             loop {
                 let key = queue.next().await;
                 tracing::trace!(controller = what, key = %key, "sync");
-                match sync(key.clone()).await {
+                let started = std::time::Instant::now();
+                let outcome = sync(key.clone()).await;
+                if let Some(m) = &queue.lock().metrics {
+                    m.work.observe(started.elapsed().as_secs_f64());
+                }
+                match outcome {
                     Ok(requeue) => {
                         queue.forget(&key);
                         if let Some(d) = requeue {

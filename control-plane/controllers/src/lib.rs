@@ -32,6 +32,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod endpointslicemirroring;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
@@ -39,6 +40,7 @@ pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
+pub mod scaletozero;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl;
@@ -81,6 +83,9 @@ pub struct Options {
     /// The cluster CA (PEM) published as every namespace's `kube-root-ca.crt` ConfigMap
     /// (`--root-ca-file`); `None` publishes nothing.
     pub root_ca_pem: Option<String>,
+    /// How often each HorizontalPodAutoscaler is looked at
+    /// (`--horizontal-pod-autoscaler-sync-period`; Kubernetes' default is 15 s).
+    pub hpa_sync_period: Duration,
 }
 
 impl Default for Options {
@@ -91,6 +96,7 @@ impl Default for Options {
             lease_duration: Duration::from_secs(15),
             terminated_pod_gc_threshold: 12500,
             root_ca_pem: None,
+            hpa_sync_period: Duration::from_secs(15),
         }
     }
 }
@@ -139,6 +145,8 @@ fn controllers(ctx: &Arc<Context>) -> Vec<(&'static str, ControllerFuture)> {
         ("resourcequota", Box::pin(resourcequota::run(ctx.clone()))),
         ("pvc-protection", Box::pin(volumeprotection::run_pvc(ctx.clone()))),
         ("pv-protection", Box::pin(volumeprotection::run_pv(ctx.clone()))),
+        ("horizontalpodautoscaling", Box::pin(hpa::run(ctx.clone()))),
+        ("scale-to-zero", Box::pin(scaletozero::run(ctx.clone()))),
     ]
 }
 

@@ -7,10 +7,13 @@
 //! Nothing here does I/O: each function answers from the objects it is given, so one copy
 //! serves every component and is tested once.
 
+pub mod duration;
 pub mod labels;
 pub mod node_selector;
 pub mod pods;
+pub mod promtext;
 pub mod quantity;
+pub mod scaletozero;
 pub mod taints;
 
 /// Labels (or annotations) by key.

@@ -11,6 +11,10 @@
 //!   another Service by its name. `&timeout_ms=N` (after the URL) bounds its connect and its
 //!   wait for the first response byte (the host's default is 600 s): a probe of a peer whose
 //!   packets are dropped (NetworkPolicy) then fails fast.
+//! - `GET /burn?ms=N` keeps the CPU busy for N ms (at most 1000) before answering: load for
+//!   autoscaling on CPU.
+//! - `GET /metrics` answers a few gauges in the Prometheus text format (for
+//!   `prometheus.io/scrape`).
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::outgoing_handler;
@@ -51,6 +55,24 @@ impl Guest for HelloHttp {
                 respond(out, 200, format!("hello from Skiff, pod {pod}\n").as_bytes());
             }
             "/healthz" => respond(out, 200, b"ok\n"),
+            "/burn" => {
+                let ms: u64 = query.strip_prefix("ms=").and_then(|m| m.parse().ok()).unwrap_or(10);
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms.min(1000));
+                let mut x: u64 = 1;
+                while std::time::Instant::now() < until {
+                    for i in 0..10_000u64 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+                    }
+                }
+                respond(out, 200, format!("burned {ms} ms ({})\n", x % 10).as_bytes());
+            }
+            "/metrics" => {
+                let pod = std::env::var("POD_NAME").unwrap_or_else(|_| "unknown".into());
+                let body = format!(
+                    "# HELP hello_up Whether the example answers.\n# TYPE hello_up gauge\nhello_up 1\n# HELP hello_info The pod answering.\n# TYPE hello_info gauge\nhello_info{{pod=\"{pod}\"}} 1\n"
+                );
+                respond(out, 200, body.as_bytes());
+            }
             "/ready" => {
                 if std::fs::metadata("/data/ready").is_ok() {
                     respond(out, 200, b"ready\n");

@@ -195,6 +195,11 @@ pub struct ContainerStats {
     pub cpu_usage_nanos: u64,
     /// Memory in use now (Wasm: linear memories; OCI: the cgroup's working set).
     pub memory_working_set_bytes: u64,
+    /// Requests served so far, when the runtime dispatches them itself (a Wasm wasi:http
+    /// server); `None` otherwise.
+    pub http_requests: Option<u64>,
+    /// Requests being answered now (same runtimes as `http_requests`).
+    pub http_in_flight: Option<u64>,
 }
 
 /// An image a runtime holds, with the names it answers to.

@@ -673,6 +673,8 @@ impl ContainerRuntime for CriRuntime {
                 .and_then(|m| m.working_set_bytes)
                 .map(|v| v.value)
                 .unwrap_or(0),
+            http_requests: None,
+            http_in_flight: None,
         })
     }
 }

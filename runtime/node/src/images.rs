@@ -268,28 +268,9 @@ fn pull_error_text(e: &RuntimeError) -> String {
     }
 }
 
-/// A duration as Go prints a `time.Duration` truncated to milliseconds (`1.234s`, `523ms`,
-/// `2m3.5s`), which is how the kubelet's `Pulled` event shows it.
-pub fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let trim = |s: String| {
-        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
-    };
-    let (h, rem) = (ms / 3_600_000, ms % 3_600_000);
-    let (m, rem) = (rem / 60_000, rem % 60_000);
-    let secs = trim(format!("{}.{:03}", rem / 1000, rem % 1000));
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
-}
+/// A duration as Go prints a `time.Duration` truncated to milliseconds, which is how the
+/// kubelet's `Pulled` event shows it.
+pub use skiff_helpers::duration::format as go_duration;
 
 #[cfg(test)]
 mod tests {

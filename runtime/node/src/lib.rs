@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod images;
 pub mod logs;
 pub mod network;
+pub mod podmetrics;
 pub mod probes;
 pub mod probing;
 pub mod resources;
@@ -94,7 +95,7 @@ pub struct Kubelet {
     /// Pressure conditions and pending evictions, shared with the pod workers.
     eviction: Arc<eviction::EvictionShared>,
     /// The pods bound here as the watch last showed them, by uid (for the eviction manager).
-    pods: std::sync::Mutex<HashMap<String, Arc<Pod>>>,
+    pods: Arc<std::sync::Mutex<HashMap<String, Arc<Pod>>>>,
 }
 
 impl Kubelet {
@@ -117,7 +118,7 @@ impl Kubelet {
             extra_conditions: std::sync::Mutex::default(),
             posted_conditions: std::sync::Mutex::default(),
             eviction: Arc::default(),
-            pods: std::sync::Mutex::default(),
+            pods: Arc::default(),
         })
     }
 
@@ -164,6 +165,16 @@ impl Kubelet {
         let stats =
             stats::NodeStats::new(&self.config.name, Arc::new(running), self.metrics.clone());
         stats.set_fs_dir(self.config.pods_dir.clone());
+        let pods = self.pods.clone();
+        let snapshot = move || -> Vec<Arc<Pod>> {
+            pods.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        };
+        let recorder = skiff_client_tools::Recorder::on_host(
+            self.client.clone(),
+            "kubelet",
+            &self.config.name,
+        );
+        stats.set_pod_scraper(podmetrics::PodScraper::new(Arc::new(snapshot), Some(recorder)));
         stats
     }
 

@@ -249,34 +249,7 @@ impl FromStr for Thresholds {
 
 /// A Go-style duration (`300ms`, `30s`, `5m0s`, `1h`), as the kubelet's duration flags take.
 pub fn parse_duration(s: &str) -> Result<Duration, ResourceFlagError> {
-    let bad = || ResourceFlagError::BadDuration(s.to_string());
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * scale).map_err(|_| bad())?;
-    }
-    Ok(total)
+    skiff_helpers::duration::parse(s).ok_or_else(|| ResourceFlagError::BadDuration(s.to_string()))
 }
 
 /// A node's amounts of the resources it reports.

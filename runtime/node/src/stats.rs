@@ -1,6 +1,8 @@
 //! The kubelet's HTTP endpoints as the api server proxies them (`nodes/proxy`): `healthz`,
-//! `stats/summary` (the Summary API), `metrics/resource` (what metrics-server scrapes) and
-//! `metrics` (the kubelet's own metrics, [`KubeletMetrics`]).
+//! `stats/summary` (the Summary API), `metrics/resource` (what metrics-server and Skiff's own
+//! metrics pipeline read), `metrics/cadvisor` (cAdvisor's container metrics, for Prometheus),
+//! `metrics` (the kubelet's own metrics, [`KubeletMetrics`]) and Skiff's `metrics/pods`
+//! (pods' own metrics, [`crate::podmetrics`]).
 //!
 //! Usage figures come from the runtime of each running container, listed by the pod workers
 //! through [`RunningContainers`]; node figures come from `/proc`.
@@ -274,6 +276,8 @@ pub struct NodeStats {
     cpu_readings: Mutex<HashMap<String, (u64, Instant)>>,
     /// A directory on the node's file system (`node.fs` in the Summary API).
     fs_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// Scrapes the pods that ask for it (`metrics/pods`), once set.
+    scraper: std::sync::OnceLock<crate::podmetrics::PodScraper>,
 }
 
 impl NodeStats {
@@ -288,7 +292,37 @@ impl NodeStats {
             metrics,
             cpu_readings: Mutex::default(),
             fs_dir: std::sync::OnceLock::new(),
+            scraper: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Scrape pods' own metrics with `scraper` for `metrics/pods`.
+    pub fn set_pod_scraper(&self, scraper: crate::podmetrics::PodScraper) {
+        let _ = self.scraper.set(scraper);
+    }
+
+    /// `metrics/pods`: each pod's own metrics (scraped, and the Wasm request counters).
+    pub async fn pod_metrics(&self) -> Value {
+        let running = self.containers.running_containers();
+        let stats = futures::future::join_all(
+            running.iter().map(|c| c.runtime.container_stats(&c.container_id)),
+        );
+        let scraped = async {
+            match self.scraper.get() {
+                Some(s) => s.scrape().await,
+                None => HashMap::new(),
+            }
+        };
+        let (stats, scraped) = futures::join!(stats, scraped);
+        let mut requests: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for (c, s) in running.iter().zip(stats) {
+            if let Ok(ContainerStats { http_requests: Some(n), http_in_flight, .. }) = s {
+                let r = requests.entry((c.namespace.clone(), c.pod.clone())).or_default();
+                r.0 += n;
+                r.1 += http_in_flight.unwrap_or(0);
+            }
+        }
+        crate::podmetrics::to_json(Utc::now(), scraped, requests)
     }
 
     /// Report the file system holding `dir` as the node's (`node.fs`, `node.runtime.imageFs`).
@@ -505,6 +539,76 @@ impl NodeStats {
     }
 }
 
+/// `metrics/cadvisor` from one sample: cAdvisor's container metrics with its label names
+/// (`container`, `namespace`, `pod`, `id`; `id="/"` is the machine), as the kubelet serves
+/// them, for both runtimes; Wasm wasi:http containers add `skiff_container_http_requests_total`.
+pub fn cadvisor_metrics(sample: &Sample, cpus: usize) -> String {
+    let ts = sample.time.timestamp_millis();
+    let n = &sample.node;
+    let ok: Vec<(&RunningContainer, &ContainerStats)> =
+        sample.containers.iter().filter_map(|(c, s)| Some((c, s.as_ref().ok()?))).collect();
+    let mut out = String::new();
+    let root = labels(&[("container", ""), ("id", "/"), ("namespace", ""), ("pod", "")]);
+    let of = |c: &RunningContainer| {
+        labels(&[
+            ("container", &c.container),
+            ("id", &c.container_id),
+            ("namespace", &c.namespace),
+            ("pod", &c.pod),
+        ])
+    };
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value} {ts}");
+        }
+    };
+    let mut cpu = vec![(root.clone(), seconds(n.cpu_usage_nanos))];
+    cpu.extend(ok.iter().map(|(c, s)| (of(c), seconds(s.cpu_usage_nanos))));
+    family(
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed in seconds.",
+        cpu,
+    );
+    let mut ws = vec![(root.clone(), n.memory_working_set_bytes.to_string())];
+    ws.extend(ok.iter().map(|(c, s)| (of(c), s.memory_working_set_bytes.to_string())));
+    family("container_memory_working_set_bytes", "gauge", "Current working set in bytes.", ws);
+    let mut usage = vec![(root.clone(), n.memory_usage_bytes.to_string())];
+    usage.extend(ok.iter().map(|(c, s)| (of(c), s.memory_working_set_bytes.to_string())));
+    family(
+        "container_memory_usage_bytes",
+        "gauge",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed",
+        usage,
+    );
+    family(
+        "container_start_time_seconds",
+        "gauge",
+        "Start time of the container since unix epoch in seconds.",
+        ok.iter().map(|(c, _)| (of(c), c.started_at.timestamp().to_string())).collect(),
+    );
+    family(
+        "skiff_container_http_requests_total",
+        "counter",
+        "Requests dispatched to a Wasm wasi:http container.",
+        ok.iter().filter_map(|(c, s)| Some((of(c), s.http_requests?.to_string()))).collect(),
+    );
+    family(
+        "machine_cpu_cores",
+        "gauge",
+        "Number of logical CPU cores.",
+        vec![(String::new(), cpus.to_string())],
+    );
+    family(
+        "machine_memory_bytes",
+        "gauge",
+        "Amount of memory installed on the machine.",
+        vec![(String::new(), n.memory_total_bytes.to_string())],
+    );
+    out
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -540,6 +644,16 @@ impl NodeEndpoints for NodeStats {
             "metrics/resource" => {
                 let sample = self.sample().await;
                 Ok(NodeProxyResponse::ok(PROMETHEUS_TEXT, Self::resource_metrics(&sample)))
+            }
+            "metrics/cadvisor" => {
+                let sample = self.sample().await;
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                Ok(NodeProxyResponse::ok(PROMETHEUS_TEXT, cadvisor_metrics(&sample, cpus)))
+            }
+            "metrics/pods" => {
+                let body = serde_json::to_vec(&self.pod_metrics().await)
+                    .map_err(|e| NodeProxyError::Internal(e.to_string()))?;
+                Ok(NodeProxyResponse::ok("application/json", body))
             }
             "stats/summary" => {
                 let sample = self.sample().await;

@@ -10,6 +10,7 @@
 //! Changes are debounced (5 ms) and synced by one task; each sync sends only what changed,
 //! in one nft transaction.
 
+pub mod activator;
 pub mod model;
 pub mod nft;
 pub mod routes;
@@ -163,6 +164,8 @@ pub struct Proxy {
     health: Mutex<HealthState>,
     metrics: Metrics,
     wake: tokio::sync::Notify,
+    /// Stands in for endpoint-less Services that scale from zero, once set.
+    activator: std::sync::OnceLock<Arc<activator::Activator>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,7 +215,14 @@ impl Proxy {
             health: Mutex::new(HealthState::default()),
             metrics: Metrics::new(),
             wake: tokio::sync::Notify::new(),
+            activator: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Stand in for the Services that scale from zero with `activator` (see [`activator`]).
+    pub fn set_activator(self: &Arc<Self>, activator: Arc<activator::Activator>) {
+        activator.attach(Arc::downgrade(self));
+        let _ = self.activator.set(activator);
     }
 
     pub fn options(&self) -> &ProxyOptions {
@@ -386,9 +396,18 @@ impl Proxy {
                                 .get(k)
                                 .map(|m| m.values().map(|s| s.as_ref()).collect())
                                 .unwrap_or_default();
-                            model::service_ports(svc, &slices)
+                            let mut ports = model::service_ports(svc, &slices);
+                            if let Some(a) = self.activator.get() {
+                                a.stand_in(svc, &mut ports);
+                            }
+                            ports
                         }
-                        None => Vec::new(),
+                        None => {
+                            if let Some(a) = self.activator.get() {
+                                a.forget(k);
+                            }
+                            Vec::new()
+                        }
                     };
                     (k.clone(), ports)
                 })
@@ -406,6 +425,9 @@ impl Proxy {
             }
             w.clone()
         };
+        if let Some(a) = self.activator.get() {
+            a.synced();
+        }
         let mut result = Ok(None);
         if let Some(nft) = state.nft.as_mut() {
             match nft.sync(&snapshot, &changed) {

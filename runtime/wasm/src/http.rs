@@ -32,7 +32,7 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use crate::engine::MemoryLimiter;
+use crate::engine::{InFlight, MemoryLimiter, Metered, Usage};
 use crate::log::CriLog;
 
 /// Store data of one request's instance.
@@ -76,6 +76,7 @@ pub(crate) async fn serve(
     pre: ProxyPre<HttpHost>,
     config: Arc<ContainerConfig>,
     log: CriLog,
+    usage: Arc<Usage>,
     services: Arc<dyn ServiceDirectory>,
     tls: Arc<rustls::ClientConfig>,
 ) -> ServeError {
@@ -102,7 +103,7 @@ pub(crate) async fn serve(
         }
     }
     let hooks = ServiceHooks::for_container(&config, services, tls);
-    let shared = Arc::new(Shared { engine, pre, config, log, hooks });
+    let shared = Arc::new(Shared { engine, pre, config, log, hooks, usage });
     // One port (the usual case) is served in this future itself: an idle pod costs one task.
     if listeners.len() == 1
         && let Some(listener) = listeners.pop()
@@ -176,6 +177,8 @@ struct Shared {
     config: Arc<ContainerConfig>,
     log: CriLog,
     hooks: ServiceHooks,
+    /// The container's usage: every request's instance counts in it (CPU, memory, requests).
+    usage: Arc<Usage>,
 }
 
 type Response = hyper::Response<HyperOutgoingBody>;
@@ -203,6 +206,8 @@ impl Shared {
         self: Arc<Self>,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<Response, String> {
+        // Counted from here until the guest is done (an early error ends it at once).
+        let in_flight = InFlight::new(self.usage.clone());
         let mut builder = crate::runtime::wasi_context(&self.config, &self.hooks.services)?;
         builder
             .stdout(self.log.stream(LogStream::Stdout))
@@ -211,7 +216,8 @@ impl Shared {
             ctx: builder.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            limiter: MemoryLimiter::new(self.config.memory_limit_bytes),
+            limiter: MemoryLimiter::new(self.config.memory_limit_bytes)
+                .with_usage(self.usage.clone()),
             hooks: self.hooks.clone(),
             names: crate::lookup::Names {
                 services: self.hooks.services.clone(),
@@ -231,11 +237,15 @@ impl Shared {
         let out =
             store.data_mut().http().new_response_outparam(tx).map_err(|e| format!("{e:#}"))?;
         let pre = self.pre.clone();
-        // The guest may go on streaming the body after it answered: it runs in a task of its own.
-        let task = tokio::spawn(async move {
+        // The guest may go on streaming the body after it answered: it runs in a task of its
+        // own, whose polls count as the container's CPU time (the pod's CPU limit is not
+        // applied per request).
+        let guest = async move {
+            let _in_flight = in_flight;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await
-        });
+        };
+        let task = tokio::spawn(Metered::new(guest, self.usage.clone(), None));
         match rx.await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(format!("the guest answered with an error: {code:?}")),

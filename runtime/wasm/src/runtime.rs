@@ -385,7 +385,7 @@ async fn run_guest(
     // Each kind's future is boxed on its own: this one (kept by every container's task) stays
     // small, and an idle HTTP server does not pay for a command's instantiate-and-call state.
     if let Program::Http(pre) = &*program {
-        let serve = crate::http::serve(engine, pre.clone(), config, log, services, tls);
+        let serve = crate::http::serve(engine, pre.clone(), config, log, usage, services, tls);
         let message = Box::pin(serve).await;
         return (Outcome::CannotRun(message), false);
     }
@@ -867,6 +867,10 @@ impl ContainerRuntime for WasmRuntime {
         Ok(ContainerStats {
             cpu_usage_nanos: c.usage.cpu_nanos.load(Ordering::Relaxed),
             memory_working_set_bytes: c.usage.memory_bytes.load(Ordering::Relaxed),
+            http_requests: matches!(&*c.program, Program::Http(_))
+                .then(|| c.usage.http_requests.load(Ordering::Relaxed)),
+            http_in_flight: matches!(&*c.program, Program::Http(_))
+                .then(|| c.usage.http_in_flight.load(Ordering::Relaxed)),
         })
     }
 }

@@ -34,7 +34,12 @@ fn running(rt: &Arc<FakeRuntime>, pod: &str, container: &str) -> RunningContaine
 /// A node with pod `web` (containers `app`, `sidecar`) and pod `db` (`pg`, whose stats fail).
 fn node() -> (Arc<NodeStats>, Arc<KubeletMetrics>) {
     let rt = FakeRuntime::new();
-    let stats = |cpu, mem| ContainerStats { cpu_usage_nanos: cpu, memory_working_set_bytes: mem };
+    let stats = |cpu, mem| ContainerStats {
+        cpu_usage_nanos: cpu,
+        memory_working_set_bytes: mem,
+        http_requests: None,
+        http_in_flight: None,
+    };
     rt.stats.lock().unwrap().extend([
         ("web/app".to_string(), stats(1_500_000_000, 4096)),
         ("web/sidecar".to_string(), stats(500_000_000, 1024)),
