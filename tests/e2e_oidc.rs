@@ -285,7 +285,9 @@ fn oidc_server_should_fetch_keys_from_the_issuer_once_it_is_reachable() {
     assert_unauthorized(&as_token(&s, &token, &["auth", "whoami"]), "a token before keys load");
 
     let _issuer = StaticHttps::start(&www, port, &cert_file, &key_file);
-    s.wait_for("keys fetched from the issuer", Duration::from_secs(60), || {
+    // The server's retries back off (10 s, then 20 s, 40 s, ...): on a loaded machine the
+    // issuer may come up just after the second one, so allow for the third.
+    s.wait_for("keys fetched from the issuer", Duration::from_secs(120), || {
         as_token(&s, &token, &["auth", "whoami"]).status.success()
     });
     // The default username prefix qualifies `sub` with the issuer.
