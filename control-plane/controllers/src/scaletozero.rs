@@ -117,11 +117,11 @@ impl Controller {
             );
             return Ok(Some(LOOK * 30));
         }
+        // The Deployment just read is its scale (same replicas, same resourceVersion).
         let path = scale::path("apps/v1", "deployments", ns, &deployment);
-        let Ok(current) = scale::get(&self.ctx.client, &path).await else {
-            return Ok(Some(LOOK * 5));
-        };
-        if current.replicas == 0 {
+        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let resource_version = d.metadata.resource_version.clone().unwrap_or_default();
+        if replicas == 0 {
             self.forget(key);
             return Ok(Some(LOOK));
         }
@@ -140,7 +140,7 @@ impl Controller {
             return Ok(Some(LOOK.min(idle)));
         }
         // Only if nobody changed the scale since it was read (an HPA, a user, a wake-up).
-        match scale::set(&self.ctx.client, &path, 0, Some(&current.resource_version)).await {
+        match scale::set(&self.ctx.client, &path, 0, Some(&resource_version)).await {
             Ok(()) => {
                 self.forget(key);
                 let message = format!(
@@ -154,7 +154,7 @@ impl Controller {
                         kind: Some("Deployment".into()),
                         namespace: Some(ns.to_string()),
                         name: Some(deployment.clone()),
-                        uid: Some(current.uid.clone()).filter(|u| !u.is_empty()),
+                        uid: d.metadata.uid.clone(),
                         ..Default::default()
                     },
                     EventType::Normal,
