@@ -11,6 +11,11 @@
 #     policy-<name>.wasm      (admission policies, components of wit/policy.wit: the
 #                              examples allowed-registries and default-label, and trap, spin,
 #                              hog for fault-injection tests)
+#     static-site-operator.wasm    (examples/operator: the operator, a wasm32-wasip2 command
+#                                   reaching the api server through wasi:http)
+#     static-site-operator.static  (the same operator as a static Linux executable, for an OCI
+#                                   pod: kube's own hyper and rustls client)
+#     site-server.wasm             (the wasi:http component serving a StaticSite's files)
 #
 # The runtime's tests look for the guests there (set SKIFF_GUESTS_DIR to the same value).
 set -euo pipefail
@@ -57,5 +62,22 @@ for policy in allowed-registries default-label trap spin hog; do
     cp "$guest_target/wasm32-wasip2/release/policy_${policy//-/_}.wasm" "$out/policy-$policy.wasm.tmp"
     mv "$out/policy-$policy.wasm.tmp" "$out/policy-$policy.wasm"
 done
+
+# The static-site-operator example (its own workspace). Built from its directory: its
+# .cargo/config.toml gives the wasm32-wasip2 build the `tokio_unstable` cfg that kube-client's
+# tokio features need on WASI (see examples/operator/README.md).
+(
+    cd "$repo/examples/operator"
+    CARGO_TARGET_DIR="$guest_target" cargo build --quiet --release --workspace --target wasm32-wasip2
+    RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$guest_target" cargo build --quiet \
+        --release -p static-site-operator --target "$host_triple"
+)
+copy_out() { # <path under the target directory> <name in the out directory>
+    cp "$guest_target/$1" "$out/$2.tmp"
+    mv "$out/$2.tmp" "$out/$2"
+}
+copy_out wasm32-wasip2/release/static-site-operator.wasm static-site-operator.wasm
+copy_out wasm32-wasip2/release/site_server.wasm site-server.wasm
+copy_out "$host_triple/release/static-site-operator" static-site-operator.static
 
 echo "$out"

@@ -533,6 +533,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
     }
+    // The front-proxy identity extension servers (APIServices) trust.
+    let (proxy_cert, proxy_key) = skiff_apiserver::pki::issue_client_cert(
+        &pki.ca_cert_pem,
+        &pki.ca_key_pem,
+        skiff_apiserver::aggregator::PROXY_CLIENT_NAME,
+        &[],
+        10 * 365 * 24 * 3600,
+    )
+    .map_err(|e| anyhow::anyhow!("the front-proxy client certificate: {e}"))?;
+    api.set_front_proxy_client(proxy_cert, proxy_key);
     api.enable_service_account_tokens(&pki.ca_key_pem)
         .map_err(|e| anyhow::anyhow!("service account token signing: {e}"))?;
     api.state().metrics.register_collector(Box::new(store.metrics_collector()));

@@ -14,13 +14,12 @@
 
 mod support;
 
-use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Checks, Skiff, guest, python, repo_root};
+use support::{Checks, Skiff, guest, repo_root};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -67,16 +66,9 @@ fn namespace(name: &str, labels: &str) -> String {
 
 /// The webhook test server, killed on drop.
 struct WebhookServer {
-    child: Child,
+    _server: support::PyServer,
     port: u16,
     log: std::path::PathBuf,
-}
-
-impl Drop for WebhookServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl WebhookServer {
@@ -85,18 +77,11 @@ impl WebhookServer {
             (dir.join("webhook.crt"), dir.join("webhook.key"), dir.join("webhook.log"));
         std::fs::write(&cert_file, cert).expect("writing the cert");
         std::fs::write(&key_file, key).expect("writing the key");
-        let mut child = Command::new(python())
-            .arg(repo_root().join("tests/webhook/server.py"))
-            .args([&cert_file, &key_file, &log])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the webhook server");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the webhook server's port");
-        let port = line.trim().parse().expect("a port number");
-        WebhookServer { child, port, log }
+        let server = support::PyServer::start(
+            &repo_root().join("tests/webhook/server.py"),
+            &[&cert_file, &key_file, &log],
+        );
+        WebhookServer { port: server.port, _server: server, log }
     }
 
     /// The paths of the requests it was sent about object `name`.

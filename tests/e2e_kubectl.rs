@@ -1033,7 +1033,7 @@ fn suite(version: &str) {
             assert!(out.lines().any(|l| l == name), "{name} not cluster-scoped:\n{out}");
         }
         assert!(!out.lines().any(|l| l == "pods"), "{out}");
-        // CustomResourceDefinitions are stored (serving their kinds is a later issue).
+        // A CRD is stored (its kind is served too: tests/e2e_crd.rs).
         let out =
             k.ok(&["get", "crd", "widgets.e2e.skiff.dev", "-o", "jsonpath={.spec.names.plural}"]);
         assert_eq!(out.trim(), "widgets");

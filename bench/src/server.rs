@@ -359,22 +359,6 @@ fn remove_local_routes_within(cidr: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_inside_should_hold_only_ranges_inside_the_cidr() {
-        assert!(route_inside("127.192.4.0/23", "127.192.0.0/10"));
-        assert!(route_inside("127.192.4.1/32", "127.192.0.0/10"));
-        assert!(!route_inside("127.192.4.1", "127.192.0.0/10"));
-        assert!(!route_inside("127.0.0.0/8", "127.192.0.0/10"));
-        assert!(!route_inside("10.250.0.0/16", "127.192.0.0/10"));
-        assert!(!route_inside("not-an-address", "127.192.0.0/10"));
-        assert!(!route_inside("127.192.4.0/23", "127.192.0.0/33"));
-    }
-}
-
 /// Raise this process's open-file limit to at least `want`; the servers it starts inherit it.
 /// Each idle wasi:http pod holds fds in the server (its listener, its log): about 3.
 pub fn raise_nofile_limit(want: u64) -> anyhow::Result<u64> {
@@ -414,4 +398,20 @@ pub fn wasm_server_flags(pods: usize) -> Vec<String> {
         "--node-cidr-mask-size".into(),
         node_prefix.to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_inside_should_hold_only_ranges_inside_the_cidr() {
+        assert!(route_inside("127.192.4.0/23", "127.192.0.0/10"));
+        assert!(route_inside("127.192.4.1/32", "127.192.0.0/10"));
+        assert!(!route_inside("127.192.4.1", "127.192.0.0/10"));
+        assert!(!route_inside("127.0.0.0/8", "127.192.0.0/10"));
+        assert!(!route_inside("10.250.0.0/16", "127.192.0.0/10"));
+        assert!(!route_inside("not-an-address", "127.192.0.0/10"));
+        assert!(!route_inside("127.192.4.0/23", "127.192.0.0/33"));
+    }
 }

@@ -659,3 +659,40 @@ pub fn loopback_pki_for(ca_name: &str, dns_names: &[&str]) -> (String, String, S
     let cert = leaf.signed_by(&key, &issuer).expect("leaf cert");
     (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
+
+/// A test program (Python) that prints the port it listens on as its first line, then serves
+/// until killed; killed on drop.
+pub struct PyServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PyServer {
+    /// Run `script` with `args` and wait for its port.
+    pub fn start(script: &Path, args: &[&Path]) -> PyServer {
+        use std::io::BufRead as _;
+        let mut child = Command::new(python())
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", script.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("the port of {}: {e}", script.display()));
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("a port number, not {line:?}"));
+        PyServer { child, port }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

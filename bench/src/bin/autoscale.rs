@@ -376,7 +376,9 @@ async fn pipeline_run(args: &Args, resolution: &str) -> anyhow::Result<(f64, u64
     let mut d = deployment("idle", n as i32, "")?;
     if let Some(spec) = d.spec.as_mut() {
         // Only the pods' own start matters here: no rolling update, no surge.
-        spec.template.spec.as_mut().map(|s| s.termination_grace_period_seconds = Some(0));
+        if let Some(s) = spec.template.spec.as_mut() {
+            s.termination_grace_period_seconds = Some(0);
+        }
     }
     Api::<Deployment>::namespaced(client.clone(), "default")
         .create(&PostParams::default(), &d)

@@ -65,7 +65,8 @@ pub enum CompileError {
     /// The expression does not parse.
     #[error("compilation failed: {0}")]
     Syntax(String),
-    /// It names a variable, field of `variables` or function the environment lacks.
+    /// It names a variable, field of `variables` or function the environment lacks, or
+    /// fails the caller's check ([`compile_checked`]).
     #[error("compilation failed: {0}")]
     Undeclared(String),
 }
@@ -151,14 +152,32 @@ pub fn compile(expr: &str) -> Result<Program, CompileError> {
 /// Compiles `expr`; names outside `decls`, unknown fields of `variables` and unknown
 /// functions are compile errors, as kube's type checker reports them.
 pub fn compile_with(expr: &str, decls: &Declarations) -> Result<Program, CompileError> {
+    compile_checked(expr, decls, &mut |_| Vec::new())
+}
+
+/// Compiles `expr` as [`compile_with`] does, then hands the parsed expression to `check`
+/// (a caller's own type checking, e.g. against a CRD's schema): each (node id, message) it
+/// returns is a compile error at that node, in cel-go's words, the issues joined by newlines.
+pub fn compile_checked(
+    expr: &str,
+    decls: &Declarations,
+    check: &mut dyn FnMut(&IdedExpr) -> Vec<(u64, String)>,
+) -> Result<Program, CompileError> {
     let env = environment();
     let parsed = env.compile(expr).map_err(|e| CompileError::Syntax(go_style(&e.to_string())))?;
     let ast = parsed.expression().clone();
     let source_info = parsed.source_info();
+    let position =
+        |id: u64| source_info.offset_for(id).map(|(start, _)| start as usize).unwrap_or(0);
     let mut scope = Vec::new();
     if let Some((id, message)) = check_references(&ast, decls, &mut scope) {
-        let position = source_info.offset_for(id).map(|(start, _)| start as usize).unwrap_or(0);
-        return Err(CompileError::Undeclared(error_at(expr, position, &message)));
+        return Err(CompileError::Undeclared(error_at(expr, position(id), &message)));
+    }
+    let issues = check(&ast);
+    if !issues.is_empty() {
+        let text: Vec<String> =
+            issues.iter().map(|(id, message)| error_at(expr, position(*id), message)).collect();
+        return Err(CompileError::Undeclared(text.join("\n")));
     }
     let ast = library::rewrite_literals(ast);
     Ok(Program { source: expr.to_string(), expr: cost::instrument(ast) })
@@ -458,10 +477,21 @@ enum VarValue<'s> {
     Owned(Box<dyn Val + 's>),
 }
 
+/// The variables of a CustomResourceDefinition validation rule, already CEL values: `self`,
+/// the value at the rule's node (any value, not only an object), and `oldSelf`, the old
+/// value at the same path (unbound when `None`; an optional for `optionalOldSelf` rules).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub self_value: &'a (dyn Val + 'a),
+    pub old_self: Option<&'a (dyn Val + 'a)>,
+}
+
 /// Evaluations sharing one activation: inputs are converted to CEL values once, and each
 /// named variable is evaluated at most once (kube evaluates them lazily per activation).
 pub struct Session<'a> {
     activation: Activation<'a>,
+    /// `self` and `oldSelf`, for a CRD validation rule.
+    scope: Option<Scope<'a>>,
     inputs: [OnceLock<Box<dyn Val + 'a>>; 5],
     slots: Vec<VarSlot>,
     /// Cost of variables evaluated on behalf of the running expression, charged to the
@@ -476,12 +506,22 @@ impl<'a> Session<'a> {
         let count = activation.variables.map_or(0, |v| v.entries.len());
         Session {
             activation,
+            scope: None,
             inputs: Default::default(),
             slots: (0..count)
                 .map(|_| VarSlot { in_progress: AtomicBool::new(false), value: OnceLock::new() })
                 .collect(),
             variable_cost: AtomicU64::new(0),
         }
+    }
+
+    /// A session for CRD validation rules: `self` and `oldSelf` bound to `scope`, no
+    /// admission variable (compile such rules with `Declarations::of(&["self", "oldSelf"])`).
+    pub fn scoped(scope: Scope<'a>) -> Self {
+        static NO_REQUEST: Value = Value::Null;
+        let mut session = Session::new(Activation::new(&NO_REQUEST));
+        session.scope = Some(scope);
+        session
     }
 
     /// Evaluates `program`: held to [`PER_CALL_LIMIT`] and to what `budget` has left, whose
@@ -618,6 +658,13 @@ impl<'a> Session<'a> {
 
 impl VariableResolver for Session<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if let Some(scope) = &self.scope {
+            match variable {
+                "self" => return Some(CowVal::Borrowed(scope.self_value)),
+                "oldSelf" => return scope.old_self.map(CowVal::Borrowed),
+                _ => {}
+            }
+        }
         let index = INPUT_NAMES.iter().position(|n| *n == variable)?;
         Some(CowVal::Borrowed(self.input(index)))
     }

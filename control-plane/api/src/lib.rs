@@ -8,21 +8,26 @@ pub mod protobuf;
 pub mod registry;
 pub mod schema;
 
-pub use registry::{Registry, ResourceInfo};
+pub use registry::{Attachment, Registry, ResourceInfo, intern, intern_list};
 
-/// Store key of one object, shaped like etcd's keys in Kubernetes.
+/// Store key of one object, shaped like etcd's keys in Kubernetes. Custom resources live
+/// under their group (`/registry/<group>/<plural>/…`, as kube-apiserver keeps them), which
+/// no built-in plural can collide with: every custom group has a dot.
 pub fn object_key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) if resource.namespaced => format!("/registry/{}/{}/{}", resource.plural, ns, name),
-        _ => format!("/registry/{}/{}", resource.plural, name),
-    }
+    let mut key = list_prefix(resource, namespace);
+    key.push_str(name);
+    key
 }
 
 /// Store key prefix for listing a resource, across namespaces or within one.
 pub fn list_prefix(resource: &ResourceInfo, namespace: Option<&str>) -> String {
+    let group = if resource.is_custom() { resource.group } else { "" };
+    let sep = if group.is_empty() { "" } else { "/" };
     match namespace {
-        Some(ns) if resource.namespaced => format!("/registry/{}/{}/", resource.plural, ns),
-        _ => format!("/registry/{}/", resource.plural),
+        Some(ns) if resource.namespaced => {
+            format!("/registry/{group}{sep}{}/{}/", resource.plural, ns)
+        }
+        _ => format!("/registry/{group}{sep}{}/", resource.plural),
     }
 }
 

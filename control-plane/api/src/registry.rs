@@ -1,5 +1,9 @@
 //! What the api server serves: one `ResourceInfo` per resource, as discovery reports it.
 
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
 /// One served resource of one group-version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceInfo {
@@ -21,6 +25,28 @@ pub struct ResourceInfo {
     /// The (group, version) objects are stored as when it is not this one's: such a
     /// resource is a view of another, converted on every read and write.
     pub storage: Option<(&'static str, &'static str)>,
+    /// Set for a custom resource, served from a CustomResourceDefinition (schema-checked,
+    /// stored under its group, JSON only): what the api server attaches to it.
+    pub custom: Option<Attachment>,
+}
+
+/// What the api server attaches to a custom resource (its schema, rules and columns),
+/// opaque here; equal only to itself.
+#[derive(Clone)]
+pub struct Attachment(pub Arc<dyn Any + Send + Sync>);
+
+impl PartialEq for Attachment {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Attachment {}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attachment")
+    }
 }
 
 impl ResourceInfo {
@@ -28,6 +54,11 @@ impl ResourceInfo {
     /// Whether objects of this resource are kept (reviews are only answered).
     pub fn is_stored(&self) -> bool {
         self.verbs.contains(&"get")
+    }
+
+    /// Whether this is a custom resource (see [`ResourceInfo::custom`]).
+    pub fn is_custom(&self) -> bool {
+        self.custom.is_some()
     }
 
     pub fn api_version(&self) -> String {
@@ -59,6 +90,7 @@ macro_rules! resource {
             subresources: $sub,
             has_spec: $spec,
             storage: None,
+            custom: None,
         }
     };
 }
@@ -67,6 +99,8 @@ macro_rules! resource {
 #[derive(Debug, Clone)]
 pub struct Registry {
     resources: Vec<ResourceInfo>,
+    /// Index of `resources` by (group, version, plural).
+    index: HashMap<(&'static str, &'static str, &'static str), usize>,
 }
 
 impl Registry {
@@ -168,6 +202,8 @@ impl Registry {
                 short: &["csr"], categories: NONE, sub: &["status", "approval"], spec: false),
             resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false,
                 short: &["crd", "crds"], categories: &["api-extensions"], sub: STATUS, spec: true),
+            resource!("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", false,
+                short: NONE, categories: &["api-extensions"], sub: STATUS, spec: true),
             // admissionregistration.k8s.io/v1
             resource!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", false,
                 short: NONE, categories: &["api-extensions"], sub: NONE, spec: false),
@@ -214,7 +250,24 @@ impl Registry {
                     short: NONE, categories: NONE, sub: NONE, spec: false)
             },
         ];
-        Registry { resources }
+        Registry::from_resources(resources)
+    }
+
+    /// A registry of `resources`, in the order given (a group's first version is its
+    /// preferred one).
+    pub fn from_resources(resources: Vec<ResourceInfo>) -> Self {
+        let mut index = HashMap::with_capacity(resources.len());
+        for (i, r) in resources.iter().enumerate() {
+            index.entry((r.group, r.version, r.plural)).or_insert(i);
+        }
+        Registry { resources, index }
+    }
+
+    /// These resources followed by `more` (custom resources after the built-in ones).
+    pub fn with(&self, more: impl IntoIterator<Item = ResourceInfo>) -> Self {
+        let mut resources = self.resources.clone();
+        resources.extend(more);
+        Registry::from_resources(resources)
     }
 
     pub fn all(&self) -> &[ResourceInfo] {
@@ -228,9 +281,7 @@ impl Registry {
 
     /// The resource `plural` of `group`/`version`.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources
-            .iter()
-            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        self.index.get(&(group, version, plural)).map(|i| &self.resources[*i])
     }
 
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
@@ -257,5 +308,58 @@ impl Registry {
         version: &'a str,
     ) -> impl Iterator<Item = &'a ResourceInfo> + 'a {
         self.resources.iter().filter(move |r| r.group == group && r.version == version)
+    }
+}
+
+/// `s` as a `&'static str`, allocated once per distinct text: custom resources' names come
+/// from CustomResourceDefinitions at run time, and every `ResourceInfo` field is static.
+/// What is interned is never freed, so only names (bounded by the CRDs ever served) go here.
+pub fn intern(s: &str) -> &'static str {
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if let Some(found) = seen.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
+
+/// A list of interned names as one interned slice (short names, categories, verbs).
+pub fn intern_list(items: &[&str]) -> &'static [&'static str] {
+    static SEEN: Mutex<Option<HashSet<&'static [&'static str]>>> = Mutex::new(None);
+    let items: Vec<&'static str> = items.iter().map(|s| intern(s)).collect();
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if let Some(found) = seen.get(items.as_slice()) {
+        return found;
+    }
+    let leaked: &'static [&'static str] = Box::leak(items.into_boxed_slice());
+    seen.insert(leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interned_names_are_shared() {
+        let a = intern(&format!("widgets{}", 1));
+        let b = intern("widgets1");
+        assert!(std::ptr::eq(a, b));
+        let l = intern_list(&["w", "wd"]);
+        assert!(std::ptr::eq(l, intern_list(&[a.get(..1).unwrap_or("w"), "wd"])));
+    }
+
+    #[test]
+    fn lookups_use_the_first_of_a_duplicate() {
+        let reg = Registry::builtin();
+        let pods = reg.lookup("", "v1", "pods").expect("pods");
+        assert_eq!(pods.kind, "Pod");
+        let more =
+            reg.with([ResourceInfo { custom: Some(Attachment(Arc::new(()))), ..pods.clone() }]);
+        assert!(!more.lookup("", "v1", "pods").expect("pods").is_custom());
     }
 }

@@ -40,6 +40,9 @@ mod attrs;
 /// from the store instead.
 pub const WAIT_FOR_REVISION: Duration = Duration::from_secs(3);
 
+/// The largest windows of a custom resource's cache.
+const CUSTOM_WINDOW: usize = 256;
+
 /// Sizes of a cache's windows.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheConfig {
@@ -301,6 +304,22 @@ impl Cache {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// A receiver that sees each revision the cache reaches (whoever derives state from the
+    /// objects waits on it, then compares [`Cache::generation`]).
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reached.subscribe()
+    }
+
+    /// Every object of the resource, decoded, with its key and revision (none while the
+    /// cache is not ready): for the few derived states that read all of a small resource.
+    pub fn decoded(&self) -> Vec<(String, u64, Value)> {
+        self.snapshot(&self.prefix, &LabelSelector::default(), &FieldSelector::default())
+            .map(|(items, _)| {
+                items.iter().map(|c| (c.key.clone(), c.revision, c.value())).collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The object at `key` as the cache has it (`None` also while the cache is not ready).
     pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
         self.lock().objects.get(key).cloned()
@@ -359,7 +378,7 @@ impl Cache {
 
     fn apply(&self, event: WatchEvent) {
         let mut inner = self.lock();
-        let kind = self.resource.kind;
+        let kind = crate::selectors::fields_key(&self.resource);
         let message = match event {
             WatchEvent::Put { kv, .. } => {
                 let Some(object) =
@@ -456,7 +475,7 @@ impl Cache {
 
     async fn follow(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
         let listed = store.list(&self.prefix).await?;
-        let kind = self.resource.kind;
+        let kind = crate::selectors::fields_key(&self.resource);
         let mut objects = BTreeMap::new();
         for kv in listed.items {
             let Some(object) =
@@ -515,7 +534,13 @@ impl WatchCaches {
         if let Some(c) = caches.get(&prefix) {
             return c.clone();
         }
-        let config = *self.config.lock().unwrap_or_else(|p| p.into_inner());
+        let mut config = *self.config.lock().unwrap_or_else(|p| p.into_inner());
+        if resource.is_custom() {
+            // A cluster may serve a thousand custom kinds, most of them quiet: their windows
+            // (allocated whole) stay small, as kube-apiserver's default cache size does.
+            config.history = config.history.min(CUSTOM_WINDOW);
+            config.watcher_window = config.watcher_window.min(CUSTOM_WINDOW);
+        }
         let cache = Arc::new(Cache::new(resource.clone(), config));
         tokio::spawn(cache.clone().run(self.store.clone()));
         caches.insert(prefix, cache.clone());

@@ -528,6 +528,13 @@ impl Signer {
                 if req.common_name.is_empty() {
                     return Err(refuse("the subject must have a common name".into()));
                 }
+                // Extension servers trust this name's requests to say who is asking.
+                if req.common_name == crate::aggregator::PROXY_CLIENT_NAME {
+                    return Err(refuse(format!(
+                        "the common name {} is the api server's front-proxy identity",
+                        crate::aggregator::PROXY_CLIENT_NAME
+                    )));
+                }
                 ExtendedKeyUsagePurpose::ClientAuth
             }
             SIGNER_KUBELET_SERVING => {

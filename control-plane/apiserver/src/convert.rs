@@ -29,9 +29,44 @@ fn rename(o: &mut Map<String, Value>, from: &str, to: &str) {
     }
 }
 
+/// `objects` as stored, as the view `view` serves them: a custom resource's may need its
+/// conversion webhook (one review for all of them).
+pub async fn from_storage_via(
+    state: &crate::State,
+    objects: Vec<Value>,
+    view: &ResourceInfo,
+) -> Result<Vec<Value>, crate::errors::ApiError> {
+    match crate::crds::CustomVersion::of(view) {
+        Some(cv) => crate::crds::conversion::convert(state, cv, objects, &view.api_version()).await,
+        None => Ok(objects.into_iter().map(|o| from_storage(o, view)).collect()),
+    }
+}
+
+/// The view's object `obj` in its storage shape, through a custom resource's conversion.
+pub async fn to_storage_via(
+    state: &crate::State,
+    obj: Value,
+    view: &ResourceInfo,
+    storage_api_version: &str,
+) -> Result<Value, crate::errors::ApiError> {
+    match crate::crds::CustomVersion::of(view) {
+        Some(cv) => {
+            let mut out =
+                crate::crds::conversion::convert(state, cv, vec![obj], storage_api_version).await?;
+            Ok(out.pop().unwrap_or(Value::Null))
+        }
+        None => Ok(to_storage(obj, view, storage_api_version)),
+    }
+}
+
 /// The stored object `obj` as the view `view` serves it.
 pub fn from_storage(mut obj: Value, view: &ResourceInfo) -> Value {
     let Some(o) = obj.as_object_mut() else { return obj };
+    if view.is_custom() {
+        // Strategy None: only the apiVersion changes.
+        o.insert("apiVersion".into(), json!(view.api_version()));
+        return obj;
+    }
     match (view.group, view.kind) {
         ("events.k8s.io", "Event") => {
             for (core, events) in EVENT_RENAMES {
@@ -48,6 +83,10 @@ pub fn from_storage(mut obj: Value, view: &ResourceInfo) -> Value {
 /// The view's object `obj` in its storage shape (`storage_api_version`).
 pub fn to_storage(mut obj: Value, view: &ResourceInfo, storage_api_version: &str) -> Value {
     let Some(o) = obj.as_object_mut() else { return obj };
+    if view.is_custom() {
+        o.insert("apiVersion".into(), json!(storage_api_version));
+        return obj;
+    }
     match (view.group, view.kind) {
         ("events.k8s.io", "Event") => {
             for (core, events) in EVENT_RENAMES {

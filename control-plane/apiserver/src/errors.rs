@@ -65,6 +65,35 @@ impl ApiError {
         }
     }
 
+    /// 422 Invalid for field errors of a `group` `kind`, in kube-apiserver's words:
+    /// `Widget.example.com "w" is invalid: spec.size: Invalid value: …`, the errors of more
+    /// than one bracketed, each a cause with its own reason.
+    pub fn invalid_fields(
+        group: &str,
+        kind: &str,
+        name: &str,
+        errors: &[skiff_apiextensions::FieldError],
+    ) -> Self {
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let summary = match texts.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
+            .collect();
+        let mut details = json!({"name": name, "kind": kind, "causes": causes});
+        if !group.is_empty() {
+            details["group"] = json!(group);
+        }
+        ApiError {
+            details: Some(details),
+            ..Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {summary}"))
+        }
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }

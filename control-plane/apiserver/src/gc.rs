@@ -64,6 +64,7 @@ mod tests {
             subresources: &[],
             has_spec: true,
             storage: None,
+            custom: None,
         }
     }
 

@@ -490,46 +490,19 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, causes: &mut Causes)
     }
 }
 
+/// The CRD's own validation (skiff-apiextensions), as causes.
 fn validate_crd(obj: &Value, causes: &mut Causes) {
-    let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
-    let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    if group.is_empty() {
-        causes.push(("spec.group".into(), "Required value".into()));
+    for e in skiff_apiextensions::crd::validate_crd(obj, None) {
+        causes.push((e.field.clone(), e.body()));
     }
-    if plural.is_empty() {
-        causes.push(("spec.names.plural".into(), "Required value".into()));
-    }
-    if obj.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or("").is_empty() {
-        causes.push(("spec.names.kind".into(), "Required value".into()));
-    }
-    if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
-        causes.push((
-            "metadata.name".into(),
-            format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
-        ));
-    }
-    match obj.pointer("/spec/scope").and_then(Value::as_str) {
-        Some("Namespaced" | "Cluster") => {}
-        other => causes.push((
-            "spec.scope".into(),
-            format!(
-                "Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"",
-                other.unwrap_or("")
-            ),
-        )),
-    }
-    let versions = obj.pointer("/spec/versions").and_then(Value::as_array);
-    match versions {
-        None => causes.push(("spec.versions".into(), "Required value".into())),
-        Some(vs) => {
-            let storage = vs.iter().filter(|v| v.get("storage") == Some(&json!(true))).count();
-            if storage != 1 {
-                causes.push((
-                    "spec.versions".into(),
-                    "Invalid value: must have exactly one version marked as storage version".into(),
-                ));
-            }
+}
+
+/// What only an update of a CRD can get wrong (stored versions dropped, scope changed).
+fn validate_crd_update(new: &Value, old: &Value, causes: &mut Causes) {
+    let on_create = skiff_apiextensions::crd::validate_crd(new, None);
+    for e in skiff_apiextensions::crd::validate_crd(new, Some(old)) {
+        if !on_create.contains(&e) {
+            causes.push((e.field.clone(), e.body()));
         }
     }
 }
@@ -873,6 +846,9 @@ pub fn validate_update(
         }
     };
     match (api_version, kind) {
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            validate_crd_update(new, old, causes);
+        }
         ("apps/v1", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
             immutable("/spec/selector", "spec.selector", causes);
         }

@@ -3,6 +3,7 @@
 //! sockets) to the components that run beside it.
 
 pub mod admission;
+pub mod aggregator;
 pub mod apply;
 pub mod audit;
 pub mod authn;
@@ -12,6 +13,7 @@ pub mod cache;
 pub mod certificates;
 pub mod codec;
 pub mod convert;
+pub mod crds;
 pub mod discovery;
 pub mod encryption;
 pub mod errors;
@@ -108,6 +110,10 @@ pub struct State {
     /// Nodes' and pods' usage and pods' own metrics (`metrics.k8s.io` and the custom and
     /// external metrics APIs).
     pub metrics_pipeline: metricsapi::MetricsPipeline,
+    /// The custom resources the cluster's CRDs make this server serve.
+    pub crds: crds::CustomResources,
+    /// APIServices: which group-versions extension servers serve, and their health.
+    pub aggregator: aggregator::Aggregator,
 }
 
 impl State {
@@ -210,6 +216,8 @@ impl ApiServer {
             wasm_policies: admission::WasmPolicies::default(),
             admission_policies: admission::AdmissionPolicies::default(),
             metrics_pipeline: metricsapi::MetricsPipeline::default(),
+            crds: crds::CustomResources::default(),
+            aggregator: aggregator::Aggregator::default(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -414,7 +422,65 @@ impl ApiServer {
             }
         }
         self.bootstrap_rbac().await?;
+        crds::start(&self.state).await;
+        self.bootstrap_extension_authentication().await?;
+        aggregator::start(&self.state).await;
         self.bootstrap_api_service().await
+    }
+
+    /// The `extension-apiserver-authentication` ConfigMap extension servers read (kept
+    /// current with the cluster CA).
+    async fn bootstrap_extension_authentication(&self) -> Result<(), ApiError> {
+        let (Some(ca), Some(res)) =
+            (self.state.cluster_ca(), self.state.registry.by_plural("", "configmaps"))
+        else {
+            return Ok(());
+        };
+        let mut want = aggregator::authentication_config_map(ca);
+        let key =
+            skiff_api::object_key(res, Some("kube-system"), "extension-apiserver-authentication");
+        let stored = self
+            .state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, "configmaps", ""))?;
+        match stored {
+            Some(kv) => {
+                let mut current: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+                if current.get("data") != want.get("data") {
+                    current["data"] = want["data"].take();
+                    // Another member may have written it first: nothing to do then.
+                    let _ = self
+                        .state
+                        .store
+                        .update(
+                            &key,
+                            serde_json::to_vec(&current).unwrap_or_default(),
+                            Some(kv.mod_revision),
+                        )
+                        .await;
+                }
+            }
+            None => {
+                objects::prepare_create(&mut want, res, Some("kube-system"))?;
+                match self
+                    .state
+                    .store
+                    .create(&key, serde_json::to_vec(&want).unwrap_or_default())
+                    .await
+                {
+                    Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
+                    Err(e) => return Err(ApiError::from_store(e, "configmaps", "")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Present `cert_pem`/`key_pem` (the front-proxy client identity) to extension servers.
+    pub fn set_front_proxy_client(&self, cert_pem: String, key_pem: String) {
+        self.state.aggregator.set_proxy_client(cert_pem, key_pem);
     }
 
     /// The default roles and bindings kube-apiserver bootstraps (created when missing; the
@@ -629,6 +695,12 @@ async fn serve_request(state: Arc<State>, mut req: Request) -> Response {
         && resp.status().is_success()
     {
         authz::settle_write(&state, &info.resource).await;
+    }
+    if info.group == "apiextensions.k8s.io"
+        && !matches!(info.verb.as_str(), "GET" | "LIST" | "WATCH")
+        && resp.status().is_success()
+    {
+        crds::settle_write(&state).await;
     }
     if !info.resource.is_empty() {
         let d = DurationLabels {
@@ -871,7 +943,9 @@ async fn route(
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let accept =
         parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let reg = &state.registry;
+    // Every resource served now, custom ones included.
+    let served = crds::served(state);
+    let reg = &*served.registry;
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get_only = |r: Response| -> Result<Response, ApiError> {
         if parts.method == http::Method::GET {
@@ -919,18 +993,37 @@ async fn route(
         }
         ["apis"] => {
             if discovery::wants_aggregated(&accept) {
-                let mut d = discovery::aggregated(reg, false);
+                let mut d = served.apis_discovery();
                 if let Some(items) = d["items"].as_array_mut() {
                     items.extend(metricsapi::aggregated_items(state));
+                    items.extend(aggregator::aggregated_items(state));
                 }
                 get_only(discovery_response(d, true))
             } else {
                 let mut d = discovery::api_group_list(reg);
                 if let Some(groups) = d["groups"].as_array_mut() {
                     groups.extend(metricsapi::api_groups());
+                    groups.extend(aggregator::api_groups(state));
                 }
                 get_only(json_response(StatusCode::OK, &d))
             }
+        }
+        ["apis", group] if aggregator::is_remote_group(state, group) => get_only(json_response(
+            StatusCode::OK,
+            &aggregator::api_group(state, group).ok_or_else(not_found)?,
+        )),
+        ["apis", group, version, rest @ ..]
+            if aggregator::remote(state, group, version).is_some() =>
+        {
+            let service = aggregator::remote(state, group, version).ok_or_else(not_found)?;
+            info.verb = parts.method.to_string();
+            info.group = group.to_string();
+            info.version = version.to_string();
+            info.resource = match rest {
+                ["namespaces", _, r, ..] | [r, ..] => r.to_string(),
+                [] => String::new(),
+            };
+            aggregator::proxy(state, &service, parts, body).await
         }
         ["apis", group] if metricsapi::api_group(group).is_some() => get_only(json_response(
             StatusCode::OK,
@@ -1131,5 +1224,11 @@ async fn resource_request(
         )
     })?;
     let bytes = codec::json_body(&mut parts.headers, bytes)?;
-    handlers::dispatch(state, &parts.method, &target, &parts.headers, &bytes, q).await
+    let resp = handlers::dispatch(state, &parts.method, &target, &parts.headers, &bytes, q).await?;
+    // A deprecated version of a custom resource warns on every answer.
+    let shown = target.view.as_ref().unwrap_or(&target.resource);
+    Ok(match crds::CustomVersion::of(shown).and_then(|cv| cv.warning.as_ref()) {
+        Some(w) => handlers::with_warnings(resp, std::slice::from_ref(w)),
+        None => resp,
+    })
 }

@@ -88,6 +88,9 @@ pub fn prepare_create(
     namespace: Option<&str>,
 ) -> Result<(), ApiError> {
     check_type(obj, res)?;
+    if let Some(cv) = crate::crds::CustomVersion::of(res) {
+        cv.prune_and_default(obj);
+    }
     let m = meta_mut(obj);
     if res.namespaced {
         let ns = namespace.unwrap_or("default");
@@ -129,7 +132,7 @@ pub fn prepare_create(
     m.remove("resourceVersion");
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
-    if res.has_spec || res.kind == "Pod" {
+    if res.has_spec || is_core(res, "Pod") {
         m.insert("generation".into(), json!(1));
     } else {
         m.remove("generation");
@@ -178,6 +181,9 @@ pub fn prepare_update(
         }
         return validate(new, res);
     }
+    if let Some(cv) = crate::crds::CustomVersion::of(res) {
+        cv.prune_and_default(new);
+    }
     if subresource == Some("status") {
         let status = new.get("status").cloned();
         *new = old.clone();
@@ -189,7 +195,7 @@ pub fn prepare_update(
                 }
             }
         }
-        return validate(new, res);
+        return validate_update(new, old, res);
     }
     if res.subresources.contains(&"status") {
         match old.get("status") {
@@ -216,18 +222,40 @@ pub fn prepare_update(
             None => m.remove(key),
         };
     }
-    if res.kind == "Pod" {
+    if is_core(res, "Pod") {
         validate_pod_update(new, old)?;
     }
     let mut causes = Vec::new();
-    crate::kinds::validate_update(&res.api_version(), res.kind, new, old, &mut causes);
+    if !res.is_custom() {
+        crate::kinds::validate_update(&res.api_version(), res.kind, new, old, &mut causes);
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(res.kind, name_of(new), causes));
     }
     default_object(new, res);
-    if (res.has_spec || res.kind == "Pod") && new.get("spec") != old.get("spec") {
+    let spec_changed = if res.is_custom() {
+        crate::crds::spec_changed(res, new, old)
+    } else {
+        (res.has_spec || res.kind == "Pod") && new.get("spec") != old.get("spec")
+    };
+    if spec_changed {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         meta_mut(new).insert("generation".into(), json!(generation));
+    }
+    validate_update(new, old, res)
+}
+
+/// Whether `res` is the built-in core `kind` (a custom resource may reuse a built-in kind's
+/// name in its own group).
+fn is_core(res: &ResourceInfo, kind: &str) -> bool {
+    res.group.is_empty() && res.kind == kind
+}
+
+/// [`validate`] of an update: a custom resource's transition rules see the old object.
+fn validate_update(new: &Value, old: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
+    if res.is_custom() {
+        validate_meta(new, res)?;
+        return crate::crds::validate(res, new, Some(old));
     }
     validate(new, res)
 }
@@ -347,6 +375,9 @@ fn default_tolerations(spec: &mut Map<String, Value>) {
 }
 
 fn default_object(obj: &mut Value, res: &ResourceInfo) {
+    if res.is_custom() {
+        return;
+    }
     match res.kind {
         "Pod" => {
             default_pod(obj);
@@ -472,15 +503,38 @@ fn qos_class(spec: Option<&Value>) -> &'static str {
 }
 
 pub(crate) fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
+    if res.is_custom() {
+        validate_meta(obj, res)?;
+        return crate::crds::validate(res, obj, None);
+    }
     let name = name_of(obj).to_string();
+    let mut causes = meta_causes(obj, res);
+    match res.kind {
+        "Pod" => validate_pod(obj, &mut causes),
+        "RuntimeClass" => match obj.get("handler").and_then(Value::as_str) {
+            Some(h) if validate_dns_label(h).is_ok() => {}
+            Some(h) => causes
+                .push(("handler".into(), format!("Invalid value: {h:?}: must be a DNS label"))),
+            None => causes.push(("handler".into(), "Required value".into())),
+        },
+        _ => crate::kinds::validate(&res.api_version(), res.kind, obj, &mut causes),
+    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(res.kind, &name, causes)) }
+}
+
+/// What every object's metadata must satisfy: its name (by kind) and its labels and
+/// annotations.
+fn meta_causes(obj: &Value, res: &ResourceInfo) -> Vec<(String, String)> {
+    let name = name_of(obj);
     let mut causes: Vec<(String, String)> = Vec::new();
-    let name_check = match res.kind {
-        "Namespace" => validate_dns_label(&name),
-        "Service" => validate_dns1035_label(&name),
+    let kind = if res.is_custom() { "" } else { res.kind };
+    let name_check = match kind {
+        "Namespace" => validate_dns_label(name),
+        "Service" => validate_dns1035_label(name),
         "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
-            validate_path_segment(&name)
+            validate_path_segment(name)
         }
-        _ => validate_dns_subdomain(&name),
+        _ => validate_dns_subdomain(name),
     };
     if let Err(e) = name_check {
         causes.push(("metadata.name".into(), format!("Invalid value: {name:?}: {e}")));
@@ -507,17 +561,13 @@ pub(crate) fn validate(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> 
             }
         }
     }
-    match res.kind {
-        "Pod" => validate_pod(obj, &mut causes),
-        "RuntimeClass" => match obj.get("handler").and_then(Value::as_str) {
-            Some(h) if validate_dns_label(h).is_ok() => {}
-            Some(h) => causes
-                .push(("handler".into(), format!("Invalid value: {h:?}: must be a DNS label"))),
-            None => causes.push(("handler".into(), "Required value".into())),
-        },
-        _ => crate::kinds::validate(&res.api_version(), res.kind, obj, &mut causes),
-    }
-    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(res.kind, &name, causes)) }
+    causes
+}
+
+/// [`meta_causes`] as an error.
+fn validate_meta(obj: &Value, res: &ResourceInfo) -> Result<(), ApiError> {
+    let causes = meta_causes(obj, res);
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(res.kind, name_of(obj), causes)) }
 }
 
 fn validate_pod(obj: &Value, causes: &mut Vec<(String, String)>) {

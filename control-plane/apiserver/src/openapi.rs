@@ -103,6 +103,7 @@ fn kind_schemas() -> Vec<KindSchema> {
         kind::<api::admissionregistration::v1beta1::MutatingAdmissionPolicyBinding>(),
         kind::<api::authentication::v1::TokenReview>(),
         kind::<apiextensions::v1::CustomResourceDefinition>(),
+        kind::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>(),
     ]
 }
 
@@ -113,6 +114,36 @@ fn lookup<'a>(
     kind: &str,
 ) -> Option<&'a KindSchema> {
     table.iter().find(|k| k.group == group && k.version == version && k.kind == kind)
+}
+
+/// kube's definition name for a custom kind: the group reversed, the version, the kind
+/// (`com.example.stable.v1.CronTab`).
+fn custom_definition_name(r: &ResourceInfo) -> String {
+    let mut parts: Vec<&str> = r.group.split('.').collect();
+    parts.reverse();
+    format!("{}.{}.{}", parts.join("."), r.version, r.kind)
+}
+
+/// A custom kind's definition: its CRD version's schema with `apiVersion`, `kind` and
+/// `metadata` described as kube publishes them.
+fn custom_schema(cv: Option<&crate::crds::CustomVersion>, r: &ResourceInfo) -> Value {
+    let mut schema = cv
+        .and_then(|cv| cv.raw_schema.clone())
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    let Some(o) = schema.as_object_mut() else { return schema };
+    o.entry("description").or_insert_with(|| json!(format!("{} is a custom resource.", r.kind)));
+    let props = o.entry("properties").or_insert_with(|| json!({}));
+    if let Some(props) = props.as_object_mut() {
+        props
+            .insert("apiVersion".into(), json!({"description": API_VERSION_DOC, "type": "string"}));
+        props.insert("kind".into(), json!({"description": KIND_DOC, "type": "string"}));
+        props.insert(
+            "metadata".into(),
+            json!({"$ref": format!("#/definitions/{META}.ObjectMeta"),
+                "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
+        );
+    }
+    schema
 }
 
 /// The definition name Kubernetes gives a kind that k8s-openapi does not describe.
@@ -174,9 +205,15 @@ fn definitions<'a>(
     let mut gvks: Vec<(String, Value)> = Vec::new();
     let mut fallbacks = Map::new();
     for r in resources {
+        let custom = crate::crds::CustomVersion::of(r);
         let definition = match lookup(&table, r.group, r.version, r.kind) {
-            Some(k) => (k.schema)(&mut g),
-            None => {
+            Some(k) if custom.is_none() => (k.schema)(&mut g),
+            _ if custom.is_some() => {
+                let name = custom_definition_name(r);
+                fallbacks.insert(name.clone(), custom_schema(custom, r));
+                name
+            }
+            _ => {
                 let name = fallback_name(r, r.kind);
                 fallbacks.insert(
                     name.clone(),
@@ -472,6 +509,13 @@ const PATCH_TYPES: &[&str] = &[
 ];
 const PRODUCES: &[&str] =
     &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+/// Custom resources: no strategic merge patch (kubectl then sends merge patches), no protobuf.
+const CUSTOM_PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+const CUSTOM_PRODUCES: &[&str] = &["application/json", "application/yaml"];
 
 /// Builds one operation. `body` is the request schema's definition name, `response` the
 /// response's.
@@ -568,7 +612,9 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
     let scope = if r.namespaced { "Namespaced" } else { "" };
     let kind = r.kind;
     let gvk = gvk(r.group, r.version, kind);
-    let json_types: &[&str] = PRODUCES;
+    let custom = r.is_custom();
+    let json_types: &[&str] = if custom { CUSTOM_PRODUCES } else { PRODUCES };
+    let patch_types: &[&str] = if custom { CUSTOM_PATCH_TYPES } else { PATCH_TYPES };
     let def = desc.definition.as_str();
     let list_def = desc.list_definition.as_str();
     let status = format!("{META}.Status");
@@ -584,7 +630,7 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
         params: Vec::new(),
         body: None,
         responses: Vec::new(),
-        produces: PRODUCES,
+        produces: json_types,
     };
     let name_param = param(d, "name", "path", "string", &format!("name of the {kind}"));
     let ns_param = param(
@@ -674,7 +720,7 @@ fn resource_paths(d: Dialect, desc: &Described<'_>, paths: &mut Map<String, Valu
         );
         p.params = write_params(d);
         p.params.push(param(d, "force", "query", "boolean", FORCE));
-        p.body = Some((&patch, PATCH_TYPES));
+        p.body = Some((&patch, patch_types));
         p.responses = vec![("200", schema), ("201", schema)];
         let mut item =
             json!({"get": read.build(), "put": replace.build(), "parameters": item_params.clone()});
@@ -859,6 +905,9 @@ impl Document {
 
 type Cache = Mutex<HashMap<String, Option<Arc<Document>>>>;
 
+/// How many built documents are kept before the cache starts over.
+const MAX_CACHED_DOCUMENTS: usize = 1024;
+
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(Cache::default)
@@ -868,8 +917,10 @@ fn cache() -> &'static Cache {
 fn registry_key(reg: &Registry) -> String {
     let mut h = Sha256::new();
     for r in reg.all() {
+        // A custom kind's schema may change under the same names: its CRD's revision counts.
+        let revision = crate::crds::CustomVersion::of(r).map_or(0, |cv| cv.revision);
         h.update(format!(
-            "{}/{}/{}/{}/{};",
+            "{}/{}/{}/{}/{}/{revision};",
             r.group,
             r.version,
             r.kind,
@@ -886,6 +937,10 @@ fn cached(key: String, build: impl FnOnce() -> Option<Value>) -> Option<Arc<Docu
     }
     let doc = build().map(|v| Arc::new(Document::new(&v)));
     if let Ok(mut c) = cache().lock() {
+        // Documents of registries long gone (CRDs changed since) are dropped in bulk.
+        if c.len() >= MAX_CACHED_DOCUMENTS {
+            c.clear();
+        }
         c.insert(key, doc.clone());
     }
     doc
@@ -913,6 +968,9 @@ pub fn v2_protobuf(reg: &Registry) -> Bytes {
     let doc: Value = serde_json::from_slice(&v2(reg).json).unwrap_or(Value::Null);
     let bytes = Bytes::from(crate::gnostic::document(&doc));
     if let Ok(mut c) = pb.lock() {
+        if c.len() >= MAX_CACHED_DOCUMENTS {
+            c.clear();
+        }
         c.insert(key, bytes.clone());
     }
     bytes
@@ -1052,6 +1110,7 @@ mod tests {
                 },
                 has_spec: true,
                 storage: None,
+                custom: None,
             })
             .collect()
     }

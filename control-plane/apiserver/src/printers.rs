@@ -577,6 +577,32 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
                 vec![name(o), created(o), json!(req.join(", ")), json!(lim.join(", "))]
             },
         ),
+        "APIService" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Service", "string", 0),
+                ("Available", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                let service = match o.pointer("/spec/service").filter(|v| v.is_object()) {
+                    Some(svc) => format!("{}/{}", s(svc, "/namespace"), s(svc, "/name")),
+                    None => "Local".to_string(),
+                };
+                let available = o
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| s(c, "/type") == "Available")
+                    .map(|c| match s(c, "/status") {
+                        "True" => "True".to_string(),
+                        st => format!("{st} ({})", s(c, "/reason")),
+                    })
+                    .unwrap_or_else(|| "Unknown".to_string());
+                vec![name(o), json!(service), json!(available), created(o)]
+            },
+        ),
         "LimitRange" | "Role" | "ClusterRole" | "CustomResourceDefinition" => {
             (cols(&[("Name", "string", 0), ("Created At", "date", 0)]), |o| {
                 vec![name(o), json!(s(o, "/metadata/creationTimestamp"))]

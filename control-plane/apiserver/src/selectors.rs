@@ -177,7 +177,32 @@ impl FieldSelector {
     }
 }
 
-/// Field selectors a kind supports beyond `metadata.name` / `metadata.namespace`.
+/// The fields custom resources select on (their versions' `selectableFields`), by the key
+/// [`fields_key`] gives them.
+static CUSTOM_FIELDS: std::sync::RwLock<
+    Option<std::collections::HashMap<&'static str, &'static [&'static str]>>,
+> = std::sync::RwLock::new(None);
+
+/// What names a resource's selectable fields for [`supported_fields`] and the watch cache's
+/// attributes: its kind, or for a custom resource `Kind.version.group` (a custom kind may
+/// share a built-in kind's name), whose `selectableFields` are registered here.
+pub fn fields_key(res: &skiff_api::ResourceInfo) -> &'static str {
+    let Some(cv) = crate::crds::CustomVersion::of(res) else { return res.kind };
+    let key = skiff_api::intern(&format!("{}.{}.{}", res.kind, res.version, res.group));
+    let fields: Vec<&str> = cv.selectable_fields.iter().map(String::as_str).collect();
+    let fields = skiff_api::intern_list(&fields);
+    let known =
+        CUSTOM_FIELDS.read().ok().and_then(|m| m.as_ref().and_then(|m| m.get(key).copied()));
+    if known != Some(fields)
+        && let Ok(mut m) = CUSTOM_FIELDS.write()
+    {
+        m.get_or_insert_with(Default::default).insert(key, fields);
+    }
+    key
+}
+
+/// Field selectors a kind supports beyond `metadata.name` / `metadata.namespace` (for a
+/// custom resource, named by [`fields_key`]).
 pub fn supported_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "Pod" => &[
@@ -208,7 +233,11 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
         "Secret" => &["type"],
         "ReplicaSet" | "ReplicationController" => &["status.replicas"],
         "Job" => &["status.successful"],
-        _ => &[],
+        custom => CUSTOM_FIELDS
+            .read()
+            .ok()
+            .and_then(|m| m.as_ref().and_then(|m| m.get(custom).copied()))
+            .unwrap_or(&[]),
     }
 }
 

@@ -32,6 +32,12 @@ fn scale_of(obj: &Value) -> Value {
         Some(sel) => selector_string(sel),
         None => String::new(),
     };
+    let replicas = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    scale_value(obj, replicas("/spec/replicas"), replicas("/status/replicas"), &selector)
+}
+
+/// An `autoscaling/v1` Scale of `obj` (its metadata) with these replicas and selector.
+pub(crate) fn scale_value(obj: &Value, spec: i64, status: i64, selector: &str) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
     json!({
@@ -44,11 +50,8 @@ fn scale_of(obj: &Value) -> Value {
             "resourceVersion": pick("resourceVersion"),
             "creationTimestamp": pick("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector,
-        },
+        "spec": {"replicas": spec},
+        "status": {"replicas": status, "selector": selector},
     })
 }
 
@@ -114,6 +117,12 @@ pub async fn scale(
     let name = target.name.clone().unwrap_or_default();
     let key = target.key().unwrap_or_default();
     let dry_run = handlers::is_dry_run(q);
+    // A custom resource reads and writes where its CRD's `subresources.scale` says.
+    let paths = crate::crds::CustomVersion::of(res).and_then(|cv| cv.scale.as_ref());
+    let scale_of = |obj: &Value| match paths {
+        Some(p) => crate::crds::scale_of(p, obj),
+        None => scale_of(obj),
+    };
     for _ in 0..MAX_RETRIES {
         let prev = handlers::read_current(state, res.plural, &key, &name).await?;
         let old = decode(&prev)?;
@@ -162,7 +171,10 @@ pub async fn scale(
         };
         node_may_scale(state, target, &old, replicas)?;
         let mut new = old.clone();
-        new["spec"]["replicas"] = json!(replicas);
+        match paths {
+            Some(p) => crate::crds::set_at(&mut new, &p.spec_replicas, json!(replicas)),
+            None => new["spec"]["replicas"] = json!(replicas),
+        }
         objects::prepare_update(&mut new, &old, res, None)?;
         if dry_run {
             return Ok(json_response(StatusCode::OK, &scale_of(&new)));

@@ -340,15 +340,30 @@ fn node_row(node: &Value) -> Vec<Value> {
     ]
 }
 
-/// Build a Table from objects of `kind`; `include_object` is `None`, `Metadata` or `Object`.
+/// Build a Table from objects of `res` (a custom resource's columns are its CRD's);
+/// `include_object` is `None`, `Metadata` or `Object`.
 pub fn to_table(
-    kind: &str,
+    res: &skiff_api::ResourceInfo,
     objects: &[Value],
     resource_version: &str,
     continue_token: Option<&str>,
     include_object: &str,
 ) -> Value {
-    let (columns, row) = printer(kind);
+    let custom = crate::crds::CustomVersion::of(res);
+    let (columns, builtin_row) = match custom {
+        Some(cv) => (crate::crds::table_columns(cv), None),
+        None => {
+            let (columns, row) = printer(res.kind);
+            (columns, Some(row))
+        }
+    };
+    let row = |o: &Value| -> Vec<Value> {
+        match (custom, builtin_row) {
+            (Some(cv), _) => crate::crds::table_cells(cv, o),
+            (None, Some(row)) => row(o),
+            (None, None) => Vec::new(),
+        }
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {

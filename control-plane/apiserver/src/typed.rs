@@ -173,6 +173,9 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<Vec<String>, 
         ("authentication.k8s.io/v1", "TokenReview") => {
             unknown_fields::<k8s_openapi::api::authentication::v1::TokenReview>(kind, obj)?
         }
+        ("apiregistration.k8s.io/v1", "APIService") => unknown_fields::<
+            k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+        >(kind, obj)?,
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             unknown_fields::<apiextensions::CustomResourceDefinition>(kind, obj)?
         }

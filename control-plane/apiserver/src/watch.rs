@@ -28,7 +28,7 @@ use crate::objects::labels_of;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::{State, table};
 
-fn line(ty: &str, object: &Value) -> Bytes {
+pub(crate) fn line(ty: &str, object: &Value) -> Bytes {
     let mut v = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
@@ -111,14 +111,14 @@ pub async fn watch(
     };
 
     let render = {
-        let kind = res.kind;
+        let shown = target.view.clone().unwrap_or_else(|| res.clone());
         let include = include.clone();
         let view = target.view.clone();
         move |obj: &Value| -> Value {
             if as_table {
                 let rv =
                     obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
-                table::to_table(kind, std::slice::from_ref(obj), rv, None, &include)
+                table::to_table(&shown, std::slice::from_ref(obj), rv, None, &include)
             } else if let Some(view) = &view {
                 crate::convert::from_storage(obj.clone(), view)
             } else {
@@ -308,16 +308,22 @@ async fn watch_from_cache(
     };
     let view = target.view.clone().unwrap_or_else(|| res.clone());
     let as_table = w.as_table;
+    // A custom version converted by a webhook: the stored events are converted in batches
+    // on their way out (see `crds::conversion::convert_watch`).
+    let webhook =
+        target.view.is_some() && !as_table && crate::crds::conversion::needs_webhook(&view);
     let api_version = view.api_version();
     let proto = !as_table
+        && !webhook
         && crate::codec::wants_protobuf(w.accept)
         && protobuf::supports(&api_version, view.kind);
+    let view_for_conversion = view.clone();
     let out = Out {
         proto,
         api_version,
         form: if as_table {
             Form::Table(w.include.to_string())
-        } else if target.view.is_some() {
+        } else if target.view.is_some() && !webhook {
             Form::View
         } else {
             Form::Stored
@@ -344,6 +350,11 @@ async fn watch_from_cache(
         let _guard = GaugeGuard(gauge);
         let _ = tokio::time::timeout(timeout, watcher.run(sub, &tx)).await;
     });
+    let rx = if webhook {
+        crate::crds::conversion::convert_watch(state.clone(), view_for_conversion, rx)
+    } else {
+        rx
+    };
     let stream =
         tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
     Ok(Some(
@@ -396,7 +407,7 @@ impl Out {
             }
             (Form::Table(include), _) => {
                 let rv = c.revision.to_string();
-                let row = table::to_table(self.view.kind, &[c.value()], &rv, None, include);
+                let row = table::to_table(&self.view, &[c.value()], &rv, None, include);
                 self.value(ty, &row, buf);
             }
         }
@@ -577,7 +588,7 @@ impl Watcher {
         selective: bool,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Option<StoreError> {
-        let kind = self.out.view.kind;
+        let kind = crate::selectors::fields_key(&self.out.view);
         let mut buf = Vec::new();
         loop {
             let next = tokio::select! {

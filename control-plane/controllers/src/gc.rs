@@ -395,7 +395,7 @@ impl Collector {
         self: &Arc<Self>,
         tasks: &mut JoinSet<()>,
     ) -> Result<Vec<tokio::sync::oneshot::Receiver<()>>, Error> {
-        let discovery = Discovery::new(self.client.clone()).run().await?;
+        let discovery = Discovery::new(self.client.clone()).run_aggregated().await?;
         let mut seen = HashSet::new();
         let mut synced = Vec::new();
         for group in discovery.groups() {

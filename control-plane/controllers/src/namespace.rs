@@ -169,7 +169,7 @@ pub(crate) fn updated_conditions(
 /// Delete everything in `ns` and count what is left.
 async fn delete_content(client: &kube::Client, ns: &str) -> Content {
     let mut content = Content::default();
-    let discovery = match Discovery::new(client.clone()).run().await {
+    let discovery = match Discovery::new(client.clone()).run_aggregated().await {
         Ok(d) => d,
         Err(e) => {
             content.discovery_error = Some(e.to_string());

@@ -7,6 +7,7 @@
 //! decoder leaves a nil pointer.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -278,7 +279,8 @@ fn violation(reason: &str, detail: String) -> Option<Violation> {
     Some(Violation { reason: reason.to_string(), detail })
 }
 
-/// Go's `%q` for a string: double-quoted with Go escapes.
+/// Go's `%q` (`strconv.Quote`) for a string: double-quoted, printable characters as they
+/// are, the rest with Go's escapes.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -294,14 +296,27 @@ pub fn go_quote(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
+                let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if !is_print(c) => {
+                if (c as u32) < 0x10000 {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                } else {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// An approximation of Go's `unicode.IsPrint`: controls, format characters and the line
+/// and paragraph separators are not printable.
+fn is_print(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ pub use self::pods::{
 pub use self::policies::{AdmissionPolicies, stamp_status as stamp_policy_status};
 pub use self::wasm::{MakeHost, WasmPolicies};
 pub use self::webhooks::WebhookClients;
+pub(crate) use self::webhooks::post_to as post_to_webhook;
+pub(crate) use self::webhooks::ready_endpoint as ready_endpoint_of;
 use crate::State;
 use crate::errors::ApiError;
 

@@ -319,9 +319,20 @@ async fn ask(
 
 /// POST the review to the webhook and read its answer's body.
 async fn post(state: &State, w: &Webhook, body: Vec<u8>) -> Result<Bytes, String> {
-    let target = target_of(state, w).await?;
-    let tls = tls_config(state, w.client_config.ca_bundle.as_deref())?;
-    let timeout = Duration::from_secs(w.timeout_seconds.clamp(1, 30));
+    post_to(state, &w.client_config, w.timeout_seconds, body).await
+}
+
+/// POST a JSON review to the server a webhook `clientConfig` names (admission and CRD
+/// conversion webhooks alike) and read its answer's body; `timeout_seconds` is held to 1–30.
+pub(crate) async fn post_to(
+    state: &State,
+    client_config: &skiff_admission::webhook::ClientConfig,
+    timeout_seconds: u64,
+    body: Vec<u8>,
+) -> Result<Bytes, String> {
+    let target = target_of(state, client_config).await?;
+    let tls = tls_config(state, client_config.ca_bundle.as_deref())?;
+    let timeout = Duration::from_secs(timeout_seconds.clamp(1, 30));
     let call = async {
         let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
             .await
@@ -365,7 +376,8 @@ async fn post(state: &State, w: &Webhook, body: Vec<u8>) -> Result<Bytes, String
     tokio::time::timeout(timeout, call).await.map_err(|_| {
         format!(
             "failed to call webhook: Post {:?}: context deadline exceeded (no answer within {}s)",
-            target.url, w.timeout_seconds
+            target.url,
+            timeout.as_secs()
         )
     })?
 }
@@ -384,8 +396,10 @@ struct Target {
     url: String,
 }
 
-async fn target_of(state: &State, w: &Webhook) -> Result<Target, String> {
-    let cc = &w.client_config;
+async fn target_of(
+    state: &State,
+    cc: &skiff_admission::webhook::ClientConfig,
+) -> Result<Target, String> {
     if let Some(url) = &cc.url {
         let rest = url.strip_prefix("https://").ok_or("'https' is the only allowed URL scheme")?;
         let (authority, path) = match rest.find('/') {
@@ -438,7 +452,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
 }
 
 /// A ready endpoint (address, port) of `service` for its port `port`.
-async fn ready_endpoint(
+pub(crate) async fn ready_endpoint(
     state: &State,
     service: &Value,
     port: u16,

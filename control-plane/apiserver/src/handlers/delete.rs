@@ -149,7 +149,7 @@ pub async fn delete(
         let grace = graceful_period(res, &obj, opts.grace);
         // The garbage collector's finalizers follow the propagation policy (or the kind's
         // default); the controller manager's garbage collector acts on them.
-        if res.kind != "Namespace" {
+        if !(res.group.is_empty() && res.kind == "Namespace") {
             let m = obj
                 .get_mut("metadata")
                 .and_then(Value::as_object_mut)
@@ -164,6 +164,13 @@ pub async fn delete(
                 .cloned()
                 .collect();
             finalizers.extend(gc_finalizer.map(|f| json!(f)));
+            // A CRD goes only once its objects are gone (kube's CRD storage adds this).
+            if res.group == "apiextensions.k8s.io"
+                && res.kind == "CustomResourceDefinition"
+                && !finalizers.iter().any(|f| f == crate::crds::CLEANUP_FINALIZER)
+            {
+                finalizers.push(json!(crate::crds::CLEANUP_FINALIZER));
+            }
             if finalizers.is_empty() {
                 m.remove("finalizers");
             } else {
@@ -174,7 +181,7 @@ pub async fn delete(
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty())
-            || (res.kind == "Namespace"
+            || ((res.group.is_empty() && res.kind == "Namespace")
                 && obj
                     .pointer("/spec/finalizers")
                     .and_then(Value::as_array)
@@ -198,7 +205,7 @@ pub async fn delete(
                 );
             }
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            if res.kind == "Namespace" {
+            if res.group.is_empty() && res.kind == "Namespace" {
                 obj["status"]["phase"] = json!("Terminating");
             }
             if opts.dry_run {

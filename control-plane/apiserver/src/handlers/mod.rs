@@ -223,7 +223,10 @@ fn field_validation(
     } else {
         obj
     };
-    let unknown = typed::check(&res.api_version(), res.kind, obj)?;
+    let unknown = match crate::crds::CustomVersion::of(res) {
+        Some(cv) => cv.unknown_fields(obj),
+        None => typed::check(&res.api_version(), res.kind, obj)?,
+    };
     if unknown.is_empty() || mode == "Ignore" {
         return Ok(Vec::new());
     }

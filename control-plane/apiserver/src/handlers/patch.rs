@@ -34,6 +34,14 @@ pub async fn patch(
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let patch_type =
         PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    if patch_type == PatchType::StrategicMerge && res.is_custom() {
+        // Custom resources have no patch strategies (kube-apiserver's answer).
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
     if patch_type == PatchType::Apply {
         return server_side_apply(state, target, headers, body, q).await;
     }
@@ -42,12 +50,15 @@ pub async fn patch(
         let old = decode(&prev)?;
         // A view is patched in its own shape.
         let mut new = match &target.view {
-            Some(view) => convert::from_storage(old.clone(), view),
+            Some(view) => convert::from_storage_via(state, vec![old.clone()], view)
+                .await?
+                .pop()
+                .unwrap_or(Value::Null),
             None => old.clone(),
         };
         apply_patch(&mut new, patch_type, body)?;
         if let Some(view) = &target.view {
-            new = convert::to_storage(new, view, &res.api_version());
+            new = convert::to_storage_via(state, new, view, &res.api_version()).await?;
         }
         // A patch that names a resourceVersion is a precondition.
         if let Some(rv) = resource_version_of(&new)
@@ -123,6 +134,7 @@ async fn server_side_apply(
             }
             let mut obj = request.apply_to(res, None, None)?;
             let warnings = field_validation(res, &obj, q)?;
+            crate::crds::refuse_create_while_terminating(res)?;
             objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
             match create_admitted(state, res, obj, is_dry_run(q), warnings).await {
                 Err(e) if e.reason == "AlreadyExists" => continue,

@@ -41,14 +41,23 @@ pub(super) async fn get_response(
         let rv = objects::resource_version_of(&obj).unwrap_or("").to_string();
         return Ok(json_response(
             StatusCode::OK,
-            &table::to_table(target.resource.kind, &[obj], &rv, None, include),
+            &table::to_table(
+                target.view.as_ref().unwrap_or(&target.resource),
+                &[obj],
+                &rv,
+                None,
+                include,
+            ),
         ));
     }
     Ok(json_response(StatusCode::OK, &obj))
 }
 
 /// The `includeObject` policy of a Table answer, when the client accepts one.
-fn wanted_table<'q>(headers: &HeaderMap, q: &'q HashMap<String, String>) -> Option<&'q str> {
+pub(super) fn wanted_table<'q>(
+    headers: &HeaderMap,
+    q: &'q HashMap<String, String>,
+) -> Option<&'q str> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     table::wants_table(accept)
         .then(|| q.get("includeObject").map(String::as_str).unwrap_or("Metadata"))
@@ -63,7 +72,7 @@ pub fn selectors(
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = FieldSelector::parse(
         q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-        supported_fields(res.kind),
+        supported_fields(crate::selectors::fields_key(res)),
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((labels, fields))
@@ -140,7 +149,13 @@ pub async fn list(
     if let Some(include) = table {
         return Ok(json_response(
             StatusCode::OK,
-            &table::to_table(res.kind, &objects, &rv, next.as_deref(), include),
+            &table::to_table(
+                target.view.as_ref().unwrap_or(res),
+                &objects,
+                &rv,
+                next.as_deref(),
+                include,
+            ),
         ));
     }
     Ok(json_list(res, &rv, next.as_deref(), Arc::new(raw)))

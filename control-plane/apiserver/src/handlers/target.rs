@@ -31,12 +31,12 @@ pub fn parse_target(
     version: &str,
     segs: &[&str],
 ) -> Result<Target, ApiError> {
-    let lookup = |plural: &str| {
-        state.registry.lookup(group, version, plural).cloned().ok_or_else(not_served)
-    };
+    let registry = crate::crds::registry(state);
+    let lookup =
+        |plural: &str| registry.lookup(group, version, plural).cloned().ok_or_else(not_served);
     // A view is served from its storage resource and converted on the way in and out.
     let with_storage = |r: ResourceInfo| -> (ResourceInfo, Option<ResourceInfo>) {
-        match r.storage.and_then(|(g, v)| state.registry.lookup(g, v, r.plural)) {
+        match r.storage.and_then(|(g, v)| registry.lookup(g, v, r.plural)) {
             Some(storage) => (storage.clone(), Some(r)),
             None => (r, None),
         }
@@ -53,7 +53,7 @@ pub fn parse_target(
             }
         };
     let namespaced_plural =
-        |p: &str| state.registry.lookup(group, version, p).is_some_and(|r| r.namespaced);
+        |p: &str| registry.lookup(group, version, p).is_some_and(|r| r.namespaced);
     let target = match segs {
         [res] => t(lookup(res)?, None, None, None),
         ["namespaces", ns, res] if namespaced_plural(res) => t(lookup(res)?, Some(ns), None, None),

@@ -45,6 +45,7 @@ pub async fn create(
         let answer = crate::reviews::answer(state, res, obj).await?;
         return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
     }
+    crate::crds::refuse_create_while_terminating(res)?;
     objects::prepare_create(&mut obj, res, target.namespace.as_deref())?;
     apply::record_update(res, None, None, &mut obj, q, headers)?;
     create_admitted(state, res, obj, is_dry_run(q), warnings).await
@@ -83,6 +84,10 @@ pub(super) async fn create_admitted(
             return Err(ApiError::bad_request(
                 "admission changed the object's name or namespace, which a mutation may not do",
             ));
+        }
+        // A custom object is pruned and defaulted again, as kube decodes what a webhook gave.
+        if let Some(cv) = crate::crds::CustomVersion::of(res) {
+            cv.prune_and_default(&mut obj);
         }
         objects::validate(&obj, res)?;
     }
