@@ -37,6 +37,7 @@ use cel::{Context, Env, ExecutionError};
 use serde_json::Value;
 
 pub use authz::{Authorizer, AuthzCheck};
+pub use format::{dns1035_label, dns1123_label, dns1123_subdomain};
 pub(crate) use library::TYPE_TAG;
 
 /// kube's `celconfig.PerCallLimit`: what one expression may cost.

@@ -238,6 +238,9 @@ struct Inner {
 pub struct Cache {
     pub resource: ResourceInfo,
     prefix: String,
+    /// The name the resource's selectable fields go by (`selectors::fields_key`), worked
+    /// out once rather than per event.
+    fields_key: &'static str,
     config: CacheConfig,
     inner: Mutex<Inner>,
     /// The revision the cache has reached, for readers waiting on a newer one.
@@ -272,6 +275,7 @@ impl Cache {
     fn new(resource: ResourceInfo, config: CacheConfig) -> Cache {
         Cache {
             prefix: list_prefix(&resource, None),
+            fields_key: crate::selectors::fields_key(&resource),
             resource,
             config,
             inner: Mutex::new(Inner {
@@ -378,7 +382,7 @@ impl Cache {
 
     fn apply(&self, event: WatchEvent) {
         let mut inner = self.lock();
-        let kind = crate::selectors::fields_key(&self.resource);
+        let kind = self.fields_key;
         let message = match event {
             WatchEvent::Put { kv, .. } => {
                 let Some(object) =
@@ -475,7 +479,7 @@ impl Cache {
 
     async fn follow(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
         let listed = store.list(&self.prefix).await?;
-        let kind = crate::selectors::fields_key(&self.resource);
+        let kind = self.fields_key;
         let mut objects = BTreeMap::new();
         for kv in listed.items {
             let Some(object) =

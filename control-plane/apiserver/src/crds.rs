@@ -52,13 +52,7 @@ pub enum Conversion {
 
 /// One served version of a custom resource, attached to its `ResourceInfo`.
 pub struct CustomVersion {
-    /// The CRD's name (`<plural>.<group>`) and uid.
-    pub crd: String,
-    pub crd_uid: String,
-    pub group: String,
-    pub version: String,
     pub kind: String,
-    pub storage_version: String,
     pub schema: Option<Schema>,
     pub rules: Option<Rules>,
     /// The version's `openAPIV3Schema`, for the OpenAPI documents.
@@ -117,11 +111,6 @@ impl CustomVersion {
             errors.extend(rules.validate(obj, old));
         }
         errors
-    }
-
-    /// The `apiVersion` of this version.
-    pub fn api_version(&self) -> String {
-        format!("{}/{}", self.group, self.version)
     }
 }
 
@@ -303,7 +292,6 @@ fn resources_of(crd: &Value, revision: u64) -> Vec<ResourceInfo> {
         _ => Conversion::None,
     };
     let terminating = crd.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
-    let crd_uid = crd.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     let short: Vec<&str> = names.short_names.iter().map(String::as_str).collect();
     let categories: Vec<&str> = names.categories.iter().map(String::as_str).collect();
     let mut out = Vec::new();
@@ -324,12 +312,7 @@ fn resources_of(crd: &Value, revision: u64) -> Vec<ResourceInfo> {
         let storage =
             (v.name != storage_version).then(|| (intern(&view.group), intern(&storage_version)));
         let attached = CustomVersion {
-            crd: view.name.clone(),
-            crd_uid: crd_uid.clone(),
-            group: view.group.clone(),
-            version: v.name.clone(),
             kind: names.kind.clone(),
-            storage_version: storage_version.clone(),
             schema,
             rules,
             raw_schema: v.schema.clone(),

@@ -181,7 +181,8 @@ fn is_rfc1123_label(s: &str) -> bool {
     is_label(s, |c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
-fn dns1123_label(s: &str) -> Vec<String> {
+/// apimachinery's `IsDNS1123Label`, as the `format` library reports it.
+pub fn dns1123_label(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 63 {
         errs.push(max_len_error(63));
@@ -196,7 +197,8 @@ fn dns1123_label(s: &str) -> Vec<String> {
     errs
 }
 
-fn dns1123_subdomain(s: &str) -> Vec<String> {
+/// apimachinery's `IsDNS1123Subdomain`.
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 253 {
         errs.push(max_len_error(253));
@@ -211,7 +213,8 @@ fn dns1123_subdomain(s: &str) -> Vec<String> {
     errs
 }
 
-fn dns1035_label(s: &str) -> Vec<String> {
+/// apimachinery's `IsDNS1035Label`.
+pub fn dns1035_label(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 63 {
         errs.push(max_len_error(63));
