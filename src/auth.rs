@@ -1,5 +1,6 @@
-//! Authentication and authorization flags of `skiff server`, and `skiff kubeconfig create`:
-//! a kubeconfig with a client certificate the cluster CA issues for a new user.
+//! Authentication and authorization flags of `skiff server`, `skiff kubeconfig create` (a
+//! kubeconfig with a client certificate the cluster CA issues for a new user) and `skiff
+//! kubeconfig admin` (the admin kubeconfig re-issued).
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,69 @@ pub struct KubeconfigCreateArgs {
     data_dir: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+pub struct KubeconfigAdminArgs {
+    /// The API server URL the kubeconfig points at (default: the current admin kubeconfig's).
+    #[arg(long)]
+    server: Option<String>,
+    /// Where to write the kubeconfig (default: DATA_DIR/kubeconfig.yaml, replaced).
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// `skiff kubeconfig admin`: the admin kubeconfig with a freshly issued certificate.
+pub fn kubeconfig_admin(args: KubeconfigAdminArgs) -> anyhow::Result<()> {
+    let dir = crate::server::data_dir(args.data_dir.clone());
+    let (ca_cert, ca_key, server) = cluster_ca(&dir, args.server.as_deref())?;
+    let token = read_data(&dir.join("pki").join("admin.token"))?.trim().to_string();
+    let (cert, key) = skiff_apiserver::pki::issue_client_cert(
+        &ca_cert,
+        &ca_key,
+        skiff_apiserver::pki::ADMIN_USER,
+        &["system:masters"],
+        365 * 86400,
+    )
+    .context("issuing the admin client certificate")?;
+    let text = skiff_apiserver::pki::admin_kubeconfig(&server, &ca_cert, &cert, &key, &token);
+    let path = args.output.unwrap_or_else(|| dir.join("kubeconfig.yaml"));
+    skiff_apiserver::pki::write_private(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// A file of a server's data dir.
+fn read_data(p: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| {
+        format!("reading {} (is this the data dir of a skiff server?)", p.display())
+    })
+}
+
+/// The cluster CA (certificate, key) of data dir `dir`, and the API server URL: `server`, or
+/// the admin kubeconfig's.
+fn cluster_ca(dir: &Path, server: Option<&str>) -> anyhow::Result<(String, String, String)> {
+    let pki = dir.join("pki");
+    let ca_cert = read_data(&pki.join("ca.crt"))?;
+    let ca_key = read_data(&pki.join("ca.key"))?;
+    let server = match server {
+        Some(s) => s.to_string(),
+        None => server_of(&read_data(&dir.join("kubeconfig.yaml"))?)?,
+    };
+    Ok((ca_cert, ca_key, server))
+}
+
+/// The server URL of a kubeconfig's first cluster.
+fn server_of(kubeconfig: &str) -> anyhow::Result<String> {
+    let v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(kubeconfig).context("parsing the admin kubeconfig")?;
+    Ok(v["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .context("no server in the admin kubeconfig")?
+        .to_string())
+}
+
 /// `10s`, `15m`, `8h`, `30d` → seconds.
 fn parse_ttl(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
@@ -67,26 +131,7 @@ fn parse_ttl(text: &str) -> anyhow::Result<u64> {
 
 pub fn kubeconfig_create(args: KubeconfigCreateArgs) -> anyhow::Result<()> {
     let dir = crate::server::data_dir(args.data_dir.clone());
-    let pki = dir.join("pki");
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).with_context(|| {
-            format!("reading {} (is this the data dir of a skiff server?)", p.display())
-        })
-    };
-    let ca_cert = read(&pki.join("ca.crt"))?;
-    let ca_key = read(&pki.join("ca.key"))?;
-    let server = match &args.server {
-        Some(s) => s.clone(),
-        None => {
-            let admin = read(&dir.join("kubeconfig.yaml"))?;
-            let v: serde_yaml_ng::Value =
-                serde_yaml_ng::from_str(&admin).context("parsing the admin kubeconfig")?;
-            v["clusters"][0]["cluster"]["server"]
-                .as_str()
-                .context("no server in the admin kubeconfig")?
-                .to_string()
-        }
-    };
+    let (ca_cert, ca_key, server) = cluster_ca(&dir, args.server.as_deref())?;
     let ttl = parse_ttl(&args.ttl)?;
     let groups: Vec<&str> = args.groups.iter().map(String::as_str).collect();
     let (cert, key) =

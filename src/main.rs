@@ -50,6 +50,11 @@ enum KubeconfigCommand {
     /// A kubeconfig for a new user, authenticating with a client certificate the cluster CA
     /// issues (CN = user, O = each group); RBAC decides what the user may do.
     Create(auth::KubeconfigCreateArgs),
+    /// Re-issue the admin kubeconfig: a fresh client certificate (CN skiff-admin, O
+    /// system:masters) for its current context, and the admin token as user
+    /// `skiff-admin-token` (context `skiff-token`). Rewrites DATA_DIR/kubeconfig.yaml unless
+    /// `-o` names another file.
+    Admin(auth::KubeconfigAdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +126,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Kubeconfig { command: KubeconfigCommand::Create(args) } => {
             auth::kubeconfig_create(args)
+        }
+        Command::Kubeconfig { command: KubeconfigCommand::Admin(args) } => {
+            auth::kubeconfig_admin(args)
         }
         Command::Token(args) => token::run(args),
         Command::Images {

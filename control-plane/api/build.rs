@@ -30,6 +30,13 @@ const SPECIAL: &[(&str, &str)] = &[
     ("apimachinery.pkg.apis.meta.v1.Duration", "Duration"),
     ("apimachinery.pkg.apis.meta.v1.ObjectMeta", "ObjectMeta"),
     ("apimachinery.pkg.util.intstr.IntOrString", "IntOrString"),
+    // Go's `type ExtraValue []string`: a JSON array of strings.
+    ("api.authentication.v1.ExtraValue", "StringList"),
+    ("api.authentication.v1beta1.ExtraValue", "StringList"),
+    ("api.authorization.v1.ExtraValue", "StringList"),
+    ("api.authorization.v1beta1.ExtraValue", "StringList"),
+    ("api.certificates.v1.ExtraValue", "StringList"),
+    ("api.certificates.v1beta1.ExtraValue", "StringList"),
     ("apimachinery.pkg.runtime.RawExtension", "RawExtension"),
     ("apimachinery.pkg.apis.meta.v1.FieldsV1", "RawJson"),
     ("apiextensions_apiserver.pkg.apis.apiextensions.v1.Json", "RawJson"),
@@ -45,6 +52,18 @@ const SPECIAL: &[(&str, &str)] = &[
     (
         "apiextensions_apiserver.pkg.apis.apiextensions.v1beta1.JsonSchemaPropsOrStringArray",
         "OrStringArray",
+    ),
+];
+
+/// JSON names of fields whose types k8s-openapi does not describe, where the name guessed
+/// from other types' fields is wrong: (message, prost field, JSON name).
+const JSON_NAMES: &[(&str, &str, &str)] = &[
+    ("api.admission.v1.AdmissionRequest", "sub_resource", "subResource"),
+    ("api.admission.v1beta1.AdmissionRequest", "sub_resource", "subResource"),
+    (
+        "api.core.v1.PodLogOptions",
+        "insecure_skip_tls_verify_backend",
+        "insecureSkipTLSVerifyBackend",
     ),
 ];
 
@@ -67,6 +86,7 @@ fn main() {
     let pb_src = locate("SKIFF_K8S_PB_SRC", K8S_PB);
     let openapi_src = locate("SKIFF_K8S_OPENAPI_SRC", K8S_OPENAPI).join(OPENAPI_VERSION_DIR);
 
+    let scalars = go_scalars();
     let mut messages = BTreeMap::new();
     let mut groups = BTreeMap::new();
     for (module, file) in rust_files(&pb_src, true) {
@@ -119,15 +139,27 @@ fn main() {
         let special = SPECIAL.iter().find(|(n, _)| n == full).map_or("None", |(_, s)| s);
         let mut fields = msg.fields.clone();
         fields.sort_by_key(|f| f.tag);
+        // prost keeps the .proto's field order, which go-to-protobuf wrote in the Go struct's
+        // order: the order encoding/json writes the fields in (tags are not: `initContainers`
+        // is 20 but comes second). Indices into the tag-sorted fields.
+        let go_order: Vec<String> = msg
+            .fields
+            .iter()
+            .filter_map(|d| fields.iter().position(|f| f.tag == d.tag))
+            .map(|i| i.to_string())
+            .collect();
         let _ = write!(
             out,
-            "    Message {{ name: {full:?}, proto: {proto_name:?}, special: Special::{special}, fields: &["
+            "    Message {{ name: {full:?}, proto: {proto_name:?}, special: Special::{special}, go_order: &[{}], fields: &[",
+            go_order.join(",")
         );
         for f in &fields {
             // Go's inline (embedded) structs are fields of their own in protobuf, but their
             // fields sit in the parent's JSON object: k8s-openapi flattens them too.
             let mut inline = false;
+            let fixed = JSON_NAMES.iter().find(|(m, f_, _)| m == full && *f_ == f.snake);
             let json = match entry {
+                _ if fixed.is_some() => fixed.map(|(_, _, j)| j.to_string()).unwrap_or_default(),
                 Some((_, names)) => match names.iter().find(|n| same_name(n, &f.snake)) {
                     Some(n) => n.clone(),
                     None if matches!(f.ty, Ty::Message(_)) && !f.repeated => {
@@ -163,10 +195,17 @@ fn main() {
                     other => panic!("{full}.{}: unsupported map value {other:?}", f.snake),
                 },
             };
-            let keep_empty = KEEP_EMPTY_STRING.iter().any(|(m, j)| m == full && *j == json);
+            let go = scalars.get(&(module.to_string(), normalize(name), json.clone()));
+            // A zero read from the wire is dropped only where Go's JSON omits it: a non-pointer
+            // with omitempty. Fields not in the table keep the old rule (empty strings go).
+            let keep_zero = match go {
+                Some((ptr, omit)) => *ptr || !*omit,
+                None => KEEP_EMPTY_STRING.iter().any(|(m, j)| m == full && *j == json),
+            };
+            let known = go.is_some();
             let _ = write!(
                 out,
-                " Field {{ json: {json:?}, tag: {}, ty: Ty::{ty}, repeated: {}, keep_empty: {keep_empty}, inline: {inline} }},",
+                " Field {{ json: {json:?}, tag: {}, ty: Ty::{ty}, repeated: {}, keep_zero: {keep_zero}, go_known: {known}, inline: {inline} }},",
                 f.tag, f.repeated
             );
         }
@@ -188,6 +227,23 @@ fn main() {
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("protobuf_schema.rs");
     std::fs::write(&dest, out).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
+}
+
+/// go-scalars.tsv: (k8s-pb module, normalized struct name, JSON name) -> (pointer, omitempty).
+fn go_scalars() -> HashMap<(String, String, String), (bool, bool)> {
+    let path = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("go-scalars.tsv");
+    let text = read(&path);
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [package, strukt, json, ptr, omit] = cols[..] else {
+            panic!("{}: bad line {line:?}", path.display())
+        };
+        let module = package.replace('/', ".").replace('-', "_");
+        out.insert((module, normalize(strukt), json.to_string()), (ptr == "ptr", omit == "omit"));
+    }
+    out
 }
 
 /// The `src` directory of a crate in Cargo's registry (or the directory `env` names).

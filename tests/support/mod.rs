@@ -69,6 +69,15 @@ pub struct Skiff {
     pub cluster_cidr: String,
 }
 
+/// With `--token`, kubectl should authenticate by that token alone: the admin kubeconfig's
+/// current user also holds a client certificate, which kube (and Skiff) would accept first, so
+/// such calls use the kubeconfig's token context (`skiff-token`) unless they name a context.
+fn token_context(args: &[&str]) -> Vec<&'static str> {
+    let token = args.iter().any(|a| *a == "--token" || a.starts_with("--token="));
+    let context = args.iter().any(|a| *a == "--context" || a.starts_with("--context="));
+    if token && !context { vec!["--context", "skiff-token"] } else { Vec::new() }
+}
+
 /// `program` to run in network namespace `netns`, or as it is. Only the network namespace
 /// changes (`nsenter --net`): `ip netns exec` would also remount `/sys`, hiding the cgroup
 /// file system that runc needs.
@@ -238,6 +247,7 @@ impl Skiff {
             .env("HOME", self.tool_home())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .args(token_context(args))
             .args(args)
             .output()
             .expect("running kubectl")
@@ -249,6 +259,7 @@ impl Skiff {
             .env("HOME", self.tool_home())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .args(token_context(args))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -8,6 +8,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod schema;
 
+pub use protobuf::gojson;
 pub use registry::{Attachment, Registry, ResourceInfo, intern, intern_list};
 
 /// Store key of one object, shaped like etcd's keys in Kubernetes. Custom resources live

@@ -51,9 +51,10 @@ impl std::fmt::Debug for Attachment {
 
 impl ResourceInfo {
     /// `group/version`, or just `version` for the core group.
-    /// Whether objects of this resource are kept (reviews are only answered).
+    /// Whether objects of this resource are kept (reviews and bindings are only answered,
+    /// component statuses only read).
     pub fn is_stored(&self) -> bool {
-        self.verbs.contains(&"get")
+        self.verbs.contains(&"watch")
     }
 
     /// Whether this is a custom resource (see [`ResourceInfo::custom`]).
@@ -141,6 +142,20 @@ impl Registry {
                 short: &["quota"], categories: NONE, sub: STATUS, spec: false),
             resource!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true,
                 short: &["rc"], categories: ALL, sub: STATUS_SCALE, spec: true),
+            resource!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true,
+                short: NONE, categories: NONE, sub: NONE, spec: true),
+            // Binding is created only (it sets a pod's node); ComponentStatus is read only,
+            // answered from the control plane's health.
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("", "v1", "Binding", "bindings", "binding", true,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["get", "list"],
+                ..resource!("", "v1", "ComponentStatus", "componentstatuses", "componentstatus", false,
+                    short: &["cs"], categories: NONE, sub: NONE, spec: false)
+            },
             // apps/v1
             resource!("apps", "v1", "Deployment", "deployments", "deployment", true,
                 short: &["deploy"], categories: ALL, sub: STATUS_SCALE, spec: true),
@@ -194,6 +209,34 @@ impl Registry {
                 short: NONE, categories: NONE, sub: NONE, spec: false),
             resource!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false,
                 short: &["sc"], categories: NONE, sub: NONE, spec: false),
+            resource!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", false,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", false,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", "csistoragecapacity", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", false,
+                short: NONE, categories: NONE, sub: STATUS, spec: false),
+            resource!("storage.k8s.io", "v1", "VolumeAttributesClass", "volumeattributesclasses", "volumeattributesclass", false,
+                short: &["vac"], categories: NONE, sub: NONE, spec: false),
+            resource!("networking.k8s.io", "v1", "IPAddress", "ipaddresses", "ipaddress", false,
+                short: &["ip"], categories: NONE, sub: NONE, spec: false),
+            resource!("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", false,
+                short: NONE, categories: NONE, sub: STATUS, spec: false),
+            // resource.k8s.io/v1: dynamic resource allocation, kept as objects.
+            resource!("resource.k8s.io", "v1", "DeviceClass", "deviceclasses", "deviceclass", false,
+                short: NONE, categories: NONE, sub: NONE, spec: true),
+            resource!("resource.k8s.io", "v1", "ResourceClaim", "resourceclaims", "resourceclaim", true,
+                short: NONE, categories: NONE, sub: STATUS, spec: false),
+            resource!("resource.k8s.io", "v1", "ResourceClaimTemplate", "resourceclaimtemplates", "resourceclaimtemplate", true,
+                short: NONE, categories: NONE, sub: NONE, spec: false),
+            resource!("resource.k8s.io", "v1", "ResourceSlice", "resourceslices", "resourceslice", false,
+                short: NONE, categories: NONE, sub: NONE, spec: true),
+            // flowcontrol.apiserver.k8s.io/v1: API Priority and Fairness.
+            resource!("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", "flowschema", false,
+                short: NONE, categories: NONE, sub: STATUS, spec: true),
+            resource!("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", "prioritylevelconfiguration", false,
+                short: NONE, categories: NONE, sub: STATUS, spec: true),
             resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true,
                 short: &["pdb"], categories: NONE, sub: STATUS, spec: true),
             resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false,
@@ -232,6 +275,11 @@ impl Registry {
             ResourceInfo {
                 verbs: &["create"],
                 ..resource!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false,
+                    short: NONE, categories: NONE, sub: NONE, spec: false)
+            },
+            ResourceInfo {
+                verbs: &["create"],
+                ..resource!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", true,
                     short: NONE, categories: NONE, sub: NONE, spec: false)
             },
             ResourceInfo {

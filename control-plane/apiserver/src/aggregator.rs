@@ -597,11 +597,7 @@ async fn write_available(
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    match state
-        .store
-        .update(key, serde_json::to_vec(&new).unwrap_or_default(), Some(revision))
-        .await
-    {
+    match state.store.update(key, skiff_api::gojson::to_vec(&new), Some(revision)).await {
         Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => {}
         Err(e) => tracing::warn!(apiservice = %key, error = %e, "writing the Available condition"),
     }
@@ -625,7 +621,7 @@ pub fn authentication_config_map(client_ca_pem: &str) -> Value {
 
 /// A plain JSON answer with status `code` (for documents built here).
 pub fn json_answer(code: StatusCode, v: &Value) -> Response {
-    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    let mut r = Response::new(Body::from(crate::handlers::json_body_bytes(v)));
     *r.status_mut() = code;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r

@@ -110,7 +110,7 @@ impl Cached {
     fn new(kind: &str, key: String, revision: u64, obj: Value) -> Cached {
         let obj = crate::handlers::with_resource_version(obj, revision);
         let attrs = attributes(kind, &obj);
-        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        let json = Bytes::from(skiff_api::gojson::to_vec(&obj));
         Cached { key, revision, json, attrs, proto: OnceLock::new() }
     }
 

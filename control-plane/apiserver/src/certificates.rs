@@ -815,11 +815,30 @@ pub async fn token_review_status(state: &State, obj: &mut Value) -> Result<Value
         }
         None => None,
     };
+    // As kube answers a token it does not accept: `authenticated` false is left out
+    // (omitempty); a service account token of this cluster for other audiences, or one of its
+    // issuer that does not verify, gets an error; any other token is simply not one this
+    // server knows.
     let status = match answer {
         Some((user, audiences)) => {
             json!({"authenticated": true, "user": user, "audiences": audiences})
         }
-        None => json!({"authenticated": false, "user": {}}),
+        None => match crate::tokens::verified_audiences(state, &token) {
+            Some(auds) if !auds.iter().any(|a| wanted.contains(&a.as_str())) => {
+                json!({"user": {}, "error": format!(
+                    "token audiences {} is invalid for the target audiences {}",
+                    crate::tokens::go_quoted_list(&auds),
+                    crate::tokens::go_quoted_list(&wanted)
+                )})
+            }
+            _ if crate::tokens::claims_issuer_unverified(&token).is_some_and(|iss| {
+                iss == crate::tokens::ISSUER || iss == crate::tokens::LEGACY_ISSUER
+            }) =>
+            {
+                json!({"user": {}, "error": "invalid bearer token"})
+            }
+            _ => json!({"user": {}}),
+        },
     };
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("token");

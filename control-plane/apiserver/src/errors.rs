@@ -176,7 +176,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let body = crate::handlers::json_body_bytes(&self.to_status());
         (self.status_code(), [(axum::http::header::CONTENT_TYPE, "application/json")], body)
             .into_response()
     }

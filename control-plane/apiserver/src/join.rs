@@ -271,12 +271,18 @@ impl JoinService {
             .with_state(self)
     }
 
-    fn is_admin(&self, headers: &HeaderMap) -> bool {
-        headers
+    /// The admin token, or a client certificate of the cluster CA in `system:masters` (the
+    /// admin kubeconfig's certificate user).
+    fn is_admin(&self, headers: &HeaderMap, peer: Option<&crate::authn::PeerCertificates>) -> bool {
+        let by_token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.admin_token.as_bytes()))
+            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.admin_token.as_bytes()));
+        by_token
+            || peer
+                .and_then(crate::authn::user_of_certificate)
+                .is_some_and(|u| u.groups.iter().any(|g| g == skiff_auth::user::MASTERS))
     }
 }
 
@@ -419,8 +425,12 @@ async fn agent(State(svc): State<Arc<JoinService>>, body: Bytes) -> Response {
         .into_response()
 }
 
-async fn members(State(svc): State<Arc<JoinService>>, headers: HeaderMap) -> Response {
-    if !svc.is_admin(&headers) {
+async fn members(
+    State(svc): State<Arc<JoinService>>,
+    peer: Option<axum::Extension<crate::authn::PeerCertificates>>,
+    headers: HeaderMap,
+) -> Response {
+    if !svc.is_admin(&headers, peer.as_deref()) {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     let leader = svc.store.leader().map(|m| m.id);
@@ -436,10 +446,11 @@ async fn members(State(svc): State<Arc<JoinService>>, headers: HeaderMap) -> Res
 
 async fn remove_member(
     State(svc): State<Arc<JoinService>>,
+    peer: Option<axum::Extension<crate::authn::PeerCertificates>>,
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
-    if !svc.is_admin(&headers) {
+    if !svc.is_admin(&headers, peer.as_deref()) {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     match svc.store.remove_member(id).await {

@@ -269,7 +269,10 @@ pub fn default(api_version: &str, kind: &str, obj: &mut Value) {
                 set_default(spec, "conversion", json!({"strategy": "None"}));
             }
         }
-        _ => {}
+        ("v1", "PodTemplate") => default_template(obj.get_mut("template")),
+        _ => {
+            crate::ga_kinds::default(api_version, kind, obj);
+        }
     }
 }
 
@@ -424,9 +427,8 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, causes: &mut Causes)
             validate_keys(obj.get("data"), "data", causes);
             if let Some(data) = obj.get("data").and_then(Value::as_object) {
                 for (k, v) in data {
-                    let ok = v.as_str().is_some_and(|s| {
-                        base64::engine::general_purpose::STANDARD.decode(s).is_ok()
-                    });
+                    let ok =
+                        v.as_str().is_some_and(|s| skiff_api::protobuf::decode_base64(s).is_ok());
                     if !ok {
                         causes.push((
                             format!("data[{k}]"),
@@ -486,7 +488,10 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, causes: &mut Causes)
             }
         }
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => validate_crd(obj, causes),
-        _ => {}
+        ("v1", "PodTemplate") => validate_template(obj.get("template"), "template", causes),
+        _ => {
+            crate::ga_kinds::validate(api_version, kind, obj, causes);
+        }
     }
 }
 

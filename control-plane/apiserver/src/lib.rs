@@ -17,7 +17,9 @@ pub mod crds;
 pub mod discovery;
 pub mod encryption;
 pub mod errors;
+pub mod flowcontrol;
 pub mod fuzzing;
+pub mod ga_kinds;
 pub mod gc;
 pub mod gnostic;
 pub mod handlers;
@@ -68,6 +70,8 @@ use crate::metrics::{DurationLabels, Metrics, RequestLabels};
 
 /// Shared state of one api server.
 pub struct State {
+    /// API Priority and Fairness: how requests are classified and limited.
+    pub apf: flowcontrol::Apf,
     pub store: Arc<dyn Store>,
     pub registry: Registry,
     pub metrics: Metrics,
@@ -218,6 +222,7 @@ impl ApiServer {
             metrics_pipeline: metricsapi::MetricsPipeline::default(),
             crds: crds::CustomResources::default(),
             aggregator: aggregator::Aggregator::default(),
+            apf: flowcontrol::Apf::default(),
         });
         let s = state.clone();
         let router = Router::new().fallback(move |req: Request| {
@@ -415,8 +420,7 @@ impl ApiServer {
                 continue;
             }
             objects::prepare_create(&mut obj, res, None)?;
-            match self.state.store.create(&key, serde_json::to_vec(&obj).unwrap_or_default()).await
-            {
+            match self.state.store.create(&key, skiff_api::gojson::to_vec(&obj)).await {
                 Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(ApiError::from_store(e, plural, "")),
             }
@@ -425,6 +429,7 @@ impl ApiServer {
         crds::start(&self.state).await;
         self.bootstrap_extension_authentication().await?;
         aggregator::start(&self.state).await;
+        flowcontrol::start(&self.state).await;
         self.bootstrap_api_service().await
     }
 
@@ -454,22 +459,13 @@ impl ApiServer {
                     let _ = self
                         .state
                         .store
-                        .update(
-                            &key,
-                            serde_json::to_vec(&current).unwrap_or_default(),
-                            Some(kv.mod_revision),
-                        )
+                        .update(&key, skiff_api::gojson::to_vec(&current), Some(kv.mod_revision))
                         .await;
                 }
             }
             None => {
                 objects::prepare_create(&mut want, res, Some("kube-system"))?;
-                match self
-                    .state
-                    .store
-                    .create(&key, serde_json::to_vec(&want).unwrap_or_default())
-                    .await
-                {
+                match self.state.store.create(&key, skiff_api::gojson::to_vec(&want)).await {
                     Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                     Err(e) => return Err(ApiError::from_store(e, "configmaps", "")),
                 }
@@ -509,8 +505,7 @@ impl ApiServer {
                 continue;
             }
             objects::prepare_create(&mut obj, res, ns.as_deref())?;
-            match self.state.store.create(&key, serde_json::to_vec(&obj).unwrap_or_default()).await
-            {
+            match self.state.store.create(&key, skiff_api::gojson::to_vec(&obj)).await {
                 Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(ApiError::from_store(e, res.plural, "")),
             }
@@ -574,7 +569,7 @@ impl ApiServer {
                 "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                 "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
             objects::prepare_create(&mut ep, endpoints, Some("default"))?;
-            match self.state.store.create(&key, serde_json::to_vec(&ep).unwrap_or_default()).await {
+            match self.state.store.create(&key, skiff_api::gojson::to_vec(&ep)).await {
                 Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(ApiError::from_store(e, "endpoints", "kubernetes")),
             }
@@ -589,12 +584,7 @@ impl ApiServer {
                     "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
                 objects::prepare_create(&mut slice, slices, Some("default"))?;
-                match self
-                    .state
-                    .store
-                    .create(&key, serde_json::to_vec(&slice).unwrap_or_default())
-                    .await
-                {
+                match self.state.store.create(&key, skiff_api::gojson::to_vec(&slice)).await {
                     Ok(_) | Err(skiff_store::StoreError::AlreadyExists(_)) => {}
                     Err(e) => return Err(ApiError::from_store(e, "endpointslices", "kubernetes")),
                 }
@@ -672,9 +662,31 @@ async fn serve_request(state: Arc<State>, mut req: Request) -> Response {
                     req = audit_request_object(req, r).await;
                 }
             }
-            match authn::scope(a.user, route(&state, req, &mut info)).await {
-                Ok(r) => r,
-                Err(e) => e.into_response(),
+            // API Priority and Fairness; the server's own requests are exempt, as kube's
+            // loopback client (system:masters) is.
+            let long_running = attrs.verb == "watch"
+                || attrs.verb == "proxy"
+                || matches!(
+                    attrs.subresource.as_str(),
+                    "exec" | "attach" | "portforward" | "log" | "proxy"
+                );
+            let ticket = if in_process {
+                Ok(None)
+            } else {
+                state.apf.admit(&a.user, &attrs, long_running).await.map(Some)
+            };
+            match ticket {
+                Err(rejected) => rejected,
+                Ok(ticket) => {
+                    let mut resp = match authn::scope(a.user, route(&state, req, &mut info)).await {
+                        Ok(r) => r,
+                        Err(e) => e.into_response(),
+                    };
+                    if let Some(t) = ticket {
+                        t.stamp(&mut resp);
+                    }
+                    resp
+                }
             }
         }
         Err(refused) => {

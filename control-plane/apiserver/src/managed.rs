@@ -552,6 +552,12 @@ impl ManagedEntry {
         if let Some(t) = &self.time {
             v["time"] = json!(t);
         }
+        if self.manager.is_empty() {
+            // `manager` is omitempty in Go: a client without a User-Agent has none.
+            if let Some(m) = v.as_object_mut() {
+                m.remove("manager");
+            }
+        }
         if let Some(s) = &self.subresource {
             v["subresource"] = json!(s);
         }

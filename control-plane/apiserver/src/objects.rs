@@ -78,6 +78,18 @@ pub fn check_type(obj: &mut Value, res: &ResourceInfo) -> Result<(), ApiError> {
             )));
         }
     }
+    // As kube holds it once decoded into its Go struct: zeros Go's JSON omits are gone, and
+    // `[]byte` fields are read as Go reads base64 (line breaks allowed).
+    if !res.is_custom() {
+        skiff_api::protobuf::normalize(obj).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {message}",
+                kind = res.kind,
+                version = res.version,
+                message = e.message
+            ))
+        })?;
+    }
     Ok(())
 }
 
@@ -690,20 +702,119 @@ fn validate_wasm_pod(spec: &Map<String, Value>, prefix: &str, causes: &mut Vec<(
 
 /// Labels of an object, for selectors.
 /// A stored object's JSON (as the store keeps it: no `metadata.resourceVersion`) with
-/// `"resourceVersion":"REV"` put first in its top-level `metadata`, found by scanning the
-/// bytes: nothing is decoded. `None` when the top level has no `metadata` object.
+/// `"resourceVersion":"REV"` put in its top-level `metadata` where kube writes it, found by
+/// scanning the bytes: nothing is decoded. A built-in kind, stored in Go's field order (it
+/// starts with `"kind"`), gets it after `uid` (ObjectMeta's order); any other object (a custom
+/// resource, written with sorted keys as Go writes a map) gets it in sorted place. `None` when
+/// the top level has no `metadata` object.
 pub fn stamp_resource_version(json: &[u8], revision: u64) -> Option<Vec<u8>> {
-    let at = top_level_metadata(json)?;
+    let open = top_level_metadata(json)?;
+    let go_order = json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && json.iter().skip_while(|b| b.is_ascii_whitespace()).skip(1).take(6).eq(b"\"kind\"");
+    let (at, after_key) = metadata_slot(json, open, go_order)?;
     let field = format!("\"resourceVersion\":\"{revision}\"");
-    let empty = json[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-    let mut out = Vec::with_capacity(json.len() + field.len() + 1);
+    let mut out = Vec::with_capacity(json.len() + field.len() + 2);
     out.extend_from_slice(&json[..at]);
+    if after_key {
+        out.push(b',');
+    }
     out.extend_from_slice(field.as_bytes());
-    if !empty {
+    let closes = json[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    if !after_key && !closes {
         out.push(b',');
     }
     out.extend_from_slice(&json[at..]);
     Some(out)
+}
+
+/// ObjectMeta's fields before `resourceVersion`, in Go's order.
+const BEFORE_RESOURCE_VERSION: &[&[u8]] =
+    &[b"name", b"generateName", b"namespace", b"selfLink", b"uid"];
+
+/// Where `resourceVersion` goes in the metadata object opening at `open`: the offset of the
+/// first key that follows it (Go's order or sorted), or of the closing `}`; and whether a key
+/// precedes that spot (a comma goes before the field).
+fn metadata_slot(json: &[u8], open: usize, go_order: bool) -> Option<(usize, bool)> {
+    let mut i = open;
+    let mut seen = false;
+    loop {
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        match json.get(i)? {
+            b'}' => return Some((i, seen)),
+            b'"' => {}
+            _ => return None,
+        }
+        let key_start = i;
+        let key_end = string_end(json, i)?;
+        let key = &json[key_start + 1..key_end - 1];
+        let before = if go_order {
+            BEFORE_RESOURCE_VERSION.contains(&key)
+        } else {
+            key < &b"resourceVersion"[..]
+        };
+        if !before {
+            return Some((key_start, false));
+        }
+        seen = true;
+        i = value_end(json, key_end)?;
+        while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        match json.get(i)? {
+            b',' => i += 1,
+            b'}' => return Some((i, true)),
+            _ => return None,
+        }
+    }
+}
+
+/// The offset after the string opening at `i`.
+fn string_end(json: &[u8], i: usize) -> Option<usize> {
+    let mut escaped = false;
+    for (n, &b) in json.get(i + 1..)?.iter().enumerate() {
+        match (escaped, b) {
+            (true, _) => escaped = false,
+            (false, b'\\') => escaped = true,
+            (false, b'"') => return Some(i + 2 + n),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The offset after the value that follows the `:` after a key ending at `i`.
+fn value_end(json: &[u8], mut i: usize) -> Option<usize> {
+    while json.get(i).is_some_and(|b| b.is_ascii_whitespace() || *b == b':') {
+        i += 1;
+    }
+    let mut depth = 0usize;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                i = string_end(json, i)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Some(i);
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    (depth == 0).then_some(i)
 }
 
 /// The offset just after the `{` that opens the top-level `"metadata"` value.
@@ -772,6 +883,45 @@ pub fn labels_of(obj: &Value) -> Option<&Value> {
 mod tests {
     use super::*;
     use skiff_api::Registry;
+
+    #[test]
+    fn a_resource_version_should_be_stamped_where_kube_writes_it() {
+        let stamp = |s: &str| {
+            String::from_utf8(stamp_resource_version(s.as_bytes(), 9).expect("stamped"))
+                .expect("utf8")
+        };
+        assert_eq!(
+            stamp(
+                r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"n","uid":"u","creationTimestamp":"t","labels":{"x":"y"}},"spec":{}}"#
+            ),
+            r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"n","uid":"u","resourceVersion":"9","creationTimestamp":"t","labels":{"x":"y"}},"spec":{}}"#
+        );
+        assert_eq!(
+            stamp(r#"{"kind":"Pod","metadata":{"labels":{"uid":"1"}}}"#),
+            r#"{"kind":"Pod","metadata":{"resourceVersion":"9","labels":{"uid":"1"}}}"#
+        );
+        assert_eq!(
+            stamp(r#"{"kind":"Pod","metadata":{"name":"a,}","uid":"u"}}"#),
+            r#"{"kind":"Pod","metadata":{"name":"a,}","uid":"u","resourceVersion":"9"}}"#
+        );
+        assert_eq!(
+            stamp(r#"{"kind":"Pod","metadata":{}}"#),
+            r#"{"kind":"Pod","metadata":{"resourceVersion":"9"}}"#
+        );
+        // A custom resource: sorted, as Go writes a map.
+        assert_eq!(
+            stamp(
+                r#"{"apiVersion":"x/v1","kind":"W","metadata":{"generation":1,"name":"w","namespace":"n","uid":"u"}}"#
+            ),
+            r#"{"apiVersion":"x/v1","kind":"W","metadata":{"generation":1,"name":"w","namespace":"n","resourceVersion":"9","uid":"u"}}"#
+        );
+        assert_eq!(
+            stamp(
+                r#"{"apiVersion":"x/v1","metadata":{"annotations":{"a":[1,{"b":"}"}]},"name":"w"}}"#
+            ),
+            r#"{"apiVersion":"x/v1","metadata":{"annotations":{"a":[1,{"b":"}"}]},"name":"w","resourceVersion":"9"}}"#
+        );
+    }
 
     #[test]
     fn a_resource_version_should_be_stamped_into_the_top_level_metadata_only() {

@@ -221,9 +221,25 @@ impl Pki {
         )
     }
 
-    /// A kubeconfig for the admin user against `server_url` (e.g. `https://127.0.0.1:6443`).
+    /// The admin kubeconfig against `server_url` (e.g. `https://127.0.0.1:6443`), as kubeadm,
+    /// kind and k3s write theirs: the current context's user `skiff-admin` holds a client
+    /// certificate (CN `skiff-admin`, O `system:masters`, from the cluster CA, valid a year,
+    /// issued afresh each time this is written); the bearer token is the user
+    /// `skiff-admin-token` of context `skiff-token`.
     pub fn kubeconfig(&self, server_url: &str) -> String {
-        kubeconfig(server_url, &self.ca_cert_pem, "skiff-admin", &self.admin_token)
+        match issue_client_cert(
+            &self.ca_cert_pem,
+            &self.ca_key_pem,
+            ADMIN_USER,
+            &["system:masters"],
+            ADMIN_CERT_TTL,
+        ) {
+            Ok((cert, key)) => {
+                admin_kubeconfig(server_url, &self.ca_cert_pem, &cert, &key, &self.admin_token)
+            }
+            // Without a certificate the token alone still works.
+            Err(_) => kubeconfig(server_url, &self.ca_cert_pem, ADMIN_USER, &self.admin_token),
+        }
     }
 }
 
@@ -326,6 +342,28 @@ pub fn client_cert_kubeconfig(
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
+        b64(ca_cert_pem),
+        b64(cert_pem),
+        b64(key_pem)
+    )
+}
+
+/// The admin's user name (its certificate's CN).
+pub const ADMIN_USER: &str = "skiff-admin";
+/// How long an admin client certificate is valid: a year, as kubeadm's.
+const ADMIN_CERT_TTL: u64 = 365 * 24 * 3600;
+
+/// The admin kubeconfig: a certificate user (the current context) and a token user.
+pub fn admin_kubeconfig(
+    server_url: &str,
+    ca_cert_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    token: &str,
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\nusers:\n- name: {ADMIN_USER}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n- name: {ADMIN_USER}-token\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {ADMIN_USER}\n    namespace: default\n- name: skiff-token\n  context:\n    cluster: skiff\n    user: {ADMIN_USER}-token\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
         b64(ca_cert_pem),
         b64(cert_pem),
         b64(key_pem)

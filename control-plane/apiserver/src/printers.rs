@@ -39,6 +39,14 @@ fn len(o: &Value, ptr: &str) -> usize {
     }
 }
 
+/// `ptr` (an array of objects) with each one's `field`, joined with `,`.
+fn joined(o: &Value, ptr: &str, field: &str) -> String {
+    o.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|c| s(c, field)).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
 fn or_none(v: String) -> String {
     if v.is_empty() { "<none>".into() } else { v }
 }
@@ -603,6 +611,257 @@ pub fn printer(kind: &str) -> Option<(Vec<Value>, Printer)> {
                 vec![name(o), json!(service), json!(available), created(o)]
             },
         ),
+        "PodTemplate" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Containers", "string", 0),
+                ("Images", "string", 0),
+                ("Pod Labels", "string", 0),
+            ]),
+            |o| {
+                let names = joined(o, "/template/spec/containers", "/name");
+                let images = joined(o, "/template/spec/containers", "/image");
+                let labels = o
+                    .pointer("/template/metadata/labels")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "<none>".into());
+                vec![name(o), json!(names), json!(images), json!(labels)]
+            },
+        ),
+        "ComponentStatus" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Status", "string", 0),
+                ("Message", "string", 0),
+                ("Error", "string", 0),
+            ]),
+            |o| {
+                let healthy = o
+                    .pointer("/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|c| c.iter().find(|c| s(c, "/type") == "Healthy"));
+                let (status, message, error) = match healthy {
+                    None => ("Unknown", "", ""),
+                    Some(c) => (
+                        if s(c, "/status") == "True" { "Healthy" } else { "Unhealthy" },
+                        s(c, "/message"),
+                        s(c, "/error"),
+                    ),
+                };
+                vec![name(o), json!(status), json!(message), json!(error)]
+            },
+        ),
+        "CSIDriver" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("AttachRequired", "boolean", 0),
+                ("PodInfoOnMount", "boolean", 0),
+                ("StorageCapacity", "boolean", 0),
+                ("TokenRequests", "string", 0),
+                ("RequiresRepublish", "boolean", 0),
+                ("Modes", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                let flag =
+                    |p: &str, d: bool| json!(o.pointer(p).and_then(Value::as_bool).unwrap_or(d));
+                let tokens = match o.pointer("/spec/tokenRequests").and_then(Value::as_array) {
+                    None => "<unset>".to_string(),
+                    Some(t) => t.iter().map(|r| s(r, "/audience")).collect::<Vec<_>>().join(","),
+                };
+                let modes = or_none(
+                    o.pointer("/spec/volumeLifecycleModes")
+                        .and_then(Value::as_array)
+                        .map(|m| m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
+                );
+                vec![
+                    name(o),
+                    flag("/spec/attachRequired", true),
+                    flag("/spec/podInfoOnMount", false),
+                    flag("/spec/storageCapacity", false),
+                    json!(tokens),
+                    flag("/spec/requiresRepublish", false),
+                    json!(modes),
+                    created(o),
+                ]
+            },
+        ),
+        "CSINode" => {
+            (cols(&[("Name", "string", 0), ("Drivers", "integer", 0), ("Age", "string", 0)]), |o| {
+                vec![name(o), json!(len(o, "/spec/drivers")), created(o)]
+            })
+        }
+        "VolumeAttachment" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Attacher", "string", 0),
+                ("PV", "string", 0),
+                ("Node", "string", 0),
+                ("Attached", "boolean", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                vec![
+                    name(o),
+                    json!(s(o, "/spec/attacher")),
+                    json!(s(o, "/spec/source/persistentVolumeName")),
+                    json!(s(o, "/spec/nodeName")),
+                    json!(o.pointer("/status/attached").and_then(Value::as_bool).unwrap_or(false)),
+                    created(o),
+                ]
+            },
+        ),
+        "VolumeAttributesClass" => (
+            cols(&[("Name", "string", 0), ("DriverName", "string", 0), ("Age", "string", 0)]),
+            |o| vec![name(o), json!(s(o, "/driverName")), created(o)],
+        ),
+        "IPAddress" => (cols(&[("Name", "string", 0), ("ParentRef", "string", 0)]), |o| {
+            let parent = match o.pointer("/spec/parentRef") {
+                None | Some(Value::Null) => "<none>".to_string(),
+                Some(p) => {
+                    let (group, resource) = (s(p, "/group"), s(p, "/resource"));
+                    let mut out = if group.is_empty() {
+                        resource.to_lowercase()
+                    } else {
+                        format!("{resource}.{group}").to_lowercase()
+                    };
+                    if !s(p, "/namespace").is_empty() {
+                        out = format!("{out}/{}", s(p, "/namespace"));
+                    }
+                    format!("{out}/{}", s(p, "/name"))
+                }
+            };
+            // kube adds an Age cell without its column; kubectl prints the columns it has.
+            vec![name(o), json!(parent), created(o)]
+        }),
+        "ServiceCIDR" => {
+            (cols(&[("Name", "string", 0), ("CIDRs", "string", 0), ("Age", "string", 0)]), |o| {
+                let cidrs = o
+                    .pointer("/spec/cidrs")
+                    .and_then(Value::as_array)
+                    .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default();
+                vec![name(o), json!(cidrs), created(o)]
+            })
+        }
+        "DeviceClass" | "ResourceClaimTemplate" => {
+            (cols(&[("Name", "string", 0), ("Age", "string", 0)]), |o| vec![name(o), created(o)])
+        }
+        "ResourceClaim" => {
+            (cols(&[("Name", "string", 0), ("State", "string", 0), ("Age", "string", 0)]), |o| {
+                let mut state = Vec::new();
+                let deleting =
+                    o.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+                let allocated = o.pointer("/status/allocation").is_some_and(|v| !v.is_null());
+                if deleting {
+                    state.push("deleted");
+                }
+                if !allocated && !deleting {
+                    state.push("pending");
+                }
+                if allocated {
+                    state.push("allocated");
+                    if len(o, "/status/reservedFor") > 0 {
+                        state.push("reserved");
+                    }
+                }
+                vec![name(o), json!(state.join(",")), created(o)]
+            })
+        }
+        "ResourceSlice" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Node", "string", 0),
+                ("Driver", "string", 0),
+                ("Pool", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                vec![
+                    name(o),
+                    json!(s(o, "/spec/nodeName")),
+                    json!(s(o, "/spec/driver")),
+                    json!(s(o, "/spec/pool/name")),
+                    created(o),
+                ]
+            },
+        ),
+        "FlowSchema" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("PriorityLevel", "string", 0),
+                ("MatchingPrecedence", "string", 0),
+                ("DistinguisherMethod", "string", 0),
+                ("Age", "string", 0),
+                ("MissingPL", "string", 0),
+            ]),
+            |o| {
+                let method =
+                    match o.pointer("/spec/distinguisherMethod/type").and_then(Value::as_str) {
+                        Some(t) => t.to_string(),
+                        None => "<none>".to_string(),
+                    };
+                let missing = o
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|c| c.iter().find(|c| s(c, "/type") == "Dangling"))
+                    .map_or("?".to_string(), |c| s(c, "/status").to_string());
+                vec![
+                    name(o),
+                    json!(s(o, "/spec/priorityLevelConfiguration/name")),
+                    json!(int(o, "/spec/matchingPrecedence").to_string()),
+                    json!(method),
+                    created(o),
+                    json!(missing),
+                ]
+            },
+        ),
+        "PriorityLevelConfiguration" => (
+            cols(&[
+                ("Name", "string", 0),
+                ("Type", "string", 0),
+                ("NominalConcurrencyShares", "string", 0),
+                ("Queues", "string", 0),
+                ("HandSize", "string", 0),
+                ("QueueLengthLimit", "string", 0),
+                ("Age", "string", 0),
+            ]),
+            |o| {
+                let none = || json!("<none>");
+                let limited = o.pointer("/spec/limited");
+                let shares = limited
+                    .and_then(|l| l.pointer("/nominalConcurrencyShares"))
+                    .and_then(Value::as_i64)
+                    .map_or_else(none, |n| json!(n.to_string()));
+                let queuing = limited.and_then(|l| l.pointer("/limitResponse/queuing"));
+                let q = |k: &str| {
+                    queuing
+                        .and_then(|q| q.get(k))
+                        .and_then(Value::as_i64)
+                        .map_or_else(none, |n| json!(n.to_string()))
+                };
+                vec![
+                    name(o),
+                    json!(s(o, "/spec/type")),
+                    shares,
+                    q("queues"),
+                    q("handSize"),
+                    q("queueLengthLimit"),
+                    created(o),
+                ]
+            },
+        ),
+        "CSIStorageCapacity" => (cols(&[("Name", "string", 0), ("Created At", "date", 0)]), |o| {
+            vec![name(o), json!(s(o, "/metadata/creationTimestamp"))]
+        }),
         "LimitRange" | "Role" | "ClusterRole" | "CustomResourceDefinition" => {
             (cols(&[("Name", "string", 0), ("Created At", "date", 0)]), |o| {
                 vec![name(o), json!(s(o, "/metadata/creationTimestamp"))]

@@ -42,6 +42,42 @@ fn attributes_of(res: &ResourceInfo, spec: &Value) -> Result<Attributes, ApiErro
     }
 }
 
+/// A LocalSubjectAccessReview is about its URL's namespace: its metadata takes the namespace,
+/// and the attributes must name the same one (kube does not fill it in).
+fn local_review_namespace(obj: &mut Value, namespace: &str) -> Result<(), ApiError> {
+    let meta = obj.as_object_mut().map(|o| o.entry("metadata").or_insert_with(|| json!({})));
+    if let Some(Value::Object(m)) = meta {
+        match m.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                m.insert("namespace".into(), json!(namespace));
+            }
+            Some(ns) if ns == namespace => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+    }
+    let invalid = |field: &str, detail: String| {
+        ApiError::invalid("LocalSubjectAccessReview", "", vec![(field.into(), detail)])
+    };
+    if let Some(n) = obj.pointer("/spec/nonResourceAttributes").filter(|v| !v.is_null()) {
+        return Err(invalid(
+            "spec.nonResourceAttributes",
+            format!("Invalid value: {n}: disallowed on this kind of request"),
+        ));
+    }
+    let asked = obj.pointer("/spec/resourceAttributes/namespace").and_then(Value::as_str);
+    if obj.pointer("/spec/resourceAttributes").is_some() && asked.unwrap_or("") != namespace {
+        return Err(invalid(
+            "spec.resourceAttributes.namespace",
+            format!("Invalid value: {}: must match metadata.namespace", json!(asked.unwrap_or(""))),
+        ));
+    }
+    Ok(())
+}
+
 /// The user a SubjectAccessReview asks about (`spec.user`, `groups`, `uid`, `extra`).
 fn subject_of(spec: &Value) -> Result<UserInfo, ApiError> {
     let user = spec.get("user").and_then(Value::as_str).unwrap_or("").to_string();
@@ -75,15 +111,23 @@ fn rule_json(r: &skiff_auth::rbac::PolicyRule) -> Value {
 }
 
 /// Answer a review `obj` of `res` (already type-checked) for the request's user.
-pub async fn answer(state: &State, res: &ResourceInfo, mut obj: Value) -> Result<Value, ApiError> {
+pub async fn answer(
+    state: &State,
+    res: &ResourceInfo,
+    mut obj: Value,
+    namespace: Option<&str>,
+) -> Result<Value, ApiError> {
+    if res.kind == "LocalSubjectAccessReview" {
+        local_review_namespace(&mut obj, namespace.unwrap_or(""))?;
+    }
     let requester = crate::authn::current_user()
         .map(|u| (*u).clone())
         .unwrap_or_else(crate::authn::apiserver_user);
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     let status = match res.kind {
-        "SelfSubjectAccessReview" | "SubjectAccessReview" => {
+        "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
             let attrs = attributes_of(res, &spec)?;
-            let subject = if res.kind == "SubjectAccessReview" {
+            let subject = if res.kind != "SelfSubjectAccessReview" {
                 subject_of(&spec)?
             } else {
                 requester.clone()
@@ -134,6 +178,69 @@ pub async fn answer(state: &State, res: &ResourceInfo, mut obj: Value) -> Result
         obj["metadata"] = json!({"creationTimestamp": null});
     }
     Ok(obj)
+}
+
+/// `componentstatuses`: the health of the control plane's parts, computed on each read
+/// (deprecated in Kubernetes, still served with its warning). Skiff runs the scheduler and the
+/// controllers in the api server's process; `etcd-0` is the store, probed with a read.
+pub async fn component_statuses(
+    state: &State,
+    method: &axum::http::Method,
+    target: &crate::handlers::Target,
+    headers: &axum::http::HeaderMap,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<axum::response::Response, ApiError> {
+    if method != axum::http::Method::GET || crate::handlers::query_bool(q, "watch") {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
+    let healthy = |name: &str| {
+        json!({"metadata": {"name": name},
+            "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]})
+    };
+    let store = match state.store.get("/registry/namespaces/default").await {
+        Ok(_) => healthy("etcd-0"),
+        Err(e) => json!({"metadata": {"name": "etcd-0"},
+            "conditions": [{"type": "Healthy", "status": "False", "error": e.to_string()}]}),
+    };
+    let mut items = vec![healthy("scheduler"), healthy("controller-manager"), store];
+    if let Some(name) = &target.name {
+        items.retain(|c| c["metadata"]["name"] == json!(name));
+    }
+    for c in &mut items {
+        c["kind"] = json!("ComponentStatus");
+        c["apiVersion"] = json!("v1");
+    }
+    let warning = vec!["v1 ComponentStatus is deprecated in v1.19+".to_string()];
+    if let Some(include) = crate::handlers::wanted_table(headers, q) {
+        if items.is_empty() {
+            let name = target.name.as_deref().unwrap_or("");
+            return Err(ApiError::not_found("componentstatus", name));
+        }
+        let table = crate::table::to_table(&target.resource, &items, "", None, include);
+        return Ok(crate::handlers::with_warnings(
+            crate::handlers::json_response(axum::http::StatusCode::OK, &table),
+            &warning,
+        ));
+    }
+    let body = match &target.name {
+        Some(name) => items.pop().ok_or_else(|| ApiError::not_found("componentstatus", name))?,
+        None => {
+            // A list's items carry no TypeMeta.
+            for c in &mut items {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+            }
+            json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items})
+        }
+    };
+    Ok(crate::handlers::with_warnings(
+        crate::handlers::json_response(axum::http::StatusCode::OK, &body),
+        &warning,
+    ))
 }
 
 #[cfg(test)]

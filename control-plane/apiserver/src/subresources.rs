@@ -351,11 +351,7 @@ async fn check_disruption_budgets(
     pdb["status"]["disruptedPods"][pod_name] = json!(objects::now_rfc3339());
     match state
         .store
-        .update(
-            &kv.key,
-            serde_json::to_vec(&handlers::without_resource_version(&pdb)).unwrap_or_default(),
-            Some(kv.mod_revision),
-        )
+        .update(&kv.key, skiff_api::gojson::to_vec_stored(&pdb), Some(kv.mod_revision))
         .await
     {
         Ok(_) => Ok(true),

@@ -324,6 +324,35 @@ pub async fn authenticate(state: &State, token: &str) -> Option<UserInfo> {
     authenticate_for(state, token, &[ISSUER]).await.map(|(user, _)| user)
 }
 
+/// The audiences of a service account token whose signature and expiry hold (`None` when
+/// they do not): for kube's "token audiences … is invalid for the target audiences …".
+pub fn verified_audiences(state: &State, token: &str) -> Option<Vec<String>> {
+    let claims = state.token_signer.get()?.verify(token, chrono::Utc::now().timestamp())?;
+    if claims.get("iss").and_then(Value::as_str) == Some(LEGACY_ISSUER) {
+        return Some(vec![ISSUER.to_string()]);
+    }
+    Some(match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+pub fn go_quoted_list(items: &[impl AsRef<str>]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{:?}", s.as_ref())).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// The `iss` claim of a JWT, read without verifying it (to tell a forged or damaged token of
+/// this cluster from a token some other authenticator may know).
+pub fn claims_issuer_unverified(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss").and_then(Value::as_str).map(str::to_string)
+}
+
 /// [`authenticate`] for a token meant for one of `audiences` (the api server's own is
 /// [`ISSUER`]): the user and the audiences the token and `audiences` share. A token none of
 /// whose audiences is asked for does not authenticate. Legacy Secret-based tokens carry no

@@ -28,9 +28,14 @@ use crate::objects::labels_of;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::{State, table};
 
+/// One watch event as kube writes it: `{"type":…,"object":…}` and a newline.
 pub(crate) fn line(ty: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
-    v.push(b'\n');
+    let mut v = Vec::with_capacity(256);
+    v.extend_from_slice(b"{\"type\":");
+    skiff_api::gojson::write(&Value::from(ty), &mut v);
+    v.extend_from_slice(b",\"object\":");
+    skiff_api::gojson::write(object, &mut v);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
 }
 

@@ -359,9 +359,12 @@ pub fn compute_status(
             st.number_misscheduled += 1;
         }
     }
-    st.number_available = Some(available);
-    st.updated_number_scheduled = Some(updated);
-    st.number_unavailable = Some(st.desired_number_scheduled - available);
+    // Zeros of these omitempty counters are absent, as kube stores them (so the status
+    // compares equal to the one read back and is not rewritten each sync).
+    let nz = |n: i32| (n != 0).then_some(n);
+    st.number_available = nz(available);
+    st.updated_number_scheduled = nz(updated);
+    st.number_unavailable = nz(st.desired_number_scheduled - available);
     st
 }
 

@@ -365,10 +365,11 @@ pub fn compute_status(
     let mut status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
         replicas,
-        ready_replicas: Some(ready),
+        // Zeros of the omitempty counters are absent, as kube stores them.
+        ready_replicas: (ready != 0).then_some(ready),
         available_replicas: Some(available),
-        current_replicas: Some(current),
-        updated_replicas: Some(updated),
+        current_replicas: (current != 0).then_some(current),
+        updated_replicas: (updated != 0).then_some(updated),
         current_revision: Some(current_revision.to_string()),
         update_revision: Some(update_revision.to_string()),
         collision_count: Some(collision_count.unwrap_or(0)),
@@ -380,7 +381,7 @@ pub fn compute_status(
         .and_then(|s| s.update_strategy.as_ref())
         .is_none_or(|s| s.type_.as_deref() != Some("OnDelete"));
     if rolling && updated == replicas && ready == replicas {
-        status.current_replicas = Some(updated);
+        status.current_replicas = (updated != 0).then_some(updated);
         status.current_revision = Some(update_revision.to_string());
     }
     status

@@ -99,19 +99,25 @@ pub(super) fn decode_message(
     Ok(Some(Value::Object(obj)))
 }
 
-/// Go writes every non-pointer field, set or not, so an empty string on the wire is almost
-/// always an unset field (JSON omits it); the pointer strings where `""` means something are
-/// listed in the schema. Numbers and booleans are kept: a pointer's zero (`replicas: 0`,
-/// `automountServiceAccountToken: false`) differs from unset, and a non-pointer's zero equals
-/// its default. `ObjectMeta.generation` is the one non-pointer number clients never set.
+/// Go writes every non-pointer field, set or not, so a zero on the wire is often a field the
+/// client never set. It is dropped where Go's JSON would leave it out (a non-pointer with
+/// omitempty, per the Go types in go-scalars.tsv), so a protobuf body reads as the JSON one
+/// does: no `stdin: false`, no `hostPort: 0`. A pointer's zero (`replicas: 0`,
+/// `automountServiceAccountToken: false`) and a field without omitempty are kept. Fields the
+/// table does not know lose only their empty strings.
 fn omitted_zero(msg: &Message, f: &Field, v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.is_empty() && !f.keep_empty,
-        Value::Number(n) => {
-            msg.special == Special::ObjectMeta && f.json == "generation" && n.as_i64() == Some(0)
-        }
+    let zero = match v {
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
         _ => false,
+    };
+    if !zero || f.keep_zero {
+        return false;
     }
+    f.go_known
+        || matches!(v, Value::String(_))
+        || (msg.special == Special::ObjectMeta && f.json == "generation")
 }
 
 fn push(obj: &mut Map<String, Value>, key: &str, v: Value) {
@@ -328,6 +334,15 @@ fn decode_special(
                 Some(Value::Array(out))
             }
         }
+        Special::StringList => {
+            let mut items = Vec::new();
+            for (t, v) in &fields {
+                if let (1, RawValue::Bytes(b)) = (t, v) {
+                    items.push(Value::String(utf8(msg, "items", b)?));
+                }
+            }
+            Some(Value::Array(items))
+        }
         Special::OrStringArray => {
             let mut items = Vec::new();
             for (t, v) in &fields {
@@ -497,9 +512,8 @@ fn encode_value_message(
 fn decode_base64(msg: &Message, f: &Field, v: &Value) -> Result<Vec<u8>, ProtoError> {
     match v {
         Value::Null => Ok(Vec::new()),
-        Value::String(s) => {
-            BASE64.decode(s).map_err(|e| invalid(msg, f.json, format!("not valid base64: {e}")))
-        }
+        Value::String(s) => super::normalize::decode_base64(s)
+            .map_err(|e| invalid(msg, f.json, format!("not valid base64: {e}"))),
         other => Err(wrong(msg, f, "a base64 string", other)),
     }
 }
@@ -626,6 +640,13 @@ fn encode_special(
             }
             _ => return Err(wrong_type("a schema object or an array of them")),
         },
+        Special::StringList => {
+            let items = v.as_array().ok_or_else(|| wrong_type("an array of strings"))?;
+            for item in items {
+                let s = item.as_str().ok_or_else(|| wrong_type("an array of strings"))?;
+                put_bytes(out, 1, s.as_bytes());
+            }
+        }
         Special::OrStringArray => match v {
             Value::Array(items) => {
                 for item in items {

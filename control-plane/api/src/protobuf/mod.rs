@@ -12,6 +12,8 @@
 
 mod codec;
 mod formats;
+pub mod gojson;
+mod normalize;
 mod schema;
 mod wire;
 
@@ -19,6 +21,8 @@ mod wire;
 mod tests;
 
 use serde_json::Value;
+
+pub use normalize::{InvalidBytes, decode_base64, normalize};
 
 use wire::{LEN, Reader, put_bytes, put_nested};
 

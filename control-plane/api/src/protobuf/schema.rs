@@ -17,6 +17,8 @@ pub(super) enum Special {
     Duration,
     /// `meta.v1.ObjectMeta`: a plain object whose `generation` is not a pointer.
     ObjectMeta,
+    /// `ExtraValue {1 repeated items}`, Go's `[]string`: a JSON array of strings.
+    StringList,
     /// `intstr.IntOrString {1 type, 2 intVal, 3 strVal}`: a number or a string.
     IntOrString,
     /// `runtime.RawExtension {1 raw}`: embedded JSON (or a nested protobuf envelope).
@@ -57,8 +59,12 @@ pub(super) struct Field {
     pub tag: u32,
     pub ty: Ty,
     pub repeated: bool,
-    /// A pointer field where `""` differs from unset: keep empty strings when decoding.
-    pub keep_empty: bool,
+    /// Whether a zero value read from the wire is kept: Go's JSON writes it (a pointer that
+    /// is set, or a field without omitempty). Otherwise it is unset, as JSON has it.
+    pub keep_zero: bool,
+    /// Whether `keep_zero` comes from the Go types (go-scalars.tsv); when not, only empty
+    /// strings are dropped.
+    pub go_known: bool,
     /// A Go embedded struct: its fields appear in the parent's JSON object.
     pub inline: bool,
 }
@@ -70,6 +76,9 @@ pub(super) struct Message {
     /// The message's own name, as in the .proto and in `kind` (`CSIDriver`).
     pub proto: &'static str,
     pub special: Special,
+    /// Indices into `fields` in the Go struct's order, which is the order encoding/json
+    /// writes them in.
+    pub go_order: &'static [u16],
     /// Sorted by tag.
     pub fields: &'static [Field],
 }
@@ -96,6 +105,35 @@ include!(concat!(env!("OUT_DIR"), "/protobuf_schema.rs"));
 
 pub(super) fn message(index: u16) -> &'static Message {
     &MESSAGES[usize::from(index)]
+}
+
+/// A message's JSON fields by name, those of its inline structs included, each with its rank
+/// in Go's field order (the order encoding/json writes them in).
+pub(super) type FieldIndex =
+    HashMap<&'static str, (u16, &'static Field), foldhash::fast::FixedState>;
+
+/// The [`FieldIndex`] of `msg`, built on first use.
+pub(super) fn field_index(msg: &'static Message) -> &'static FieldIndex {
+    static INDEXES: OnceLock<Vec<OnceLock<FieldIndex>>> = OnceLock::new();
+    let all = INDEXES.get_or_init(|| MESSAGES.iter().map(|_| OnceLock::new()).collect());
+    let at = (msg as *const Message as usize - MESSAGES.as_ptr() as usize)
+        / std::mem::size_of::<Message>();
+    all[at].get_or_init(|| {
+        fn flatten(msg: &'static Message, out: &mut Vec<&'static Field>) {
+            for &i in msg.go_order {
+                let f = &msg.fields[usize::from(i)];
+                match f.ty {
+                    Ty::Message(sub) if f.inline => flatten(message(sub), out),
+                    _ => out.push(f),
+                }
+            }
+        }
+        let mut fields = Vec::new();
+        flatten(msg, &mut fields);
+        let mut index = FieldIndex::with_capacity_and_hasher(fields.len(), Default::default());
+        index.extend(fields.iter().enumerate().map(|(rank, f)| (f.json, (rank as u16, *f))));
+        index
+    })
 }
 
 /// Messages by module and .proto name (`api.storage.v1.CSIDriver`), which `kind` uses.

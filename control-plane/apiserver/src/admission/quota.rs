@@ -54,7 +54,7 @@ pub(super) async fn admit(
         );
         out.ops.push(TxnOp::Update {
             key,
-            value: serde_json::to_vec(&charged).unwrap_or_default(),
+            value: skiff_api::gojson::to_vec(&charged),
             expected: Some(revision),
         });
     }

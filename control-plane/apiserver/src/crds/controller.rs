@@ -214,7 +214,7 @@ async fn write_status(
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    let bytes = serde_json::to_vec(&new).unwrap_or_default();
+    let bytes = skiff_api::gojson::to_vec(&new);
     match state.store.update(key, bytes, Some(revision)).await {
         Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
@@ -257,7 +257,7 @@ async fn clean_up(state: &Arc<State>, key: &str, crd: &Value) -> Result<(), Stri
             } else if obj.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null) {
                 obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                let bytes = serde_json::to_vec(&obj).unwrap_or_default();
+                let bytes = skiff_api::gojson::to_vec(&obj);
                 let _ = state.store.update(&kv.key, bytes, Some(kv.mod_revision)).await;
             }
         }
@@ -283,7 +283,7 @@ async fn clean_up(state: &Arc<State>, key: &str, crd: &Value) -> Result<(), Stri
             state.store.delete(key, Some(kv.mod_revision)).await.map(|_| ())
         } else {
             crd["metadata"]["finalizers"] = Value::Array(finalizers);
-            let bytes = serde_json::to_vec(&crd).unwrap_or_default();
+            let bytes = skiff_api::gojson::to_vec(&crd);
             state.store.update(key, bytes, Some(kv.mod_revision)).await.map(|_| ())
         };
         match result {
@@ -308,7 +308,7 @@ async fn set_terminating(state: &State, key: &str, message: &str) {
         return;
     }
     crd["status"]["conditions"] = Value::Array(next);
-    let bytes = serde_json::to_vec(&crd).unwrap_or_default();
+    let bytes = skiff_api::gojson::to_vec(&crd);
     let _ = state.store.update(key, bytes, Some(kv.mod_revision)).await;
 }
 

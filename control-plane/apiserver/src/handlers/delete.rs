@@ -284,6 +284,9 @@ pub(super) async fn delete_collection(
         }
     }
     let rv = state.store.current_revision().to_string();
+    if !res.is_custom() {
+        super::strip_type_meta(&mut deleted);
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),

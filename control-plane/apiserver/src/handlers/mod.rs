@@ -27,6 +27,7 @@ use skiff_store::KeyValue;
 pub use self::delete::delete;
 pub use self::patch::patch;
 pub use self::pods::{container_for, pod_log, set_condition};
+pub(crate) use self::read::wanted_table;
 pub use self::read::{get, list, selectors};
 pub use self::target::{Target, parse_target};
 pub(crate) use self::write::write;
@@ -59,6 +60,9 @@ async fn dispatch_stored(
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let sub = target.subresource.as_deref();
+    if target.resource.group.is_empty() && target.resource.kind == "ComponentStatus" {
+        return crate::reviews::component_statuses(state, method, target, headers, q).await;
+    }
     if !target.resource.is_stored() && (method != Method::POST || target.name.is_some()) {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
@@ -100,45 +104,10 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(with_resource_version(obj, kv.mod_revision))
 }
 
-/// Encode an object for the store: resourceVersion is the store's, never persisted. The
-/// object is written as it is, skipping `metadata.resourceVersion` (no copy of it is made).
-fn encode(obj: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Stored(obj)).unwrap_or_default()
-}
-
-/// An object as stored: without `metadata.resourceVersion`.
-struct Stored<'a>(&'a Value);
-
-/// An object's metadata as stored: without `resourceVersion`.
-struct StoredMeta<'a>(&'a serde_json::Map<String, Value>);
-
-impl serde::Serialize for Stored<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Value::Object(m) = self.0 else { return self.0.serialize(s) };
-        let mut map = s.serialize_map(Some(m.len()))?;
-        for (k, v) in m {
-            match v {
-                Value::Object(meta) if k == "metadata" => {
-                    map.serialize_entry(k, &StoredMeta(meta))?
-                }
-                v => map.serialize_entry(k, v)?,
-            }
-        }
-        map.end()
-    }
-}
-
-impl serde::Serialize for StoredMeta<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let fields = self.0.iter().filter(|(k, _)| *k != "resourceVersion");
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in fields {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
+/// Encode an object for the store: resourceVersion is the store's, never persisted. Built-in
+/// kinds are written in Go's field order, so stored bytes can be served as they are.
+pub(crate) fn encode(obj: &Value) -> Vec<u8> {
+    skiff_api::gojson::to_vec_stored(obj)
 }
 
 /// Stamp the resourceVersion the store gave an object's write.
@@ -158,11 +127,31 @@ pub(crate) fn without_resource_version(obj: &Value) -> Value {
 }
 
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
-    json_bytes_response(code, serde_json::to_vec(body).unwrap_or_default())
+    json_bytes_response(code, skiff_api::gojson::to_vec(body))
 }
 
-/// An answer whose JSON body is already encoded.
-pub fn json_bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
+/// A built-in list's items as kube writes them: without TypeMeta.
+pub(crate) fn strip_type_meta(items: &mut [Value]) {
+    for item in items {
+        if let Some(m) = item.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+    }
+}
+
+/// A JSON answer's body as kube-apiserver writes it: Go's field order, then a newline.
+pub fn json_body_bytes(body: &Value) -> Vec<u8> {
+    let mut out = skiff_api::gojson::to_vec(body);
+    out.push(b'\n');
+    out
+}
+
+/// An answer whose JSON body is already encoded (a newline is added, as Go's encoder does).
+pub fn json_bytes_response(code: StatusCode, mut body: Vec<u8>) -> Response {
+    if body.last() != Some(&b'\n') {
+        body.push(b'\n');
+    }
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -182,7 +171,7 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-fn query_bool(q: &HashMap<String, String>, k: &str) -> bool {
+pub(crate) fn query_bool(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 

@@ -54,7 +54,7 @@ pub(super) async fn get_response(
 }
 
 /// The `includeObject` policy of a Table answer, when the client accepts one.
-pub(super) fn wanted_table<'q>(
+pub(crate) fn wanted_table<'q>(
     headers: &HeaderMap,
     q: &'q HashMap<String, String>,
 ) -> Option<&'q str> {
@@ -175,17 +175,47 @@ fn json_list(
     next: Option<&str>,
     items: Arc<impl AsRef<[Bytes]> + Send + Sync + 'static>,
 ) -> Response {
-    let mut meta = json!({"resourceVersion": rv});
-    if let Some(c) = next {
-        meta["continue"] = json!(c);
-    }
-    let head = format!(
-        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{meta},\"items\":[",
-        Value::from(res.list_kind),
-        Value::from(res.api_version())
-    );
+    // ListMeta in Go's order; a custom resource's list is a map to Go, written sorted.
+    // A custom resource's list always has `continue`, empty or not (kube sets it on the
+    // unstructured list's map).
+    let meta = match (res.is_custom(), next) {
+        (true, c) => format!(
+            "{{\"continue\":{},\"resourceVersion\":{}}}",
+            Value::from(c.unwrap_or("")),
+            Value::from(rv)
+        ),
+        (false, Some(c)) => {
+            format!("{{\"resourceVersion\":{},\"continue\":{}}}", Value::from(rv), Value::from(c))
+        }
+        (false, None) => format!("{{\"resourceVersion\":{}}}", Value::from(rv)),
+    };
+    let (kind, api_version) = (Value::from(res.list_kind), Value::from(res.api_version()));
+    let (head, tail) = if res.is_custom() {
+        (
+            format!("{{\"apiVersion\":{api_version},\"items\":["),
+            format!("],\"kind\":{kind},\"metadata\":{meta}}}\n"),
+        )
+    } else {
+        (
+            format!(
+                "{{\"kind\":{kind},\"apiVersion\":{api_version},\"metadata\":{meta},\"items\":["
+            ),
+            "]}\n".to_string(),
+        )
+    };
+    let tail = Bytes::from(tail);
+    // A built-in list's items carry no TypeMeta (Go leaves the empty one out); stored objects
+    // start with theirs, so it is cut off as they stream. A custom resource's keep theirs.
+    let type_meta: Option<Bytes> = (!res.is_custom()).then(|| {
+        Bytes::from(format!(
+            "{{\"kind\":{kind_item},\"apiVersion\":{api_version},",
+            kind_item = Value::from(res.kind)
+        ))
+    });
     let chunks = futures::stream::unfold((Some(head), 0usize), move |(head, mut i)| {
         let items = items.clone();
+        let tail = tail.clone();
+        let type_meta = type_meta.clone();
         async move {
             let items = items.as_ref().as_ref();
             let mut buf = match head {
@@ -197,11 +227,17 @@ fn json_list(
                 if i > 0 {
                     buf.push(b',');
                 }
-                buf.extend_from_slice(&items[i]);
+                match &type_meta {
+                    Some(tm) if items[i].starts_with(tm) => {
+                        buf.push(b'{');
+                        buf.extend_from_slice(&items[i][tm.len()..]);
+                    }
+                    _ => buf.extend_from_slice(&items[i]),
+                }
                 i += 1;
             }
             if i == items.len() {
-                buf.extend_from_slice(b"]}");
+                buf.extend_from_slice(&tail);
                 i += 1;
             }
             Some((Ok::<_, std::convert::Infallible>(Bytes::from(buf)), (None, i)))

@@ -40,7 +40,7 @@ pub(super) async fn dispatch_view(
         objects::check_type(&mut obj, view)?;
         let stored =
             convert::to_storage_via(state, obj, view, &target.resource.api_version()).await?;
-        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        converted = skiff_api::gojson::to_vec(&stored);
         &converted[..]
     } else if matches!(method.as_str(), "POST" | "PUT") && target.subresource.is_none() {
         let mut obj = parse_body(headers, body)?;
@@ -48,7 +48,7 @@ pub(super) async fn dispatch_view(
         warnings = field_validation(view, &obj, q)?;
         let stored =
             convert::to_storage_via(state, obj, view, &target.resource.api_version()).await?;
-        converted = serde_json::to_vec(&stored).unwrap_or_default();
+        converted = skiff_api::gojson::to_vec(&stored);
         json_headers
             .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         &converted[..]
@@ -135,7 +135,10 @@ async fn convert_response(
         v["apiVersion"] = json!(view.api_version());
         if let Some(Value::Array(items)) = v.get_mut("items") {
             *items = convert::from_storage_via(state, std::mem::take(items), view).await?;
+            if !view.is_custom() {
+                super::strip_type_meta(items);
+            }
         }
     }
-    Ok(Response::from_parts(parts, Body::from(serde_json::to_vec(&v).unwrap_or_default())))
+    Ok(Response::from_parts(parts, Body::from(super::json_body_bytes(&v))))
 }

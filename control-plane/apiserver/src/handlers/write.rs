@@ -32,6 +32,30 @@ pub async fn create(
     if target.subresource.as_deref() == Some("binding") {
         return bind(state, target, headers, body).await;
     }
+    if res.group.is_empty() && res.kind == "Binding" && target.name.is_none() {
+        // `POST /api/v1/namespaces/NS/bindings`: the legacy form of `pods/NAME/binding`.
+        let binding = parse_body(headers, body)?;
+        let pod = binding.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let pods = crate::crds::registry(state).by_plural("", "pods").cloned();
+        let (Some(pods), false) = (pods, pod.is_empty()) else {
+            return Err(ApiError::invalid(
+                "Binding",
+                "",
+                vec![(
+                    "metadata.name".into(),
+                    "Required value: name or generateName is required".into(),
+                )],
+            ));
+        };
+        let pod_target = Target {
+            resource: pods,
+            view: None,
+            namespace: target.namespace.clone(),
+            name: Some(pod.to_string()),
+            subresource: Some("binding".into()),
+        };
+        return bind(state, &pod_target, headers, body).await;
+    }
     if target.name.is_some() {
         return Err(ApiError::method_not_allowed(format!(
             "POST is not supported on a single {}",
@@ -42,7 +66,7 @@ pub async fn create(
     objects::check_type(&mut obj, res)?;
     let warnings = field_validation(res, &obj, q)?;
     if !res.is_stored() {
-        let answer = crate::reviews::answer(state, res, obj).await?;
+        let answer = crate::reviews::answer(state, res, obj, target.namespace.as_deref()).await?;
         return Ok(with_warnings(json_response(StatusCode::CREATED, &answer), &warnings));
     }
     crate::crds::refuse_create_while_terminating(res)?;
@@ -378,7 +402,7 @@ async fn write_service(
         if ops.is_empty() && old == new && !state.store.is_stale(key, prev.mod_revision) {
             return decode(prev);
         }
-        let value = serde_json::to_vec(&new).unwrap_or_default();
+        let value = skiff_api::gojson::to_vec(&new);
         ops.insert(
             0,
             TxnOp::Update { key: key.to_string(), value, expected: Some(prev.mod_revision) },
@@ -507,7 +531,7 @@ mod tests {
         let mut obj = stored.clone();
         obj["metadata"]["resourceVersion"] = json!("7");
         assert!(same_when_stored(&stored, &obj));
-        assert_eq!(super::super::encode(&obj), serde_json::to_vec(&stored).expect("json"));
+        assert_eq!(super::super::encode(&obj), skiff_api::gojson::to_vec(&stored));
         obj["metadata"]["labels"]["x"] = json!("2");
         assert!(!same_when_stored(&stored, &obj));
         let mut more = stored.clone();
