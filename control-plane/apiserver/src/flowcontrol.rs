@@ -28,8 +28,10 @@ use crate::State;
 const SERVER_SEATS: usize = 600;
 /// How long a request may wait for a seat (kube: request timeout / 4).
 const QUEUE_WAIT: Duration = Duration::from_secs(15);
-/// How often the configuration is re-read and the bootstrap objects ensured.
+/// How often the configuration is re-read.
 const RESYNC: Duration = Duration::from_secs(2);
+/// Every how many re-reads the bootstrap objects are ensured (kube: once a minute).
+const ENSURE_EVERY: u32 = 30;
 const AUTOUPDATE: &str = "apf.kubernetes.io/autoupdate-spec";
 const MANDATORY: &[(&str, &str)] = &[
     ("PriorityLevelConfiguration", "exempt"),
@@ -374,19 +376,20 @@ fn matches_non_resource(r: &Value, attrs: &Attributes) -> bool {
 
 /// Keep the bootstrap configuration, the `Dangling` conditions and the snapshot current.
 pub async fn start(state: &Arc<State>) {
-    sync(state).await;
+    sync(state, true).await;
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RESYNC);
         tick.tick().await;
-        loop {
+        for n in 1u32.. {
             tick.tick().await;
-            sync(&state).await;
+            sync(&state, n % ENSURE_EVERY == 0).await;
         }
     });
 }
 
-async fn sync(state: &Arc<State>) {
+/// Re-read the configuration; with `ensure`, first put the bootstrap objects back.
+async fn sync(state: &Arc<State>, ensure: bool) {
     let reg = crate::crds::registry(state);
     let (Some(fs_res), Some(pl_res)) = (
         reg.by_plural("flowcontrol.apiserver.k8s.io", "flowschemas").cloned(),
@@ -394,7 +397,9 @@ async fn sync(state: &Arc<State>) {
     ) else {
         return;
     };
-    ensure_bootstrap(state, &fs_res, &pl_res).await;
+    if ensure {
+        ensure_bootstrap(state, &fs_res, &pl_res).await;
+    }
     let (Ok(schemas), Ok(levels)) = (load(state, &fs_res).await, load(state, &pl_res).await) else {
         return;
     };

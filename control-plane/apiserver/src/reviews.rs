@@ -227,13 +227,7 @@ pub async fn component_statuses(
     let body = match &target.name {
         Some(name) => items.pop().ok_or_else(|| ApiError::not_found("componentstatus", name))?,
         None => {
-            // A list's items carry no TypeMeta.
-            for c in &mut items {
-                if let Some(m) = c.as_object_mut() {
-                    m.remove("kind");
-                    m.remove("apiVersion");
-                }
-            }
+            crate::handlers::strip_type_meta(&mut items);
             json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items})
         }
     };
