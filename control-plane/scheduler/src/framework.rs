@@ -35,33 +35,37 @@ pub enum Code {
     Skip,
 }
 
+/// A message users see in a [`Status`]: most are constants, so a rejected node costs no
+/// allocation.
+pub type Reason = std::borrow::Cow<'static, str>;
+
 /// A plugin's answer. `reasons` are the messages users see ("Insufficient cpu").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub code: Code,
-    pub reasons: Vec<String>,
+    pub reasons: smallvec::SmallVec<[Reason; 1]>,
     /// The plugin that answered (set by the framework).
     pub plugin: &'static str,
 }
 
 impl Status {
     pub fn success() -> Self {
-        Status { code: Code::Success, reasons: Vec::new(), plugin: "" }
+        Status { code: Code::Success, reasons: smallvec::SmallVec::new(), plugin: "" }
     }
-    pub fn new(code: Code, reason: impl Into<String>) -> Self {
-        Status { code, reasons: vec![reason.into()], plugin: "" }
+    pub fn new(code: Code, reason: impl Into<Reason>) -> Self {
+        Status { code, reasons: smallvec::smallvec![reason.into()], plugin: "" }
     }
-    pub fn unschedulable(reason: impl Into<String>) -> Self {
+    pub fn unschedulable(reason: impl Into<Reason>) -> Self {
         Self::new(Code::Unschedulable, reason)
     }
-    pub fn unresolvable(reason: impl Into<String>) -> Self {
+    pub fn unresolvable(reason: impl Into<Reason>) -> Self {
         Self::new(Code::UnschedulableAndUnresolvable, reason)
     }
-    pub fn error(reason: impl Into<String>) -> Self {
+    pub fn error(reason: impl Into<Reason>) -> Self {
         Self::new(Code::Error, reason)
     }
     pub fn skip() -> Self {
-        Status { code: Code::Skip, reasons: Vec::new(), plugin: "" }
+        Status { code: Code::Skip, reasons: smallvec::SmallVec::new(), plugin: "" }
     }
     pub fn is_success(&self) -> bool {
         self.code == Code::Success
@@ -466,7 +470,7 @@ impl Diagnosis {
             let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
             for status in self.node_statuses.values() {
                 for r in &status.reasons {
-                    *histogram.entry(r.as_str()).or_default() += 1;
+                    *histogram.entry(r.as_ref()).or_default() += 1;
                 }
             }
             let mut reasons: Vec<String> =
@@ -723,7 +727,9 @@ impl Framework {
             }
         }
         match wait {
-            Some(d) => (Status { code: Code::Wait, reasons: vec![], plugin: "" }, d),
+            Some(d) => {
+                (Status { code: Code::Wait, reasons: smallvec::SmallVec::new(), plugin: "" }, d)
+            }
             None => (Status::success(), Duration::ZERO),
         }
     }

@@ -415,14 +415,22 @@ pub struct ImageState {
     pub num_nodes: usize,
 }
 
+/// A node's labels as `(key id, value id)` pairs, sorted by key id.
+pub type LabelIds = smallvec::SmallVec<[(u32, u32); 6]>;
+
 /// A node with everything scheduled onto it (including assumed pods).
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     pub node: Arc<Node>,
     pub name: String,
-    pub labels: Labels,
-    pub taints: Vec<Taint>,
+    // What comes from the Node object is shared, so cloning a NodeInfo (the snapshot on
+    // every change, preemption's dry run on every candidate) copies only the pods.
+    pub labels: Arc<Labels>,
+    pub taints: Arc<[Taint]>,
     pub unschedulable: bool,
+    /// The labels as ids of [`crate::plugins::topology::LABEL_IDS`], sorted by key: the
+    /// per-node filters look a topology key up here without reading the label strings.
+    pub label_ids: LabelIds,
     pub allocatable: Resource,
     pub requested: Resource,
     pub non_zero_milli_cpu: i64,
@@ -432,9 +440,9 @@ pub struct NodeInfo {
     pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     pub used_ports: Vec<HostPort>,
     /// Image name (every name the node reports for it) to its size and spread.
-    pub image_states: HashMap<String, ImageState>,
+    pub image_states: Arc<HashMap<String, ImageState>>,
     /// RuntimeClass handlers the node advertises (`status.runtimeHandlers`).
-    pub runtime_handlers: Vec<String>,
+    pub runtime_handlers: Arc<[String]>,
     /// Bumped on every change, so snapshots copy only what changed.
     pub generation: u64,
 }
@@ -444,9 +452,10 @@ impl NodeInfo {
         let mut info = NodeInfo {
             node: node.clone(),
             name: String::new(),
-            labels: Labels::new(),
-            taints: Vec::new(),
+            labels: Arc::default(),
+            taints: Arc::from([]),
             unschedulable: false,
+            label_ids: LabelIds::new(),
             allocatable: Resource::default(),
             requested: Resource::default(),
             non_zero_milli_cpu: 0,
@@ -455,8 +464,8 @@ impl NodeInfo {
             pods_with_affinity: Vec::new(),
             pods_with_required_anti_affinity: Vec::new(),
             used_ports: Vec::new(),
-            image_states: HashMap::new(),
-            runtime_handlers: Vec::new(),
+            image_states: Arc::default(),
+            runtime_handlers: Arc::from([]),
             generation: 0,
         };
         info.set_node(node);
@@ -466,9 +475,10 @@ impl NodeInfo {
     /// Replace the node object, keeping the pods.
     pub fn set_node(&mut self, node: Arc<Node>) {
         self.name = node.metadata.name.clone().unwrap_or_default();
-        self.labels = node.metadata.labels.clone().unwrap_or_default();
+        self.labels = Arc::new(node.metadata.labels.clone().unwrap_or_default());
+        self.label_ids = crate::plugins::topology::label_ids_of(&self.labels);
         let spec = node.spec.as_ref();
-        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default().into();
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let status = node.status.as_ref();
         self.allocatable =
@@ -479,16 +489,23 @@ impl NodeInfo {
             .flatten()
             .filter_map(|h| h.name.clone())
             .collect();
-        self.image_states.clear();
+        let mut images = HashMap::new();
         for image in status.and_then(|s| s.images.as_ref()).into_iter().flatten() {
             for name in image.names.iter().flatten() {
-                self.image_states.insert(
+                images.insert(
                     name.clone(),
                     ImageState { size: image.size_bytes.unwrap_or(0), num_nodes: 1 },
                 );
             }
         }
+        self.image_states = Arc::new(images);
         self.node = node;
+    }
+
+    /// The id of the node's value for label key `key` (an id of
+    /// [`crate::plugins::topology::LABEL_IDS`]).
+    pub fn label_id(&self, key: u32) -> Option<u32> {
+        self.label_ids.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {

@@ -731,7 +731,7 @@ pub fn fit_error_message(num_all_nodes: usize, statuses: &HashMap<String, Status
     let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
     for status in statuses.values() {
         for r in &status.reasons {
-            *histogram.entry(r.as_str()).or_default() += 1;
+            *histogram.entry(r.as_ref()).or_default() += 1;
         }
     }
     let absent = num_all_nodes.saturating_sub(statuses.len());

@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::topology::{IdCounts, Interner, NodeMemo, NodeStamps, PairCounts, ShapeCache};
+use super::topology::{
+    IdCounts, Interner, NodeMemo, NodeStamps, PairCounts, ShapeCache, label_interner,
+};
 use crate::framework::{
     Action, ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
     PreFilterPlugin, PreFilterResult, PreScorePlugin, Resource, ScorePlugin, Status,
@@ -133,9 +135,9 @@ fn state_missing(key: &str) -> Status {
 // ---------------------------------------------------------------------------------------
 // Counts kept between cycles
 
+/// Label keys and values are ids of [`super::topology::LABEL_IDS`], as on every `NodeInfo`.
 struct Memos {
     stamps: NodeStamps,
-    interner: Interner,
     existing: ExistingTerms,
     /// Per set of incoming required terms: pods matching them, by topology pair.
     required: ShapeCache<TermsMemo>,
@@ -147,7 +149,6 @@ impl Default for Memos {
     fn default() -> Self {
         Memos {
             stamps: NodeStamps::default(),
-            interner: Interner::default(),
             existing: ExistingTerms::default(),
             required: ShapeCache::new(SHAPES),
             preferred: ShapeCache::new(SHAPES),
@@ -443,8 +444,9 @@ fn preferred_counts_of(
 
 impl Memos {
     fn refresh_existing(&mut self, snapshot: &Snapshot) {
-        let Memos { stamps, interner, existing, .. } = self;
-        let mut ctx = (&mut existing.table, interner);
+        let Memos { stamps, existing, .. } = self;
+        let mut interner = label_interner();
+        let mut ctx = (&mut existing.table, &mut *interner);
         existing.memo.refresh(
             stamps.stamps(),
             &snapshot.nodes,
@@ -462,7 +464,8 @@ impl Memos {
             .iter()
             .chain(&pod.required_anti_affinity)
             .any(|t| t.namespace_selector.is_some());
-        let Memos { stamps, interner, required, .. } = self;
+        let Memos { stamps, required, .. } = self;
+        let mut interner = label_interner();
         let memo = terms_memo(required, shape, uses_ns, snapshot);
         memo.memo.refresh(
             stamps.stamps(),
@@ -472,8 +475,8 @@ impl Memos {
             |(counts, _), deltas, sign| TermsMemo::fold(counts, deltas, sign),
         );
         let (mut affinity, mut anti) = (PairCounts::default(), PairCounts::default());
-        memo.counts[0].add_into(interner, 1, &mut affinity);
-        memo.counts[1].add_into(interner, 1, &mut anti);
+        memo.counts[0].add_into(&interner, 1, &mut affinity);
+        memo.counts[1].add_into(&interner, 1, &mut anti);
         (affinity, anti)
     }
 
@@ -485,7 +488,8 @@ impl Memos {
             .iter()
             .chain(&pod.preferred_anti_affinity)
             .any(|w| w.term.namespace_selector.is_some());
-        let Memos { stamps, interner, preferred, .. } = self;
+        let Memos { stamps, preferred, .. } = self;
+        let mut interner = label_interner();
         let memo = terms_memo(preferred, shape, uses_ns, snapshot);
         memo.memo.refresh(
             stamps.stamps(),
@@ -494,7 +498,7 @@ impl Memos {
             |(_, interner), node| preferred_counts_of(interner, pod, node, snapshot),
             |(counts, _), deltas, sign| TermsMemo::fold(counts, deltas, sign),
         );
-        memo.counts[0].add_into(interner, 1, out);
+        memo.counts[0].add_into(&interner, 1, out);
     }
 }
 
@@ -549,24 +553,24 @@ impl PreFilterState {
     }
 
     fn satisfies_existing_anti_affinity(&self, node: &NodeInfo) -> bool {
-        !self.existing_anti.any_for_node(&node.labels, |n| n > 0)
+        !self.existing_anti.any_for_node(node, |n| n > 0)
     }
 
     fn satisfies_anti_affinity(&self, pod: &PodInfo, node: &NodeInfo) -> bool {
         if self.anti.is_empty() {
             return true;
         }
-        !pod.required_anti_affinity.iter().any(|t| {
-            node.labels.get(&t.topology_key).is_some_and(|v| self.anti.get(&t.topology_key, v) > 0)
-        })
+        !pod.required_anti_affinity
+            .iter()
+            .any(|t| self.anti.for_node(&t.topology_key, node).is_some_and(|n| n > 0))
     }
 
     fn satisfies_affinity(&self, pod: &PodInfo, node: &NodeInfo) -> bool {
         let mut pods_exist = true;
         for t in &pod.required_affinity {
             // Every topology key must be on the node, even for the first pod of a set.
-            let Some(v) = node.labels.get(&t.topology_key) else { return false };
-            if self.affinity.get(&t.topology_key, v) <= 0 {
+            let Some(n) = self.affinity.for_node(&t.topology_key, node) else { return false };
+            if n <= 0 {
                 pods_exist = false;
             }
         }
@@ -611,9 +615,9 @@ impl PreFilterPlugin for InterPodAffinity {
         let mut existing_anti = PairCounts::default();
         if anti_pods_exist {
             memos.refresh_existing(snapshot);
-            let Memos { existing, interner, .. } = &*memos;
-            existing.table.add_matching(
-                interner,
+            let interner = label_interner();
+            memos.existing.table.add_matching(
+                &interner,
                 pod,
                 namespace_labels.as_ref(),
                 |kind| i64::from(kind == Kind::RequiredAnti),
@@ -717,9 +721,9 @@ impl PreScorePlugin for InterPodAffinity {
         memos.stamps.refresh(&snapshot.nodes);
         if !snapshot.have_pods_with_affinity.is_empty() {
             memos.refresh_existing(snapshot);
-            let Memos { existing, interner, .. } = &*memos;
-            existing.table.add_matching(
-                interner,
+            let interner = label_interner();
+            memos.existing.table.add_matching(
+                &interner,
                 pod,
                 namespace_labels,
                 |kind| match kind {
@@ -749,7 +753,7 @@ impl ScorePlugin for InterPodAffinity {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return (0, state_missing(PRE_SCORE_KEY));
         };
-        (s.topology_score.sum_for_node(&node.labels), Status::success())
+        (s.topology_score.sum_for_node(node), Status::success())
     }
 
     /// Scale to 0..=100: the lowest total (most anti-affinity) gets 0, the highest 100.

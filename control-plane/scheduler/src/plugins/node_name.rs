@@ -56,7 +56,7 @@ mod tests {
             let status = NodeName.filter(&CycleState::default(), &pod_info(p), &node);
             assert_eq!(status.code, code, "{name}");
             if code != Code::Success {
-                assert_eq!(status.reasons, vec![ERR_REASON.to_string()], "{name}");
+                assert_eq!(status.reasons.to_vec(), vec![ERR_REASON.to_string()], "{name}");
             }
         }
     }

@@ -204,7 +204,7 @@ mod tests {
             assert!(pre.is_success(), "{name}: pre-filter {pre:?}");
             assert_eq!(status.code, *code, "{name}");
             if *code != Code::Success {
-                assert_eq!(status.reasons, vec![ERR_REASON.to_string()], "{name}");
+                assert_eq!(status.reasons.to_vec(), vec![ERR_REASON.to_string()], "{name}");
             }
         }
     }

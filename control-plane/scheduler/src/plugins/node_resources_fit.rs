@@ -345,31 +345,34 @@ impl Default for NodeResourcesFit {
 
 /// Kubernetes' `fitsRequest`: the reasons, in Kubernetes' order (pods, cpu, memory,
 /// ephemeral storage, then scalar resources), one per resource that does not fit.
-fn insufficient_resources(s: &PreFilterState, node: &NodeInfo) -> Vec<String> {
-    let mut reasons = Vec::new();
+fn insufficient_resources(
+    s: &PreFilterState,
+    node: &NodeInfo,
+) -> smallvec::SmallVec<[crate::framework::Reason; 1]> {
+    let mut reasons = smallvec::SmallVec::new();
     if node.pods.len() as i64 + 1 > node.allocatable.allowed_pod_number {
-        reasons.push("Too many pods".to_string());
+        reasons.push("Too many pods".into());
     }
     if s.milli_cpu == 0 && s.memory == 0 && s.ephemeral_storage == 0 && s.scalar.is_empty() {
         return reasons;
     }
     let (alloc, used) = (&node.allocatable, &node.requested);
     if s.milli_cpu > 0 && s.milli_cpu > alloc.milli_cpu - used.milli_cpu {
-        reasons.push("Insufficient cpu".to_string());
+        reasons.push("Insufficient cpu".into());
     }
     if s.memory > 0 && s.memory > alloc.memory - used.memory {
-        reasons.push("Insufficient memory".to_string());
+        reasons.push("Insufficient memory".into());
     }
     if s.ephemeral_storage > 0
         && s.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage
     {
-        reasons.push("Insufficient ephemeral-storage".to_string());
+        reasons.push("Insufficient ephemeral-storage".into());
     }
     for (name, q) in s.scalar.iter() {
         let free = alloc.scalar.get(name).copied().unwrap_or(0)
             - used.scalar.get(name).copied().unwrap_or(0);
         if *q > free {
-            reasons.push(format!("Insufficient {name}"));
+            reasons.push(format!("Insufficient {name}").into());
         }
     }
     reasons

@@ -96,7 +96,11 @@ mod tests {
             );
             assert_eq!(status.code, code, "{name}");
             if code != Code::Success {
-                assert_eq!(status.reasons, vec![ERR_REASON_UNSCHEDULABLE.to_string()], "{name}");
+                assert_eq!(
+                    status.reasons.to_vec(),
+                    vec![ERR_REASON_UNSCHEDULABLE.to_string()],
+                    "{name}"
+                );
             }
         }
     }

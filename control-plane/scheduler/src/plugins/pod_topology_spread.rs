@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
-use super::topology::{Interner, NodeMemo, NodeStamps, ShapeCache, ValueIds};
+use super::topology::{NodeMemo, NodeStamps, ShapeCache, label_interner};
 use crate::framework::{
     Action, ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
     PreFilterPlugin, PreFilterResult, PreScorePlugin, Resource, ScorePlugin, Status,
@@ -212,17 +212,12 @@ fn state_missing(key: &str) -> Status {
 
 struct Memos {
     stamps: NodeStamps,
-    interner: Interner,
     shapes: ShapeCache<SpreadMemo>,
 }
 
 impl Default for Memos {
     fn default() -> Self {
-        Memos {
-            stamps: NodeStamps::default(),
-            interner: Interner::default(),
-            shapes: ShapeCache::new(SHAPES),
-        }
+        Memos { stamps: NodeStamps::default(), shapes: ShapeCache::new(SHAPES) }
     }
 }
 
@@ -289,9 +284,10 @@ fn shape(tag: &str, pod: &PodInfo, constraints: &[Constraint]) -> String {
 }
 
 impl Memos {
-    /// Per constraint, its value ids and domains over every node. `with_empty` also counts
-    /// domains without matching pods (the filter's minimum needs them); `skip_hostname`
-    /// leaves hostname constraints out (score counts those per node).
+    /// Per constraint, its key's id and its domains over every node, by value id (ids of
+    /// [`super::topology::LABEL_IDS`]). `with_empty` also counts domains without matching
+    /// pods (the filter's minimum needs them); `skip_hostname` leaves hostname constraints
+    /// out (score counts those per node).
     fn domains(
         &mut self,
         tag: &str,
@@ -300,16 +296,19 @@ impl Memos {
         snapshot: &Snapshot,
         with_empty: bool,
         skip_hostname: bool,
-    ) -> Vec<(ValueIds, Domains)> {
-        let key_ids: Vec<u32> =
-            constraints.iter().map(|c| self.interner.key_id(&c.topology_key)).collect();
+    ) -> Vec<(u32, Domains)> {
+        let key_ids: Vec<u32> = {
+            let mut interner = label_interner();
+            constraints.iter().map(|c| interner.key_id(&c.topology_key)).collect()
+        };
         self.stamps.refresh(&snapshot.nodes);
-        let Memos { stamps, interner, shapes } = self;
+        let Memos { stamps, shapes } = self;
         let memo = shapes.get_or_insert_with(shape(tag, pod, constraints), || SpreadMemo {
             memo: NodeMemo::default(),
             domains: vec![Domains::default(); constraints.len()],
         });
-        let compute = |interner: &mut Interner, node: &NodeInfo| {
+        // A node's labels were given ids when its object was read, so this reads only them.
+        let compute = |node: &NodeInfo| {
             let mut out = Vec::new();
             if !has_all_keys(node, constraints) {
                 return out;
@@ -326,8 +325,7 @@ impl Memos {
                 if pods == 0 && !with_empty {
                     continue;
                 }
-                let Some(value) = node.labels.get(&c.topology_key) else { continue };
-                let value = interner.value_id(key_ids[i], value);
+                let Some(value) = node.label_id(key_ids[i]) else { continue };
                 out.push(DomainDelta { constraint: i as u16, value, pods });
             }
             out
@@ -335,19 +333,15 @@ impl Memos {
         memo.memo.refresh(
             stamps.stamps(),
             &snapshot.nodes,
-            &mut (&mut memo.domains, &mut *interner),
-            |(_, interner), node| compute(interner, node),
-            |(domains, _), deltas, sign| {
+            &mut memo.domains,
+            |_, node| compute(node),
+            |domains, deltas, sign| {
                 for d in deltas {
                     domains[d.constraint as usize].add(d.value, d.pods * sign, sign);
                 }
             },
         );
-        key_ids
-            .iter()
-            .zip(&memo.domains)
-            .map(|(&k, d)| (interner.values(k).clone(), d.clone()))
-            .collect()
+        key_ids.into_iter().zip(memo.domains.iter().cloned()).collect()
     }
 }
 
@@ -358,7 +352,8 @@ impl Memos {
 #[derive(Clone, Debug)]
 struct FilterConstraint {
     constraint: Constraint,
-    ids: ValueIds,
+    /// The id of the constraint's topology key; the domains are by value id.
+    key: u32,
     domains: Domains,
     /// The global minimum of matching pods over domains, 0 while fewer than `minDomains`.
     min: i64,
@@ -367,8 +362,8 @@ struct FilterConstraint {
 }
 
 impl FilterConstraint {
-    fn count(&self, value: &str) -> i64 {
-        self.ids.get(value).and_then(|id| self.domains.pods.get(id as usize)).copied().unwrap_or(0)
+    fn count(&self, value: u32) -> i64 {
+        self.domains.pods.get(value as usize).copied().unwrap_or(0)
     }
 
     fn update_min(&mut self) {
@@ -394,7 +389,7 @@ impl PreFilterState {
         if other.namespace != pod.namespace {
             return;
         }
-        if !self.constraints.iter().all(|c| node.labels.contains_key(&c.constraint.topology_key)) {
+        if !self.constraints.iter().all(|c| node.label_id(c.key).is_some()) {
             return;
         }
         let mut inclusion = Inclusion::new(pod, node);
@@ -403,8 +398,7 @@ impl PreFilterState {
             if !c.matches(other) || !inclusion.includes(c) {
                 continue;
             }
-            let Some(value) = node.labels.get(&c.topology_key) else { continue };
-            let id = fc.ids.intern(value);
+            let Some(id) = node.label_id(fc.key) else { continue };
             let exists = fc.domains.nodes.get(id as usize).is_some_and(|n| *n > 0);
             // A node counted here is a domain, as Kubernetes' map entry would be.
             fc.domains.add(id, delta, if exists { 0 } else { 1 });
@@ -445,9 +439,9 @@ impl PreFilterPlugin for PodTopologySpread {
         let constraints = constraints
             .into_iter()
             .zip(domains)
-            .map(|(constraint, (ids, domains))| {
+            .map(|(constraint, (key, domains))| {
                 let self_match = i64::from(constraint.matches(pod));
-                let mut fc = FilterConstraint { constraint, ids, domains, min: 0, self_match };
+                let mut fc = FilterConstraint { constraint, key, domains, min: 0, self_match };
                 fc.update_min();
                 fc
             })
@@ -493,7 +487,7 @@ impl FilterPlugin for PodTopologySpread {
             return state_missing(PRE_FILTER_KEY);
         };
         for fc in &s.constraints {
-            let Some(value) = node.labels.get(&fc.constraint.topology_key) else {
+            let Some(value) = node.label_id(fc.key) else {
                 return Status::unresolvable(ERR_NODE_LABEL_NOT_MATCH);
             };
             // Placing the pod here must keep this domain within maxSkew of the minimum.
@@ -516,8 +510,9 @@ struct ScoreConstraint {
     /// ln(number of domains among the scored nodes + 2): small topologies are not drowned
     /// by large ones.
     weight: f64,
-    /// Matching pods per domain; `None` for hostname, counted per node in score.
-    counts: Option<(ValueIds, Vec<i64>)>,
+    /// The key's id and the matching pods per domain (by value id); `None` for hostname,
+    /// counted per node in score.
+    counts: Option<(u32, Vec<i64>)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -574,7 +569,7 @@ impl PreScorePlugin for PodTopologySpread {
             .map(|(constraint, size)| {
                 let weight = ((size + 2) as f64).ln();
                 let counts = domains.next().filter(|_| constraint.topology_key != LABEL_HOSTNAME);
-                ScoreConstraint { constraint, weight, counts: counts.map(|(ids, d)| (ids, d.pods)) }
+                ScoreConstraint { constraint, weight, counts: counts.map(|(key, d)| (key, d.pods)) }
             })
             .collect();
         state.write(PRE_SCORE_KEY, PreScoreState { constraints, ignored });
@@ -594,12 +589,15 @@ impl ScorePlugin for PodTopologySpread {
         let mut score = 0f64;
         for sc in &s.constraints {
             let c = &sc.constraint;
-            let Some(value) = node.labels.get(&c.topology_key) else { continue };
             let count = match &sc.counts {
-                None => c.count_on(node, &pod.namespace),
-                Some((ids, pods)) => {
-                    ids.get(value).and_then(|id| pods.get(id as usize)).copied().unwrap_or(0)
+                None if node.labels.contains_key(&c.topology_key) => {
+                    c.count_on(node, &pod.namespace)
                 }
+                None => continue,
+                Some((key, pods)) => match node.label_id(*key) {
+                    Some(id) => pods.get(id as usize).copied().unwrap_or(0),
+                    None => continue,
+                },
             };
             // maxSkew - 1 waters down differences the constraint tolerates anyway.
             score += count as f64 * sc.weight + (c.max_skew - 1) as f64;

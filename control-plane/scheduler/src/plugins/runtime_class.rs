@@ -158,7 +158,10 @@ mod tests {
             assert!(result.is_none(), "{name}");
             assert_eq!(pre.code, *pre_code, "{name}");
             if *pre_code == Code::UnschedulableAndUnresolvable {
-                assert_eq!(pre.reasons, vec!["RuntimeClass \"gvisor\" not found".to_string()]);
+                assert_eq!(
+                    pre.reasons.to_vec(),
+                    vec!["RuntimeClass \"gvisor\" not found".to_string()]
+                );
             }
             if *pre_code != Code::Success {
                 continue;
@@ -168,7 +171,7 @@ mod tests {
                 None => assert!(status.is_success(), "{name}: {status:?}"),
                 Some(reason) => {
                     assert_eq!(status.code, Code::UnschedulableAndUnresolvable, "{name}");
-                    assert_eq!(status.reasons, vec![reason.to_string()], "{name}");
+                    assert_eq!(status.reasons.to_vec(), vec![reason.to_string()], "{name}");
                 }
             }
         }

@@ -67,7 +67,7 @@ mod tests {
                 None => assert!(status.is_success(), "{name}"),
                 Some(msg) => {
                     assert_eq!(status.code, Code::UnschedulableAndUnresolvable, "{name}");
-                    assert_eq!(status.reasons, vec![msg.to_string()], "{name}");
+                    assert_eq!(status.reasons.to_vec(), vec![msg.to_string()], "{name}");
                 }
             }
         }

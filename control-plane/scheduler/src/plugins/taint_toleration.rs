@@ -226,7 +226,7 @@ mod tests {
                 None => assert!(status.is_success(), "{name}: {status:?}"),
                 Some(reason) => {
                     assert_eq!(status.code, Code::UnschedulableAndUnresolvable, "{name}");
-                    assert_eq!(status.reasons, vec![reason.to_string()], "{name}");
+                    assert_eq!(status.reasons.to_vec(), vec![reason.to_string()], "{name}");
                 }
             }
         }

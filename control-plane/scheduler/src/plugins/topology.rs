@@ -6,13 +6,15 @@
 //! contribution to its counts in a [`NodeMemo`] and recomputes only the nodes whose
 //! `NodeInfo` changed, which [`NodeStamps`] tells from the snapshot's pointers alone.
 //! Label values get dense ids ([`ValueIds`]), so the counts a cycle hands to its filter are
-//! a `Vec` to copy, not a map of strings, and the filter looks a node up by `&str`.
+//! a `Vec` to copy, not a map of strings. The ids are process-wide ([`LABEL_IDS`]) and every
+//! `NodeInfo` carries its labels' ids, so a filter finds a node's domain by comparing
+//! integers instead of reading label strings (a cache miss per string on a large cluster).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
-use crate::types::{Labels, NodeInfo};
+use crate::types::{LabelIds, Labels, NodeInfo};
 
 /// A fast, unkeyed hash (the multiply-rotate step of rustc's FxHasher) for the maps a
 /// filter reads once per node: topology values, which come from node labels, a few tens
@@ -142,6 +144,31 @@ impl Interner {
     pub fn values(&self, key: u32) -> &ValueIds {
         &self.keys[key as usize].1
     }
+}
+
+/// The ids of every node's labels, shared by the whole process: a node interns its labels
+/// once when its object changes, and the plugins that count by topology use the same ids, so
+/// a filter finds a node's domain by comparing integers. Values are never forgotten: the
+/// table grows with the distinct labels of the nodes seen (a few per node).
+pub static LABEL_IDS: LazyLock<Mutex<Interner>> = LazyLock::new(Mutex::default);
+
+/// [`LABEL_IDS`], locked.
+pub fn label_interner() -> MutexGuard<'static, Interner> {
+    LABEL_IDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `labels` as ids of [`LABEL_IDS`], sorted by key id.
+pub fn label_ids_of(labels: &Labels) -> LabelIds {
+    let mut interner = label_interner();
+    let mut ids: LabelIds = labels
+        .iter()
+        .map(|(k, v)| {
+            let key = interner.key_id(k);
+            (key, interner.value_id(key, v))
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// Which `NodeInfo` sits at each position of the snapshot's node list, as a stamp that
@@ -317,7 +344,7 @@ impl IdCounts {
                 continue;
             }
             let key = key as u32;
-            let entry = out.entry(interner.key(key), interner.values(key));
+            let entry = out.entry(interner.key(key), key, interner.values(key));
             // Counts merged earlier in this cycle used an older copy of the ids; the
             // interner's current ids extend it, and the values just merged may need them.
             entry.ids = interner.values(key).clone();
@@ -326,18 +353,26 @@ impl IdCounts {
     }
 }
 
-/// Counts per domain of one topology key, looked up by label value.
+/// Counts per domain of one topology key, by value id of [`LABEL_IDS`].
 #[derive(Clone, Debug, Default)]
 pub struct DomainCounts {
     pub key: String,
+    /// The key's id in [`LABEL_IDS`].
+    pub key_id: u32,
     ids: ValueIds,
     counts: Vec<i64>,
     nonzero: usize,
 }
 
 impl DomainCounts {
-    pub fn new(key: &str, ids: &ValueIds) -> Self {
-        DomainCounts { key: key.to_string(), ids: ids.clone(), counts: Vec::new(), nonzero: 0 }
+    pub fn new(key: &str, key_id: u32, ids: &ValueIds) -> Self {
+        DomainCounts {
+            key: key.to_string(),
+            key_id,
+            ids: ids.clone(),
+            counts: Vec::new(),
+            nonzero: 0,
+        }
     }
 
     /// The count for this value (0 when unknown).
@@ -346,13 +381,8 @@ impl DomainCounts {
     }
 
     /// The count for the node's value of this key; `None` when the node lacks the label.
-    pub fn for_node(&self, labels: &Labels) -> Option<i64> {
-        labels.get(self.key.as_str()).map(|v| self.get(v))
-    }
-
-    pub fn add(&mut self, value: &str, n: i64) {
-        let id = self.ids.intern(value) as usize;
-        self.add_id(id, n);
+    pub fn for_node(&self, node: &NodeInfo) -> Option<i64> {
+        node.label_id(self.key_id).map(|v| self.counts.get(v as usize).copied().unwrap_or(0))
     }
 
     fn add_id(&mut self, id: usize, n: i64) {
@@ -394,11 +424,11 @@ impl PairCounts {
         self.keys.iter().find(|d| d.key == key)
     }
 
-    fn entry(&mut self, key: &str, ids: &ValueIds) -> &mut DomainCounts {
-        match self.keys.iter().position(|d| d.key == key) {
+    fn entry(&mut self, key: &str, key_id: u32, ids: &ValueIds) -> &mut DomainCounts {
+        match self.keys.iter().position(|d| d.key_id == key_id) {
             Some(i) => &mut self.keys[i],
             None => {
-                self.keys.push(DomainCounts::new(key, ids));
+                self.keys.push(DomainCounts::new(key, key_id, ids));
                 self.keys.last_mut().expect("just pushed")
             }
         }
@@ -410,7 +440,23 @@ impl PairCounts {
     }
 
     pub fn add(&mut self, key: &str, value: &str, n: i64) {
-        self.entry(key, &ValueIds::default()).add(value, n);
+        let (key_id, value, ids) = {
+            let mut interner = label_interner();
+            let key_id = interner.key_id(key);
+            let value = interner.value_id(key_id, value);
+            (key_id, value, interner.values(key_id).clone())
+        };
+        let entry = self.entry(key, key_id, &ids);
+        entry.ids = ids;
+        entry.add_id(value as usize, n);
+    }
+
+    /// The count for the node's value of `key`; `None` when the node lacks the label.
+    pub fn for_node(&self, key: &str, node: &NodeInfo) -> Option<i64> {
+        match self.key(key) {
+            Some(d) => d.for_node(node),
+            None => node.labels.contains_key(key).then_some(0),
+        }
     }
 
     /// Are all counts zero (Kubernetes' empty map)?
@@ -419,13 +465,13 @@ impl PairCounts {
     }
 
     /// Does any key have a non-zero count for the node's value of it?
-    pub fn any_for_node(&self, labels: &Labels, mut pred: impl FnMut(i64) -> bool) -> bool {
-        self.keys.iter().any(|d| !d.is_zero() && d.for_node(labels).is_some_and(&mut pred))
+    pub fn any_for_node(&self, node: &NodeInfo, mut pred: impl FnMut(i64) -> bool) -> bool {
+        self.keys.iter().any(|d| !d.is_zero() && d.for_node(node).is_some_and(&mut pred))
     }
 
     /// The sum over keys of each key's count for the node's value of it.
-    pub fn sum_for_node(&self, labels: &Labels) -> i64 {
-        self.keys.iter().filter(|d| !d.is_zero()).filter_map(|d| d.for_node(labels)).sum()
+    pub fn sum_for_node(&self, node: &NodeInfo) -> i64 {
+        self.keys.iter().filter(|d| !d.is_zero()).filter_map(|d| d.for_node(node)).sum()
     }
 }
 
@@ -582,6 +628,40 @@ pub mod testing {
 mod tests {
     use super::*;
     use crate::types::testing::{node, node_info};
+
+    fn labelled(name: &str, labels: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Node {
+        let mut n = node(name, &[("cpu", "1")]);
+        n.metadata.labels =
+            Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        n
+    }
+
+    #[test]
+    fn node_label_ids_should_be_shared_across_nodes_and_follow_relabels() {
+        let zone = "label-ids-test/zone";
+        let a = node_info(labelled("a", &[(zone, "z1"), ("label-ids-test/rack", "r1")]), vec![]);
+        let b = node_info(labelled("b", &[(zone, "z1")]), vec![]);
+        let mut c = node_info(labelled("c", &[(zone, "z2")]), vec![]);
+        let key = label_interner().key_id(zone);
+        let (z1, z2) = (a.label_id(key).expect("a"), c.label_id(key).expect("c"));
+        assert_eq!(b.label_id(key), Some(z1), "same value, same id");
+        assert_ne!(z1, z2);
+        assert!(a.label_ids.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", a.label_ids);
+        assert_eq!(b.label_id(label_interner().key_id("label-ids-test/rack")), None);
+        // A relabelled node moves to the other domain, and PairCounts follow the ids.
+        c.set_node(Arc::new(labelled("c", &[(zone, "z1")])));
+        assert_eq!(c.label_id(key), Some(z1));
+        let mut counts = PairCounts::default();
+        counts.add(zone, "z1", 2);
+        assert_eq!(counts.for_node(zone, &c), Some(2));
+        assert_eq!(
+            counts.for_node(zone, &node_info(labelled("d", &[(zone, "z3")]), vec![])),
+            Some(0)
+        );
+        assert_eq!(counts.for_node(zone, &node_info(labelled("e", &[]), vec![])), None);
+        assert!(counts.any_for_node(&b, |n| n == 2));
+        assert_eq!(counts.sum_for_node(&a), 2);
+    }
 
     #[test]
     fn value_ids_should_keep_ids_across_rebuilds_and_clones() {

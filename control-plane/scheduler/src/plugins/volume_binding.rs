@@ -801,7 +801,7 @@ impl FilterPlugin for VolumeBinding {
         if !(affinity_ok && found && volumes_exist) {
             let mut status = Status {
                 code: Code::UnschedulableAndUnresolvable,
-                reasons: Vec::new(),
+                reasons: smallvec::SmallVec::new(),
                 plugin: "",
             };
             if !affinity_ok {

@@ -42,7 +42,11 @@ impl FilterPlugin for FitResources {
         if reasons.is_empty() {
             Status::success()
         } else {
-            Status { code: Code::Unschedulable, reasons, plugin: "" }
+            Status {
+                code: Code::Unschedulable,
+                reasons: reasons.into_iter().map(Into::into).collect(),
+                plugin: "",
+            }
         }
     }
 }

@@ -153,8 +153,8 @@ fn run_filter_cases(cases: Vec<FilterCase>) {
                     Some((code, reason)) => {
                         assert_eq!(got.code, *code, "{} (round {round}) on {}", c.name, node.name);
                         assert_eq!(
-                            got.reasons,
-                            vec![reason.to_string()],
+                            got.reasons.as_slice(),
+                            [*reason],
                             "{} on {}",
                             c.name,
                             node.name
@@ -1395,7 +1395,9 @@ fn inter_pod_affinity_should_decide_as_kubernetes_on_random_clusters_with_counts
                 "seed {seed}, pod {name}: scores"
             );
             for st in &statuses {
-                *seen.entry(st.reasons.first().cloned().unwrap_or_default()).or_default() += 1;
+                *seen
+                    .entry(st.reasons.first().map(|r| r.to_string()).unwrap_or_default())
+                    .or_default() += 1;
             }
             if scores.iter().any(|s| *s != 0) {
                 *seen.entry("scored".into()).or_default() += 1;

@@ -112,7 +112,7 @@ fn check_filter_cases(plugin: &NodeAffinity, cases: Vec<FilterCase<'_>>) {
             None => assert!(status.is_success(), "{}: {status:?}", c.name),
             Some(reason) => {
                 assert_eq!(status.code, Code::UnschedulableAndUnresolvable, "{}", c.name);
-                assert_eq!(status.reasons, vec![reason.to_string()], "{}", c.name);
+                assert_eq!(status.reasons.to_vec(), vec![reason.to_string()], "{}", c.name);
             }
         }
     }
@@ -426,7 +426,7 @@ fn node_affinity_pre_filter_should_narrow_to_named_nodes() {
             NodeAffinity::default().pre_filter(&mut state, &pod, &Snapshot::default());
         assert_eq!(status.code, code, "{name}");
         if code == Code::UnschedulableAndUnresolvable {
-            assert_eq!(status.reasons, vec![ERR_REASON_CONFLICT.to_string()], "{name}");
+            assert_eq!(status.reasons.to_vec(), vec![ERR_REASON_CONFLICT.to_string()], "{name}");
         }
         assert_eq!(result.and_then(|r| r.node_names), names, "{name}");
     }

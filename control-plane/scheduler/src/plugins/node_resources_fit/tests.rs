@@ -96,7 +96,7 @@ fn check_filter_cases(allocatable: Req<'_>, cases: Vec<FilterCase<'_>>) {
             assert!(status.is_success(), "{}: {status:?}", c.name);
         } else {
             assert_eq!(status.code, Code::Unschedulable, "{}", c.name);
-            assert_eq!(status.reasons, c.want, "{}", c.name);
+            assert_eq!(status.reasons.to_vec(), c.want, "{}", c.name);
         }
     }
 }

@@ -109,7 +109,7 @@ fn run_filter_cases(cases: Vec<FilterCase>) {
                     Code::UnschedulableAndUnresolvable => ERR_NODE_LABEL_NOT_MATCH,
                     _ => continue,
                 };
-                assert_eq!(s.reasons, vec![reason.to_string()], "{} on {}", c.name, n.name);
+                assert_eq!(s.reasons.as_slice(), [reason], "{} on {}", c.name, n.name);
             }
         }
     }
@@ -517,8 +517,8 @@ fn filter_counts(state: &CycleState) -> Vec<(BTreeMap<String, i64>, i64)> {
     s.constraints
         .iter()
         .map(|fc| {
-            let counts = fc
-                .ids
+            let ids = crate::plugins::topology::label_interner().values(fc.key).clone();
+            let counts = ids
                 .entries()
                 .into_iter()
                 .filter(|(_, id)| fc.domains.nodes.get(*id as usize).is_some_and(|n| *n > 0))
@@ -1027,7 +1027,9 @@ fn pod_topology_spread_should_decide_as_kubernetes_on_random_clusters_with_count
                 "seed {seed}, pod {name}: scores"
             );
             for st in &statuses {
-                *seen.entry(st.reasons.first().cloned().unwrap_or_default()).or_default() += 1;
+                *seen
+                    .entry(st.reasons.first().map(|r| r.to_string()).unwrap_or_default())
+                    .or_default() += 1;
             }
             if scores.iter().any(|s| *s != 100 && *s != 0) {
                 *seen.entry("scored".into()).or_default() += 1;

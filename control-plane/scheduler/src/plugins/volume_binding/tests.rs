@@ -286,7 +286,7 @@ fn plugin() -> (VolumeBinding, Arc<FakeApi>) {
 fn unresolvable(reasons: &[&str]) -> Status {
     Status {
         code: Code::UnschedulableAndUnresolvable,
-        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        reasons: reasons.iter().map(|r| r.to_string().into()).collect(),
         plugin: "",
     }
 }
