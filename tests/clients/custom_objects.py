@@ -11,6 +11,8 @@ import sys
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from steps import Steps
+
 GROUP, VERSION, PLURAL = "library.skiff.test", "v1", "books"
 
 
@@ -18,16 +20,8 @@ def main():
     config.load_kube_config(sys.argv[1])
     ns = sys.argv[2]
     api = client.CustomObjectsApi()
-    failed = False
-
-    def step(name, f):
-        nonlocal failed
-        try:
-            f()
-            print("ok", name, flush=True)
-        except Exception as e:  # noqa: BLE001 - every failure is reported, then the next step runs
-            failed = True
-            print("FAIL", name + ":", repr(e), flush=True)
+    steps = Steps()
+    step = steps.run
 
     body = {"apiVersion": GROUP + "/" + VERSION, "kind": "Book",
             "metadata": {"name": "from-python", "labels": {"by": "python"}},
@@ -82,7 +76,7 @@ def main():
     for name, f in [("create", create), ("get", get), ("list", list_selected), ("patch", patch),
                     ("patch-status", patch_status), ("scale", scale), ("invalid", invalid), ("delete", delete)]:
         step(name, f)
-    sys.exit(1 if failed else 0)
+    steps.exit()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import sys
 
 from kubernetes import client, config
 
+from steps import Steps
+
 
 def main():
     config.load_kube_config(sys.argv[1])
@@ -19,16 +21,8 @@ def main():
     payload = bytes(range(256)) * 2
     wrapped = base64.encodebytes(payload).decode()
     assert "\n" in wrapped[:-1], "encodebytes wraps long values"
-    failed = False
-
-    def step(name, f):
-        nonlocal failed
-        try:
-            f()
-            print("ok", name, flush=True)
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            failed = True
-            print("FAIL", name + ":", repr(e), flush=True)
+    steps = Steps()
+    step = steps.run
 
     def create():
         body = client.V1Secret(metadata=client.V1ObjectMeta(name="wrapped-py"),
@@ -44,7 +38,7 @@ def main():
 
     step("create", create)
     step("read-back", read_back)
-    sys.exit(1 if failed else 0)
+    steps.exit()
 
 
 if __name__ == "__main__":

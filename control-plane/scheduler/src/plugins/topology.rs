@@ -344,11 +344,7 @@ impl IdCounts {
                 continue;
             }
             let key = key as u32;
-            let entry = out.entry(interner.key(key), key, interner.values(key));
-            // Counts merged earlier in this cycle used an older copy of the ids; the
-            // interner's current ids extend it, and the values just merged may need them.
-            entry.ids = interner.values(key).clone();
-            entry.add_all(values, factor);
+            out.entry(interner.key(key), key).add_all(values, factor);
         }
     }
 }
@@ -359,25 +355,13 @@ pub struct DomainCounts {
     pub key: String,
     /// The key's id in [`LABEL_IDS`].
     pub key_id: u32,
-    ids: ValueIds,
     counts: Vec<i64>,
     nonzero: usize,
 }
 
 impl DomainCounts {
-    pub fn new(key: &str, key_id: u32, ids: &ValueIds) -> Self {
-        DomainCounts {
-            key: key.to_string(),
-            key_id,
-            ids: ids.clone(),
-            counts: Vec::new(),
-            nonzero: 0,
-        }
-    }
-
-    /// The count for this value (0 when unknown).
-    pub fn get(&self, value: &str) -> i64 {
-        self.ids.get(value).and_then(|id| self.counts.get(id as usize)).copied().unwrap_or(0)
+    pub fn new(key: &str, key_id: u32) -> Self {
+        DomainCounts { key: key.to_string(), key_id, counts: Vec::new(), nonzero: 0 }
     }
 
     /// The count for the node's value of this key; `None` when the node lacks the label.
@@ -424,31 +408,23 @@ impl PairCounts {
         self.keys.iter().find(|d| d.key == key)
     }
 
-    fn entry(&mut self, key: &str, key_id: u32, ids: &ValueIds) -> &mut DomainCounts {
+    fn entry(&mut self, key: &str, key_id: u32) -> &mut DomainCounts {
         match self.keys.iter().position(|d| d.key_id == key_id) {
             Some(i) => &mut self.keys[i],
             None => {
-                self.keys.push(DomainCounts::new(key, key_id, ids));
+                self.keys.push(DomainCounts::new(key, key_id));
                 self.keys.last_mut().expect("just pushed")
             }
         }
     }
 
-    /// The count for `(key, value)`.
-    pub fn get(&self, key: &str, value: &str) -> i64 {
-        self.key(key).map_or(0, |d| d.get(value))
-    }
-
     pub fn add(&mut self, key: &str, value: &str, n: i64) {
-        let (key_id, value, ids) = {
+        let (key_id, value) = {
             let mut interner = label_interner();
             let key_id = interner.key_id(key);
-            let value = interner.value_id(key_id, value);
-            (key_id, value, interner.values(key_id).clone())
+            (key_id, interner.value_id(key_id, value))
         };
-        let entry = self.entry(key, key_id, &ids);
-        entry.ids = ids;
-        entry.add_id(value as usize, n);
+        self.entry(key, key_id).add_id(value as usize, n);
     }
 
     /// The count for the node's value of `key`; `None` when the node lacks the label.
@@ -487,7 +463,8 @@ impl ValueIds {
 impl DomainCounts {
     /// Non-zero counts by value.
     pub fn to_map(&self) -> std::collections::BTreeMap<String, i64> {
-        self.ids
+        label_interner()
+            .values(self.key_id)
             .entries()
             .into_iter()
             .filter_map(|(v, id)| {
