@@ -10,6 +10,7 @@ use anyhow::Context;
 use skiff_apiserver::ApiServer;
 use skiff_apiserver::join::{JoinService, JoinToken};
 use skiff_apiserver::pki::{Pki, write_private};
+use skiff_client_tools::informers::SharedInformers;
 use skiff_store::{PeerOptions, PeerTls, RaftStore, RaftStoreOptions};
 
 /// Port of the raft peer listener when `--listen` names a fixed port.
@@ -586,6 +587,53 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         scheduler_options.profiles = config.profiles;
         scheduler_options.percentage_of_nodes_to_score = config.percentage_of_nodes_to_score;
     }
+    {
+        use skiff_apiserver::objects as o;
+        use std::sync::atomic::Ordering::Relaxed;
+        o::DEFAULT_NOT_READY_TOLERATION_SECONDS
+            .store(args.default_not_ready_toleration_seconds, Relaxed);
+        o::DEFAULT_UNREACHABLE_TOLERATION_SECONDS
+            .store(args.default_unreachable_toleration_seconds, Relaxed);
+    }
+    let mut controller_options = skiff_controllers::Options {
+        identity: format!("{node_name}_{node_id}"),
+        node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        root_ca_pem: Some(pki.ca_cert_pem.clone()),
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period.max(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:
+    // a busy api server does not starve them, and their CPU time can be told apart. Their
+    // runtime also runs the pod informer that the scheduler and the controller manager share:
+    // one pod watch and one decoded copy of each pod for the process.
+    let controller_client = api.client();
+    let (pods_tx, pods_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("skiff-ctrl".into()).spawn(move || {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("skiff-ctrl")
+            .enable_all()
+            .build();
+        let rt = match built {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "the controller manager could not start");
+                return;
+            }
+        };
+        let process_informers = SharedInformers::new(controller_client.clone());
+        let pods = {
+            let _in_runtime = rt.enter();
+            process_informers.pods()
+        };
+        let _ = pods_tx.send(pods.clone());
+        controller_options.pods = Some(pods);
+        rt.block_on(skiff_controllers::run(controller_client, controller_options));
+    })?;
+    // Without it (the controllers' runtime did not start) the scheduler watches pods itself.
+    scheduler_options.pods = pods_rx.await.ok();
+
     let scheduler_client = api.client();
     std::thread::Builder::new().name("skiff-sched-io".into()).spawn(move || {
         match tokio::runtime::Builder::new_multi_thread()
@@ -600,37 +648,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 scheduler_metrics,
             )),
             Err(e) => tracing::error!(error = %e, "the scheduler could not start"),
-        }
-    })?;
-
-    {
-        use skiff_apiserver::objects as o;
-        use std::sync::atomic::Ordering::Relaxed;
-        o::DEFAULT_NOT_READY_TOLERATION_SECONDS
-            .store(args.default_not_ready_toleration_seconds, Relaxed);
-        o::DEFAULT_UNREACHABLE_TOLERATION_SECONDS
-            .store(args.default_unreachable_toleration_seconds, Relaxed);
-    }
-    let controller_options = skiff_controllers::Options {
-        identity: format!("{node_name}_{node_id}"),
-        node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
-        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
-        root_ca_pem: Some(pki.ca_cert_pem.clone()),
-        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period.max(Duration::from_secs(1)),
-        ..Default::default()
-    };
-    // The controllers get threads of their own (`skiff-ctrl`), like a process of their own:
-    // a busy api server does not starve them, and their CPU time can be told apart.
-    let controller_client = api.client();
-    std::thread::Builder::new().name("skiff-ctrl".into()).spawn(move || {
-        match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("skiff-ctrl")
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(skiff_controllers::run(controller_client, controller_options)),
-            Err(e) => tracing::error!(error = %e, "the controller manager could not start"),
         }
     })?;
 

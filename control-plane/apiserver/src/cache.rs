@@ -26,15 +26,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use skiff_api::protobuf;
 use skiff_api::{ResourceInfo, list_prefix};
 use skiff_store::{Store, StoreError, WatchEvent};
 use tokio::sync::broadcast;
 
-use crate::selectors::{FieldSelector, LabelSelector, supported_fields};
+use crate::selectors::{FieldSelector, LabelSelector};
 
 mod attrs;
+
+use attrs::Attrs;
 
 /// How long a read waits for the cache to reach the revision it needs before it is served
 /// from the store instead.
@@ -68,7 +70,7 @@ pub struct Cached {
     /// is sent.
     pub json: Bytes,
     /// `metadata.name/namespace/labels` and the kind's selectable fields: what selectors read.
-    attrs: Value,
+    attrs: Attrs,
     /// The protobuf envelope, encoded the first time a client wants it (`None`: no protobuf
     /// form).
     proto: OnceLock<Option<Bytes>>,
@@ -89,7 +91,7 @@ impl Cached {
                 key,
                 revision,
                 json: Bytes::from(json),
-                attrs: Value::Null,
+                attrs: Attrs::default(),
                 proto: OnceLock::new(),
             }))
         };
@@ -109,7 +111,7 @@ impl Cached {
 
     fn new(kind: &str, key: String, revision: u64, obj: Value) -> Cached {
         let obj = crate::handlers::with_resource_version(obj, revision);
-        let attrs = attributes(kind, &obj);
+        let attrs = Attrs::of(kind, &obj);
         let json = Bytes::from(skiff_api::gojson::to_vec(&obj));
         Cached { key, revision, json, attrs, proto: OnceLock::new() }
     }
@@ -141,45 +143,18 @@ impl Cached {
     }
 
     pub fn matches(&self, labels: &LabelSelector, fields: &FieldSelector) -> bool {
-        labels.matches(self.attrs.pointer("/metadata/labels")) && fields.matches(&self.attrs)
+        self.attrs.matches(labels, fields)
     }
 
     /// Whether the object is being deleted (`metadata.deletionTimestamp` is set).
     pub fn is_terminating(&self) -> bool {
-        self.attrs.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+        self.attrs.is_terminating()
     }
 
     /// The protobuf envelope of the object, if its kind has one.
     pub fn protobuf(&self) -> Option<&Bytes> {
         self.proto.get_or_init(|| protobuf::encode(&self.value()).ok().map(Bytes::from)).as_ref()
     }
-}
-
-/// What selectors can ask of an object, copied out of it so the whole object need not be
-/// decoded to filter.
-fn attributes(kind: &str, obj: &Value) -> Value {
-    let mut meta = Map::new();
-    for k in ["name", "namespace", "labels", "deletionTimestamp"] {
-        if let Some(v) = obj.pointer(&format!("/metadata/{k}")) {
-            meta.insert(k.into(), v.clone());
-        }
-    }
-    let mut attrs = json!({ "metadata": meta });
-    for field in supported_fields(kind) {
-        let found = field.split('.').try_fold(obj, |o, part| o.get(part));
-        let Some(v) = found else { continue };
-        let mut cur = &mut attrs;
-        let mut parts = field.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let Some(m) = cur.as_object_mut() else { break };
-            if parts.peek().is_none() {
-                m.insert(part.into(), v.clone());
-                break;
-            }
-            cur = m.entry(part).or_insert_with(|| json!({}));
-        }
-    }
-    attrs
 }
 
 /// A change as every watcher of the resource receives it.
@@ -580,6 +555,8 @@ impl WatchCaches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::selectors::supported_fields;
+    use serde_json::json;
     use skiff_api::Registry;
     use skiff_store::KeyValue;
 

@@ -1,5 +1,7 @@
 //! Label and field selectors as the list and watch query parameters carry them.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// A `labelSelector` or `fieldSelector` query parameter that does not parse; the text is what
@@ -66,7 +68,11 @@ impl LabelSelector {
 
     /// Whether an object with these `metadata.labels` matches.
     pub fn matches(&self, labels: Option<&Value>) -> bool {
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    }
+
+    /// Whether an object whose label `k` is `get(k)` matches.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
             Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
@@ -161,19 +167,24 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(field, eq, want)| {
-            let mut cur = Some(obj);
-            for part in field.split('.') {
-                cur = cur.and_then(|c| c.get(part));
-            }
-            let got = match cur {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => String::new(),
-            };
-            (got == *want) == *eq
-        })
+        self.matches_with(|field| field_string(obj, field))
+    }
+
+    /// Whether an object whose field `f` reads `get(f)` (as [`field_string`] reads it)
+    /// matches.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Cow<'a, str>) -> bool {
+        self.0.iter().all(|(field, eq, want)| (get(field) == want.as_str()) == *eq)
+    }
+}
+
+/// The value of the dotted `field` of `obj` as a field selector compares it: a string as it
+/// is, a boolean or number as text, anything else (or nothing) as "".
+pub fn field_string<'a>(obj: &'a Value, field: &str) -> Cow<'a, str> {
+    match field.split('.').try_fold(obj, |o, part| o.get(part)) {
+        Some(Value::String(s)) => Cow::Borrowed(s),
+        Some(Value::Bool(b)) => Cow::Owned(b.to_string()),
+        Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+        _ => Cow::Borrowed(""),
     }
 }
 

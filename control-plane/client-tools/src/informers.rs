@@ -13,6 +13,7 @@ use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
@@ -46,6 +47,8 @@ impl<K> Change<'_, K> {
 }
 
 type Handler<K> = Box<dyn FnMut(&Change<'_, K>) + Send>;
+/// Handlers, each with the scope it was registered in (0: the informer's whole life).
+type Handlers<K> = Arc<Mutex<Vec<(u64, Handler<K>)>>>;
 type IndexFn<K> = Box<dyn Fn(&K) -> Vec<String> + Send + Sync>;
 
 /// The informer's indexes over the store.
@@ -91,11 +94,16 @@ pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     state: Arc<Mutex<State<K>>>,
     /// Held while handlers run (not the index lock: a handler may read the indexes).
-    handlers: Arc<Mutex<Vec<Handler<K>>>>,
+    handlers: Handlers<K>,
+    /// The scope `on_change` registers handlers in (see [`Informer::scoped`]).
+    scope: u64,
     /// True once the first list is in the store. (Not the reflector store's own readiness:
     /// it wakes only the last of several tasks waiting at once, and a shared informer has
     /// many waiters.)
     ready: Arc<tokio::sync::watch::Sender<bool>>,
+    /// True from a (re)list's start until it is in the store (the store still shows the
+    /// objects from before it meanwhile).
+    listing: Arc<AtomicBool>,
 }
 
 impl<K: Resource<DynamicType = ()> + 'static> Clone for Informer<K> {
@@ -105,6 +113,28 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Informer<K> {
             state: self.state.clone(),
             handlers: self.handlers.clone(),
             ready: self.ready.clone(),
+            listing: self.listing.clone(),
+            scope: self.scope,
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> std::fmt::Debug for Informer<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informer").field("kind", &K::kind(&())).field("scope", &self.scope).finish()
+    }
+}
+
+/// Removes the handlers registered in one scope of an informer when dropped
+/// (see [`Informer::scoped`]).
+pub struct Scope {
+    remove: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if let Some(remove) = self.remove.take() {
+            remove();
         }
     }
 }
@@ -118,7 +148,15 @@ where
         let state = State { index_fns: Vec::new(), index: HashMap::new(), filed: HashMap::new() };
         let handlers = Arc::new(Mutex::new(Vec::new()));
         let ready = Arc::new(tokio::sync::watch::Sender::new(false));
-        (Self { store, state: Arc::new(Mutex::new(state)), handlers, ready }, writer)
+        let listing = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(state));
+        (Self { store, state, handlers, ready, listing, scope: 0 }, writer)
+    }
+
+    /// An informer fed by hand instead of by a watch, for the unit tests of its consumers.
+    pub fn fed() -> (Self, Feed<K>) {
+        let (informer, writer) = Self::new();
+        (informer.clone(), Feed { informer, writer })
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K>> {
@@ -134,20 +172,50 @@ where
     /// with every change from now on, so a handler registered late misses nothing. Handlers
     /// run on the watch's task, in order, one at a time: they should only queue work (a key
     /// on a work queue). A handler may read this informer's store and indexes.
-    pub fn on_change(&self, handler: impl FnMut(&Change<'_, K>) + Send + 'static) {
+    ///
+    /// Answers whether that replay was a whole, current list (the store held a finished
+    /// list); otherwise the handler is told `Resynced` once the list is in.
+    pub fn on_change(&self, handler: impl FnMut(&Change<'_, K>) + Send + 'static) -> bool {
         let mut handler: Handler<K> = Box::new(handler);
-        // Holding the handlers' lock: no change is told between the replay and the push.
+        // Holding the handlers' lock: no change is told between the replay and the push, and
+        // a list that finishes after the check below is told to this handler as `Resynced`.
         let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        let complete = self.is_ready() && !self.listing.load(Ordering::SeqCst);
         for obj in self.store.state() {
             handler(&Change::Upsert { old: None, new: &obj });
         }
-        handlers.push(handler);
+        handlers.push((self.scope, handler));
+        complete
     }
 
+    /// The same informer (same watch, cache and indexes), whose `on_change` handlers belong
+    /// to a new scope: dropping the returned [`Scope`] removes them, and the watch goes on. A
+    /// consumer that comes and goes (a controller manager per leadership term) registers
+    /// through a scoped clone of an informer that outlives it.
+    pub fn scoped(&self) -> (Self, Scope) {
+        static NEXT_SCOPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let scope = NEXT_SCOPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let handlers = self.handlers.clone();
+        let remove = move || {
+            handlers.lock().unwrap_or_else(|e| e.into_inner()).retain(|(s, _)| *s != scope);
+        };
+        (Self { scope, ..self.clone() }, Scope { remove: Some(Box::new(remove)) })
+    }
+
+    /// Whether the first list is in the cache.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Tell every handler. A handler that panics is logged and kept: the watch, and the other
+    /// consumers of a shared informer, go on.
     fn tell(&self, change: &Change<'_, K>) {
         let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
-        for h in handlers.iter_mut() {
-            h(change);
+        for (_, h) in handlers.iter_mut() {
+            let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(change)));
+            if told.is_err() {
+                tracing::error!(kind = %K::kind(&()), "an informer handler panicked");
+            }
         }
     }
 
@@ -194,52 +262,66 @@ where
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
             .boxed();
         while let Some(ev) = events.next().await {
-            let ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::debug!(error = %e, "watch failed; the watcher retries");
-                    continue;
-                }
-            };
-            let old = match &ev {
-                watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
-                    self.store.get(&ObjectRef::from_obj(o))
-                }
-                _ => None,
-            };
-            // A handler registered between these two steps is replayed the object and then
-            // told the change too: told twice, never missed.
-            writer.apply_watcher_event(&ev);
-            match &ev {
-                watcher::Event::Apply(new) => {
-                    self.lock().file(new);
-                    self.tell(&Change::Upsert { old, new });
-                }
-                watcher::Event::Delete(gone) => {
-                    self.lock().unfile(&ObjectRef::from_obj(gone));
-                    self.tell(&Change::Delete { old, gone });
-                }
-                watcher::Event::InitApply(obj) => self.lock().file(obj),
-                watcher::Event::InitDone => {
-                    tracing::debug!(kind = %K::kind(&()), objects = self.store.len(), "informer synced");
-                    // Objects deleted while the watch was down are gone from the store.
-                    let mut state = self.lock();
-                    let stale: Vec<ObjectRef<K>> = state
-                        .filed
-                        .keys()
-                        .filter(|r| self.store.get(r).is_none())
-                        .cloned()
-                        .collect();
-                    for r in &stale {
-                        state.unfile(r);
-                    }
-                    drop(state);
-                    self.ready.send_replace(true);
-                    self.tell(&Change::Resynced);
-                }
-                watcher::Event::Init => {}
+            match ev {
+                Ok(ev) => self.process(&mut writer, &ev),
+                Err(e) => tracing::debug!(error = %e, "watch failed; the watcher retries"),
             }
         }
+    }
+
+    /// Apply one watch event to the cache, re-file it, tell the handlers.
+    fn process(&self, writer: &mut Writer<K>, ev: &watcher::Event<K>) {
+        let old = match ev {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
+                self.store.get(&ObjectRef::from_obj(o))
+            }
+            _ => None,
+        };
+        // A handler registered between these two steps is replayed the object and then
+        // told the change too: told twice, never missed.
+        writer.apply_watcher_event(ev);
+        match ev {
+            watcher::Event::Apply(new) => {
+                self.lock().file(new);
+                self.tell(&Change::Upsert { old, new });
+            }
+            watcher::Event::Delete(gone) => {
+                self.lock().unfile(&ObjectRef::from_obj(gone));
+                self.tell(&Change::Delete { old, gone });
+            }
+            watcher::Event::InitApply(obj) => self.lock().file(obj),
+            watcher::Event::InitDone => {
+                self.listing.store(false, Ordering::SeqCst);
+                tracing::debug!(kind = %K::kind(&()), objects = self.store.len(), "informer synced");
+                // Objects deleted while the watch was down are gone from the store.
+                let mut state = self.lock();
+                let stale: Vec<ObjectRef<K>> =
+                    state.filed.keys().filter(|r| self.store.get(r).is_none()).cloned().collect();
+                for r in &stale {
+                    state.unfile(r);
+                }
+                drop(state);
+                self.ready.send_replace(true);
+                self.tell(&Change::Resynced);
+            }
+            watcher::Event::Init => self.listing.store(true, Ordering::SeqCst),
+        }
+    }
+}
+
+/// The hand that feeds an [`Informer::fed`] informer: each event is handled as if its watch
+/// had delivered it.
+pub struct Feed<K: Resource<DynamicType = ()> + Clone + 'static> {
+    informer: Informer<K>,
+    writer: Writer<K>,
+}
+
+impl<K> Feed<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    pub fn event(&mut self, ev: watcher::Event<K>) {
+        self.informer.process(&mut self.writer, &ev);
     }
 }
 
@@ -277,11 +359,40 @@ pub struct SharedInformers {
     client: kube::Client,
     entries: Mutex<HashMap<TypeId, Entry>>,
     tasks: Mutex<JoinSet<()>>,
+    /// Handlers registered on adopted informers, removed with this factory.
+    scopes: Mutex<Vec<Scope>>,
 }
 
 impl SharedInformers {
     pub fn new(client: kube::Client) -> Self {
-        Self { client, entries: Mutex::new(HashMap::new()), tasks: Mutex::new(JoinSet::new()) }
+        Self {
+            client,
+            entries: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            scopes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The pod informer (with [`pod_indexes`]).
+    pub fn pods(&self) -> Informer<Pod> {
+        self.get::<Pod>()
+    }
+
+    /// Hand out `informer`, which is watched elsewhere (by a factory that lives longer, e.g.
+    /// one the whole process shares), as this factory's informer of `K` instead of starting
+    /// a watch of its own. Handlers registered through this factory are removed when it is
+    /// dropped; the watch and the cache go on.
+    pub fn adopt<K>(&self, informer: &Informer<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let (scoped, scope) = informer.scoped();
+        if let Some(pods) = (&scoped as &dyn Any).downcast_ref::<Informer<Pod>>() {
+            pod_indexes(pods);
+        }
+        self.scopes.lock().unwrap_or_else(|e| e.into_inner()).push(scope);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(TypeId::of::<K>(), Entry { informer: Box::new(scoped) });
     }
 
     /// The informer of every `K` in the cluster, watching from the first call on (which must
@@ -366,6 +477,107 @@ mod tests {
         apply(&informer, &mut writer, watcher::Event::Delete(pod("b", "n1", "rs2")));
         assert!(informer.by_index(BY_NODE, "n1").is_empty());
         assert_eq!(names(informer.by_index(BY_OWNER_UID, "rs2")), ["a"]);
+    }
+
+    /// The names told to a handler, as `+name` (upsert), `-name` (delete), `resync`.
+    fn recorder(informer: &Informer<Pod>) -> Arc<Mutex<Vec<String>>> {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        informer.on_change(move |c| {
+            let entry = match c {
+                Change::Upsert { new, .. } => {
+                    format!("+{}", new.metadata.name.as_deref().unwrap_or(""))
+                }
+                Change::Delete { gone, .. } => {
+                    format!("-{}", gone.metadata.name.as_deref().unwrap_or(""))
+                }
+                Change::Resynced => "resync".into(),
+            };
+            log.lock().unwrap().push(entry);
+        });
+        seen
+    }
+
+    #[test]
+    fn scoped_handlers_should_end_with_their_scope_while_the_informer_goes_on() {
+        let (informer, mut writer) = Informer::<Pod>::new();
+        pod_indexes(&informer);
+        let forever = recorder(&informer);
+        informer.process(&mut writer, &watcher::Event::Apply(pod("a", "n1", "rs1")));
+        let (scoped, scope) = informer.scoped();
+        // Registered late: told what is cached, then every change.
+        let term = recorder(&scoped);
+        informer.process(&mut writer, &watcher::Event::Apply(pod("b", "n1", "rs1")));
+        drop(scope);
+        informer.process(&mut writer, &watcher::Event::Delete(pod("a", "n1", "rs1")));
+        informer.process(&mut writer, &watcher::Event::Init);
+        informer.process(&mut writer, &watcher::Event::InitApply(pod("b", "n1", "rs1")));
+        informer.process(&mut writer, &watcher::Event::InitDone);
+        assert_eq!(*term.lock().unwrap(), ["+a", "+b"]);
+        assert_eq!(*forever.lock().unwrap(), ["+a", "+b", "-a", "resync"]);
+        assert!(informer.is_ready());
+        // The scoped clone reads the same cache.
+        assert_eq!(scoped.store().len(), 1);
+        assert_eq!(scoped.by_index(BY_NODE, "n1").len(), 1);
+    }
+
+    #[test]
+    fn on_change_should_say_whether_its_replay_was_a_whole_current_list() {
+        let (informer, mut writer) = Informer::<Pod>::new();
+        assert!(!informer.on_change(|_| {}), "nothing listed yet");
+        informer.process(&mut writer, &watcher::Event::Init);
+        informer.process(&mut writer, &watcher::Event::InitApply(pod("a", "n1", "rs1")));
+        informer.process(&mut writer, &watcher::Event::InitDone);
+        assert!(informer.on_change(|_| {}), "the first list is in");
+        // A relist after a watch failure: the store still shows the old list until it ends.
+        informer.process(&mut writer, &watcher::Event::Init);
+        informer.process(&mut writer, &watcher::Event::InitApply(pod("b", "n1", "rs1")));
+        let resynced = Arc::new(Mutex::new(0));
+        let count = resynced.clone();
+        let complete = informer.on_change(move |c| {
+            if matches!(c, Change::Resynced) {
+                *count.lock().unwrap() += 1;
+            }
+        });
+        assert!(!complete, "a replay during a relist is not current");
+        informer.process(&mut writer, &watcher::Event::InitDone);
+        assert_eq!(*resynced.lock().unwrap(), 1, "told once the relist is in");
+        assert!(informer.on_change(|_| {}));
+    }
+
+    #[test]
+    fn a_panicking_handler_should_not_stop_the_others() {
+        let (informer, mut writer) = Informer::<Pod>::new();
+        informer.on_change(|c| {
+            if matches!(c, Change::Upsert { .. }) {
+                panic!("a handler's bug");
+            }
+        });
+        let seen = recorder(&informer);
+        informer.process(&mut writer, &watcher::Event::Apply(pod("a", "n1", "rs1")));
+        informer.process(&mut writer, &watcher::Event::Apply(pod("b", "n1", "rs1")));
+        assert_eq!(*seen.lock().unwrap(), ["+a", "+b"]);
+        assert_eq!(informer.store().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn adopted_informers_should_lose_their_handlers_with_the_factory() {
+        // A client that reaches nothing: an adopted informer starts no watch of its own.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let (shared, mut writer) = Informer::<Pod>::new();
+        shared.process(&mut writer, &watcher::Event::Apply(pod("a", "n1", "rs1")));
+        let factory = SharedInformers::new(client);
+        factory.adopt(&shared);
+        let pods = factory.get::<Pod>();
+        assert_eq!(pods.by_index(BY_OWNER_UID, "rs1").len(), 1, "the pod indexes are there");
+        let seen = recorder(&pods);
+        shared.process(&mut writer, &watcher::Event::Apply(pod("b", "n2", "rs1")));
+        drop(factory);
+        shared.process(&mut writer, &watcher::Event::Apply(pod("c", "n2", "rs1")));
+        assert_eq!(*seen.lock().unwrap(), ["+a", "+b"]);
+        assert_eq!(shared.store().len(), 3);
+        assert!(shared.handlers.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -51,8 +51,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 pub use skiff_client_tools::Recorder;
-use skiff_client_tools::informers::SharedInformers;
+use skiff_client_tools::informers::{Informer, SharedInformers};
 
 /// The controller manager's leader-election Lease, in `kube-system`.
 pub const LEASE_NAME: &str = "kube-controller-manager";
@@ -86,6 +87,9 @@ pub struct Options {
     /// How often each HorizontalPodAutoscaler is looked at
     /// (`--horizontal-pod-autoscaler-sync-period`; Kubernetes' default is 15 s).
     pub hpa_sync_period: Duration,
+    /// The pod informer to use, when the process shares one (`skiff server` shares its with
+    /// the scheduler); `None` starts a pod watch of each leadership term's own.
+    pub pods: Option<Informer<Pod>>,
 }
 
 impl Default for Options {
@@ -97,6 +101,7 @@ impl Default for Options {
             terminated_pod_gc_threshold: 12500,
             root_ca_pem: None,
             hpa_sync_period: Duration::from_secs(15),
+            pods: None,
         }
     }
 }
@@ -115,6 +120,9 @@ impl Context {
     pub fn new(client: kube::Client, options: Options) -> Arc<Self> {
         let recorder = Recorder::new(client.clone(), "controller-manager");
         let informers = SharedInformers::new(client.clone());
+        if let Some(pods) = &options.pods {
+            informers.adopt(pods);
+        }
         Arc::new(Self { client, informers, recorder, options })
     }
 }

@@ -21,6 +21,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use skiff_client_tools::informers::{Informer, SharedInformers};
+
 use crate::metrics::Metrics;
 use crate::queue::SchedulingQueue;
 use crate::scheduler::{Scheduler, Shared};
@@ -37,6 +40,9 @@ pub struct Options {
     pub leader_elect: bool,
     pub profiles: Vec<profiles::ProfileConfig>,
     pub percentage_of_nodes_to_score: u32,
+    /// The pod informer to follow, when the process shares one (`skiff server` shares its
+    /// with the controller manager); `None` starts a pod watch of the scheduler's own.
+    pub pods: Option<Informer<Pod>>,
 }
 
 impl Default for Options {
@@ -47,6 +53,7 @@ impl Default for Options {
             leader_elect: true,
             profiles: vec![profiles::ProfileConfig::named(DEFAULT_SCHEDULER_NAME)],
             percentage_of_nodes_to_score: 0,
+            pods: None,
         }
     }
 }
@@ -117,7 +124,16 @@ pub async fn run_leading(client: kube::Client, options: Options, metrics: Metric
     });
     let mut tasks = tokio::task::JoinSet::new();
     let (synced_tx, mut synced_rx) = tokio::sync::mpsc::unbounded_channel();
-    let watches = informers::start(&shared, &client, &mut tasks, synced_tx);
+    // Without a shared pod informer, one of this term's own (its watch ends with the term).
+    let own_informers;
+    let pods = match &options.pods {
+        Some(pods) => pods.clone(),
+        None => {
+            own_informers = SharedInformers::new(client.clone());
+            own_informers.get::<Pod>()
+        }
+    };
+    let (watches, _pods_scope) = informers::start(&shared, &client, &pods, &mut tasks, synced_tx);
     for _ in 0..watches {
         if synced_rx.recv().await.is_none() {
             return;
