@@ -348,6 +348,13 @@ pub fn pod_indexes(pods: &Informer<Pod>) {
     pods.add_index(BY_NAMESPACE, |p: &Pod| p.metadata.namespace.clone().into_iter().collect());
 }
 
+/// Give `informer` the [`pod_indexes`] if it is the pod informer.
+fn with_pod_indexes<K: Resource<DynamicType = ()> + 'static>(informer: &Informer<K>) {
+    if let Some(pods) = (informer as &dyn Any).downcast_ref::<Informer<Pod>>() {
+        pod_indexes(pods);
+    }
+}
+
 struct Entry {
     informer: Box<dyn Any + Send + Sync>,
 }
@@ -387,9 +394,7 @@ impl SharedInformers {
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
         let (scoped, scope) = informer.scoped();
-        if let Some(pods) = (&scoped as &dyn Any).downcast_ref::<Informer<Pod>>() {
-            pod_indexes(pods);
-        }
+        with_pod_indexes(&scoped);
         self.scopes.lock().unwrap_or_else(|e| e.into_inner()).push(scope);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.insert(TypeId::of::<K>(), Entry { informer: Box::new(scoped) });
@@ -409,9 +414,7 @@ impl SharedInformers {
             }
         }
         let (informer, writer) = Informer::<K>::new();
-        if let Some(pods) = (&informer as &dyn Any).downcast_ref::<Informer<Pod>>() {
-            pod_indexes(pods);
-        }
+        with_pod_indexes(&informer);
         let api = Api::<K>::all(self.client.clone());
         let run = informer.clone();
         let watch = run.run(api, watcher::Config::default(), writer);
